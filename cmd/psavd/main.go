@@ -1,0 +1,45 @@
+// Command psavd is the PSAV border router: one binary for every role
+// engine.toml gives it (DESIGN §1). Subcommands:
+//
+//	psavd [run] -config engine.toml     run a node
+//	psavd check -config engine.toml     validate a configuration, start nothing
+//	psavd replay -config F -in IN.pcap -out OUT.pcap [-at UNIX] [-port NAME]
+//	psavd lab [-topology F] [-n N] [-v] build the lab in namespaces and show PSAV at work
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+const usage = `usage:
+  psavd [run] -config engine.toml
+  psavd check -config engine.toml
+  psavd replay -config engine.toml -in in.pcap -out out.pcap [-at UNIX_SECONDS] [-port NAME]
+  psavd lab [-topology topology.toml] [-n PACKETS_PER_FLOW] [-v]
+`
+
+func main() {
+	args := os.Args[1:]
+	cmd := "run"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	var code int
+	switch cmd {
+	case "run":
+		code = runCmd(args)
+	case "check":
+		code = checkCmd(args)
+	case "replay":
+		code = replayCmd(args)
+	case "lab":
+		code = labCmd(args)
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "psavd: unknown command %q\n%s", cmd, usage)
+		code = 2
+	}
+	os.Exit(code)
+}

@@ -1,0 +1,624 @@
+// Package config reads engine.toml — the only package that knows TOML — and
+// checks it strictly: an unknown key, a value of the wrong type or a value
+// that makes no sense is refused before anything starts, with one Problem
+// per mistake naming the file, the key (as `port[1].role`) and the reason.
+//
+// The keys of DESIGN §4.1 are fixed by the contract; the rest is documented
+// in docs/config.md.
+package config
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is engine.toml.
+type Config struct {
+	File string `toml:"-"`
+
+	PSAV    PSAV     `toml:"psav"`
+	Engine  Engine   `toml:"engine"`
+	Ports   []Port   `toml:"port"`
+	Routes  []Route  `toml:"route"`
+	ACS     *ACS     `toml:"acs"`
+	ABR     *ABR     `toml:"abr"`
+	Metrics *Metrics `toml:"metrics"`
+	Log     Log      `toml:"log"`
+	LISP    *LISP    `toml:"lisp"`
+}
+
+// PSAV is [psav].
+type PSAV struct {
+	ASN          uint32       `toml:"asn"`
+	EpochSeconds int64        `toml:"epoch_seconds"`
+	T0           int64        `toml:"t0"`
+	Members      []Member     `toml:"member"`
+	StaticPeers  []StaticPeer `toml:"static_peer"`
+}
+
+// Member is [[psav.member]]: one AS-Prefix table entry. The member whose ASN
+// is psav.asn holds this AS's own prefixes.
+type Member struct {
+	ASN      uint32   `toml:"asn"`
+	Prefixes []string `toml:"prefixes"`
+}
+
+// StaticPeer is [[psav.static_peer]]: a peer whose state machine starts from
+// a configured state instead of one negotiated by an ACS.
+type StaticPeer struct {
+	ASN        uint32 `toml:"asn"`
+	StartEpoch int64  `toml:"start_epoch"`
+	S0         string `toml:"s0"`
+}
+
+// Engine is [engine].
+type Engine struct {
+	Forwarding    string `toml:"forwarding"`     // "cross-connect" (default) | "routed"
+	CPUs          []int  `toml:"cpus"`           // poll loops pinned round robin; default: all
+	Batch         int    `toml:"batch"`          // frames per batch, default 64
+	SpoofedInside string `toml:"spoofed_inside"` // "drop" (default) | "forward"
+	NoRoom        string `toml:"no_room"`        // "forward" (default) | "drop"
+	Frames        int    `toml:"frames"`         // UMEM frames per socket, default 4096
+	RingSize      int    `toml:"ring_size"`      // AF_XDP ring size, default 2048
+}
+
+// Port is [[port]].
+type Port struct {
+	Name      string `toml:"name"`
+	Interface string `toml:"interface"`
+	Role      string `toml:"role"`
+	Peer      string `toml:"peer"`
+	Queues    []int  `toml:"queues"`   // default [0]
+	XDPMode   string `toml:"xdp_mode"` // "auto" (default) | "native" | "generic"
+}
+
+// Route is [[route]] (routed forwarding).
+type Route struct {
+	Prefix     string `toml:"prefix"`
+	Port       string `toml:"port"`
+	NextHop    string `toml:"next_hop"`
+	NextHopMAC string `toml:"next_hop_mac"`
+}
+
+// ACS is [acs] (DESIGN §4.1).
+type ACS struct {
+	Listen    string    `toml:"listen"`
+	Cert      string    `toml:"cert"`
+	Key       string    `toml:"key"`
+	CA        string    `toml:"ca"`
+	Heartbeat string    `toml:"heartbeat"`
+	DeadAfter int       `toml:"dead_after"`
+	Peers     []ACSPeer `toml:"peer"`
+}
+
+// ACSPeer is [[acs.peer]].
+type ACSPeer struct {
+	ASN     uint32 `toml:"asn"`
+	Address string `toml:"address"`
+}
+
+// ABR is [abr] (DESIGN §4.1).
+type ABR struct {
+	ACS  string `toml:"acs"`
+	Cert string `toml:"cert"`
+	Key  string `toml:"key"`
+	CA   string `toml:"ca"`
+}
+
+// Metrics is [metrics].
+type Metrics struct {
+	Listen string `toml:"listen"`
+}
+
+// Log is [log].
+type Log struct {
+	Level  string `toml:"level"`  // debug | info (default) | warn | error
+	Format string `toml:"format"` // console (default) | json
+}
+
+// LISP is [lisp] (DESIGN §4.1); read and checked for form only until the
+// LISP control plane lands.
+type LISP struct {
+	InstanceID   uint32           `toml:"instance_id"`
+	RLOCs        []string         `toml:"rlocs"`
+	MapServer    *LISPMapServer   `toml:"map_server"`
+	Sites        []LISPSite       `toml:"site"`
+	Database     []LISPDatabase   `toml:"database"`
+	RegisterTo   []LISPRegisterTo `toml:"register_to"`
+	MapResolvers []LISPResolver   `toml:"map_resolver"`
+}
+
+// LISPMapServer is [lisp.map_server].
+type LISPMapServer struct {
+	Listen string `toml:"listen"`
+}
+
+// LISPSite is [[lisp.site]].
+type LISPSite struct {
+	Name                string   `toml:"name"`
+	Key                 string   `toml:"key"`
+	KeyID               int      `toml:"key_id"`
+	EIDPrefixes         []string `toml:"eid_prefixes"`
+	AcceptMoreSpecifics bool     `toml:"accept_more_specifics"`
+}
+
+// LISPDatabase is [[lisp.database]].
+type LISPDatabase struct {
+	EID   string     `toml:"eid"`
+	RLOCs []LISPRLOC `toml:"rlocs"`
+}
+
+// LISPRLOC is one locator of a database mapping.
+type LISPRLOC struct {
+	Address  string `toml:"address"`
+	Priority int    `toml:"priority"`
+	Weight   int    `toml:"weight"`
+}
+
+// LISPRegisterTo is [[lisp.register_to]].
+type LISPRegisterTo struct {
+	Address    string `toml:"address"`
+	Key        string `toml:"key"`
+	KeyID      int    `toml:"key_id"`
+	WantNotify bool   `toml:"want_notify"`
+}
+
+// LISPResolver is [[lisp.map_resolver]].
+type LISPResolver struct {
+	Address string `toml:"address"`
+}
+
+// Problem is one thing wrong with a configuration.
+type Problem struct {
+	File   string
+	Key    string
+	Reason string
+}
+
+func (p Problem) String() string {
+	if p.Key == "" {
+		return fmt.Sprintf("%s: %s", p.File, p.Reason)
+	}
+	return fmt.Sprintf("%s: %s: %s", p.File, p.Key, p.Reason)
+}
+
+// Problems is every problem found; it is the error Load returns.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, "\n")
+}
+
+// Load reads and checks a configuration file.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, Problems{{File: path, Reason: err.Error()}}
+	}
+	return Parse(path, data)
+}
+
+// Parse reads and checks configuration text; name is used in problems.
+func Parse(name string, data []byte) (*Config, error) {
+	c := &Config{File: name}
+	md, err := toml.Decode(string(data), c)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, Problems{{File: name, Key: fmt.Sprintf("line %d", pe.Position.Line), Reason: pe.Message}}
+		}
+		return nil, Problems{{File: name, Reason: decodeReason(err)}}
+	}
+	var ps Problems
+	for _, k := range unknownKeys(data, md) {
+		ps = append(ps, Problem{File: name, Key: k, Reason: "unknown key"})
+	}
+	c.defaults()
+	ps = append(ps, c.check()...)
+	if len(ps) > 0 {
+		return nil, ps
+	}
+	return c, nil
+}
+
+func decodeReason(err error) string {
+	// BurntSushi/toml type errors read like "toml: line 3 (last key "psav.asn"): incompatible types: …"
+	return strings.TrimPrefix(err.Error(), "toml: ")
+}
+
+// unknownKeys names every key the schema does not have, with array indexes
+// (`port[1].rol`) found by walking the document again as plain data.
+func unknownKeys(data []byte, md toml.MetaData) []string {
+	und := md.Undecoded()
+	if len(und) == 0 {
+		return nil
+	}
+	var doc map[string]any
+	if _, err := toml.Decode(string(data), &doc); err != nil {
+		return nil
+	}
+	want := map[string]bool{}
+	for _, k := range und {
+		want[k.String()] = true
+	}
+	var out []string
+	var walk func(v any, plain, indexed string)
+	walk = func(v any, plain, indexed string) {
+		if want[plain] {
+			out = append(out, indexed)
+			return
+		}
+		switch t := v.(type) {
+		case map[string]any:
+			for k, sub := range t {
+				walk(sub, join(plain, k), join(indexed, k))
+			}
+		case []map[string]any:
+			for i, sub := range t {
+				walk(sub, plain, fmt.Sprintf("%s[%d]", indexed, i))
+			}
+		}
+	}
+	walk(doc, "", "")
+	sort.Strings(out)
+	return out
+}
+
+func join(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "." + b
+}
+
+func (c *Config) defaults() {
+	if c.PSAV.EpochSeconds == 0 {
+		c.PSAV.EpochSeconds = 60
+	}
+	if c.Engine.Forwarding == "" {
+		c.Engine.Forwarding = "cross-connect"
+	}
+	if c.Engine.Batch == 0 {
+		c.Engine.Batch = 64
+	}
+	if c.Engine.SpoofedInside == "" {
+		c.Engine.SpoofedInside = "drop"
+	}
+	if c.Engine.NoRoom == "" {
+		c.Engine.NoRoom = "forward"
+	}
+	if c.Engine.Frames == 0 {
+		c.Engine.Frames = 4096
+	}
+	if c.Engine.RingSize == 0 {
+		c.Engine.RingSize = 2048
+	}
+	for i := range c.Ports {
+		if len(c.Ports[i].Queues) == 0 {
+			c.Ports[i].Queues = []int{0}
+		}
+		if c.Ports[i].XDPMode == "" {
+			c.Ports[i].XDPMode = "auto"
+		}
+	}
+	if c.ACS != nil {
+		if c.ACS.Heartbeat == "" {
+			c.ACS.Heartbeat = "1s"
+		}
+		if c.ACS.DeadAfter == 0 {
+			c.ACS.DeadAfter = 3
+		}
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "console"
+	}
+}
+
+// checker collects problems for one file.
+type checker struct {
+	file string
+	ps   Problems
+}
+
+func (k *checker) add(key, format string, args ...any) {
+	k.ps = append(k.ps, Problem{File: k.file, Key: key, Reason: fmt.Sprintf(format, args...)})
+}
+
+func (k *checker) oneOf(key, v string, allowed ...string) {
+	for _, a := range allowed {
+		if v == a {
+			return
+		}
+	}
+	k.add(key, "%q is not one of %s", v, strings.Join(allowed, ", "))
+}
+
+func (k *checker) prefix(key, s string) (netip.Prefix, bool) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		k.add(key, "%q is not a prefix (like 192.0.2.0/24 or 2001:db8::/32)", s)
+		return p, false
+	}
+	if p.Masked() != p {
+		k.add(key, "%q has host bits set (did you mean %s?)", s, p.Masked())
+		return p, false
+	}
+	return p, true
+}
+
+func (k *checker) hostPort(key, s string) {
+	if _, _, err := net.SplitHostPort(s); err != nil {
+		k.add(key, "%q is not host:port", s)
+	}
+}
+
+func (k *checker) existingFile(key, path string) {
+	if path == "" {
+		k.add(key, "missing")
+		return
+	}
+	if _, err := os.Stat(path); err != nil {
+		k.add(key, "%v", err)
+	}
+}
+
+func (c *Config) check() Problems {
+	k := &checker{file: c.File}
+
+	// [psav]
+	if c.PSAV.ASN == 0 {
+		k.add("psav.asn", "missing (this AS's number)")
+	}
+	if c.PSAV.EpochSeconds < 1 {
+		k.add("psav.epoch_seconds", "must be at least 1, is %d", c.PSAV.EpochSeconds)
+	}
+	if c.PSAV.T0 < 0 {
+		k.add("psav.t0", "must not be negative")
+	}
+	asns := map[uint32]int{}
+	seenPfx := map[netip.Prefix]string{}
+	for i, m := range c.PSAV.Members {
+		key := fmt.Sprintf("psav.member[%d]", i)
+		if m.ASN == 0 {
+			k.add(key+".asn", "missing")
+		} else if j, dup := asns[m.ASN]; dup {
+			k.add(key+".asn", "AS%d is already psav.member[%d]", m.ASN, j)
+		} else {
+			asns[m.ASN] = i
+		}
+		for j, s := range m.Prefixes {
+			pk := fmt.Sprintf("%s.prefixes[%d]", key, j)
+			if p, ok := k.prefix(pk, s); ok {
+				if other, dup := seenPfx[p]; dup {
+					k.add(pk, "%s is already given at %s", p, other)
+				}
+				seenPfx[p] = pk
+			}
+		}
+	}
+	if c.PSAV.ASN != 0 {
+		if _, ok := asns[c.PSAV.ASN]; !ok && len(c.PSAV.Members) > 0 {
+			k.add("psav.member", "no entry for this AS (asn = %d): its prefixes are needed to tell local sources", c.PSAV.ASN)
+		}
+	}
+	peers := map[uint32]bool{}
+	for i, sp := range c.PSAV.StaticPeers {
+		key := fmt.Sprintf("psav.static_peer[%d]", i)
+		if sp.ASN == 0 {
+			k.add(key+".asn", "missing")
+		} else if sp.ASN == c.PSAV.ASN {
+			k.add(key+".asn", "is this AS itself")
+		} else if peers[sp.ASN] {
+			k.add(key+".asn", "AS%d has two static peers", sp.ASN)
+		}
+		peers[sp.ASN] = true
+		if sp.StartEpoch < 0 {
+			k.add(key+".start_epoch", "must not be negative")
+		}
+		if b, err := hex.DecodeString(sp.S0); err != nil || len(b) != 32 {
+			k.add(key+".s0", "must be 64 hex digits (32 octets)")
+		}
+	}
+
+	// [engine]
+	k.oneOf("engine.forwarding", c.Engine.Forwarding, "cross-connect", "routed")
+	k.oneOf("engine.spoofed_inside", c.Engine.SpoofedInside, "drop", "forward")
+	k.oneOf("engine.no_room", c.Engine.NoRoom, "forward", "drop")
+	if c.Engine.Batch < 1 || c.Engine.Batch > 1024 {
+		k.add("engine.batch", "must be 1 … 1024, is %d", c.Engine.Batch)
+	}
+	if c.Engine.RingSize < 64 || c.Engine.RingSize&(c.Engine.RingSize-1) != 0 {
+		k.add("engine.ring_size", "must be a power of two ≥ 64, is %d", c.Engine.RingSize)
+	}
+	if c.Engine.Frames < 2*c.Engine.Batch || c.Engine.Frames&(c.Engine.Frames-1) != 0 {
+		k.add("engine.frames", "must be a power of two ≥ 2 × batch, is %d", c.Engine.Frames)
+	}
+	for i, cpu := range c.Engine.CPUs {
+		if cpu < 0 {
+			k.add(fmt.Sprintf("engine.cpus[%d]", i), "must not be negative")
+		}
+	}
+
+	// [[port]]
+	names := map[string]int{}
+	ifq := map[string]string{}
+	for i, p := range c.Ports {
+		key := fmt.Sprintf("port[%d]", i)
+		if p.Name == "" {
+			k.add(key+".name", "missing")
+		} else if j, dup := names[p.Name]; dup {
+			k.add(key+".name", "%q is already port[%d]", p.Name, j)
+		} else {
+			names[p.Name] = i
+		}
+		if p.Interface == "" {
+			k.add(key+".interface", "missing")
+		}
+		if p.Role == "" {
+			k.add(key+".role", "missing (ingress, egress or trust)")
+		} else {
+			k.oneOf(key+".role", p.Role, "ingress", "egress", "trust")
+		}
+		k.oneOf(key+".xdp_mode", p.XDPMode, "auto", "native", "generic")
+		for j, q := range p.Queues {
+			if q < 0 {
+				k.add(fmt.Sprintf("%s.queues[%d]", key, j), "must not be negative")
+				continue
+			}
+			id := fmt.Sprintf("%s/%d", p.Interface, q)
+			if other, dup := ifq[id]; dup {
+				k.add(fmt.Sprintf("%s.queues[%d]", key, j), "interface %s queue %d is already used by %s", p.Interface, q, other)
+			}
+			ifq[id] = key
+		}
+	}
+	if len(c.Ports) == 0 {
+		k.add("port", "no ports: at least two are needed to forward")
+	}
+	for i, p := range c.Ports {
+		key := fmt.Sprintf("port[%d].peer", i)
+		if c.Engine.Forwarding == "cross-connect" {
+			switch j, ok := names[p.Peer]; {
+			case p.Peer == "":
+				k.add(key, "missing (cross-connect forwarding needs a peer port)")
+			case !ok:
+				k.add(key, "no port is named %q", p.Peer)
+			case p.Peer == p.Name:
+				k.add(key, "a port cannot be its own peer")
+			case c.Ports[j].Peer != p.Name:
+				k.add(key, "%q's peer is %q, not %q: cross-connect peers must name each other", p.Peer, c.Ports[j].Peer, p.Name)
+			}
+		}
+	}
+
+	// [[route]]
+	for i, r := range c.Routes {
+		key := fmt.Sprintf("route[%d]", i)
+		k.prefix(key+".prefix", r.Prefix)
+		if _, ok := names[r.Port]; !ok {
+			k.add(key+".port", "no port is named %q", r.Port)
+		}
+		if r.NextHop != "" {
+			if _, err := netip.ParseAddr(r.NextHop); err != nil {
+				k.add(key+".next_hop", "%q is not an address", r.NextHop)
+			}
+		}
+		if r.NextHopMAC != "" {
+			if _, err := net.ParseMAC(r.NextHopMAC); err != nil {
+				k.add(key+".next_hop_mac", "%q is not a MAC address", r.NextHopMAC)
+			}
+		} else if r.NextHop == "" {
+			k.add(key, "needs next_hop or next_hop_mac")
+		}
+	}
+	if c.Engine.Forwarding == "routed" && len(c.Routes) == 0 && len(c.Ports) > 0 {
+		k.add("route", "routed forwarding needs at least one [[route]]")
+	}
+
+	// [acs], [abr], [metrics], [log]
+	if a := c.ACS; a != nil {
+		k.hostPort("acs.listen", a.Listen)
+		k.existingFile("acs.cert", a.Cert)
+		k.existingFile("acs.key", a.Key)
+		k.existingFile("acs.ca", a.CA)
+		if d, err := time.ParseDuration(a.Heartbeat); err != nil || d <= 0 {
+			k.add("acs.heartbeat", "%q is not a positive duration (like 1s)", a.Heartbeat)
+		}
+		if a.DeadAfter < 1 {
+			k.add("acs.dead_after", "must be at least 1")
+		}
+		for i, p := range a.Peers {
+			if p.ASN == 0 {
+				k.add(fmt.Sprintf("acs.peer[%d].asn", i), "missing")
+			}
+			k.hostPort(fmt.Sprintf("acs.peer[%d].address", i), p.Address)
+		}
+	}
+	if b := c.ABR; b != nil {
+		k.hostPort("abr.acs", b.ACS)
+		k.existingFile("abr.cert", b.Cert)
+		k.existingFile("abr.key", b.Key)
+		k.existingFile("abr.ca", b.CA)
+	}
+	if c.Metrics != nil {
+		k.hostPort("metrics.listen", c.Metrics.Listen)
+	}
+	k.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	k.oneOf("log.format", c.Log.Format, "console", "json")
+	if l := c.LISP; l != nil {
+		c.checkLISP(k, l)
+	}
+	return k.ps
+}
+
+func (c *Config) checkLISP(k *checker, l *LISP) {
+	addr := func(key, s string) {
+		if _, err := netip.ParseAddr(s); err != nil {
+			k.add(key, "%q is not an address", s)
+		}
+	}
+	keyID := func(key string, id int) {
+		if id != 1 && id != 2 {
+			k.add(key, "must be 1 (HMAC-SHA-1-96) or 2 (HMAC-SHA-256-128), is %d", id)
+		}
+	}
+	for i, r := range l.RLOCs {
+		addr(fmt.Sprintf("lisp.rlocs[%d]", i), r)
+	}
+	if l.MapServer != nil {
+		k.hostPort("lisp.map_server.listen", l.MapServer.Listen)
+	}
+	for i, s := range l.Sites {
+		key := fmt.Sprintf("lisp.site[%d]", i)
+		if s.Name == "" {
+			k.add(key+".name", "missing")
+		}
+		if s.Key == "" {
+			k.add(key+".key", "missing")
+		}
+		keyID(key+".key_id", s.KeyID)
+		for j, p := range s.EIDPrefixes {
+			k.prefix(fmt.Sprintf("%s.eid_prefixes[%d]", key, j), p)
+		}
+	}
+	for i, d := range l.Database {
+		key := fmt.Sprintf("lisp.database[%d]", i)
+		k.prefix(key+".eid", d.EID)
+		for j, r := range d.RLOCs {
+			addr(fmt.Sprintf("%s.rlocs[%d].address", key, j), r.Address)
+			if r.Priority < 0 || r.Priority > 255 {
+				k.add(fmt.Sprintf("%s.rlocs[%d].priority", key, j), "must be 0 … 255")
+			}
+			if r.Weight < 0 || r.Weight > 255 {
+				k.add(fmt.Sprintf("%s.rlocs[%d].weight", key, j), "must be 0 … 255")
+			}
+		}
+	}
+	for i, r := range l.RegisterTo {
+		key := fmt.Sprintf("lisp.register_to[%d]", i)
+		addr(key+".address", r.Address)
+		if r.Key == "" {
+			k.add(key+".key", "missing")
+		}
+		keyID(key+".key_id", r.KeyID)
+	}
+	for i, r := range l.MapResolvers {
+		addr(fmt.Sprintf("lisp.map_resolver[%d].address", i), r.Address)
+	}
+}

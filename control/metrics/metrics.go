@@ -1,0 +1,137 @@
+// Package metrics exports the engine's counters in the Prometheus text
+// format. Counters live per poll loop (no shared cache line on the packet
+// path); the collector sums them at scrape time.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/psavd/psavd/engine"
+)
+
+// Collector sums the counters of every registered processor.
+type Collector struct {
+	eng   *engine.Engine
+	mu    sync.Mutex
+	procs []*engine.Processor
+
+	rxPackets, rxBytes, txPackets, packets, drops, epoch, version *prometheus.Desc
+}
+
+// NewCollector returns a collector for eng's ports.
+func NewCollector(eng *engine.Engine) *Collector {
+	return &Collector{
+		eng:       eng,
+		rxPackets: prometheus.NewDesc("psavd_rx_packets_total", "Frames received, by port of arrival.", []string{"port"}, nil),
+		rxBytes:   prometheus.NewDesc("psavd_rx_bytes_total", "Octets received, by port of arrival.", []string{"port"}, nil),
+		txPackets: prometheus.NewDesc("psavd_tx_packets_total", "Frames transmitted, by port they left by.", []string{"port"}, nil),
+		packets:   prometheus.NewDesc("psavd_packets_total", "Frames forwarded, by port of arrival and action.", []string{"port", "action"}, nil),
+		drops:     prometheus.NewDesc("psavd_drops_total", "Frames dropped, by port of arrival and reason.", []string{"port", "reason"}, nil),
+		epoch:     prometheus.NewDesc("psavd_epoch", "Current PSAV epoch (DESIGN §2.5).", nil, nil),
+		version:   prometheus.NewDesc("psavd_tables_version", "Version of the table snapshot in use.", nil, nil),
+	}
+}
+
+// Add registers a poll loop's processor.
+func (c *Collector) Add(p *engine.Processor) {
+	c.mu.Lock()
+	c.procs = append(c.procs, p)
+	c.mu.Unlock()
+}
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.rxPackets, c.rxBytes, c.txPackets, c.packets, c.drops, c.epoch, c.version} {
+		ch <- d
+	}
+}
+
+// Totals is the sum of every loop's counters, by engine port index.
+type Totals struct {
+	RxPackets, RxBytes, TxPackets []uint64
+	Actions                       [][]uint64 // [port][action]
+	Drops                         [][]uint64 // [port][reason]
+}
+
+// Sum adds up the counters of every loop.
+func (c *Collector) Sum() Totals {
+	n := len(c.eng.Spec().Ports)
+	t := Totals{RxPackets: make([]uint64, n), RxBytes: make([]uint64, n), TxPackets: make([]uint64, n),
+		Actions: make([][]uint64, n), Drops: make([][]uint64, n)}
+	for i := 0; i < n; i++ {
+		t.Actions[i] = make([]uint64, len(engine.Actions()))
+		t.Drops[i] = make([]uint64, len(engine.Reasons()))
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.procs {
+		in := p.In()
+		k := p.Counters
+		t.RxPackets[in] += k.RxPackets.Load()
+		t.RxBytes[in] += k.RxBytes.Load()
+		for i := range k.Actions {
+			t.Actions[in][i] += k.Actions[i].Load()
+		}
+		for i := range k.Drops {
+			t.Drops[in][i] += k.Drops[i].Load()
+		}
+		for out := range k.TxPackets {
+			t.TxPackets[out] += k.TxPackets[out].Load()
+		}
+	}
+	return t
+}
+
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	t := c.Sum()
+	for i, p := range c.eng.Spec().Ports {
+		ch <- prometheus.MustNewConstMetric(c.rxPackets, prometheus.CounterValue, float64(t.RxPackets[i]), p.Name)
+		ch <- prometheus.MustNewConstMetric(c.rxBytes, prometheus.CounterValue, float64(t.RxBytes[i]), p.Name)
+		ch <- prometheus.MustNewConstMetric(c.txPackets, prometheus.CounterValue, float64(t.TxPackets[i]), p.Name)
+		for _, a := range engine.Actions() {
+			ch <- prometheus.MustNewConstMetric(c.packets, prometheus.CounterValue, float64(t.Actions[i][a]), p.Name, a.String())
+		}
+		for _, r := range engine.Reasons() {
+			ch <- prometheus.MustNewConstMetric(c.drops, prometheus.CounterValue, float64(t.Drops[i][r]), p.Name, r.String())
+		}
+	}
+	tb := c.eng.Tables()
+	ch <- prometheus.MustNewConstMetric(c.epoch, prometheus.GaugeValue, float64(engine.Epoch(time.Now().Unix(), tb.T0, tb.Period)))
+	ch <- prometheus.MustNewConstMetric(c.version, prometheus.GaugeValue, float64(tb.Version))
+}
+
+// Serve serves /metrics on addr until ctx is done. It returns once the
+// listener is bound (or failed), so a caller can report readiness honestly.
+func Serve(ctx context.Context, addr string, c *Collector) error {
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(c); err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			_ = err // the listener was closed under us; nothing to report to
+		}
+	}()
+	return nil
+}

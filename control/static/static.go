@@ -1,0 +1,193 @@
+// Package static builds the engine's configuration and tables from
+// engine.toml for nodes whose keys are configured rather than negotiated:
+// the AS-Prefix table from [[psav.member]], and one state machine per
+// [[psav.static_peer]] run from its configured S(e0) by the clock alone
+// (DESIGN §2.5). A Schedule publishes a fresh snapshot at every epoch
+// boundary, with keys for e−1 … e+2, so a validator can always take a
+// packet tagged one epoch early or late.
+package static
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/gaissmai/bart"
+	"github.com/psavd/psavd/control/config"
+	"github.com/psavd/psavd/engine"
+)
+
+// Spec converts the [[port]] and [engine] sections into an engine.Spec.
+func Spec(c *config.Config) (engine.Spec, error) {
+	s := engine.Spec{Forwarding: engine.CrossConnect}
+	if c.Engine.Forwarding == "routed" {
+		s.Forwarding = engine.Routed
+	}
+	s.Policy.ForwardSpoofedInside = c.Engine.SpoofedInside == "forward"
+	s.Policy.DropNoRoom = c.Engine.NoRoom == "drop"
+	idx := map[string]int{}
+	for i, p := range c.Ports {
+		idx[p.Name] = i
+	}
+	for _, p := range c.Ports {
+		r, err := engine.ParseRole(p.Role)
+		if err != nil {
+			return s, err
+		}
+		peer := -1
+		if j, ok := idx[p.Peer]; ok {
+			peer = j
+		}
+		s.Ports = append(s.Ports, engine.PortSpec{Name: p.Name, Role: r, Peer: peer})
+	}
+	return s, nil
+}
+
+// Schedule turns the static configuration into table snapshots over time.
+type Schedule struct {
+	t0, period int64
+	prefixes   *engine.Tables // members and prefix table, shared by all snapshots
+	mu         sync.Mutex
+	machines   []*engine.StateMachine // by peer index
+	peerASN    []uint32
+	version    uint64
+	hops       []engine.NextHop
+	routes     *engine.Tables
+}
+
+// New builds the schedule: the AS-Prefix table and the state machines.
+func New(c *config.Config) (*Schedule, error) {
+	s := &Schedule{t0: c.PSAV.T0, period: c.PSAV.EpochSeconds}
+	b := engine.NewPrefixTableBuilder()
+	peerIdx := map[uint32]int32{}
+	for _, sp := range c.PSAV.StaticPeers {
+		raw, err := hex.DecodeString(sp.S0)
+		if err != nil || len(raw) != 32 {
+			return nil, fmt.Errorf("psav.static_peer AS%d: s0 is not 64 hex digits", sp.ASN)
+		}
+		peerIdx[sp.ASN] = int32(len(s.machines))
+		s.machines = append(s.machines, engine.NewStateMachine(uint64(sp.StartEpoch), engine.State(raw)))
+		s.peerASN = append(s.peerASN, sp.ASN)
+	}
+	t := &engine.Tables{T0: c.PSAV.T0, Period: c.PSAV.EpochSeconds}
+	for i, m := range c.PSAV.Members {
+		// A flat alliance (§2.6, one community): the tag and validate peer
+		// of a member is the member itself, when we share a state machine.
+		peer, ok := peerIdx[m.ASN]
+		if !ok {
+			peer = -1
+		}
+		t.Members = append(t.Members, engine.Member{ASN: m.ASN, Local: m.ASN == c.PSAV.ASN, TagPeer: peer, ValidatePeer: peer})
+		for _, ps := range m.Prefixes {
+			p, err := netip.ParsePrefix(ps)
+			if err != nil {
+				return nil, err
+			}
+			if err := b.Add(p, i); err != nil {
+				return nil, err
+			}
+		}
+	}
+	t.Prefixes = b.Table()
+	s.prefixes = t
+	return s, nil
+}
+
+// SetRoutes installs the routed-forwarding table (shared by all snapshots).
+func (s *Schedule) SetRoutes(routes *engine.Tables) {
+	s.mu.Lock()
+	s.routes = routes
+	s.mu.Unlock()
+}
+
+// At returns the snapshot for time unix: keys for epochs e−1 … e+2.
+func (s *Schedule) At(unix int64) *engine.Tables {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.version++
+	t := *s.prefixes
+	t.Version = s.version
+	if s.routes != nil {
+		t.Routes, t.Hops = s.routes.Routes, s.routes.Hops
+	}
+	t.Peers = make([]engine.PeerKeys, len(s.machines))
+	e := engine.Epoch(unix, s.t0, s.period)
+	for i, m := range s.machines {
+		t.Peers[i].ASN = s.peerASN[i]
+		from := e - 1
+		n := engine.KeyWindow
+		if from < int64(m.Epoch()) {
+			// Keys before e0 do not exist; start the window at e0.
+			n -= int(int64(m.Epoch()) - from)
+			from = int64(m.Epoch())
+		}
+		if n <= 0 || from < 0 {
+			continue
+		}
+		keys, ok := m.Window(uint64(from), n)
+		if !ok {
+			continue
+		}
+		for j, k := range keys {
+			t.Peers[i].SetKey(from+int64(j), k)
+		}
+	}
+	return &t
+}
+
+// Run publishes a snapshot now and then shortly after every epoch boundary
+// until ctx is done. Keys for e+1 are always published an epoch ahead, so the
+// moment of the swap does not matter to packets in flight.
+func (s *Schedule) Run(ctx context.Context, e *engine.Engine, now func() time.Time) {
+	for {
+		t := now()
+		e.Publish(s.At(t.Unix()))
+		next := s.t0 + (engine.Epoch(t.Unix(), s.t0, s.period)+1)*s.period
+		wait := time.Until(time.Unix(next, 0)) + 10*time.Millisecond
+		if wait < 10*time.Millisecond {
+			wait = 10 * time.Millisecond
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// Routes builds the routed-forwarding table. mac returns the MAC of an
+// interface, and neighbour the kernel's neighbour entry for a next hop.
+func Routes(c *config.Config, spec engine.Spec, mac func(port string) (net.HardwareAddr, error), neighbour func(port string, ip netip.Addr) (net.HardwareAddr, error)) (*engine.Tables, error) {
+	idx := map[string]int{}
+	for i, p := range spec.Ports {
+		idx[p.Name] = i
+	}
+	t := &engine.Tables{Routes: new(bart.Table[uint32])}
+	for i, r := range c.Routes {
+		p := netip.MustParsePrefix(r.Prefix)
+		port := idx[r.Port]
+		src, err := mac(r.Port)
+		if err != nil {
+			return nil, fmt.Errorf("route[%d].port: %w", i, err)
+		}
+		var dst net.HardwareAddr
+		if r.NextHopMAC != "" {
+			dst, _ = net.ParseMAC(r.NextHopMAC)
+		} else {
+			dst, err = neighbour(r.Port, netip.MustParseAddr(r.NextHop))
+			if err != nil {
+				return nil, fmt.Errorf("route[%d].next_hop: %w", i, err)
+			}
+		}
+		hop := engine.NextHop{Port: int16(port)}
+		copy(hop.SrcMAC[:], src)
+		copy(hop.DstMAC[:], dst)
+		t.Routes.Insert(p.Masked(), uint32(len(t.Hops)))
+		t.Hops = append(t.Hops, hop)
+	}
+	return t, nil
+}

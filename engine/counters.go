@@ -1,0 +1,99 @@
+package engine
+
+import "sync/atomic"
+
+// Action is what the engine did with a packet it forwarded.
+type Action uint8
+
+// Actions, counted per port of arrival.
+const (
+	ActForwarded    Action = iota // forwarded, no tag work needed
+	ActTagged                     // tag added
+	ActValidated                  // tag validated and stripped
+	ActReplaced                   // tag validated and replaced (community border)
+	ActUnverifiable               // source not a member: forwarded unverified
+	ActUntagged                   // should have been tagged but was not (no-room or no-key policy)
+	ActPassthrough                // link-scoped or non-IP frame carried across a cross-connect
+	numActions
+)
+
+var actionNames = [numActions]string{"forwarded", "tagged", "validated", "replaced", "unverifiable", "untagged", "passthrough"}
+
+func (a Action) String() string { return actionNames[a] }
+
+// Reason is why a packet was dropped.
+type Reason uint8
+
+// Drop reasons, counted per port of arrival.
+const (
+	DropSpoofedLocal  Reason = iota // arrived from outside with a source of this AS
+	DropSpoofedInside               // leaving with a source not of this AS (BCP 38)
+	DropNoTag                       // from a member, but untagged
+	DropBadTag                      // tag does not verify
+	DropStaleEpoch                  // epoch octet outside e−1 … e+1
+	DropNoKey                       // no key for the peer (no state machine)
+	DropNoRoom                      // tag does not fit (policy drop)
+	DropMalformed                   // not a well-formed IPv4/IPv6 packet
+	DropNoRoute                     // routed: no route or no next hop
+	DropNotIP                       // routed: not ours to forward (non-IP, link-scoped)
+	DropTxFull                      // the out port did not accept the frame
+	DropTTLExpired                  // routed: TTL or hop limit ran out
+	numReasons
+)
+
+var reasonNames = [numReasons]string{"spoofed-local", "spoofed-inside", "no-tag", "bad-tag", "stale-epoch", "no-key", "no-room", "malformed", "no-route", "not-ip", "tx-full", "ttl-expired"}
+
+func (r Reason) String() string { return reasonNames[r] }
+
+// Actions and Reasons list every value, for exporters.
+func Actions() []Action {
+	a := make([]Action, numActions)
+	for i := range a {
+		a[i] = Action(i)
+	}
+	return a
+}
+
+// Reasons lists every drop reason.
+func Reasons() []Reason {
+	r := make([]Reason, numReasons)
+	for i := range r {
+		r[i] = Reason(i)
+	}
+	return r
+}
+
+// Counters belong to one poll loop (one port of arrival). The loop tallies a
+// batch in plain local counters and adds them here once per batch, so the
+// packet path never touches a shared cache line; readers sum over loops.
+type Counters struct {
+	RxPackets atomic.Uint64
+	RxBytes   atomic.Uint64
+	Actions   [numActions]atomic.Uint64
+	Drops     [numReasons]atomic.Uint64
+	// TxPackets is indexed by the engine port the frames left by.
+	TxPackets []atomic.Uint64
+}
+
+// tally is a batch's worth of counts, kept by value in the loop.
+type tally struct {
+	rxBytes uint64
+	actions [numActions]uint32
+	drops   [numReasons]uint32
+}
+
+func (t *tally) flush(c *Counters, rx int) {
+	c.RxPackets.Add(uint64(rx))
+	c.RxBytes.Add(t.rxBytes)
+	for i, n := range t.actions {
+		if n != 0 {
+			c.Actions[i].Add(uint64(n))
+		}
+	}
+	for i, n := range t.drops {
+		if n != 0 {
+			c.Drops[i].Add(uint64(n))
+		}
+	}
+	*t = tally{}
+}

@@ -1,0 +1,331 @@
+package engine
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/psavd/psavd/ports"
+)
+
+// Role is a port's place at the border (DESIGN §2.2).
+type Role uint8
+
+// Port roles.
+const (
+	RoleIngress Role = iota // faces the inside of this AS
+	RoleEgress              // faces other ASes
+	RoleTrust               // links ABRs of this AS
+)
+
+var roleNames = [...]string{"ingress", "egress", "trust"}
+
+func (r Role) String() string { return roleNames[r] }
+
+// ParseRole reads a role name as configured.
+func ParseRole(s string) (Role, error) {
+	for i, n := range roleNames {
+		if s == n {
+			return Role(i), nil
+		}
+	}
+	return 0, fmt.Errorf("role %q is not one of ingress, egress, trust", s)
+}
+
+// Forwarding is how the engine picks the port a packet leaves by (§2.1).
+type Forwarding uint8
+
+// Forwarding modes.
+const (
+	CrossConnect Forwarding = iota // out by the arrival port's peer, MACs untouched
+	Routed                         // out by a static route, MACs rewritten, TTL decremented
+)
+
+// PortSpec describes one engine port.
+type PortSpec struct {
+	Name string
+	Role Role
+	Peer int // cross-connect peer's index
+}
+
+// Policy holds the choices DESIGN §2.2–2.3 leaves to the operator.
+type Policy struct {
+	ForwardSpoofedInside bool // forward (counted) instead of dropping spoofed-inside
+	DropNoRoom           bool // drop instead of forwarding untagged when a tag does not fit
+}
+
+// Spec is the engine's static configuration.
+type Spec struct {
+	Ports      []PortSpec
+	Forwarding Forwarding
+	Policy     Policy
+}
+
+// Engine holds the static configuration and the current tables.
+type Engine struct {
+	spec   Spec
+	tables atomic.Pointer[Tables]
+}
+
+// New checks spec and returns an engine with empty tables.
+func New(spec Spec) (*Engine, error) {
+	if len(spec.Ports) == 0 || len(spec.Ports) > 1<<14 {
+		return nil, fmt.Errorf("engine: %d ports", len(spec.Ports))
+	}
+	for i, p := range spec.Ports {
+		if spec.Forwarding == CrossConnect && (p.Peer < 0 || p.Peer >= len(spec.Ports) || p.Peer == i) {
+			return nil, fmt.Errorf("engine: port %s has no cross-connect peer", p.Name)
+		}
+	}
+	e := &Engine{spec: spec}
+	e.tables.Store(&Tables{Period: 60})
+	return e, nil
+}
+
+// Spec returns the engine's configuration.
+func (e *Engine) Spec() Spec { return e.spec }
+
+// Publish makes t the tables every poll loop uses from its next batch on.
+func (e *Engine) Publish(t *Tables) { e.tables.Store(t) }
+
+// Tables returns the current snapshot.
+func (e *Engine) Tables() *Tables { return e.tables.Load() }
+
+// Processor is the per-loop packet path for packets arriving on one port. It
+// is not safe for concurrent use: each poll loop has its own.
+type Processor struct {
+	e        *Engine
+	in       int
+	inRole   Role
+	crossOut int16
+	p        parsed
+	t        tally
+	Counters *Counters
+}
+
+// NewProcessor returns the packet path for port in.
+func (e *Engine) NewProcessor(in int) *Processor {
+	c := &Counters{TxPackets: make([]atomic.Uint64, len(e.spec.Ports))}
+	return &Processor{e: e, in: in, inRole: e.spec.Ports[in].Role, crossOut: int16(e.spec.Ports[in].Peer), Counters: c}
+}
+
+// Process judges every packet of b against the tables t at time unixNow and
+// sets each packet's Out (a port index or ports.Drop); tags are added,
+// validated, replaced or stripped in place. Counters are flushed once.
+func (pr *Processor) Process(b *ports.Batch, t *Tables, unixNow int64) {
+	epoch := Epoch(unixNow, t.T0, t.Period)
+	for i := range b.Pkts {
+		pkt := &b.Pkts[i]
+		pr.t.rxBytes += uint64(pkt.Len)
+		pkt.Out = pr.one(pkt, t, epoch)
+	}
+	pr.t.flush(pr.Counters, len(b.Pkts))
+}
+
+func (pr *Processor) drop(r Reason) int16 {
+	pr.t.drops[r]++
+	return ports.Drop
+}
+
+func (pr *Processor) act(a Action, out int16) int16 {
+	pr.t.actions[a]++
+	return out
+}
+
+// one is the per-packet decision of DESIGN §2.2.
+func (pr *Processor) one(pkt *ports.Packet, t *Tables, epoch int64) int16 {
+	p := &pr.p
+	if pkt.Off < 0 || pkt.Len < 0 || pkt.Off+pkt.Len > len(pkt.Buf) || !p.parse(pkt.Buf[pkt.Off:pkt.Off+pkt.Len]) {
+		return pr.drop(DropMalformed)
+	}
+	routed := pr.e.spec.Forwarding == Routed
+	if p.kind == kindOther || p.linkScope {
+		if routed {
+			return pr.drop(DropNotIP)
+		}
+		return pr.act(ActPassthrough, pr.crossOut)
+	}
+
+	out := pr.crossOut
+	var hop *NextHop
+	if routed {
+		hop = t.route(&p.dst)
+		if hop == nil {
+			return pr.drop(DropNoRoute)
+		}
+		out = hop.Port
+	}
+	outRole := pr.e.spec.Ports[out].Role
+
+	srcM, srcBits := t.lookup(&p.src)
+	srcLocal := srcM >= 0 && t.Members[srcM].Local
+	if pr.inRole == RoleEgress && srcLocal {
+		return pr.drop(DropSpoofedLocal)
+	}
+
+	ref := packetRef{buf: pkt.Buf, off: &pkt.Off, len: &pkt.Len}
+	act := ActForwarded
+	switch {
+	case outRole == RoleTrust:
+		// unchanged: a tag stays on for the ABR that delivers the packet
+
+	case outRole == RoleEgress && pr.inRole != RoleEgress:
+		if !srcLocal {
+			if !pr.e.spec.Policy.ForwardSpoofedInside {
+				return pr.drop(DropSpoofedInside)
+			}
+			break
+		}
+		dstM, _ := t.lookup(&p.dst)
+		if dstM < 0 || t.Members[dstM].Local {
+			break // not for a member: leaves untagged
+		}
+		peer := t.Members[dstM].TagPeer
+		if peer < 0 {
+			act = ActUntagged
+			break
+		}
+		k0, k1, ok := t.Peers[peer].Key(epoch)
+		if !ok {
+			act = ActUntagged
+			break
+		}
+		tag := ComputeTag(k0, k1, &p.src, &p.dst, p.firstOctet, srcBits)
+		if p.optOff >= 0 {
+			// A tag from inside is never trusted: overwrite it.
+			writeOptData(optData(ref.frame(), p), tag, byte(epoch), srcBits)
+			if p.kind == kindIPv4 {
+				IPv4(ref.frame()[p.l3:]).UpdateChecksum()
+			}
+		} else if !insertTag(ref, p, tag, byte(epoch), srcBits) {
+			if pr.e.spec.Policy.DropNoRoom {
+				return pr.drop(DropNoRoom)
+			}
+			act = ActUntagged
+			break
+		}
+		act = ActTagged
+
+	case outRole == RoleEgress: // EGRESS → EGRESS: transit
+		if srcM < 0 || t.Replace == nil {
+			break
+		}
+		dstM, _ := t.lookup(&p.dst)
+		if dstM < 0 {
+			break
+		}
+		re, ok := t.Replace[ReplaceKey(srcM, dstM)]
+		if !ok {
+			break // not a PSAV hop for this pair: carried through
+		}
+		if r, ok := pr.validate(ref.frame(), t, re.In, epoch, srcBits); !ok {
+			return pr.drop(r)
+		}
+		if re.Out < 0 {
+			stripTag(ref, p)
+			act = ActValidated
+			break
+		}
+		k0, k1, ok := t.Peers[re.Out].Key(epoch)
+		if !ok {
+			return pr.drop(DropNoKey)
+		}
+		writeOptData(optData(ref.frame(), p), ComputeTag(k0, k1, &p.src, &p.dst, p.firstOctet, srcBits), byte(epoch), srcBits)
+		if p.kind == kindIPv4 {
+			IPv4(ref.frame()[p.l3:]).UpdateChecksum()
+		}
+		act = ActReplaced
+
+	default: // → INGRESS
+		if srcLocal || pr.inRole == RoleIngress {
+			break
+		}
+		if srcM < 0 {
+			act = ActUnverifiable
+			break
+		}
+		if r, ok := pr.validate(ref.frame(), t, t.Members[srcM].ValidatePeer, epoch, srcBits); !ok {
+			return pr.drop(r)
+		}
+		stripTag(ref, p)
+		act = ActValidated
+	}
+
+	if hop != nil && !rewriteRouted(ref.frame(), p, hop) {
+		return pr.drop(DropTTLExpired)
+	}
+	return pr.act(act, out)
+}
+
+// validate checks the parsed packet's tag with the key of peer (DESIGN §2.4):
+// the epoch octet selects one of e−1, e, e+1, and the source prefix length
+// is the validator's own longest match, not the octet in the packet.
+func (pr *Processor) validate(frame []byte, t *Tables, peer int32, epoch int64, srcBits byte) (Reason, bool) {
+	p := &pr.p
+	if p.optOff < 0 {
+		return DropNoTag, false
+	}
+	if peer < 0 || int(peer) >= len(t.Peers) {
+		return DropNoKey, false
+	}
+	d := optData(frame, p)
+	if d[0] != tagLenAI {
+		return DropBadTag, false
+	}
+	eo := d[10]
+	e := int64(-1)
+	switch eo {
+	case byte(epoch):
+		e = epoch
+	case byte(epoch - 1):
+		e = epoch - 1
+	case byte(epoch + 1):
+		e = epoch + 1
+	}
+	k0, k1, ok := t.Peers[peer].Key(e)
+	if !ok {
+		return DropStaleEpoch, false
+	}
+	if ComputeTag(k0, k1, &p.src, &p.dst, p.firstOctet, srcBits) != binary.BigEndian.Uint64(d[2:10]) {
+		return DropBadTag, false
+	}
+	return 0, true
+}
+
+// route returns the next hop for dst, or nil.
+func (t *Tables) route(dst *[16]byte) *NextHop {
+	if t.Routes == nil {
+		return nil
+	}
+	v, ok := t.Routes.Lookup(addrFrom16(dst))
+	if !ok || int(v) >= len(t.Hops) {
+		return nil
+	}
+	return &t.Hops[v]
+}
+
+// rewriteRouted does what a router does to a packet it forwards: new MACs,
+// TTL or hop limit decremented (IPv4 checksum updated). It returns false
+// when the TTL runs out.
+func rewriteRouted(f []byte, p *parsed, hop *NextHop) bool {
+	switch p.kind {
+	case kindIPv4:
+		h := IPv4(f[p.l3:])
+		if h[8] <= 1 {
+			return false
+		}
+		h[8]--
+		h.UpdateChecksum()
+	case kindIPv6:
+		if f[p.l3+7] <= 1 {
+			return false
+		}
+		f[p.l3+7]--
+	}
+	copy(f[0:6], hop.DstMAC[:])
+	copy(f[6:12], hop.SrcMAC[:])
+	return true
+}
+
+// In is the engine port index the processor handles arrivals of.
+func (pr *Processor) In() int { return pr.in }

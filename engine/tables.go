@@ -1,0 +1,143 @@
+package engine
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/gaissmai/bart"
+)
+
+// Tables is one immutable snapshot of everything the packet path looks up:
+// the AS-Prefix table, the members, the tag keys by epoch, the community
+// replace table and the routes. The control plane builds a new Tables and
+// publishes it with Engine.Publish; it must never modify one it published.
+// Parts that change rarely (the prefix table) are shared between snapshots.
+type Tables struct {
+	Version uint64
+
+	// Epoch clock (DESIGN §2.5): e = floor((unix − T0) / Period).
+	T0     int64
+	Period int64
+
+	// Prefixes maps a prefix to its member: value = member index << 8 | prefix
+	// length, so one look-up gives both the AS and the length of the match.
+	Prefixes *bart.Table[uint32]
+	Members  []Member
+
+	// Peers hold the tag keys of this AS's PSAV neighbours (one state machine
+	// each), for a window of epochs around now.
+	Peers []PeerKeys
+
+	// Replace is consulted only for EGRESS→EGRESS transit at a community
+	// border: (src member, dst member) → (peer to validate with, peer to tag
+	// for). A pair not in it is carried through unchanged.
+	Replace map[uint64]ReplaceEntry
+
+	// Routes (routed forwarding only): prefix → index into Hops.
+	Routes *bart.Table[uint32]
+	Hops   []NextHop
+}
+
+// Member is one AS (or AS community) of the alliance.
+type Member struct {
+	ASN   uint32
+	Local bool
+	// TagPeer is the peer whose key tags packets to this member (the next
+	// PSAV hop towards it), ValidatePeer the one whose key validates packets
+	// from it; -1 when there is none (no state machine yet).
+	TagPeer      int32
+	ValidatePeer int32
+}
+
+// KeyWindow is how many epochs of keys a snapshot holds per peer, from e−1 up
+// to e+2, so that a snapshot published late still holds e+1's key.
+const KeyWindow = 4
+
+// PeerKeys holds a peer's keys for a window of epochs, indexed by epoch mod
+// KeyWindow.
+type PeerKeys struct {
+	ASN  uint32
+	Keys [KeyWindow]EpochKey
+}
+
+// EpochKey is K(e) in SipHash form.
+type EpochKey struct {
+	Epoch  int64
+	K0, K1 uint64
+	Valid  bool
+}
+
+// Key returns the key for epoch e, if the window holds it.
+func (p *PeerKeys) Key(e int64) (k0, k1 uint64, ok bool) {
+	if e < 0 {
+		return 0, 0, false
+	}
+	k := &p.Keys[e%KeyWindow]
+	return k.K0, k.K1, k.Valid && k.Epoch == e
+}
+
+// SetKey stores K(e) in the window.
+func (p *PeerKeys) SetKey(e int64, k Key) {
+	k0, k1 := k.Halves()
+	p.Keys[e%KeyWindow] = EpochKey{Epoch: e, K0: k0, K1: k1, Valid: true}
+}
+
+// ReplaceEntry names the peers of a replace at a community border.
+type ReplaceEntry struct{ In, Out int32 }
+
+// ReplaceKey is the key of Tables.Replace.
+func ReplaceKey(srcMember, dstMember int) uint64 {
+	return uint64(uint32(srcMember))<<32 | uint64(uint32(dstMember))
+}
+
+// NextHop is where a route sends packets.
+type NextHop struct {
+	Port   int16 // engine port index
+	DstMAC [6]byte
+	SrcMAC [6]byte
+}
+
+// lookup returns the member index and the prefix length of addr's longest
+// match, or -1.
+func (t *Tables) lookup(addr *[16]byte) (member int, bits byte) {
+	if t.Prefixes == nil {
+		return -1, 0
+	}
+	v, ok := t.Prefixes.Lookup(addrFrom16(addr))
+	if !ok {
+		return -1, 0
+	}
+	return int(v >> 8), byte(v)
+}
+
+// PrefixTableBuilder collects prefix → member entries and refuses overlaps
+// of the same prefix by two members.
+type PrefixTableBuilder struct {
+	t *bart.Table[uint32]
+}
+
+// NewPrefixTableBuilder returns an empty builder.
+func NewPrefixTableBuilder() *PrefixTableBuilder {
+	return &PrefixTableBuilder{t: new(bart.Table[uint32])}
+}
+
+// Add maps prefix to the member index.
+func (b *PrefixTableBuilder) Add(p netip.Prefix, member int) error {
+	p = p.Masked()
+	if member < 0 || member >= 1<<24 {
+		return fmt.Errorf("member index %d out of range", member)
+	}
+	if v, ok := b.t.Get(p); ok && int(v>>8) != member {
+		return fmt.Errorf("prefix %s belongs to two members", p)
+	}
+	// IPv4 prefixes keep their IPv4 length (0–32), as the tag carries it.
+	b.t.Insert(p, uint32(member)<<8|uint32(p.Bits()))
+	return nil
+}
+
+// Table returns the built table.
+func (b *PrefixTableBuilder) Table() *bart.Table[uint32] { return b.t }
+
+// addrFrom16 turns a 16-octet address (IPv4-mapped for IPv4) into the
+// netip.Addr the tables are keyed by.
+func addrFrom16(a *[16]byte) netip.Addr { return netip.AddrFrom16(*a).Unmap() }
