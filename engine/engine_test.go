@@ -180,12 +180,19 @@ func TestValidationFailures(t *testing.T) {
 	mutate := func(f func(b []byte)) []byte {
 		b := append([]byte(nil), tagged...)
 		f(b)
+		if b[17] != 0xff { // keep the header checksum right unless testing a bad length
+			IPv4(b[14:]).UpdateChecksum()
+		}
 		return b
 	}
 	spoofLocal := append([]byte(nil), plain...)
 	copy(spoofLocal[26:30], []byte{203, 0, 113, 99}) // source in AS 65002, arriving from outside
+	IPv4(spoofLocal[14:]).UpdateChecksum()
 	unverifiable := append([]byte(nil), plain...)
 	copy(unverifiable[26:30], []byte{192, 0, 2, 66})
+	IPv4(unverifiable[14:]).UpdateChecksum()
+	badChecksum := append([]byte(nil), tagged...)
+	badChecksum[22] ^= 1 // TTL changed, checksum not updated
 	for _, c := range []struct {
 		name  string
 		frame []byte
@@ -203,6 +210,7 @@ func TestValidationFailures(t *testing.T) {
 		{"spoofed-local", spoofLocal, vecNow, DropSpoofedLocal, 0},
 		{"unverifiable", unverifiable, vecNow, 0, ActUnverifiable},
 		{"malformed (total length too long)", mutate(func(b []byte) { b[17] = 0xff }), vecNow, DropMalformed, 0},
+		{"malformed (header checksum)", badChecksum, vecNow, DropMalformed, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			// Validation is at AS 65002's ABR, arriving on its EGRESS port.
@@ -226,6 +234,7 @@ func TestValidationFailures(t *testing.T) {
 func TestSpoofedInside(t *testing.T) {
 	f := mustHex(t, v4In)
 	copy(f[26:30], []byte{203, 0, 113, 50}) // another AS's address, from inside AS 65001
+	IPv4(f[14:]).UpdateChecksum()
 	out, pr := run(t, abr(t, 65001, vecNow), 0, f, vecNow)
 	if out != nil || pr.Counters.Drops[DropSpoofedInside].Load() != 1 {
 		t.Fatalf("want drop spoofed-inside, got out=%v drops=%v", out != nil, drops(pr))
@@ -281,8 +290,11 @@ func TestReplaceAtCommunityBorder(t *testing.T) {
 
 	in := mustHex(t, v4Out)
 	copy(in[30:34], []byte{192, 0, 2, 10}) // destination now in AS 65003 …
+	IPv4(in[14:]).UpdateChecksum()
 	p := &parsed{}
-	p.parse(in)
+	if !p.parse(in) {
+		t.Fatal("parse")
+	}
 	k0, k1, _ := tb.Peers[0].Key(vecEpoch)
 	binary := ComputeTag(k0, k1, &p.src, &p.dst, p.firstOctet, 24) // … so re-tag it as 65001 would have
 	writeOptData(in[p.optOff+2:], binary, byte(vecEpoch%256), 24)

@@ -94,7 +94,8 @@ func (e *Engine) poll(ctx context.Context, l *Loop, pr *Processor, o *RunOptions
 		if n == 0 {
 			continue
 		}
-		pr.Process(b, e.tables.Load(), o.Clock())
+		now := o.Clock()
+		pr.Process(b, e.tables.Load(), now)
 		pr.forward(b, l, fwd, o)
 		l.Port.Release(b)
 	}
@@ -141,7 +142,8 @@ func (e *Engine) Drain(l *Loop, pr *Processor, batch int, clock func() int64) er
 	for {
 		n, err := l.Port.Receive(b, 0)
 		if n > 0 {
-			pr.Process(b, e.tables.Load(), o.Clock())
+			now := o.Clock() // first: a replay's clock may publish the tables for now
+			pr.Process(b, e.tables.Load(), now)
 			pr.forward(b, l, fwd, &o)
 			l.Port.Release(b)
 		}

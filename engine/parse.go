@@ -81,6 +81,13 @@ func (p *parsed) parseIPv4(frame []byte) bool {
 	if h[0]>>4 != 4 || ihl < ipv4MinHeaderLen || total < ihl || total > len(h) {
 		return false
 	}
+	// RFC 1812 §5.2.2: a router discards a header whose checksum fails.
+	// This also keeps tagging reversible: the engine recomputes the checksum
+	// when it adds or strips a tag, which restores the sender's value only
+	// if that value was right.
+	if !h.ChecksumValid() {
+		return false
+	}
 	p.l3End = p.l3 + total
 	p.hdrEnd = p.l3 + ihl
 	copy(p.src[:12], v4Mapped[:])

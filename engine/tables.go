@@ -21,7 +21,7 @@ type Tables struct {
 
 	// Prefixes maps a prefix to its member: value = member index << 8 | prefix
 	// length, so one look-up gives both the AS and the length of the match.
-	Prefixes *bart.Table[uint32]
+	Prefixes *bart.Fast[uint32]
 	Members  []Member
 
 	// Peers hold the tag keys of this AS's PSAV neighbours (one state machine
@@ -34,7 +34,7 @@ type Tables struct {
 	Replace map[uint64]ReplaceEntry
 
 	// Routes (routed forwarding only): prefix → index into Hops.
-	Routes *bart.Table[uint32]
+	Routes *bart.Fast[uint32]
 	Hops   []NextHop
 }
 
@@ -113,12 +113,12 @@ func (t *Tables) lookup(addr *[16]byte) (member int, bits byte) {
 // PrefixTableBuilder collects prefix → member entries and refuses overlaps
 // of the same prefix by two members.
 type PrefixTableBuilder struct {
-	t *bart.Table[uint32]
+	t *bart.Fast[uint32]
 }
 
 // NewPrefixTableBuilder returns an empty builder.
 func NewPrefixTableBuilder() *PrefixTableBuilder {
-	return &PrefixTableBuilder{t: new(bart.Table[uint32])}
+	return &PrefixTableBuilder{t: new(bart.Fast[uint32])}
 }
 
 // Add maps prefix to the member index.
@@ -136,7 +136,7 @@ func (b *PrefixTableBuilder) Add(p netip.Prefix, member int) error {
 }
 
 // Table returns the built table.
-func (b *PrefixTableBuilder) Table() *bart.Table[uint32] { return b.t }
+func (b *PrefixTableBuilder) Table() *bart.Fast[uint32] { return b.t }
 
 // addrFrom16 turns a 16-octet address (IPv4-mapped for IPv4) into the
 // netip.Addr the tables are keyed by.

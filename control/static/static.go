@@ -55,7 +55,6 @@ type Schedule struct {
 	machines   []*engine.StateMachine // by peer index
 	peerASN    []uint32
 	version    uint64
-	hops       []engine.NextHop
 	routes     *engine.Tables
 }
 
@@ -166,7 +165,7 @@ func Routes(c *config.Config, spec engine.Spec, mac func(port string) (net.Hardw
 	for i, p := range spec.Ports {
 		idx[p.Name] = i
 	}
-	t := &engine.Tables{Routes: new(bart.Table[uint32])}
+	t := &engine.Tables{Routes: new(bart.Fast[uint32])}
 	for i, r := range c.Routes {
 		p := netip.MustParsePrefix(r.Prefix)
 		port := idx[r.Port]

@@ -25,8 +25,7 @@ type Port struct {
 	next    int           // next template
 	wake    chan struct{} // signalled by Inject
 	bufs    [][]byte      // RX buffers, one per batch slot
-	closed  bool
-	Discard bool // count transmitted frames without keeping them
+	Discard bool          // count transmitted frames without keeping them
 
 	txMu     sync.Mutex
 	sent     [][]byte

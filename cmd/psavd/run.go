@@ -1,0 +1,236 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/psavd/psavd/control/config"
+	"github.com/psavd/psavd/control/metrics"
+	"github.com/psavd/psavd/control/static"
+	"github.com/psavd/psavd/engine"
+	"github.com/psavd/psavd/ports"
+	"github.com/psavd/psavd/ports/afxdp"
+	"github.com/vishvananda/netlink"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// runCmd is `psavd -config F`: a node. It refuses a bad configuration
+// before touching any interface.
+func runCmd(args []string) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	path := fs.String("config", "engine.toml", "configuration file")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	c, err := config.Load(*path)
+	if err != nil {
+		printProblems(err)
+		return 1
+	}
+	log, err := newLogger(c.Log)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "psavd: %v\n", err)
+		return 1
+	}
+	defer func() { _ = log.Sync() }()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := runNode(ctx, c, log); err != nil {
+		log.Error("stopped", zap.Error(err))
+		return 1
+	}
+	return 0
+}
+
+func newLogger(l config.Log) (*zap.Logger, error) {
+	var zc zap.Config
+	if l.Format == "json" {
+		zc = zap.NewProductionConfig()
+	} else {
+		zc = zap.NewDevelopmentConfig()
+		zc.EncoderConfig.EncodeLevel = zapcore.CapitalLevelEncoder
+		zc.DisableStacktrace = true
+		zc.Development = false
+	}
+	lvl, err := zapcore.ParseLevel(l.Level)
+	if err != nil {
+		return nil, err
+	}
+	zc.Level = zap.NewAtomicLevelAt(lvl)
+	return zc.Build()
+}
+
+func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
+	if c.ACS != nil || c.ABR != nil || c.LISP != nil {
+		return errors.New("this build runs the data plane with static keys only: [acs], [abr] and [lisp] are not implemented yet (see the open issues)")
+	}
+	spec, err := static.Spec(c)
+	if err != nil {
+		return err
+	}
+	eng, err := engine.New(spec)
+	if err != nil {
+		return err
+	}
+	sched, err := static.New(c)
+	if err != nil {
+		return err
+	}
+
+	// Interfaces: one XDP program each, one AF_XDP socket per (port, queue).
+	ifaces := map[string]*afxdp.Interface{}
+	defer func() {
+		for name, i := range ifaces {
+			if err := i.Close(); err != nil {
+				log.Warn("closing interface", zap.String("interface", name), zap.Error(err))
+			}
+		}
+	}()
+	queues := make([][]ports.Port, len(c.Ports)) // by engine port, by queue
+	for pi, p := range c.Ports {
+		ifc, ok := ifaces[p.Interface]
+		if !ok {
+			mode := afxdp.ModeAuto
+			switch p.XDPMode {
+			case "native":
+				mode = afxdp.ModeNative
+			case "generic":
+				mode = afxdp.ModeGeneric
+			}
+			ifc, err = afxdp.OpenInterface(p.Interface, afxdp.Options{
+				Mode: mode, Frames: c.Engine.Frames, RingSize: c.Engine.RingSize,
+				CrossConnect: spec.Forwarding == engine.CrossConnect,
+			})
+			if err != nil {
+				return fmt.Errorf("%s: port[%d].interface %q: %w", c.File, pi, p.Interface, err)
+			}
+			ifaces[p.Interface] = ifc
+			log.Info("interface attached", zap.String("interface", p.Interface), zap.String("xdp", ifc.Mode()))
+		}
+		for _, q := range p.Queues {
+			port, err := ifc.OpenQueue(p.Name, q)
+			if err != nil {
+				return fmt.Errorf("%s: port[%d] %q queue %d: %w", c.File, pi, p.Name, q, err)
+			}
+			queues[pi] = append(queues[pi], port)
+		}
+	}
+
+	if spec.Forwarding == engine.Routed {
+		rt, err := static.Routes(c, spec, interfaceMAC(c), neighbourMAC(c))
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.File, err)
+		}
+		sched.SetRoutes(rt)
+	}
+	eng.Publish(sched.At(time.Now().Unix()))
+
+	// Poll loops: loop k receives on one (port, queue) and transmits on the
+	// queue with the same index (modulo) of every other port.
+	cpus := c.Engine.CPUs
+	if len(cpus) == 0 {
+		for i := 0; i < runtime.NumCPU(); i++ {
+			cpus = append(cpus, i)
+		}
+	}
+	var loops []engine.Loop
+	for pi := range queues {
+		for qi, port := range queues[pi] {
+			outs := make([]ports.Port, len(queues))
+			for po := range queues {
+				if po != pi && len(queues[po]) > 0 {
+					outs[po] = queues[po][qi%len(queues[po])]
+				}
+			}
+			loops = append(loops, engine.Loop{In: pi, Port: port, Out: outs, CPU: cpus[len(loops)%len(cpus)]})
+		}
+	}
+
+	col := metrics.NewCollector(eng)
+	if c.Metrics != nil {
+		if err := metrics.Serve(ctx, c.Metrics.Listen, col); err != nil {
+			return fmt.Errorf("%s: metrics.listen: %w", c.File, err)
+		}
+		log.Info("metrics", zap.String("listen", "http://"+c.Metrics.Listen+"/metrics"))
+	}
+	go sched.Run(ctx, eng, time.Now)
+
+	started := make(chan struct{}, len(loops))
+	done := make(chan error, 1)
+	go func() {
+		done <- eng.Run(ctx, loops, engine.RunOptions{
+			Batch:   c.Engine.Batch,
+			Stats:   col.Add,
+			Started: func(*engine.Loop) { started <- struct{}{} },
+			OnError: func(err error) { log.Warn("data path", zap.Error(err)) },
+		})
+	}()
+	for range loops {
+		select {
+		case <-started:
+		case err := <-done:
+			return err
+		}
+	}
+	t := eng.Tables()
+	log.Info("ready", zap.Uint32("asn", c.PSAV.ASN), zap.Int("loops", len(loops)),
+		zap.Int64("epoch", engine.Epoch(time.Now().Unix(), t.T0, t.Period)), zap.Int("peers", len(t.Peers)))
+	err = <-done
+	printCounters(os.Stdout, eng, col.Sum())
+	log.Info("stopped")
+	return err
+}
+
+func interfaceMAC(c *config.Config) func(string) (net.HardwareAddr, error) {
+	return func(port string) (net.HardwareAddr, error) {
+		for _, p := range c.Ports {
+			if p.Name == port {
+				l, err := netlink.LinkByName(p.Interface)
+				if err != nil {
+					return nil, err
+				}
+				return l.Attrs().HardwareAddr, nil
+			}
+		}
+		return nil, fmt.Errorf("no port %q", port)
+	}
+}
+
+func neighbourMAC(c *config.Config) func(string, netip.Addr) (net.HardwareAddr, error) {
+	return func(port string, ip netip.Addr) (net.HardwareAddr, error) {
+		for _, p := range c.Ports {
+			if p.Name != port {
+				continue
+			}
+			l, err := netlink.LinkByName(p.Interface)
+			if err != nil {
+				return nil, err
+			}
+			family := netlink.FAMILY_V4
+			if ip.Is6() {
+				family = netlink.FAMILY_V6
+			}
+			neighs, err := netlink.NeighList(l.Attrs().Index, family)
+			if err != nil {
+				return nil, err
+			}
+			for _, n := range neighs {
+				if a, ok := netip.AddrFromSlice(n.IP); ok && a.Unmap() == ip && len(n.HardwareAddr) == 6 {
+					return n.HardwareAddr, nil
+				}
+			}
+			return nil, fmt.Errorf("no neighbour entry for %s on %s (give next_hop_mac, or make sure the next hop is reachable)", ip, p.Interface)
+		}
+		return nil, fmt.Errorf("no port %q", port)
+	}
+}

@@ -1,0 +1,124 @@
+package engine
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/psavd/psavd/ports"
+)
+
+// seeds returns every vector frame, tagged and untagged, as a fuzz corpus.
+func seeds(t testing.TB) [][]byte {
+	var s [][]byte
+	for _, h := range []string{v4In, v4Out, v4OptIn, v4OptOut, v6In, v6Out, v6HbhIn, v6HbhOut, v6DoIn, v6DoOut} {
+		s = append(s, mustHex(t, h))
+	}
+	return s
+}
+
+// FuzzParse: the parser never panics and never reports offsets outside the
+// frame.
+func FuzzParse(f *testing.F) {
+	for _, s := range seeds(f) {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		var p parsed
+		if !p.parse(frame) || p.kind == kindOther {
+			return
+		}
+		if p.l3End > len(frame) || p.hdrEnd > p.l3End || p.optOff >= p.l3End || p.nhOff >= len(frame) {
+			t.Fatalf("offsets outside the frame: %+v (len %d)", p, len(frame))
+		}
+		if p.optOff >= 0 && p.optOff+2+optDataLen > p.l3End {
+			t.Fatalf("option runs past the packet: %+v", p)
+		}
+	})
+}
+
+// FuzzInsertStrip: for any frame the parser accepts without a tag,
+// inserting a tag yields a packet that parses, carries the tag where the
+// parser finds it, has the same upper-layer octet, and strips back to the
+// original IP packet octet for octet.
+func FuzzInsertStrip(f *testing.F) {
+	for _, s := range seeds(f) {
+		f.Add(s, uint64(0x0123456789abcdef), byte(7), byte(24))
+	}
+	f.Fuzz(func(t *testing.T, frame []byte, tag uint64, epoch, plen byte) {
+		if len(frame) > ports.MaxFrame-TagGrowth {
+			return
+		}
+		var p parsed
+		if !p.parse(frame) || p.kind == kindOther || p.optOff >= 0 {
+			return
+		}
+		if p.kind == kindIPv4 {
+			// 0xffff verifies like 0x0000 but no sender computes it; the
+			// engine writes the canonical form (RFC 1071).
+			h := append(IPv4(nil), frame[p.l3:p.hdrEnd]...)
+			h.UpdateChecksum()
+			if !bytes.Equal(h, frame[p.l3:p.hdrEnd]) {
+				return
+			}
+		}
+		orig := append([]byte(nil), frame[:p.l3End]...)
+		first := p.firstOctet
+		buf := make([]byte, ports.Headroom+ports.MaxFrame)
+		off, n := ports.Headroom, copy(buf[ports.Headroom:], frame)
+		r := packetRef{buf: buf, off: &off, len: &n}
+		if !insertTag(r, &p, tag, epoch, plen) {
+			return // no room: fine
+		}
+		var q parsed
+		if !q.parse(r.frame()) {
+			t.Fatalf("tagged packet does not parse: %x", r.frame())
+		}
+		if q.optOff < 0 {
+			t.Fatalf("tag not found after insert: %x", r.frame())
+		}
+		d := optData(r.frame(), &q)
+		if beUint64(d[2:]) != tag || d[10] != epoch || d[11] != plen || d[0] != tagLenAI {
+			t.Fatalf("option data %x", d)
+		}
+		if q.firstOctet != first || q.isFrag != p.isFrag {
+			t.Fatalf("upper-layer octet changed by tagging: %x → %x", first, q.firstOctet)
+		}
+		if q.kind == kindIPv4 && !IPv4(r.frame()[q.l3:]).ChecksumValid() {
+			t.Fatal("IPv4 header checksum wrong after insert")
+		}
+		stripTag(r, &q)
+		if !bytes.Equal(r.frame(), orig) {
+			t.Fatalf("strip did not restore:\n got %x\nwant %x", r.frame(), orig)
+		}
+	})
+}
+
+// FuzzProcess: whole frames through the engine, on each side of both ABRs;
+// nothing panics, every packet is either forwarded or counted as a drop.
+func FuzzProcess(f *testing.F) {
+	for _, s := range seeds(f) {
+		f.Add(s, false, false)
+	}
+	e1 := abr(f, 65001, vecNow)
+	e2 := abr(f, 65002, vecNow)
+	f.Fuzz(func(t *testing.T, frame []byte, second, outside bool) {
+		if len(frame) > ports.MaxFrame {
+			return
+		}
+		e, in := e1, 0
+		if second {
+			e = e2
+		}
+		if outside {
+			in = 1
+		}
+		out, pr := run(t, e, in, frame, vecNow)
+		var d uint64
+		for _, r := range Reasons() {
+			d += pr.Counters.Drops[r].Load()
+		}
+		if (out == nil) != (d == 1) {
+			t.Fatalf("forwarded=%v with %d drops counted", out != nil, d)
+		}
+	})
+}
