@@ -55,7 +55,6 @@ peer = "inside"
 `)
 }
 
-
 func writePcap(t *testing.T, path string, frames ...[]byte) {
 	t.Helper()
 	f, err := os.Create(path)
