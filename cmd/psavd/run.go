@@ -117,7 +117,18 @@ func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
 			ifaces[p.Interface] = ifc
 			log.Info("interface attached", zap.String("interface", p.Interface), zap.String("xdp", ifc.Mode()))
 		}
-		for _, q := range p.Queues {
+		qs := p.Queues
+		if len(qs) == 0 {
+			// Every RX queue the NIC spreads traffic over needs a socket:
+			// the XDP program drops IP data on a queue without one.
+			for q := 0; q < ifc.Queues(); q++ {
+				qs = append(qs, q)
+			}
+		} else if len(qs) < ifc.Queues() {
+			log.Warn("not every RX queue has a socket: IP data arriving on the others is dropped",
+				zap.String("port", p.Name), zap.Ints("queues", qs), zap.Int("rx_queues", ifc.Queues()))
+		}
+		for _, q := range qs {
 			port, err := ifc.OpenQueue(p.Name, q)
 			if err != nil {
 				return fmt.Errorf("%s: port[%d] %q queue %d: %w", c.File, pi, p.Name, q, err)

@@ -77,7 +77,7 @@ type Port struct {
 	Interface string `toml:"interface"`
 	Role      string `toml:"role"`
 	Peer      string `toml:"peer"`
-	Queues    []int  `toml:"queues"`   // default [0]
+	Queues    []int  `toml:"queues"`   // default: every RX queue the interface uses
 	XDPMode   string `toml:"xdp_mode"` // "auto" (default) | "native" | "generic"
 }
 
@@ -307,9 +307,6 @@ func (c *Config) defaults() {
 		c.Engine.RingSize = 2048
 	}
 	for i := range c.Ports {
-		if len(c.Ports[i].Queues) == 0 {
-			c.Ports[i].Queues = []int{0}
-		}
 		if c.Ports[i].XDPMode == "" {
 			c.Ports[i].XDPMode = "auto"
 		}

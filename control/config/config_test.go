@@ -39,7 +39,7 @@ func TestExampleFileIsSound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.PSAV.EpochSeconds != 60 || c.Engine.Batch != 64 || c.Ports[0].Queues[0] != 0 || c.Engine.Forwarding != "cross-connect" {
+	if c.PSAV.EpochSeconds != 60 || c.Engine.Batch != 64 || c.Engine.Forwarding != "cross-connect" {
 		t.Fatalf("defaults not applied: %+v", c)
 	}
 }
