@@ -59,25 +59,39 @@ func (h IPv4) UpdateChecksum() {
 // ChecksumValid reports whether the header checksum verifies.
 func (h IPv4) ChecksumValid() bool { return onesSum(h[:h.HeaderLen()]) == 0xffff }
 
-// onesSum is the 16-bit one's complement sum (RFC 1071) of b (even length).
+// onesSum is the 16-bit one's complement sum (RFC 1071) of b, read as
+// big-endian 16-bit words (a trailing odd octet is padded with zero). It adds
+// 32-bit words into a 64-bit accumulator and folds once at the end.
 func onesSum(b []byte) uint16 {
-	var s uint32
-	for len(b) >= 8 {
-		s += uint32(binary.BigEndian.Uint16(b[0:])) + uint32(binary.BigEndian.Uint16(b[2:])) +
-			uint32(binary.BigEndian.Uint16(b[4:])) + uint32(binary.BigEndian.Uint16(b[6:]))
-		b = b[8:]
+	var s uint64
+	for len(b) >= 4 {
+		s += uint64(binary.BigEndian.Uint32(b))
+		b = b[4:]
 	}
-	for len(b) >= 2 {
-		s += uint32(binary.BigEndian.Uint16(b))
+	if len(b) >= 2 {
+		s += uint64(binary.BigEndian.Uint16(b))
 		b = b[2:]
 	}
 	if len(b) == 1 {
-		s += uint32(b[0]) << 8
+		s += uint64(b[0]) << 8
 	}
-	for s > 0xffff {
-		s = s>>16 + s&0xffff
-	}
+	return fold(s)
+}
+
+// fold reduces a one's complement accumulator to 16 bits.
+func fold(s uint64) uint16 {
+	s = s>>32 + s&0xffffffff
+	s = s>>16 + s&0xffff
+	s = s>>16 + s&0xffff
+	s = s>>16 + s&0xffff
 	return uint16(s)
+}
+
+// adjustChecksum updates the checksum at ck (RFC 1624, eqn. 3) after words
+// whose one's complement sum was old became words whose sum is new.
+func adjustChecksum(ck []byte, old, new uint16) {
+	hc := binary.BigEndian.Uint16(ck)
+	binary.BigEndian.PutUint16(ck, ^fold(uint64(^hc)+uint64(^old)+uint64(new)))
 }
 
 // IPv6 fixed header view (RFC 8200).

@@ -80,19 +80,26 @@ func insertTag(r packetRef, p *parsed, tag uint64, epoch, pfxLen byte) bool {
 		if ihl+TagGrowth > ipv4MaxHeaderLen || *r.off < TagGrowth {
 			return false
 		}
+		// The parser verified the checksum, so it can be updated
+		// incrementally: words 0–1 (IHL, total length) change and the option
+		// adds its words — at an even offset from the header start, or its
+		// octets land in the other half of each word.
+		before := onesSum(h[0:4])
+		h.setHeaderLen(ihl + TagGrowth)
+		h.setTotalLength(h.TotalLength() + TagGrowth)
+		after := onesSum(h[0:4])
 		at := p.insAt
-		if !grow(&r, at) {
-			return false
-		}
+		grow(&r, at)
 		f = r.frame()
 		o := f[at : at+TagGrowth]
 		o[0], o[1] = optTypeIPv4, optLenIPv4
 		writeOptData(o[2:14], tag, epoch, pfxLen)
 		o[14], o[15] = 1, 1 // two NOPs keep the header a multiple of 4 octets
-		h = IPv4(f[p.l3:])
-		h.setHeaderLen(ihl + TagGrowth)
-		h.setTotalLength(h.TotalLength() + TagGrowth)
-		h.UpdateChecksum()
+		added := onesSum(o)
+		if (at-p.l3)&1 != 0 {
+			added = added<<8 | added>>8
+		}
+		adjustChecksum(f[p.l3+10:p.l3+12], before, fold(uint64(after)+uint64(added)))
 	case kindIPv6:
 		var at int
 		if p.dOptLen == 0 {
@@ -142,17 +149,22 @@ func stripTag(r packetRef, p *parsed) {
 	case kindIPv4:
 		h := IPv4(f[p.l3:])
 		if o+TagGrowth <= p.hdrEnd && f[o+14] == 1 && f[o+15] == 1 {
-			ihl, total := h.HeaderLen(), h.TotalLength()
+			// Incremental checksum, the reverse of insertTag's.
+			removed := onesSum(f[o : o+TagGrowth])
+			if (o-p.l3)&1 != 0 {
+				removed = removed<<8 | removed>>8
+			}
+			before := onesSum(h[0:4])
+			h.setHeaderLen(h.HeaderLen() - TagGrowth)
+			h.setTotalLength(h.TotalLength() - TagGrowth)
+			adjustChecksum(h[10:12], fold(uint64(before)+uint64(removed)), onesSum(h[0:4]))
 			shrink(&r, o)
-			h = IPv4(r.frame()[p.l3:])
-			h.setHeaderLen(ihl - TagGrowth)
-			h.setTotalLength(total - TagGrowth)
 		} else {
 			for i := o; i < o+optLenIPv4; i++ {
 				f[i] = 1 // NOP
 			}
+			h.UpdateChecksum()
 		}
-		IPv4(r.frame()[p.l3:]).UpdateChecksum()
 	case kindIPv6:
 		h := IPv6(f[p.l3:])
 		payload := h.PayloadLength()
