@@ -1,0 +1,140 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/psavd/psavd/internal/netlab"
+)
+
+func TestDefaultTopologyParses(t *testing.T) {
+	topo, err := Parse(DefaultTopology)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(topo.ABRs()); got != 2 {
+		t.Fatalf("%d ABR nodes, want 2", got)
+	}
+	if len(topo.Flows) < 20 {
+		t.Fatalf("only %d flows", len(topo.Flows))
+	}
+	if _, err := Parse([]byte("[lab]\npackets = 1\nbogus = 2\n")); err == nil || !strings.Contains(err.Error(), "bogus") {
+		t.Fatalf("unknown key accepted: %v", err)
+	}
+}
+
+func TestEngineConfig(t *testing.T) {
+	topo, err := Parse(DefaultTopology)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &Env{Topo: topo, Run: "abcdef", S0: strings.Repeat("ab", 32), StartEpoch: 41}
+	b, err := e.EngineConfig("abr2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"asn = 65002", "epoch_seconds = 60", "[[psav.member]]", "[[psav.static_peer]]",
+		"asn = 65001\n    start_epoch = 41", `s0 = "abab`, `forwarding = "cross-connect"`,
+		`interface = "out"`, `role = "egress"`, `listen = "127.0.0.1:9100"`,
+	} {
+		if !bytes.Contains(b, []byte(want)) {
+			t.Errorf("engine.toml lacks %q:\n%s", want, b)
+		}
+	}
+}
+
+func TestEpoch(t *testing.T) {
+	topo := &Topology{PSAV: PSAV{EpochSeconds: 60, T0: 0}}
+	if got := topo.Epoch(time.Unix(1740000059, 0)); got != 29000000 {
+		t.Fatalf("epoch %d", got)
+	}
+}
+
+func TestPackets(t *testing.T) {
+	src, dst := netip.MustParseAddr("198.51.100.10"), netip.MustParseAddr("203.0.113.10")
+	ip := IPv4(src, dst, 64, ProtoUDP, 1, IPv4TagOption([8]byte{1, 2, 3, 4, 5, 6, 7, 8}, 9, 24), UDP(src, dst, 1, 2, []byte("x")))
+	if ip[0] != 0x49 || len(ip) != 36+9 || Checksum(ip[:36], 0) != 0 {
+		t.Fatalf("IPv4 with tag option: % x", ip)
+	}
+	if Checksum(ip[36:], pseudo(src, dst, ProtoUDP, 9)) != 0 {
+		t.Fatal("UDP checksum")
+	}
+	s6, d6 := netip.MustParseAddr("2001:db8:1::10"), netip.MustParseAddr("2001:db8:2::10")
+	p6 := IPv6(s6, d6, 64, ProtoICMPv6, []IPv6Ext{{ProtoHopByHop, []byte{1, 4, 0, 0, 0, 0}}, IPv6TagHeader([8]byte{}, 1, 48)}, ICMPEcho(s6, d6, 1, 1, nil))
+	if p6[6] != ProtoHopByHop || p6[40] != ProtoDestOpts || p6[48] != ProtoICMPv6 || p6[49] != 1 || len(p6) != 40+8+16+8 || p6[5] != 32 {
+		t.Fatalf("IPv6 chain: % x", p6)
+	}
+	m := Markers([]byte("xx"+MarkerText("a1b2c3", Marker{7, 12})+"yy"+MarkerText("a1b2c3", Marker{8, 99999})), "a1b2c3")
+	if len(m) != 2 || m[0] != (Marker{7, 12}) || m[1] != (Marker{8, 99999}) {
+		t.Fatalf("markers %v", m)
+	}
+}
+
+func TestParseMetrics(t *testing.T) {
+	c, err := ParseMetrics(strings.NewReader(`# HELP psavd_drops_total x
+# TYPE psavd_drops_total counter
+psavd_drops_total{port="outside",reason="no-tag"} 20
+psavd_drops_total{reason="bad-tag",port="outside"} 3
+psavd_packets_total{port="inside",action="tagged"} 1e+01
+psavd_other 5
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Total("drops", "no-tag") != 20 || c.Total("drops", "bad-tag") != 3 || c.Total("packets", "tagged") != 10 {
+		t.Fatalf("%v", c)
+	}
+}
+
+// bridgeStandIn replaces psavd by a Linux bridge of the ABR's ports: it
+// carries everything, so the lab's plumbing (topology, sockets, forged
+// frames, sniffers) can be tested without psavd.
+func bridgeStandIn(ctx context.Context, e *Env) error {
+	for _, n := range e.Topo.ABRs() {
+		ns := e.NS(n.Name)
+		if err := netlab.IP("-n", ns, "link", "add", "br0", "type", "bridge"); err != nil {
+			return err
+		}
+		for _, p := range n.ABR.Ports {
+			if err := netlab.IP("-n", ns, "link", "set", p.Interface, "master", "br0"); err != nil {
+				return err
+			}
+		}
+		if err := netlab.IP("-n", ns, "link", "set", "br0", "up"); err != nil {
+			return err
+		}
+		e.addStandIn(n.Name, func() error { return nil })
+	}
+	return nil
+}
+
+// TestLabPlumbing runs the default lab with bridges instead of psavd: every
+// flow, forged ones included, must then be delivered.
+func TestLabPlumbing(t *testing.T) {
+	if why := netlab.Supported(); why != "" {
+		t.Skip(why)
+	}
+	var out bytes.Buffer
+	res, err := Run(context.Background(), Options{PacketsPerFlow: 5, standIn: bridgeStandIn}, &out)
+	t.Logf("Run: %v", err)
+	t.Log("\n" + out.String())
+	if len(res.Flows) == 0 {
+		t.Fatal("no flow ran")
+	}
+	for _, r := range res.Flows {
+		if r.Delivered != r.Sent || r.Sent != 5 {
+			t.Errorf("%s: sent %d, delivered %d", r.Flow.Label(), r.Sent, r.Delivered)
+		}
+		if r.Flow.Proto == "icmp" && !r.Flow.Spoofed() && r.Replies != r.Sent {
+			t.Errorf("%s: %d replies", r.Flow.Label(), r.Replies)
+		}
+	}
+	if !strings.Contains(out.String(), "torn down") {
+		t.Error("no teardown line")
+	}
+}

@@ -1,0 +1,400 @@
+package lab
+
+import (
+	_ "embed"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// DefaultTopology is deploy/lab/default.toml: h1 (AS 65001) – abr1 – tr –
+// abr2 – h2 (AS 65002), an attacker behind tr, and the flows of the lab.
+//
+//go:embed default.toml
+var DefaultTopology []byte
+
+// Topology is a parsed topology file (see README.md for the format).
+type Topology struct {
+	Lab   LabSection `toml:"lab"`
+	PSAV  PSAV       `toml:"psav"`
+	Nodes []Node     `toml:"node"`
+	Links []Link     `toml:"link"`
+	Flows []Flow     `toml:"flow"`
+}
+
+// LabSection holds settings of the lab run itself.
+type LabSection struct {
+	Packets int `toml:"packets"` // per flow; 0 means 20
+}
+
+// PSAV is the part of every ABR's engine.toml [psav] section that all ABRs
+// share; asn and the static peers are filled in per node.
+type PSAV struct {
+	EpochSeconds int64    `toml:"epoch_seconds"`
+	T0           int64    `toml:"t0"`
+	Members      []Member `toml:"member"`
+}
+
+// Member is one AS of the alliance and its prefixes (the AS-Prefix table).
+type Member struct {
+	ASN      uint32   `toml:"asn"`
+	Prefixes []string `toml:"prefixes"`
+}
+
+// Node is one network namespace.
+type Node struct {
+	Name       string   `toml:"name"`
+	Routes     []string `toml:"routes"`     // arguments of `ip route add`
+	Forwarding bool     `toml:"forwarding"` // a router: forwarding on, rp_filter off
+	ABR        *ABR     `toml:"abr"`        // set: this node runs psavd
+}
+
+// ABR makes a node run psavd with an engine.toml generated from the topology.
+type ABR struct {
+	ASN     uint32         `toml:"asn"`
+	Metrics string         `toml:"metrics"` // [metrics] listen, inside the node's namespace
+	Engine  map[string]any `toml:"engine"`  // copied verbatim into [engine]
+	Ports   []Port         `toml:"ports"`
+}
+
+// Port is one [[port]] of the generated engine.toml.
+type Port struct {
+	Name      string `toml:"name"`
+	Interface string `toml:"interface"`
+	Role      string `toml:"role"`
+	Peer      string `toml:"peer"`
+	Queues    []int  `toml:"queues,omitempty"`
+	XDPMode   string `toml:"xdp_mode,omitempty"`
+}
+
+// Link is a veth pair between two nodes.
+type Link struct {
+	A   End `toml:"a"`
+	B   End `toml:"b"`
+	MTU int `toml:"mtu"` // 0: the kernel's default (1500)
+}
+
+// End is one end of a link.
+type End struct {
+	Node      string   `toml:"node"`
+	Interface string   `toml:"interface"`
+	MAC       string   `toml:"mac"`
+	Addresses []string `toml:"addresses"` // CIDR; IPv6 ones are added with nodad
+}
+
+// Flow is one kind of traffic the lab sends and the outcome it expects.
+type Flow struct {
+	Name    string   `toml:"name"`
+	From    string   `toml:"from"`
+	To      string   `toml:"to"`
+	Proto   string   `toml:"proto"`  // icmp | udp | tcp
+	Family  int      `toml:"family"` // 4 | 6
+	Src     string   `toml:"src"`    // forged source: crafted raw frames
+	Dst     string   `toml:"dst"`    // default: To's first address of Family
+	Tag     string   `toml:"tag"`    // with Src: "" | random | stale
+	Expect  string   `toml:"expect"` // deliver | drop
+	Reason  string   `toml:"reason"` // drop reason expected
+	At      string   `toml:"at"`     // ABR expected to drop
+	Counted []string `toml:"counted"`
+
+	src, dst netip.Addr // parsed and resolved by Parse
+}
+
+// Spoofed reports whether the flow forges its source address.
+func (f *Flow) Spoofed() bool { return f.Src != "" }
+
+// Label is the flow's name as shown in the table.
+func (f *Flow) Label() string {
+	v := fmt.Sprintf("IPv%d", f.Family)
+	if f.Name != "" {
+		return fmt.Sprintf("%s → %s %s %s: %s", f.From, f.To, strings.ToUpper(f.Proto), v, f.Name)
+	}
+	return fmt.Sprintf("%s → %s %s %s", f.From, f.To, strings.ToUpper(f.Proto), v)
+}
+
+// Parse decodes and checks a topology file. Unknown keys are refused, so a
+// typo does not silently change the lab.
+func Parse(data []byte) (*Topology, error) {
+	var t Topology
+	md, err := toml.Decode(string(data), &t)
+	if err != nil {
+		return nil, fmt.Errorf("topology: %w", err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		var keys []string
+		for _, k := range und {
+			// [node.abr.engine] is free-form: it is copied into engine.toml.
+			if len(k) >= 3 && k[0] == "node" && k[1] == "abr" && k[2] == "engine" {
+				continue
+			}
+			keys = append(keys, k.String())
+		}
+		if len(keys) > 0 {
+			return nil, fmt.Errorf("topology: unknown keys: %s", strings.Join(keys, ", "))
+		}
+	}
+	if err := t.check(); err != nil {
+		return nil, fmt.Errorf("topology: %w", err)
+	}
+	return &t, nil
+}
+
+// Node returns the node named name, or nil.
+func (t *Topology) Node(name string) *Node {
+	for i := range t.Nodes {
+		if t.Nodes[i].Name == name {
+			return &t.Nodes[i]
+		}
+	}
+	return nil
+}
+
+// Ends returns the link ends that sit in node, in file order.
+func (t *Topology) Ends(node string) []End {
+	var ends []End
+	for _, l := range t.Links {
+		for _, e := range []End{l.A, l.B} {
+			if e.Node == node {
+				ends = append(ends, e)
+			}
+		}
+	}
+	return ends
+}
+
+// ABRs returns the nodes that run psavd, in file order.
+func (t *Topology) ABRs() []*Node {
+	var n []*Node
+	for i := range t.Nodes {
+		if t.Nodes[i].ABR != nil {
+			n = append(n, &t.Nodes[i])
+		}
+	}
+	return n
+}
+
+// Addr returns node's first address of the family (4 or 6) and the
+// interface holding it.
+func (t *Topology) Addr(node string, family int) (netip.Addr, string, bool) {
+	for _, e := range t.Ends(node) {
+		for _, a := range e.Addresses {
+			p, err := netip.ParsePrefix(a)
+			if err == nil && familyOf(p.Addr()) == family {
+				return p.Addr(), e.Interface, true
+			}
+		}
+	}
+	return netip.Addr{}, "", false
+}
+
+// Owner returns the link end that holds address a.
+func (t *Topology) Owner(a netip.Addr) (End, bool) {
+	for _, l := range t.Links {
+		for _, e := range []End{l.A, l.B} {
+			for _, s := range e.Addresses {
+				if p, err := netip.ParsePrefix(s); err == nil && p.Addr() == a {
+					return e, true
+				}
+			}
+		}
+	}
+	return End{}, false
+}
+
+// DestInterface returns the interface of f.To where the flow's packets
+// arrive: the one holding the destination address, else To's first.
+func (t *Topology) DestInterface(f *Flow) string {
+	if owner, ok := t.Owner(f.dst); ok && owner.Node == f.To {
+		return owner.Interface
+	}
+	if ends := t.Ends(f.To); len(ends) > 0 {
+		return ends[0].Interface
+	}
+	return ""
+}
+
+// MemberOf returns the ASN whose prefixes hold a by longest match, or 0.
+func (t *Topology) MemberOf(a netip.Addr) (asn uint32, bits int) {
+	bits = -1
+	for _, m := range t.PSAV.Members {
+		for _, s := range m.Prefixes {
+			p, err := netip.ParsePrefix(s)
+			if err == nil && p.Contains(a) && p.Bits() > bits {
+				asn, bits = m.ASN, p.Bits()
+			}
+		}
+	}
+	return asn, bits
+}
+
+func familyOf(a netip.Addr) int {
+	if a.Is4() || a.Is4In6() {
+		return 4
+	}
+	return 6
+}
+
+func (t *Topology) check() error {
+	if t.Lab.Packets < 0 {
+		return fmt.Errorf("lab.packets: must not be negative")
+	}
+	if t.PSAV.EpochSeconds <= 0 {
+		return fmt.Errorf("psav.epoch_seconds: must be positive")
+	}
+	asns := map[uint32]bool{}
+	for i, m := range t.PSAV.Members {
+		if m.ASN == 0 || asns[m.ASN] {
+			return fmt.Errorf("psav.member[%d].asn: missing or repeated", i)
+		}
+		asns[m.ASN] = true
+		for _, p := range m.Prefixes {
+			if _, err := netip.ParsePrefix(p); err != nil {
+				return fmt.Errorf("psav.member[%d].prefixes: %v", i, err)
+			}
+		}
+	}
+	names := map[string]bool{}
+	for i, n := range t.Nodes {
+		if n.Name == "" || names[n.Name] || strings.ContainsAny(n.Name, "/ ") {
+			return fmt.Errorf("node[%d].name: missing, repeated or invalid %q", i, n.Name)
+		}
+		// The namespace is psv<6 hex>-<name>; keep names short enough to read.
+		if len(n.Name) > 20 {
+			return fmt.Errorf("node[%d].name: %q is longer than 20 characters", i, n.Name)
+		}
+		names[n.Name] = true
+		if n.ABR != nil {
+			if !asns[n.ABR.ASN] {
+				return fmt.Errorf("node[%d].abr.asn: %d is not a psav.member", i, n.ABR.ASN)
+			}
+			if n.ABR.Metrics == "" {
+				return fmt.Errorf("node[%d].abr.metrics: needed to read the counters", i)
+			}
+			if len(n.ABR.Ports) == 0 {
+				return fmt.Errorf("node[%d].abr.ports: none", i)
+			}
+		}
+	}
+	ifs := map[string]bool{}
+	for i, l := range t.Links {
+		for j, e := range []End{l.A, l.B} {
+			key := fmt.Sprintf("link[%d].%c", i, "ab"[j])
+			if !names[e.Node] {
+				return fmt.Errorf("%s.node: unknown node %q", key, e.Node)
+			}
+			if e.Interface == "" || len(e.Interface) > 15 || ifs[e.Node+"/"+e.Interface] {
+				return fmt.Errorf("%s.interface: missing, longer than 15 or repeated %q", key, e.Interface)
+			}
+			ifs[e.Node+"/"+e.Interface] = true
+			if e.MAC != "" {
+				if _, err := net.ParseMAC(e.MAC); err != nil {
+					return fmt.Errorf("%s.mac: %v", key, err)
+				}
+			}
+			for _, a := range e.Addresses {
+				if _, err := netip.ParsePrefix(a); err != nil {
+					return fmt.Errorf("%s.addresses: %v", key, err)
+				}
+			}
+		}
+	}
+	for i, n := range t.Nodes {
+		if n.ABR == nil {
+			continue
+		}
+		ports := map[string]bool{}
+		for _, p := range n.ABR.Ports {
+			ports[p.Name] = true
+		}
+		for j, p := range n.ABR.Ports {
+			if !ifs[n.Name+"/"+p.Interface] {
+				return fmt.Errorf("node[%d].abr.ports[%d].interface: %q is no link end of %s", i, j, p.Interface, n.Name)
+			}
+			if p.Peer != "" && !ports[p.Peer] {
+				return fmt.Errorf("node[%d].abr.ports[%d].peer: no port %q", i, j, p.Peer)
+			}
+		}
+	}
+	for i := range t.Flows {
+		if err := t.checkFlow(&t.Flows[i]); err != nil {
+			return fmt.Errorf("flow[%d].%v", i, err)
+		}
+	}
+	return nil
+}
+
+func (t *Topology) checkFlow(f *Flow) error {
+	for _, n := range []string{f.From, f.To} {
+		if t.Node(n) == nil || t.Node(n).ABR != nil {
+			return fmt.Errorf("from/to: %q is not a host or router node", n)
+		}
+	}
+	if f.Family != 4 && f.Family != 6 {
+		return fmt.Errorf("family: must be 4 or 6")
+	}
+	switch f.Proto {
+	case "icmp", "udp", "tcp":
+	default:
+		return fmt.Errorf("proto: must be icmp, udp or tcp")
+	}
+	if f.Dst != "" {
+		a, err := netip.ParseAddr(f.Dst)
+		if err != nil || familyOf(a) != f.Family {
+			return fmt.Errorf("dst: %q is no IPv%d address", f.Dst, f.Family)
+		}
+		f.dst = a
+	} else {
+		a, _, ok := t.Addr(f.To, f.Family)
+		if !ok {
+			return fmt.Errorf("to: %s has no IPv%d address", f.To, f.Family)
+		}
+		f.dst = a
+	}
+	if f.Src != "" {
+		a, err := netip.ParseAddr(f.Src)
+		if err != nil || familyOf(a) != f.Family {
+			return fmt.Errorf("src: %q is no IPv%d address", f.Src, f.Family)
+		}
+		f.src = a
+		if f.Proto != "udp" {
+			return fmt.Errorf("proto: forged flows are crafted as UDP")
+		}
+	} else {
+		a, _, ok := t.Addr(f.From, f.Family)
+		if !ok {
+			return fmt.Errorf("from: %s has no IPv%d address", f.From, f.Family)
+		}
+		f.src = a
+	}
+	switch f.Tag {
+	case "":
+	case "random", "stale":
+		if f.Src == "" {
+			return fmt.Errorf("tag: only forged flows (src) carry made-up tags")
+		}
+	default:
+		return fmt.Errorf("tag: must be random or stale")
+	}
+	switch f.Expect {
+	case "deliver":
+		if f.Reason != "" || f.At != "" {
+			return fmt.Errorf("reason: only for expect = \"drop\"")
+		}
+	case "drop":
+		if f.Reason == "" || t.Node(f.At) == nil || t.Node(f.At).ABR == nil {
+			return fmt.Errorf("reason/at: a drop needs a reason and the ABR node that drops")
+		}
+	default:
+		return fmt.Errorf("expect: must be deliver or drop")
+	}
+	for _, c := range f.Counted {
+		n, _, ok := strings.Cut(c, ":")
+		if !ok || t.Node(n) == nil || t.Node(n).ABR == nil {
+			return fmt.Errorf("counted: %q is not <abr>:<action>", c)
+		}
+	}
+	return nil
+}
