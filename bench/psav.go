@@ -1,0 +1,307 @@
+package bench
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dchest/siphash"
+
+	"github.com/psavd/psavd/bench/gen"
+)
+
+// This file builds what the psavd cases need — tagged frames for the
+// validating case and psavd's configuration — from DESIGN §2.3–2.5 alone,
+// independently of the engine: when psavd validates these frames, the
+// benchmark doubles as an interoperability check of the tag format.
+
+// TagKey returns K(e) = the first 16 octets of HMAC-SHA256(S(e), "psav tag
+// key"), where S(e0) = s0 and S(e+1) = HMAC-SHA256(S(e), "psav state")
+// (DESIGN §2.5). e must not be before e0.
+func TagKey(s0 [32]byte, e0, e uint64) ([16]byte, error) {
+	if e < e0 {
+		return [16]byte{}, fmt.Errorf("bench: epoch %d is before the start epoch %d", e, e0)
+	}
+	s := s0
+	for ; e0 < e; e0++ {
+		m := hmac.New(sha256.New, s[:])
+		m.Write([]byte("psav state"))
+		m.Sum(s[:0])
+	}
+	m := hmac.New(sha256.New, s[:])
+	m.Write([]byte("psav tag key"))
+	var k [16]byte
+	copy(k[:], m.Sum(nil))
+	return k, nil
+}
+
+// TagFrame returns a copy of an Ethernet/IPv4 or Ethernet/IPv6 frame (no IP
+// options, no extension headers) with a PSAV tag inserted as DESIGN §2.3
+// says: an IPv4 option 0x9E of 14 octets and two NOPs, or an IPv6
+// Destination Options header with option 0x3B; the tag is SipHash-2-4 under
+// key over src16 ‖ dst16 ‖ first payload octet ‖ srcPrefixLen (§2.4).
+func TagFrame(frame []byte, key [16]byte, epoch uint64, srcPrefixLen uint8) ([]byte, error) {
+	if len(frame) < 14 {
+		return nil, errors.New("bench: frame too short")
+	}
+	var src, dst [16]byte
+	var hdrEnd int // end of the IP header, where the tag goes
+	switch binary.BigEndian.Uint16(frame[12:]) {
+	case 0x0800:
+		if len(frame) < 34 || frame[14] != 0x45 {
+			return nil, errors.New("bench: not an IPv4 header without options")
+		}
+		src = netip.AddrFrom4([4]byte(frame[26:30])).As16()
+		dst = netip.AddrFrom4([4]byte(frame[30:34])).As16()
+		src[10], src[11], dst[10], dst[11] = 0xff, 0xff, 0xff, 0xff // IPv4-mapped
+		hdrEnd = 34
+	case 0x86dd:
+		if len(frame) < 54 {
+			return nil, errors.New("bench: IPv6 frame too short")
+		}
+		switch frame[20] {
+		case 0, 43, 44, 50, 51, 60, 135, 139, 140, 253, 254:
+			return nil, errors.New("bench: IPv6 frame with extension headers")
+		}
+		src, dst = [16]byte(frame[22:38]), [16]byte(frame[38:54])
+		hdrEnd = 54
+	default:
+		return nil, errors.New("bench: neither IPv4 nor IPv6")
+	}
+	var first byte
+	if len(frame) > hdrEnd {
+		first = frame[hdrEnd]
+	}
+	msg := make([]byte, 0, 34)
+	msg = append(append(append(msg, src[:]...), dst[:]...), first, srcPrefixLen)
+	tag := siphash.Hash(binary.LittleEndian.Uint64(key[0:8]), binary.LittleEndian.Uint64(key[8:16]), msg)
+
+	data := make([]byte, 12) // TagLen/AI, reserved, tag, epoch, prefix length
+	data[0] = 7<<4 | 1       // TagLen = 7 (8 octets), AI = 1 (SipHash-2-4)
+	binary.BigEndian.PutUint64(data[2:10], tag)
+	data[10], data[11] = byte(epoch), srcPrefixLen
+
+	out := make([]byte, 0, len(frame)+16)
+	out = append(out, frame[:hdrEnd]...)
+	if hdrEnd == 34 {
+		out = append(out, 0x9e, 14)
+		out = append(out, data...)
+		out = append(out, 1, 1) // NOP, NOP
+		out = append(out, frame[hdrEnd:]...)
+		ip := out[14:]
+		ip[0] = 0x45 + 4 // IHL 5 → 9
+		binary.BigEndian.PutUint16(ip[2:], binary.BigEndian.Uint16(ip[2:])+16)
+		ip[10], ip[11] = 0, 0
+		binary.BigEndian.PutUint16(ip[10:], ^checksum(ip[:36]))
+	} else {
+		out = append(out, frame[20], 1, 0x3b, 12) // Next Header, Hdr Ext Len 1, option type, length
+		out = append(out, data...)
+		out = append(out, frame[hdrEnd:]...)
+		out[20] = 60 // Destination Options
+		binary.BigEndian.PutUint16(out[18:], binary.BigEndian.Uint16(out[18:])+16)
+	}
+	return out, nil
+}
+
+func checksum(b []byte) uint16 {
+	var s uint32
+	for ; len(b) >= 2; b = b[2:] {
+		s += uint32(binary.BigEndian.Uint16(b))
+	}
+	for s > 0xffff {
+		s = s>>16 + s&0xffff
+	}
+	return uint16(s)
+}
+
+// PSAV parameters of the benchmark's alliance: this ABR is in AS 65001, the
+// traffic goes to or comes from AS 65002, one static peer.
+const (
+	LocalASN       = 65001
+	PeerASN        = 65002
+	EpochSeconds   = 3600 // long epochs: a run never sees more than one change
+	peerPrefixLen4 = 24   // 203.0.113.0/24
+	peerPrefixLen6 = 48   // 2001:db8:2::/48
+)
+
+// Keys is the static key material of a psavd run: the peer pair's state
+// S(e0) at start epoch e0.
+type Keys struct {
+	S0 [32]byte
+	E0 uint64
+}
+
+// NewKeys draws a fresh S0 and starts it one epoch before now.
+func NewKeys(now time.Time) (Keys, error) {
+	var k Keys
+	if _, err := rand.Read(k.S0[:]); err != nil {
+		return k, err
+	}
+	k.E0 = uint64(now.Unix()/EpochSeconds) - 1
+	return k, nil
+}
+
+// Epoch is the epoch at time t (T0 = 0).
+func Epoch(t time.Time) uint64 { return uint64(t.Unix() / EpochSeconds) }
+
+// ValidatingFrames returns the validating case's templates: 64-octet
+// IPv4/UDP 203.0.113.10 → 198.51.100.10 and IPv6/UDP 2001:db8:2::10 →
+// 2001:db8:1::10 (AS 65002 to AS 65001) tagged for the epoch of now, 80
+// octets each with the tag.
+func ValidatingFrames(k Keys, now time.Time) ([][]byte, error) {
+	e := Epoch(now)
+	key, err := TagKey(k.S0, k.E0, e)
+	if err != nil {
+		return nil, err
+	}
+	var out [][]byte
+	for _, f := range []struct {
+		src, dst netip.Addr
+		pfx      uint8
+	}{{gen.OutsideV4, gen.InsideV4, peerPrefixLen4}, {gen.OutsideV6, gen.InsideV6, peerPrefixLen6}} {
+		plain, err := gen.UDPFrame{SrcMAC: GenMAC, DstMAC: InMAC, Src: f.src, Dst: f.dst,
+			SrcPort: 40000, DstPort: 9, Size: gen.FrameSize}.Build()
+		if err != nil {
+			return nil, err
+		}
+		tagged, err := TagFrame(plain, key, e, f.pfx)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, tagged)
+	}
+	return out, nil
+}
+
+// PsavdConfig returns engine.toml for the ABR under test. validating
+// false: In is the inside (role ingress) and Out the outside (egress), so
+// the inside's traffic to AS 65002 is tagged. validating true: In is the
+// outside (egress) and Out the inside (ingress), so AS 65002's tagged
+// traffic is validated and stripped. Poll loops go to env.CPUs.
+func PsavdConfig(env Env, k Keys, validating bool) string {
+	inRole, outRole, inName, outName := "ingress", "egress", "inside", "outside"
+	if validating {
+		inRole, outRole, inName, outName = "egress", "ingress", "outside", "inside"
+	}
+	cpus := make([]string, len(env.CPUs))
+	for i, c := range env.CPUs {
+		cpus[i] = fmt.Sprint(c)
+	}
+	return fmt.Sprintf(`# written by the psavd forwarding benchmark (bench/)
+[psav]
+asn = %d
+epoch_seconds = %d
+t0 = 0
+
+[[psav.member]]
+asn = %d
+prefixes = ["198.51.100.0/24", "2001:db8:1::/48"]
+
+[[psav.member]]
+asn = %d
+prefixes = ["203.0.113.0/24", "2001:db8:2::/48"]
+
+[[psav.static_peer]]
+asn = %d
+start_epoch = %d
+s0 = "%s"
+
+[engine]
+forwarding = "cross-connect"
+cpus = [%s]
+batch = 64
+
+[[port]]
+name = %q
+interface = %q
+role = %q
+peer = %q
+
+[[port]]
+name = %q
+interface = %q
+role = %q
+peer = %q
+`, LocalASN, EpochSeconds, LocalASN, PeerASN, PeerASN, k.E0, hex.EncodeToString(k.S0[:]),
+		strings.Join(cpus, ", "),
+		inName, env.In, inRole, outName,
+		outName, env.Out, outRole, inName)
+}
+
+// Psavd returns the psavd DUT: the binary bin run with PsavdConfig (written
+// to dir) inside the middle namespace, ready when it logs "ready".
+func Psavd(bin, dir string, k Keys, validating bool) *Command {
+	label := "psavd-tag"
+	if validating {
+		label = "psavd-validate"
+	}
+	return &Command{
+		Label: label,
+		Ready: "ready",
+		// The first frames after "ready" may still find rings filling; the
+		// warm-up absorbs that.
+		Argv: func(env Env) ([]string, error) {
+			path := filepath.Join(dir, label+".toml")
+			if err := os.WriteFile(path, []byte(PsavdConfig(env, k, validating)), 0o600); err != nil {
+				return nil, err
+			}
+			return []string{bin, "-config", path}, nil
+		},
+	}
+}
+
+// BuildPsavd compiles cmd/psavd into dir and returns the binary's path
+// (needs the Go toolchain and the module's source).
+func BuildPsavd(dir string) (string, error) {
+	bin := filepath.Join(dir, "psavd")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/psavd/psavd/cmd/psavd")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("bench: build psavd: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// PsavdCounters parses the counter table psavd prints when it stops
+// ("port counter packets" lines, e.g. "outside  drop bad-tag  12") into a
+// map keyed "port counter" ("outside drop bad-tag").
+func PsavdCounters(log string) map[string]uint64 {
+	m := map[string]uint64{}
+	for _, line := range strings.Split(log, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 {
+			continue
+		}
+		n, err := strconv.ParseUint(f[len(f)-1], 10, 64)
+		if err != nil {
+			continue
+		}
+		m[strings.Join(f[:len(f)-1], " ")] = n
+	}
+	return m
+}
+
+// PsavdTagDrops sums the drops that say a tag did not verify (no-tag,
+// bad-tag, stale-epoch, no-key) in psavd's counters: non-zero in the
+// validating case means the frames and psavd disagree on the tag.
+func PsavdTagDrops(counters map[string]uint64) uint64 {
+	var n uint64
+	for k, v := range counters {
+		for _, r := range []string{"drop no-tag", "drop bad-tag", "drop stale-epoch", "drop no-key"} {
+			if strings.HasSuffix(k, r) {
+				n += v
+			}
+		}
+	}
+	return n
+}
