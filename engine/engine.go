@@ -163,7 +163,6 @@ func (pr *Processor) one(pkt *ports.Packet, t *Tables, epoch int64) int16 {
 		return pr.drop(DropSpoofedLocal)
 	}
 
-	ref := packetRef{buf: pkt.Buf, off: &pkt.Off, len: &pkt.Len}
 	act := ActForwarded
 	switch {
 	case outRole == RoleTrust:
@@ -193,11 +192,11 @@ func (pr *Processor) one(pkt *ports.Packet, t *Tables, epoch int64) int16 {
 		tag := ComputeTag(k0, k1, &p.src, &p.dst, p.firstOctet, srcBits)
 		if p.optOff >= 0 {
 			// A tag from inside is never trusted: overwrite it.
-			writeOptData(optData(ref.frame(), p), tag, byte(epoch), srcBits)
+			writeOptData(optData(pkt.Frame(), p), tag, byte(epoch), srcBits)
 			if p.kind == kindIPv4 {
-				IPv4(ref.frame()[p.l3:]).UpdateChecksum()
+				IPv4(pkt.Frame()[p.l3:]).UpdateChecksum()
 			}
-		} else if !insertTag(ref, p, tag, byte(epoch), srcBits) {
+		} else if !insertTag(pkt, p, tag, byte(epoch), srcBits) {
 			if pr.e.spec.Policy.DropNoRoom {
 				return pr.drop(DropNoRoom)
 			}
@@ -218,11 +217,11 @@ func (pr *Processor) one(pkt *ports.Packet, t *Tables, epoch int64) int16 {
 		if !ok {
 			break // not a PSAV hop for this pair: carried through
 		}
-		if r, ok := pr.validate(ref.frame(), t, re.In, epoch, srcBits); !ok {
+		if r, ok := pr.validate(pkt.Frame(), t, re.In, epoch, srcBits); !ok {
 			return pr.drop(r)
 		}
 		if re.Out < 0 {
-			stripTag(ref, p)
+			stripTag(pkt, p)
 			act = ActValidated
 			break
 		}
@@ -230,9 +229,9 @@ func (pr *Processor) one(pkt *ports.Packet, t *Tables, epoch int64) int16 {
 		if !ok {
 			return pr.drop(DropNoKey)
 		}
-		writeOptData(optData(ref.frame(), p), ComputeTag(k0, k1, &p.src, &p.dst, p.firstOctet, srcBits), byte(epoch), srcBits)
+		writeOptData(optData(pkt.Frame(), p), ComputeTag(k0, k1, &p.src, &p.dst, p.firstOctet, srcBits), byte(epoch), srcBits)
 		if p.kind == kindIPv4 {
-			IPv4(ref.frame()[p.l3:]).UpdateChecksum()
+			IPv4(pkt.Frame()[p.l3:]).UpdateChecksum()
 		}
 		act = ActReplaced
 
@@ -244,14 +243,14 @@ func (pr *Processor) one(pkt *ports.Packet, t *Tables, epoch int64) int16 {
 			act = ActUnverifiable
 			break
 		}
-		if r, ok := pr.validate(ref.frame(), t, t.Members[srcM].ValidatePeer, epoch, srcBits); !ok {
+		if r, ok := pr.validate(pkt.Frame(), t, t.Members[srcM].ValidatePeer, epoch, srcBits); !ok {
 			return pr.drop(r)
 		}
-		stripTag(ref, p)
+		stripTag(pkt, p)
 		act = ActValidated
 	}
 
-	if hop != nil && !rewriteRouted(ref.frame(), p, hop) {
+	if hop != nil && !rewriteRouted(pkt.Frame(), p, hop) {
 		return pr.drop(DropTTLExpired)
 	}
 	return pr.act(act, out)

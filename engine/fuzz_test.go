@@ -64,19 +64,18 @@ func FuzzInsertStrip(f *testing.F) {
 		orig := append([]byte(nil), frame[:p.l3End]...)
 		first := p.firstOctet
 		buf := make([]byte, ports.Headroom+ports.MaxFrame)
-		off, n := ports.Headroom, copy(buf[ports.Headroom:], frame)
-		r := packetRef{buf: buf, off: &off, len: &n}
+		r := &ports.Packet{Buf: buf, Off: ports.Headroom, Len: copy(buf[ports.Headroom:], frame)}
 		if !insertTag(r, &p, tag, epoch, plen) {
 			return // no room: fine
 		}
 		var q parsed
-		if !q.parse(r.frame()) {
-			t.Fatalf("tagged packet does not parse: %x", r.frame())
+		if !q.parse(r.Frame()) {
+			t.Fatalf("tagged packet does not parse: %x", r.Frame())
 		}
 		if q.optOff < 0 {
-			t.Fatalf("tag not found after insert: %x", r.frame())
+			t.Fatalf("tag not found after insert: %x", r.Frame())
 		}
-		d := optData(r.frame(), &q)
+		d := optData(r.Frame(), &q)
 		if beUint64(d[2:]) != tag || d[10] != epoch || d[11] != plen || d[0] != tagLenAI {
 			t.Fatalf("option data %x", d)
 		}
@@ -85,15 +84,15 @@ func FuzzInsertStrip(f *testing.F) {
 		}
 		if q.kind == kindIPv4 {
 			// The incremental update must give what a full recomputation gives.
-			h := append(IPv4(nil), r.frame()[q.l3:q.hdrEnd]...)
+			h := append(IPv4(nil), r.Frame()[q.l3:q.hdrEnd]...)
 			h.UpdateChecksum()
-			if !bytes.Equal(h, r.frame()[q.l3:q.hdrEnd]) {
-				t.Fatalf("IPv4 header checksum after insert %x, full recomputation %x", r.frame()[q.l3+10:q.l3+12], h[10:12])
+			if !bytes.Equal(h, r.Frame()[q.l3:q.hdrEnd]) {
+				t.Fatalf("IPv4 header checksum after insert %x, full recomputation %x", r.Frame()[q.l3+10:q.l3+12], h[10:12])
 			}
 		}
 		stripTag(r, &q)
-		if !bytes.Equal(r.frame(), orig) {
-			t.Fatalf("strip did not restore:\n got %x\nwant %x", r.frame(), orig)
+		if !bytes.Equal(r.Frame(), orig) {
+			t.Fatalf("strip did not restore:\n got %x\nwant %x", r.Frame(), orig)
 		}
 	})
 }

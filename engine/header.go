@@ -88,10 +88,14 @@ func fold(s uint64) uint16 {
 }
 
 // adjustChecksum updates the checksum at ck (RFC 1624, eqn. 3) after words
-// whose one's complement sum was old became words whose sum is new.
-func adjustChecksum(ck []byte, old, new uint16) {
-	hc := binary.BigEndian.Uint16(ck)
-	binary.BigEndian.PutUint16(ck, ^fold(uint64(^hc)+uint64(^old)+uint64(new)))
+// summing to sub were taken out of the header and words summing to add were
+// put in (0: none).
+func adjustChecksum(ck []byte, sub, add uint16) {
+	s := uint64(^binary.BigEndian.Uint16(ck)) + uint64(add)
+	if sub != 0 {
+		s += uint64(^sub)
+	}
+	binary.BigEndian.PutUint16(ck, ^fold(s))
 }
 
 // IPv6 fixed header view (RFC 8200).

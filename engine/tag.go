@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 
 	"github.com/dchest/siphash"
+	"github.com/psavd/psavd/ports"
 )
 
 // ComputeTag is DESIGN §2.4:
@@ -34,84 +35,80 @@ func writeOptData(b []byte, tag uint64, epoch, pfxLen byte) {
 func optData(frame []byte, p *parsed) []byte { return frame[p.optOff+2 : p.optOff+2+optDataLen] }
 
 // grow opens a gap of TagGrowth octets at offset at of the frame by moving
-// the octets before it backwards into the headroom. It returns false when the
-// buffer has no room in front.
-func grow(pkt *packetRef, at int) bool {
-	if *pkt.off < TagGrowth {
-		return false
-	}
-	start := *pkt.off
-	copy(pkt.buf[start-TagGrowth:], pkt.buf[start:start+at])
-	*pkt.off -= TagGrowth
-	*pkt.len += TagGrowth
-	return true
+// the octets before it backwards into the headroom (the caller checked that
+// there is room: pkt.Off >= TagGrowth).
+func grow(pkt *ports.Packet, at int) {
+	start := pkt.Off
+	copy(pkt.Buf[start-TagGrowth:], pkt.Buf[start:start+at])
+	pkt.Off -= TagGrowth
+	pkt.Len += TagGrowth
 }
 
 // shrink removes TagGrowth octets at offset at by moving the octets before
 // them forwards.
-func shrink(pkt *packetRef, at int) {
-	start := *pkt.off
-	copy(pkt.buf[start+TagGrowth:], pkt.buf[start:start+at])
-	*pkt.off += TagGrowth
-	*pkt.len -= TagGrowth
+func shrink(pkt *ports.Packet, at int) {
+	start := pkt.Off
+	copy(pkt.Buf[start+TagGrowth:], pkt.Buf[start:start+at])
+	pkt.Off += TagGrowth
+	pkt.Len -= TagGrowth
 }
 
-// packetRef points at the offset and length of a ports.Packet, so that the
-// codec can be used on packets and on plain buffers alike.
-type packetRef struct {
-	buf []byte
-	off *int
-	len *int
+// optSumIPv4 is the one's complement sum of the 16 octets insertTag adds to
+// an IPv4 header, computed from the values rather than read back from the
+// octets just written (which would stall on store forwarding).
+func optSumIPv4(tag uint64, epoch, pfxLen byte) uint16 {
+	return fold(uint64(optTypeIPv4)<<8 + optLenIPv4 + tagLenAI<<8 +
+		tag>>48 + tag>>32&0xffff + tag>>16&0xffff + tag&0xffff +
+		uint64(epoch)<<8 + uint64(pfxLen) + 0x0101)
 }
-
-func (r packetRef) frame() []byte { return r.buf[*r.off : *r.off+*r.len] }
 
 // insertTag adds a PSAV tag to the parsed packet (DESIGN §2.3); the packet
 // must carry no PSAV option yet. It returns false when the tag does not fit
-// (IPv4 options would pass 40 octets, or no headroom); the packet is then
-// unchanged. L2 padding after the IP packet is dropped first.
-func insertTag(r packetRef, p *parsed, tag uint64, epoch, pfxLen byte) bool {
-	*r.len = p.l3End
-	f := r.frame()
+// (IPv4 options would pass 40 octets, the length field would overflow, or the
+// buffer has no headroom); the packet is then unchanged. L2 padding after the
+// IP packet is dropped first.
+func insertTag(pkt *ports.Packet, p *parsed, tag uint64, epoch, pfxLen byte) bool {
+	if pkt.Off < TagGrowth {
+		return false
+	}
+	f := pkt.Buf[pkt.Off : pkt.Off+p.l3End]
 	switch p.kind {
 	case kindIPv4:
 		h := IPv4(f[p.l3:])
-		ihl := h.HeaderLen()
-		if ihl+TagGrowth > ipv4MaxHeaderLen || *r.off < TagGrowth {
+		ihl, total := h.HeaderLen(), h.TotalLength()
+		if ihl+TagGrowth > ipv4MaxHeaderLen || total+TagGrowth > 0xffff {
 			return false
 		}
-		// The parser verified the checksum, so it can be updated
-		// incrementally: words 0–1 (IHL, total length) change and the option
-		// adds its words — at an even offset from the header start, or its
-		// octets land in the other half of each word.
-		before := onesSum(h[0:4])
+		// The parser verified the checksum, so it is updated incrementally
+		// (RFC 1624): IHL grows by 4 words (+0x0400 in word 0), the total
+		// length by 16 (word 1), and the option's words are added — byte-
+		// swapped if the option starts at an odd offset of the header.
+		added := optSumIPv4(tag, epoch, pfxLen)
+		if (p.insAt-p.l3)&1 != 0 {
+			added = added<<8 | added>>8
+		}
+		adjustChecksum(h[10:12], 0, fold(0x0400+TagGrowth+uint64(added)))
 		h.setHeaderLen(ihl + TagGrowth)
-		h.setTotalLength(h.TotalLength() + TagGrowth)
-		after := onesSum(h[0:4])
+		h.setTotalLength(total + TagGrowth)
 		at := p.insAt
-		grow(&r, at)
-		f = r.frame()
-		o := f[at : at+TagGrowth]
+		pkt.Len = p.l3End
+		grow(pkt, at)
+		o := pkt.Buf[pkt.Off+at : pkt.Off+at+TagGrowth]
 		o[0], o[1] = optTypeIPv4, optLenIPv4
 		writeOptData(o[2:14], tag, epoch, pfxLen)
 		o[14], o[15] = 1, 1 // two NOPs keep the header a multiple of 4 octets
-		added := onesSum(o)
-		if (at-p.l3)&1 != 0 {
-			added = added<<8 | added>>8
-		}
-		adjustChecksum(f[p.l3+10:p.l3+12], before, fold(uint64(after)+uint64(added)))
 	case kindIPv6:
-		var at int
-		if p.dOptLen == 0 {
-			at = p.hdrEnd // a new Destination Options header goes here
-		} else {
-			at = p.hdrEnd + p.dOptLen // append to the one that stands here
+		h := IPv6(f[p.l3:])
+		payload := h.PayloadLength()
+		if payload+TagGrowth > 0xffff {
+			return false
+		}
+		at := p.hdrEnd // a new Destination Options header goes here …
+		if p.dOptLen != 0 {
+			at += p.dOptLen // … or the option is appended to the one that stands here
 			if f[p.hdrEnd+1] > 253 {
 				return false
 			}
-		}
-		if *r.off < TagGrowth {
-			return false
 		}
 		nh := f[p.nhOff]
 		if p.dOptLen == 0 {
@@ -119,11 +116,10 @@ func insertTag(r packetRef, p *parsed, tag uint64, epoch, pfxLen byte) bool {
 		} else {
 			f[p.hdrEnd+1] += 2
 		}
-		h := IPv6(f[p.l3:])
-		h.setPayloadLength(h.PayloadLength() + TagGrowth)
-		grow(&r, at)
-		f = r.frame()
-		o := f[at : at+TagGrowth]
+		h.setPayloadLength(payload + TagGrowth)
+		pkt.Len = p.l3End
+		grow(pkt, at)
+		o := pkt.Buf[pkt.Off+at : pkt.Off+at+TagGrowth]
 		if p.dOptLen == 0 {
 			o[0], o[1] = nh, 1 // Next Header, Hdr Ext Len = 1 (16 octets)
 		} else {
@@ -141,24 +137,24 @@ func insertTag(r packetRef, p *parsed, tag uint64, epoch, pfxLen byte) bool {
 // it was before insertTag added it, octet for octet. An option that another
 // encoder placed where insertTag would not have is overwritten with padding
 // instead (the packet stays valid; it cannot be restored exactly).
-func stripTag(r packetRef, p *parsed) {
-	*r.len = p.l3End
-	f := r.frame()
+func stripTag(pkt *ports.Packet, p *parsed) {
+	pkt.Len = p.l3End
+	f := pkt.Frame()
 	o := p.optOff
 	switch p.kind {
 	case kindIPv4:
 		h := IPv4(f[p.l3:])
 		if o+TagGrowth <= p.hdrEnd && f[o+14] == 1 && f[o+15] == 1 {
-			// Incremental checksum, the reverse of insertTag's.
+			// Incremental checksum, the reverse of insertTag's: the option's
+			// words and the growth of IHL and total length come off.
 			removed := onesSum(f[o : o+TagGrowth])
 			if (o-p.l3)&1 != 0 {
 				removed = removed<<8 | removed>>8
 			}
-			before := onesSum(h[0:4])
+			adjustChecksum(h[10:12], fold(0x0400+TagGrowth+uint64(removed)), 0)
 			h.setHeaderLen(h.HeaderLen() - TagGrowth)
 			h.setTotalLength(h.TotalLength() - TagGrowth)
-			adjustChecksum(h[10:12], fold(uint64(before)+uint64(removed)), onesSum(h[0:4]))
-			shrink(&r, o)
+			shrink(pkt, o)
 		} else {
 			for i := o; i < o+optLenIPv4; i++ {
 				f[i] = 1 // NOP
@@ -173,12 +169,12 @@ func stripTag(r packetRef, p *parsed) {
 			// The header holds only our option: remove it whole.
 			f[p.nhOff] = f[p.hdrEnd]
 			h.setPayloadLength(payload - TagGrowth)
-			shrink(&r, p.hdrEnd)
+			shrink(pkt, p.hdrEnd)
 		case o == p.hdrEnd+p.dOptLen-(2+optDataLen) && f[o-2] == 1 && f[o-1] == 0:
 			// PadN(0) + our option appended at the end of the header.
 			f[p.hdrEnd+1] -= 2
 			h.setPayloadLength(payload - TagGrowth)
-			shrink(&r, o-2)
+			shrink(pkt, o-2)
 		default:
 			f[o], f[o+1] = 1, optDataLen // PadN over the whole option
 			clear(f[o+2 : o+2+optDataLen])
