@@ -151,9 +151,10 @@ func stripTag(pkt *ports.Packet, p *parsed) {
 			if (o-p.l3)&1 != 0 {
 				removed = removed<<8 | removed>>8
 			}
-			adjustChecksum(h[10:12], fold(0x0400+TagGrowth+uint64(removed)), 0)
+			before := onesSum(h[0:4])
 			h.setHeaderLen(h.HeaderLen() - TagGrowth)
 			h.setTotalLength(h.TotalLength() - TagGrowth)
+			adjustChecksum(h[10:12], fold(uint64(before)+uint64(removed)), onesSum(h[0:4]))
 			shrink(pkt, o)
 		} else {
 			for i := o; i < o+optLenIPv4; i++ {
