@@ -264,53 +264,33 @@ func TestTagRoomIPv4(t *testing.T) {
 }
 
 func TestReplaceAtCommunityBorder(t *testing.T) {
-	// AS 65002 as a community border: packets 65001 → 65003 arrive tagged
-	// with K(65001,65002) and leave with K(65002,65003).
-	e, err := New(Spec{Ports: []PortSpec{{Name: "west", Role: RoleEgress, Peer: 1}, {Name: "east", Role: RoleEgress, Peer: 0}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tb := testTables(t, 65002, vecNow)
-	b := NewPrefixTableBuilder()
-	for p, m := range map[string]int{"198.51.100.0/24": 0, "203.0.113.0/24": 1, "192.0.2.0/24": 2} {
-		_ = b.Add(netip.MustParsePrefix(p), m)
-	}
-	tb.Prefixes = b.Table()
-	tb.Members = append(tb.Members, Member{ASN: 65003, TagPeer: 1, ValidatePeer: 1})
-	var other PeerKeys
-	other.ASN = 65003
-	var k Key
-	k[0] = 42
-	for e := int64(vecEpoch - 1); e <= vecEpoch+2; e++ {
-		other.SetKey(e, k)
-	}
-	tb.Peers = append(tb.Peers, other)
-	tb.Replace = map[uint64]ReplaceEntry{ReplaceKey(0, 2): {In: 0, Out: 1}}
-	e.Publish(tb)
-
-	in := mustHex(t, v4Out)
-	copy(in[30:34], []byte{192, 0, 2, 10}) // destination now in AS 65003 …
-	IPv4(in[14:]).UpdateChecksum()
-	p := &parsed{}
-	if !p.parse(in) {
-		t.Fatal("parse")
-	}
-	k0, k1, _ := tb.Peers[0].Key(vecEpoch)
-	binary := ComputeTag(k0, k1, &p.src, &p.dst, p.firstOctet, 24) // … so re-tag it as 65001 would have
-	writeOptData(in[p.optOff+2:], binary, byte(vecEpoch%256), 24)
-	IPv4(in[14:]).UpdateChecksum()
-
+	// AS 65002 as a community border (replaceEngine): packets 65001 → 65003
+	// arrive tagged with K(65001,65002) and leave with the key of 65003's
+	// peer (00 … 2a).
+	e, in := replaceEngine(t)
 	out, pr := run(t, e, 0, in, vecNow)
 	if out == nil || pr.Counters.Actions[ActReplaced].Load() != 1 {
 		t.Fatalf("not replaced: drops %v", drops(pr))
 	}
-	p.parse(out)
-	k0, k1 = k.Halves()
+	var p parsed
+	if !p.parse(out) || p.optOff < 0 {
+		t.Fatal("replaced packet does not parse or lost its tag")
+	}
+	var k Key
+	k[0] = 42
+	k0, k1 := k.Halves()
 	if got := ComputeTag(k0, k1, &p.src, &p.dst, p.firstOctet, 24); got != beUint64(out[p.optOff+4:]) {
 		t.Fatalf("replaced tag %x does not verify with the next hop's key (want %x)", beUint64(out[p.optOff+4:]), got)
 	}
 	if !IPv4(out[14:]).ChecksumValid() {
 		t.Fatal("IPv4 checksum not updated")
+	}
+	// The same packet with a tag of the wrong key is dropped, not replaced.
+	bad := append([]byte(nil), in...)
+	bad[p.optOff+4] ^= 1
+	IPv4(bad[14:]).UpdateChecksum()
+	if out, pr := run(t, e, 0, bad, vecNow); out != nil || pr.Counters.Drops[DropBadTag].Load() != 1 {
+		t.Fatalf("bad tag at the border not dropped: %v", drops(pr))
 	}
 }
 

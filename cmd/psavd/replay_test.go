@@ -11,9 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
-	"github.com/google/gopacket/pcapgo"
+	"github.com/psavd/psavd/ports/pcap"
 )
 
 // Frames from engine/testdata/vectors.py (an independent implementation of
@@ -57,42 +55,18 @@ peer = "inside"
 
 func writePcap(t *testing.T, path string, frames ...[]byte) {
 	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
+	if err := pcap.WriteFile(path, time.Unix(replayAt, 0), frames...); err != nil {
 		t.Fatal(err)
-	}
-	defer f.Close()
-	w := pcapgo.NewWriter(f)
-	if err := w.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
-		t.Fatal(err)
-	}
-	for _, fr := range frames {
-		ci := gopacket.CaptureInfo{Timestamp: time.Unix(replayAt, 0), CaptureLength: len(fr), Length: len(fr)}
-		if err := w.WritePacket(ci, fr); err != nil {
-			t.Fatal(err)
-		}
 	}
 }
 
 func readPcap(t *testing.T, path string) [][]byte {
 	t.Helper()
-	f, err := os.Open(path)
+	frames, err := pcap.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	r, err := pcapgo.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out [][]byte
-	for {
-		data, _, err := r.ReadPacketData()
-		if err != nil {
-			return out
-		}
-		out = append(out, data)
-	}
+	return frames
 }
 
 func unhex(t *testing.T, s string) []byte {

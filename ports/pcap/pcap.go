@@ -4,6 +4,7 @@
 package pcap
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -152,3 +153,42 @@ func (p *Writer) Transmit(pkts []ports.Packet) (int, error) {
 
 // Close implements ports.Port.
 func (p *Writer) Close() error { return p.f.Close() }
+
+// WriteFile writes frames to a new capture file at path, each stamped ts.
+func WriteFile(path string, ts time.Time, frames ...[]byte) error {
+	w, err := Create("file", path)
+	if err != nil {
+		return err
+	}
+	w.Stamp = func() time.Time { return ts }
+	pkts := make([]ports.Packet, len(frames))
+	for i, f := range frames {
+		pkts[i] = ports.Packet{Buf: f, Len: len(f)}
+	}
+	_, err = w.Transmit(pkts)
+	return errors.Join(err, w.Close())
+}
+
+// ReadFile returns every frame of the capture file at path.
+func ReadFile(path string) ([][]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r, err := pcapgo.NewReader(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	var frames [][]byte
+	for {
+		data, _, err := r.ReadPacketData()
+		if errors.Is(err, io.EOF) {
+			return frames, nil
+		}
+		if err != nil {
+			return frames, fmt.Errorf("%s: %w", path, err)
+		}
+		frames = append(frames, bytes.Clone(data))
+	}
+}

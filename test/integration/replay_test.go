@@ -11,9 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
-	"github.com/google/gopacket/pcapgo"
+	"github.com/psavd/psavd/ports/pcap"
 
 	"github.com/psavd/psavd/deploy/lab"
 )
@@ -81,40 +79,16 @@ func TestReplayTagRoundTrip(t *testing.T) {
 
 func writePcap(t *testing.T, path string, frames [][]byte) {
 	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
+	if err := pcap.WriteFile(path, time.Now(), frames...); err != nil {
 		t.Fatal(err)
-	}
-	defer f.Close()
-	w := pcapgo.NewWriter(f)
-	if err := w.WriteFileHeader(65536, layers.LinkTypeEthernet); err != nil {
-		t.Fatal(err)
-	}
-	for _, fr := range frames {
-		ci := gopacket.CaptureInfo{Timestamp: time.Now(), CaptureLength: len(fr), Length: len(fr)}
-		if err := w.WritePacket(ci, fr); err != nil {
-			t.Fatal(err)
-		}
 	}
 }
 
 func readPcap(t *testing.T, path string) [][]byte {
 	t.Helper()
-	f, err := os.Open(path)
+	frames, err := pcap.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	r, err := pcapgo.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var frames [][]byte
-	for {
-		data, _, err := r.ReadPacketData()
-		if err != nil {
-			return frames
-		}
-		frames = append(frames, bytes.Clone(data))
-	}
+	return frames
 }
