@@ -65,8 +65,13 @@ func run() (code int) {
 		inNAPI   = flag.String("in-napi-cpus", "", "run In's veth NAPI (the DUT's XDP receive) in a thread pinned to these CPUs (default: softirq of the generator's CPU)")
 		psavdBin = flag.String("psavd", "", "psavd binary (default: go build ./cmd/psavd)")
 		verbose  = flag.Bool("v", false, "show psavd's output and every run")
+		bareIn   = flag.Bool("bare-in-process", false, "run afxdp-bare inside this process instead of a child process of its own")
+		child    = flag.String("serve-bare", "", "internal: be the afxdp-bare child forwarder for namespace,in,out,cpus")
 	)
 	flag.Parse()
+	if *child != "" {
+		return serveBare(*child)
+	}
 	if why := bench.Supported(); why != "" {
 		fatalf("cannot run here: %s", why)
 	}
@@ -123,7 +128,10 @@ func run() (code int) {
 		case "xdp-redirect":
 			return sc, &bench.XDPRedirect{}, nil
 		case "afxdp-bare":
-			return sc, &barefwd.DUT{}, nil
+			if *bareIn {
+				return sc, &barefwd.DUT{}, nil
+			}
+			return sc, bareChild(), nil
 		case "psavd-tag", "psavd-validate":
 			validating := name == "psavd-validate"
 			d := bench.Psavd(bin, tmp, keys, validating)
@@ -259,4 +267,62 @@ func cpuList(s string) ([]int, error) {
 func fatalf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "fwdbench: "+format+"\n", args...)
 	panic(errExit{2})
+}
+
+// bareChild is case (a) run as a process of its own, like psavd: neither
+// side of the comparison then inherits what the other left in this process
+// (asavie's Socket.Close cannot unmap its rings, so an in-process forwarder
+// leaks its sockets — and with them their namespace — until exit).
+func bareChild() *bench.Command {
+	return &bench.Command{
+		Label: "afxdp-bare",
+		Ready: "ready",
+		Argv: func(env bench.Env) ([]string, error) {
+			self, err := os.Executable()
+			if err != nil {
+				return nil, err
+			}
+			cpus := make([]string, len(env.CPUs))
+			for i, c := range env.CPUs {
+				cpus[i] = strconv.Itoa(c)
+			}
+			return []string{self, "-serve-bare", strings.Join([]string{env.NS, env.In, env.Out, strings.Join(cpus, ":")}, ",")}, nil
+		},
+	}
+}
+
+// serveBare runs the bare forwarder until SIGTERM; spec is
+// "namespace,in,out,cpu:cpu…".
+func serveBare(spec string) int {
+	f := strings.Split(spec, ",")
+	if len(f) != 4 {
+		fmt.Fprintln(os.Stderr, "fwdbench: -serve-bare namespace,in,out,cpus")
+		return 2
+	}
+	env := bench.Env{NS: f[0], In: f[1], Out: f[2]}
+	for _, c := range strings.Split(f[3], ":") {
+		if c == "" {
+			continue
+		}
+		n, err := strconv.Atoi(c)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "fwdbench: -serve-bare cpus: %v\n", err)
+			return 2
+		}
+		env.CPUs = append(env.CPUs, n)
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	d := &barefwd.DUT{}
+	if err := d.Start(ctx, env); err != nil {
+		fmt.Fprintf(os.Stderr, "fwdbench: bare forwarder: %v\n", err)
+		return 1
+	}
+	fmt.Println("ready")
+	<-ctx.Done()
+	if err := d.Stop(); err != nil {
+		fmt.Fprintf(os.Stderr, "fwdbench: bare forwarder: %v\n", err)
+		return 1
+	}
+	return 0
 }
