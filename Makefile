@@ -6,7 +6,7 @@ BIN       := bin
 STATICCHECK_VERSION := 2026.2.2
 export PATH := $(PATH):$(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build run test deps lint unit fuzz bench-engine bench-xdp proto clean
+.PHONY: all build run test deps lint fuzz bench-engine bench-xdp clean
 
 all: build
 
@@ -49,6 +49,11 @@ fuzz:
 # Per-packet cost of the engine on the mem port (docs/perf.md).
 bench-engine:
 	$(GO) test ./engine -run XXX -bench Pipeline -benchtime 2s -count 3
+
+# Packets per second through one ABR on veths: bare AF_XDP forwarder vs psavd
+# tagging and validating, with the ratios (docs/perf.md). Root; ~2 minutes.
+bench-xdp: build
+	$(GO) run ./bench/cmd/fwdbench -psavd $(BIN)/psavd -cases afxdp-bare,psavd-tag,psavd-validate -runs 5 -duration 4s -warmup 2s
 
 clean:
 	rm -rf $(BIN)
