@@ -1,0 +1,240 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/psavd/psavd/deploy/lab"
+	"github.com/psavd/psavd/internal/netlab"
+)
+
+// TestRoutedABR runs psavd in routed forwarding between two subnets through
+// real AF_XDP sockets: the ABR's own kernel answers ARP for its addresses
+// (the XDP program passes ARP to it on routed ports), data is routed by
+// [[route]], tagged on the way out with MACs rewritten and the TTL
+// decremented, and an untagged packet from the member AS is dropped no-tag.
+func TestRoutedABR(t *testing.T) {
+	skipUnlessLab(t)
+	bin := psavdBinary(t)
+	topo := netlab.New()
+	t.Cleanup(func() {
+		if err := topo.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	h1, err := topo.NS("rh1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	abr, err := topo.NS("rabr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h2, err := topo.NS("rh2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const h1MAC, inMAC, outMAC, h2MAC = "02:00:00:00:01:10", "02:00:00:00:01:01", "02:00:00:00:02:01", "02:00:00:00:02:10"
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(topo.Veth(h1, "eth0", h1MAC, abr, "in", inMAC))
+	must(topo.Veth(abr, "out", outMAC, h2, "eth0", h2MAC))
+	for _, c := range [][]string{
+		{"-n", h1, "addr", "add", "198.51.100.10/24", "dev", "eth0"},
+		{"-n", h1, "route", "add", "default", "via", "198.51.100.1"},
+		{"-n", abr, "addr", "add", "198.51.100.1/24", "dev", "in"},
+		{"-n", abr, "addr", "add", "203.0.113.1/24", "dev", "out"},
+		{"-n", h2, "addr", "add", "203.0.113.10/24", "dev", "eth0"},
+		{"-n", h2, "route", "add", "default", "via", "203.0.113.1"},
+	} {
+		must(netlab.IP(c...))
+	}
+	// The hosts send through their kernels: no checksum left to offload
+	// (an AF_XDP copy would carry a partial one).
+	for _, ns := range []string{h1, h2} {
+		if _, err := netlab.Exec(ns, "ethtool", "-K", "eth0", "tx", "off"); err != nil {
+			t.Skipf("ethtool: %v", err)
+		}
+	}
+
+	dir := t.TempDir()
+	cfg := fmt.Sprintf(`
+[psav]
+asn = 65001
+[[psav.member]]
+asn = 65001
+prefixes = ["198.51.100.0/24"]
+[[psav.member]]
+asn = 65002
+prefixes = ["203.0.113.0/24"]
+[[psav.static_peer]]
+asn = 65002
+start_epoch = %d
+s0 = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+[engine]
+forwarding = "routed"
+[[port]]
+name = "inside"
+interface = "in"
+role = "ingress"
+[[port]]
+name = "outside"
+interface = "out"
+role = "egress"
+[[route]]
+prefix = "203.0.113.0/24"
+port = "outside"
+next_hop_mac = %q
+[[route]]
+prefix = "198.51.100.0/24"
+port = "inside"
+next_hop_mac = %q
+[metrics]
+listen = "127.0.0.1:9100"
+`, time.Now().Unix()/60-1, h2MAC, h1MAC)
+	path := filepath.Join(dir, "routed.toml")
+	must(os.WriteFile(path, []byte(cfg), 0o644))
+	if out, err := exec.Command(bin, "check", "-config", path).CombinedOutput(); err != nil {
+		t.Fatalf("check: %v\n%s", err, out)
+	}
+	cmd := exec.Command("ip", "netns", "exec", abr, bin, "-config", path)
+	stderr, err := cmd.StderrPipe()
+	must(err)
+	var log bytes.Buffer
+	cmd.Stdout = &log
+	must(cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("psavd output:\n%s", log.String())
+		}
+	})
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		said := false
+		for sc.Scan() {
+			log.WriteString(sc.Text() + "\n")
+			if !said && strings.Contains(sc.Text(), "ready") {
+				said = true
+				ready <- true
+			}
+		}
+		if !said {
+			ready <- false
+		}
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			t.Fatalf("psavd exited before ready:\n%s", log.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("psavd not ready:\n%s", log.String())
+	}
+
+	at2, err := lab.Sniff(h2, "eth0")
+	must(err)
+	defer at2.Close()
+	at1, err := lab.Sniff(h1, "eth0")
+	must(err)
+	defer at1.Close()
+	send := func(ns, dst, payload string) {
+		t.Helper()
+		must(netlab.Do(ns, func() error {
+			c, err := net.Dial("udp", dst)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_, err = c.Write([]byte(payload))
+			return err
+		}))
+	}
+	find := func(s *lab.Sniffer, payload string) func([]lab.Captured) bool {
+		return func(fs []lab.Captured) bool {
+			for _, f := range fs {
+				if !f.Outgoing && bytes.Contains(f.Frame, []byte(payload)) {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	ctx := context.Background()
+
+	// h1 → h2: ARP for the gateway answered by the ABR's kernel, then routed,
+	// tagged, MACs rewritten, TTL 64 → 63.
+	send(h1, "203.0.113.10:4242", "routed-legit")
+	if !at2.Wait(ctx, 20*time.Second, find(at2, "routed-legit")) {
+		t.Fatal("h1 → h2 not delivered through the routed ABR")
+	}
+	var got []byte
+	for _, f := range at2.Frames() {
+		if !f.Outgoing && bytes.Contains(f.Frame, []byte("routed-legit")) {
+			got = f.Frame
+		}
+	}
+	if !bytes.Equal(got[0:6], mustMAC(t, h2MAC)) || !bytes.Equal(got[6:12], mustMAC(t, outMAC)) {
+		t.Errorf("MACs not rewritten: dst %x src %x", got[0:6], got[6:12])
+	}
+	if got[14]&0x0f != 9 || got[34] != 0x9e || got[35] != 14 {
+		t.Errorf("no PSAV option on the routed packet: %x", got[14:50])
+	}
+	if got[22] != 63 {
+		t.Errorf("TTL %d, want 63", got[22])
+	}
+
+	// h2 → h1 untagged (AS 65002 has no ABR here): dropped no-tag at the
+	// routed ABR's EGRESS port, never reaches h1.
+	send(h2, "198.51.100.10:4242", "routed-untagged")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := lab.Scrape(ctx, abr, "127.0.0.1:9100")
+		must(err)
+		if c.Total("drops", "no-tag") >= 1 {
+			if c.Total("packets", "tagged") < 1 {
+				t.Errorf("tagged counter %v", c.Total("packets", "tagged"))
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no no-tag drop counted; counters %v", c)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if find(at1, "routed-untagged")(at1.Frames()) {
+		t.Fatal("an untagged packet from a member AS reached h1")
+	}
+}
+
+func mustMAC(t *testing.T, s string) []byte {
+	t.Helper()
+	m, err := net.ParseMAC(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
