@@ -18,9 +18,11 @@ run: deps build
 	$(BIN)/psavd lab
 
 # Everything CI checks: formatting, vet, staticcheck, and all tests with the
-# race detector (the AF_XDP/namespace tests skip cleanly without root).
+# race detector (the AF_XDP/namespace tests skip cleanly without root). One
+# package at a time: the namespace tests send real traffic and must not
+# compete for the 2 CPUs with each other.
 test: deps lint
-	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -race -count=1 -p 1 -timeout 20m ./...
 
 # Tools the tests use, installed only when missing (Debian/Ubuntu).
 deps:
