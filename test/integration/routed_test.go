@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -114,8 +115,9 @@ listen = "127.0.0.1:9100"
 	cmd := exec.Command("ip", "netns", "exec", abr, bin, "-config", path)
 	stderr, err := cmd.StderrPipe()
 	must(err)
-	var log bytes.Buffer
-	cmd.Stdout = &log
+	// stdout is copied by exec's goroutine, stderr by ours, read by the test.
+	var log, stdout lockedBuffer
+	cmd.Stdout = &stdout
 	must(cmd.Start())
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
@@ -128,7 +130,7 @@ listen = "127.0.0.1:9100"
 			<-done
 		}
 		if t.Failed() {
-			t.Logf("psavd output:\n%s", log.String())
+			t.Logf("psavd output:\n%s%s", log.String(), stdout.String())
 		}
 	})
 	ready := make(chan bool, 1)
@@ -136,7 +138,7 @@ listen = "127.0.0.1:9100"
 		sc := bufio.NewScanner(stderr)
 		said := false
 		for sc.Scan() {
-			log.WriteString(sc.Text() + "\n")
+			log.Write([]byte(sc.Text() + "\n"))
 			if !said && strings.Contains(sc.Text(), "ready") {
 				said = true
 				ready <- true
@@ -237,4 +239,22 @@ func mustMAC(t *testing.T, s string) []byte {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// lockedBuffer is a bytes.Buffer safe for one writer and concurrent readers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
