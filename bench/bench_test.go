@@ -36,13 +36,16 @@ func TestRunDirect(t *testing.T) {
 		t.Fatalf("unexpected result %v", r)
 	}
 	// Both templates arrive, in turn.
-	if d := int64(r.Delivered.IPv4) - int64(r.Delivered.IPv6); d < -1000 || d > 1000 {
+	if d, bound := int64(r.Delivered.IPv4)-int64(r.Delivered.IPv6), int64(r.Delivered.Total()/50)+1000; d < -bound || d > bound {
 		t.Errorf("IPv4 and IPv6 not in turn: %v", r.Delivered)
 	}
-	// Nothing is lost between a veth and its peer; the window's edges may
-	// cut a batch either way.
-	if l := r.Loss(); l < -1024 || l > 1024 {
-		t.Errorf("loss %d on a direct veth", l)
+	// The accounting adds up: generated and delivered agree but for the
+	// frames in flight between the two counters' snapshots at the window's
+	// edges, which depends on how quickly the snapshots follow each other on
+	// a busy machine — so the bound is relative. (That nothing is lost on a
+	// veth is tested exactly in bench/gen: K frames sent, K counted.)
+	if l, bound := r.Loss(), int64(r.Generated/50)+1024; l < -bound || l > bound {
+		t.Errorf("loss %d of %d generated on a direct veth", l, r.Generated)
 	}
 }
 
@@ -60,7 +63,7 @@ func TestRunBaselines(t *testing.T) {
 			if r.Delivered.IPv4 == 0 || r.Delivered.IPv6 == 0 {
 				t.Fatalf("%s did not forward both families: %v", dut.Name(), r.Delivered)
 			}
-			if r.Loss() < -1024 {
+			if r.Loss() < -(int64(r.Generated/50) + 1024) {
 				t.Errorf("delivered more than generated: %v", r)
 			}
 		})
