@@ -1,0 +1,67 @@
+package membership
+
+import (
+	"errors"
+	"fmt"
+)
+
+// MaxCommunityKeys bounds how many keys a community may have at once (a
+// current and a next key during rotation is the expected case). Each
+// endorsement is tried against every key, so this bounds the work one
+// forged record can cost.
+const MaxCommunityKeys = 4
+
+// Policy is the trust anchor set: which keys may endorse records for each
+// community (ASCN). It comes from configuration, not from peers: a record
+// can never introduce the key that endorses it.
+type Policy struct {
+	communities map[uint32][]PublicKey
+}
+
+// NewPolicy builds a policy from ASCN → endorsing keys.
+func NewPolicy(communities map[uint32][]PublicKey) (*Policy, error) {
+	p := &Policy{communities: make(map[uint32][]PublicKey, len(communities))}
+	for ascn, keys := range communities {
+		if len(keys) == 0 || len(keys) > MaxCommunityKeys {
+			return nil, fmt.Errorf("membership: community %d has %d keys, want 1..%d", ascn, len(keys), MaxCommunityKeys)
+		}
+		for _, k := range keys {
+			if err := k.validate(); err != nil {
+				return nil, fmt.Errorf("membership: community %d key: %w", ascn, err)
+			}
+		}
+		p.communities[ascn] = append([]PublicKey(nil), keys...)
+	}
+	return p, nil
+}
+
+// Verify checks r's AS signature and its community endorsement and returns
+// the refusal reason, or ReasonNone. It does not look at the held set; a
+// record that verifies here verifies everywhere with the same policy, which
+// is what lets every ACS reach the same decision (see README, "Trust").
+func (p *Policy) Verify(r *Record) (Reason, error) {
+	if err := r.Validate(); err != nil {
+		return ReasonMalformed, err
+	}
+	keys, ok := p.communities[r.ASCN]
+	if !ok {
+		return ReasonUnknownCommunity, fmt.Errorf("community %d is not configured", r.ASCN)
+	}
+	if len(r.Signature) == 0 {
+		return ReasonBadSignature, errors.New("no AS signature")
+	}
+	msg, _ := r.SignedBytes()
+	if !r.Key.Verify(msg, r.Signature) {
+		return ReasonBadSignature, errors.New("AS signature does not verify with the record's key")
+	}
+	if len(r.Endorsement) == 0 {
+		return ReasonNoEndorsement, fmt.Errorf("no endorsement from community %d", r.ASCN)
+	}
+	emsg, _ := r.EndorsedBytes()
+	for _, k := range keys {
+		if k.Verify(emsg, r.Endorsement) {
+			return ReasonNone, nil
+		}
+	}
+	return ReasonBadEndorsement, fmt.Errorf("endorsement does not verify with any key of community %d", r.ASCN)
+}

@@ -1,0 +1,172 @@
+package membership
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Store keeps a Set on disk as one file per AS, named "AS<asn>.rec" and
+// holding exactly the canonical encoding. One file per AS (rather than one
+// file for the whole set) makes each accepted record a single small atomic
+// write, and a corrupted file damages nothing but its own record.
+type Store struct {
+	dir string
+}
+
+const (
+	fileExt   = ".rec"
+	tmpPrefix = ".tmp-"
+)
+
+// OpenStore uses dir, creating it (mode 0700: the set is not secret, but
+// nobody else should be able to plant records in it) if needed.
+func OpenStore(dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("membership: store: %w", err)
+	}
+	return &Store{dir: dir}, nil
+}
+
+// Dir is the directory the store writes to.
+func (st *Store) Dir() string { return st.dir }
+
+func (st *Store) fileName(asn uint32) string {
+	return filepath.Join(st.dir, "AS"+strconv.FormatUint(uint64(asn), 10)+fileExt)
+}
+
+// put replaces the file for asn atomically: write a temp file in the same
+// directory, fsync it, rename over the target, fsync the directory. A crash
+// at any point leaves either the old record or the new one, never a torn
+// file, and after put returns the new one survives power loss.
+func (st *Store) put(asn uint32, enc []byte) (err error) {
+	f, err := os.CreateTemp(st.dir, tmpPrefix+"*")
+	if err != nil {
+		return fmt.Errorf("membership: store: %w", err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err = f.Write(enc); err != nil {
+		return fmt.Errorf("membership: store write %s: %w", tmp, err)
+	}
+	if err = f.Sync(); err != nil {
+		return fmt.Errorf("membership: store fsync %s: %w", tmp, err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("membership: store close %s: %w", tmp, err)
+	}
+	dst := st.fileName(asn)
+	if err = os.Rename(tmp, dst); err != nil {
+		return fmt.Errorf("membership: store rename %s: %w", dst, err)
+	}
+	return syncDir(st.dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("membership: store fsync dir: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("membership: store fsync dir %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Load reads every record file into s, verifying each one again with s's
+// policy exactly as if it came from a peer: the disk is not trusted more
+// than the network. Any unreadable, corrupted or refused file stops the
+// load with an error naming the file; s is then partially filled and
+// should be discarded. Leftover temp files from an interrupted write are
+// removed. Load does not attach the store; see AttachStore.
+func (st *Store) Load(s *Set) error {
+	ents, err := os.ReadDir(st.dir)
+	if err != nil {
+		return fmt.Errorf("membership: store: %w", err)
+	}
+	for _, de := range ents {
+		name := de.Name()
+		path := filepath.Join(st.dir, name)
+		if strings.HasPrefix(name, tmpPrefix) {
+			// Never renamed, so never acknowledged: safe to drop.
+			os.Remove(path)
+			continue
+		}
+		if !strings.HasPrefix(name, "AS") || !strings.HasSuffix(name, fileExt) || !de.Type().IsRegular() {
+			continue // not ours; leave operators' files alone
+		}
+		asn, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(name, "AS"), fileExt), 10, 32)
+		if err != nil || asn == 0 {
+			return fmt.Errorf("membership: store: %s: file name is not AS<asn>%s", path, fileExt)
+		}
+		b, err := readCapped(path)
+		if err != nil {
+			return fmt.Errorf("membership: store: %s: %w", path, err)
+		}
+		r, err := Decode(b)
+		if err != nil {
+			return fmt.Errorf("membership: store: %s: corrupted: %w", path, err)
+		}
+		if uint64(r.ASN) != asn {
+			return fmt.Errorf("membership: store: %s: holds AS%d", path, r.ASN)
+		}
+		s.mu.Lock()
+		reason, err := s.apply(r, nil)
+		s.mu.Unlock()
+		if reason != ReasonNone {
+			return fmt.Errorf("membership: store: %s: refused (%s): %w", path, reason, err)
+		}
+	}
+	return nil
+}
+
+// readCapped reads at most MaxRecordSize bytes, so a huge planted file
+// cannot exhaust memory.
+func readCapped(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxRecordSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxRecordSize {
+		return nil, errors.New("file larger than any valid record")
+	}
+	return b, nil
+}
+
+// AttachStore makes every record s accepts from now on be written to st
+// before Apply reports it, so "changed" always means "durable".
+func (s *Set) AttachStore(st *Store) {
+	s.mu.Lock()
+	s.store = st
+	s.mu.Unlock()
+}
+
+// OpenSet is the usual start-up path: open dir, load and re-verify every
+// stored record into a new Set, and attach the store.
+func OpenSet(dir string, policy *Policy) (*Set, error) {
+	st, err := OpenStore(dir)
+	if err != nil {
+		return nil, err
+	}
+	s := NewSet(policy)
+	if err := st.Load(s); err != nil {
+		return nil, err
+	}
+	s.AttachStore(st)
+	return s, nil
+}
