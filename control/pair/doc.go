@@ -1,0 +1,26 @@
+// Package pair runs one PSAV state machine per ACS pair, seeded from the
+// mutually authenticated TLS 1.3 session between the two ACS (DESIGN §2.5,
+// §3.1).
+//
+//   - TLS: ServerConfig and ClientConfig build TLS-1.3-only configurations
+//     with mutual certificate authentication against the alliance CA pool,
+//     leaving Go's default key exchange (hybrid post-quantum X25519MLKEM768)
+//     untouched. A certificate names its AS in one URI SAN "psav:as<ASN>"
+//     (CertASN, PeerASN, CheckPeer). GroupName reports the negotiated group.
+//   - Seed: DeriveS0 computes S(e0) = TLS-Exporter("EXPORTER-psav-state-machine",
+//     lowASN(4) ‖ highASN(4) ‖ e0(8), 32) on the session; both ends get the
+//     same value and it never crosses the wire.
+//   - Negotiation: the lower ASN (Initiator) sends a Proposal {ID, T0, P, e0};
+//     the responder answers with a Response from Policy.Evaluate, refusing a
+//     P out of range, an e0 not in the future, or a clock skew over P/4
+//     (ClockOffset, CheckSkew; *SkewError is the alarm). Messages have a
+//     compact versioned encoding with a strict decoder (Decode).
+//   - Machine: Establish starts the pair's machine; KeysAt hands out the keys
+//     of e−1 … e+2 (engine.PeerKeys) for the ABRs; Rekey schedules a new
+//     state for a future boundary e1, the old keys serving until e1−1;
+//     Remove erases a dead peer's machine.
+//   - Collisions: KeepIncoming keeps the session dialled by the lower ASN.
+//
+// Transport, the heartbeat loop and the feed to the ABRs are not here; see
+// README.md.
+package pair
