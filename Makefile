@@ -6,7 +6,7 @@ BIN       := bin
 STATICCHECK_VERSION := 2026.2.2
 export PATH := $(PATH):$(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build run test deps lint fuzz bench-engine bench-xdp clean
+.PHONY: all build run test deps lint fuzz bench-engine bench-xdp proto clean
 
 all: build
 
@@ -56,6 +56,14 @@ bench-engine:
 # tagging and validating, with the ratios (docs/perf.md). Root; ~2 minutes.
 bench-xdp: build
 	$(GO) run ./bench/cmd/fwdbench -psavd $(BIN)/psavd -cases afxdp-bare,psavd-tag,psavd-validate -runs 5 -duration 4s -warmup 2s
+
+# Regenerate control/acspb from its schema (generated code is committed).
+proto:
+	@command -v protoc >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq protobuf-compiler; }
+	GOFLAGS= $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.11
+	GOFLAGS= $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+	protoc --proto_path=control/acspb --go_out=control/acspb --go_opt=paths=source_relative \
+		--go-grpc_out=control/acspb --go-grpc_opt=paths=source_relative control/acspb/acs.proto
 
 clean:
 	rm -rf $(BIN)
