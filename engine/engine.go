@@ -150,7 +150,7 @@ func (pr *Processor) one(pkt *ports.Packet, t *Tables, epoch int64) int16 {
 	var hop *NextHop
 	if routed {
 		hop = t.route(&p.dst)
-		if hop == nil {
+		if hop == nil || int(hop.Port) >= len(pr.e.spec.Ports) || hop.Port < 0 {
 			return pr.drop(DropNoRoute)
 		}
 		out = hop.Port
@@ -180,7 +180,7 @@ func (pr *Processor) one(pkt *ports.Packet, t *Tables, epoch int64) int16 {
 			break // not for a member: leaves untagged
 		}
 		peer := t.Members[dstM].TagPeer
-		if peer < 0 {
+		if peer < 0 || int(peer) >= len(t.Peers) {
 			act = ActUntagged
 			break
 		}
@@ -221,9 +221,12 @@ func (pr *Processor) one(pkt *ports.Packet, t *Tables, epoch int64) int16 {
 			return pr.drop(r)
 		}
 		if re.Out < 0 {
-			stripTag(pkt, p)
+			stripTag(pkt, p) // no PSAV hop after this border
 			act = ActValidated
 			break
+		}
+		if int(re.Out) >= len(t.Peers) {
+			return pr.drop(DropNoKey)
 		}
 		k0, k1, ok := t.Peers[re.Out].Key(epoch)
 		if !ok {

@@ -301,3 +301,28 @@ func beUint64(b []byte) uint64 {
 	}
 	return v
 }
+
+// A snapshot whose indexes point nowhere (it may come from the network) is
+// never followed out of bounds: packets are judged as if the entry were
+// missing.
+func TestInconsistentTablesDoNotPanic(t *testing.T) {
+	e := abr(t, 65001, vecNow)
+	tb := *e.Tables()
+	b := NewPrefixTableBuilder()
+	_ = b.Add(netip.MustParsePrefix("198.51.100.0/24"), 0)
+	_ = b.Add(netip.MustParsePrefix("203.0.113.0/24"), 7) // member 7 of 2
+	tb.Prefixes = b.Table()
+	tb.Members = []Member{{ASN: 65001, Local: true, TagPeer: -1, ValidatePeer: -1}, {ASN: 65002, TagPeer: 9, ValidatePeer: 9}}
+	tb.Replace = map[uint64]ReplaceEntry{ReplaceKey(0, 1): {In: 5, Out: 6}}
+	e.Publish(&tb)
+	for _, c := range []struct {
+		in    int
+		frame string
+	}{{0, v4In}, {1, v4Out}, {0, v6In}, {1, v6Out}} {
+		run(t, e, c.in, mustHex(t, c.frame), vecNow) // must not panic
+	}
+	// Member index out of range: the destination is "not a member".
+	if out, pr := run(t, e, 0, mustHex(t, v4In), vecNow); out == nil || pr.Counters.Actions[ActForwarded].Load() != 1 {
+		t.Fatalf("want forwarded untagged, drops %v", drops(pr))
+	}
+}

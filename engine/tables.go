@@ -104,7 +104,9 @@ func (t *Tables) lookup(addr *[16]byte) (member int, bits byte) {
 		return -1, 0
 	}
 	v, ok := t.Prefixes.Lookup(addrFrom16(addr))
-	if !ok {
+	// A snapshot may come from the network (an ACS feed): an index it gets
+	// wrong must never take the packet path out of bounds.
+	if !ok || int(v>>8) >= len(t.Members) {
 		return -1, 0
 	}
 	return int(v >> 8), byte(v)
