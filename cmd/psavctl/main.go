@@ -1,0 +1,63 @@
+// Command psavctl is psavd's operator tool. Subcommands:
+//
+//	psavctl decent index -mode draft|lispers.net -mask N -modulus M -suffix S EID
+//	    the index and DNS name that own an EID string such as [0]240.0.1.0/24
+//	    (DESIGN §3.4, §4.2): first line the index alone, second the name.
+//
+// Peers, epochs, tables, registrations and counters of a running node are
+// the next subcommands (see the open issues).
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/psavd/psavd/control/decent"
+)
+
+const usage = `usage:
+  psavctl decent index -mode draft|lispers.net -mask N -modulus M -suffix S EID
+`
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) >= 2 && args[0] == "decent" && args[1] == "index" {
+		return decentIndex(args[2:], stdout, stderr)
+	}
+	fmt.Fprint(stderr, usage)
+	return 2
+}
+
+func decentIndex(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("decent index", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	mode := fs.String("mode", "draft", "hash mode: draft or lispers.net")
+	mask := fs.Int("mask", 0, "hash mask in octets (draft mode; 0: hash the whole string)")
+	modulus := fs.Uint64("modulus", 0, "number of map-server names (required)")
+	suffix := fs.String("suffix", "", "DNS suffix, e.g. map-server.example.test (required)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 1 || *modulus == 0 || *suffix == "" {
+		fmt.Fprint(stderr, "psavctl decent index: need -modulus, -suffix and one EID string such as [0]240.0.1.0/24\n")
+		return 2
+	}
+	m, err := decent.ParseMode(*mode)
+	if err != nil {
+		fmt.Fprintf(stderr, "psavctl decent index: -mode: %v\n", err)
+		return 2
+	}
+	if m == decent.ModeLispersNet && *mask != 0 {
+		fmt.Fprintln(stderr, "psavctl decent index: note: lispers.net mode has no hash mask; -mask ignored")
+	}
+	i, err := decent.Index(m, fs.Arg(0), *mask, *modulus)
+	if err != nil {
+		fmt.Fprintf(stderr, "psavctl decent index: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%d\n%s\n", i, decent.Name(i, *suffix))
+	return 0
+}
