@@ -101,6 +101,9 @@ type Processor struct {
 	p        parsed
 	t        tally
 	Counters *Counters
+
+	lastDrop Reason       // reason of the last drop, for capture
+	capture  *captureRing // nil: drop capture off
 }
 
 // NewProcessor returns the packet path for port in.
@@ -117,13 +120,20 @@ func (pr *Processor) Process(b *ports.Batch, t *Tables, unixNow int64) {
 	for i := range b.Pkts {
 		pkt := &b.Pkts[i]
 		pr.t.rxBytes += uint64(pkt.Len)
-		pkt.Out = pr.one(pkt, t, epoch)
+		// one() decides every drop before it edits the frame, so what is
+		// captured is the frame as it arrived. (tx-full drops happen later,
+		// in forward, and are counted but not captured.)
+		if pkt.Out = pr.one(pkt, t, epoch); pkt.Out == ports.Drop && pr.capture != nil &&
+			pkt.Off >= 0 && pkt.Len >= 0 && pkt.Off+pkt.Len <= len(pkt.Buf) {
+			pr.capture.offer(pkt.Buf[pkt.Off:pkt.Off+pkt.Len], pr.in, pr.lastDrop, unixNow)
+		}
 	}
 	pr.t.flush(pr.Counters, len(b.Pkts))
 }
 
 func (pr *Processor) drop(r Reason) int16 {
 	pr.t.drops[r]++
+	pr.lastDrop = r
 	return ports.Drop
 }
 
@@ -152,6 +162,9 @@ func (pr *Processor) one(pkt *ports.Packet, t *Tables, epoch int64) int16 {
 		hop = t.route(&p.dst)
 		if hop == nil || int(hop.Port) >= len(pr.e.spec.Ports) || hop.Port < 0 {
 			return pr.drop(DropNoRoute)
+		}
+		if ttlExpired(pkt.Frame(), p) {
+			return pr.drop(DropTTLExpired) // before any tag work: nothing edited, nothing wasted
 		}
 		out = hop.Port
 	}
@@ -253,8 +266,8 @@ func (pr *Processor) one(pkt *ports.Packet, t *Tables, epoch int64) int16 {
 		act = ActValidated
 	}
 
-	if hop != nil && !rewriteRouted(pkt.Frame(), p, hop) {
-		return pr.drop(DropTTLExpired)
+	if hop != nil {
+		rewriteRouted(pkt.Frame(), p, hop)
 	}
 	return pr.act(act, out)
 }
@@ -306,27 +319,28 @@ func (t *Tables) route(dst *[16]byte) *NextHop {
 	return &t.Hops[v]
 }
 
+// ttlExpired reports whether forwarding would take the TTL or hop limit to 0.
+func ttlExpired(f []byte, p *parsed) bool {
+	if p.kind == kindIPv4 {
+		return f[p.l3+8] <= 1
+	}
+	return f[p.l3+7] <= 1
+}
+
 // rewriteRouted does what a router does to a packet it forwards: new MACs,
-// TTL or hop limit decremented (IPv4 checksum updated). It returns false
-// when the TTL runs out.
-func rewriteRouted(f []byte, p *parsed, hop *NextHop) bool {
+// TTL or hop limit decremented (IPv4 checksum updated). The caller checked
+// ttlExpired first.
+func rewriteRouted(f []byte, p *parsed, hop *NextHop) {
 	switch p.kind {
 	case kindIPv4:
 		h := IPv4(f[p.l3:])
-		if h[8] <= 1 {
-			return false
-		}
 		h[8]--
 		h.UpdateChecksum()
 	case kindIPv6:
-		if f[p.l3+7] <= 1 {
-			return false
-		}
 		f[p.l3+7]--
 	}
 	copy(f[0:6], hop.DstMAC[:])
 	copy(f[6:12], hop.SrcMAC[:])
-	return true
 }
 
 // In is the engine port index the processor handles arrivals of.

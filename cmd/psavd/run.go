@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/psavd/psavd/control/capture"
 	"github.com/psavd/psavd/control/config"
 	"github.com/psavd/psavd/control/metrics"
 	"github.com/psavd/psavd/control/static"
@@ -168,6 +169,36 @@ func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
 	}
 
 	col := metrics.NewCollector(eng)
+	var capw *capture.Writer
+	var capCfg engine.CaptureConfig
+	if cp := c.Capture; cp != nil {
+		names := make([]string, len(spec.Ports))
+		for i, p := range spec.Ports {
+			names[i] = p.Name
+		}
+		if capw, err = capture.New(cp.Dir, cp.Snap, cp.MaxBytes, cp.Keep, names); err != nil {
+			return fmt.Errorf("%s: capture.dir: %w", c.File, err)
+		}
+		capCfg = engine.CaptureConfig{Every: cp.Every, PerSecond: cp.PerSecond, Snap: cp.Snap}
+		for _, name := range cp.Reasons {
+			for _, r := range engine.Reasons() {
+				if r.String() == name {
+					capCfg.Reasons[r] = true
+				}
+			}
+		}
+		capCtx, capStop := context.WithCancel(context.Background())
+		capDone := make(chan error, 1)
+		go func() { capDone <- capw.Run(capCtx, 200*time.Millisecond) }()
+		defer func() {
+			// After the loops stopped: a last drain, then the files close.
+			capStop()
+			if err := <-capDone; err != nil {
+				log.Warn("drop capture", zap.Error(err))
+			}
+		}()
+		log.Info("drop capture", zap.String("dir", cp.Dir), zap.Uint32("every", cp.Every), zap.Uint32("per_second", cp.PerSecond))
+	}
 	if c.Metrics != nil {
 		if err := metrics.Serve(ctx, c.Metrics.Listen, col); err != nil {
 			return fmt.Errorf("%s: metrics.listen: %w", c.File, err)
@@ -180,8 +211,14 @@ func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
 	done := make(chan error, 1)
 	go func() {
 		done <- eng.Run(ctx, loops, engine.RunOptions{
-			Batch:   c.Engine.Batch,
-			Stats:   col.Add,
+			Batch: c.Engine.Batch,
+			Stats: func(p *engine.Processor) {
+				col.Add(p)
+				if capw != nil {
+					p.EnableCapture(capCfg)
+					capw.Add(p)
+				}
+			},
 			Started: func(*engine.Loop) { started <- struct{}{} },
 			OnError: func(err error) { log.Warn("data path", zap.Error(err)) },
 		})

@@ -32,6 +32,7 @@ type Config struct {
 	ACS     *ACS     `toml:"acs"`
 	ABR     *ABR     `toml:"abr"`
 	Metrics *Metrics `toml:"metrics"`
+	Capture *Capture `toml:"capture"`
 	Log     Log      `toml:"log"`
 	LISP    *LISP    `toml:"lisp"`
 }
@@ -117,6 +118,17 @@ type ABR struct {
 // Metrics is [metrics].
 type Metrics struct {
 	Listen string `toml:"listen"`
+}
+
+// Capture is [capture]: sampled dropped frames to pcap files (DESIGN §2.2).
+type Capture struct {
+	Dir       string   `toml:"dir"`        // where the files go (required)
+	Every     uint32   `toml:"every"`      // 1 in N drops per reason (default 100)
+	PerSecond uint32   `toml:"per_second"` // per poll loop (default 10; 0 = no limit)
+	Snap      int      `toml:"snap"`       // octets per frame (default 256)
+	MaxBytes  int64    `toml:"max_bytes"`  // rotate a file past this size (default 10 MiB)
+	Keep      int      `toml:"keep"`       // rotated files kept per (port, reason) (default 5)
+	Reasons   []string `toml:"reasons"`    // default: every reason
 }
 
 // Log is [log].
@@ -317,6 +329,23 @@ func (c *Config) defaults() {
 		}
 		if c.ACS.DeadAfter == 0 {
 			c.ACS.DeadAfter = 3
+		}
+	}
+	if c.Capture != nil {
+		if c.Capture.Every == 0 {
+			c.Capture.Every = 100
+		}
+		if c.Capture.PerSecond == 0 {
+			c.Capture.PerSecond = 10
+		}
+		if c.Capture.Snap == 0 {
+			c.Capture.Snap = 256
+		}
+		if c.Capture.MaxBytes == 0 {
+			c.Capture.MaxBytes = 10 << 20
+		}
+		if c.Capture.Keep == 0 {
+			c.Capture.Keep = 5
 		}
 	}
 	if c.Log.Level == "" {
@@ -556,6 +585,23 @@ func (c *Config) check() Problems {
 	if c.Metrics != nil {
 		k.hostPort("metrics.listen", c.Metrics.Listen)
 	}
+	if cp := c.Capture; cp != nil {
+		if cp.Dir == "" {
+			k.add("capture.dir", "missing (a directory for the pcap files)")
+		}
+		if cp.Snap < 64 || cp.Snap > 65535 {
+			k.add("capture.snap", "must be 64 … 65535, is %d", cp.Snap)
+		}
+		if cp.MaxBytes < 4096 {
+			k.add("capture.max_bytes", "must be at least 4096, is %d", cp.MaxBytes)
+		}
+		if cp.Keep < 0 {
+			k.add("capture.keep", "must not be negative")
+		}
+		for i, r := range cp.Reasons {
+			k.oneOf(fmt.Sprintf("capture.reasons[%d]", i), r, DropReasonNames...)
+		}
+	}
 	k.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	k.oneOf("log.format", c.Log.Format, "console", "json")
 	if l := c.LISP; l != nil {
@@ -619,3 +665,8 @@ func (c *Config) checkLISP(k *checker, l *LISP) {
 		addr(fmt.Sprintf("lisp.map_resolver[%d].address", i), r.Address)
 	}
 }
+
+// DropReasonNames are the engine's drop reasons as configured in
+// capture.reasons (kept here, not imported, so that the configuration does
+// not depend on the engine; a test checks they agree).
+var DropReasonNames = []string{"spoofed-local", "spoofed-inside", "no-tag", "bad-tag", "stale-epoch", "no-key", "no-room", "malformed", "no-route", "not-ip", "tx-full", "ttl-expired"}

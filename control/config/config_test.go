@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/psavd/psavd/engine"
 )
 
 const good = `
@@ -93,6 +95,30 @@ func TestProblemsNameFileKeyReason(t *testing.T) {
 func TestLoadMissingFile(t *testing.T) {
 	_, err := Load("/nonexistent/engine.toml")
 	if err == nil || !strings.Contains(err.Error(), "/nonexistent/engine.toml") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestDropReasonNamesMatchEngine(t *testing.T) {
+	var names []string
+	for _, r := range engine.Reasons() {
+		names = append(names, r.String())
+	}
+	if strings.Join(names, ",") != strings.Join(DropReasonNames, ",") {
+		t.Fatalf("config %v, engine %v", DropReasonNames, names)
+	}
+}
+
+func TestCaptureSection(t *testing.T) {
+	c, err := Parse("c.toml", []byte(good+"\n[capture]\ndir = \"/tmp/x\"\nreasons = [\"no-tag\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Capture.Every != 100 || c.Capture.Snap != 256 || c.Capture.Keep != 5 {
+		t.Fatalf("defaults %+v", c.Capture)
+	}
+	_, err = Parse("c.toml", []byte(good+"\n[capture]\nreasons = [\"no-tagg\"]\n"))
+	if err == nil || !strings.Contains(err.Error(), "capture.reasons[0]") || !strings.Contains(err.Error(), "capture.dir") {
 		t.Fatalf("got %v", err)
 	}
 }

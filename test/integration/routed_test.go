@@ -17,6 +17,7 @@ import (
 
 	"github.com/psavd/psavd/deploy/lab"
 	"github.com/psavd/psavd/internal/netlab"
+	"github.com/psavd/psavd/ports/pcap"
 )
 
 // TestRoutedABR runs psavd in routed forwarding between two subnets through
@@ -106,7 +107,10 @@ port = "inside"
 next_hop_mac = %q
 [metrics]
 listen = "127.0.0.1:9100"
-`, time.Now().Unix()/60-1, h2MAC, h1MAC)
+[capture]
+dir = %q
+every = 1
+`, time.Now().Unix()/60-1, h2MAC, h1MAC, filepath.Join(dir, "drops"))
 	path := filepath.Join(dir, "routed.toml")
 	must(os.WriteFile(path, []byte(cfg), 0o644))
 	if out, err := exec.Command(bin, "check", "-config", path).CombinedOutput(); err != nil {
@@ -229,6 +233,22 @@ listen = "127.0.0.1:9100"
 	}
 	if find(at1, "routed-untagged")(at1.Frames()) {
 		t.Fatal("an untagged packet from a member AS reached h1")
+	}
+
+	// Drop capture: the dropped frame, as it arrived, in outside-no-tag.pcap.
+	capFile := filepath.Join(dir, "drops", "outside-no-tag.pcap")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		frames, _ := pcap.ReadFile(capFile)
+		found := false
+		for _, f := range frames {
+			found = found || bytes.Contains(f, []byte("routed-untagged"))
+		}
+		if found {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the no-tag drop is not in %s (%d frames)", capFile, len(frames))
+		}
 	}
 }
 
