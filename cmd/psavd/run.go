@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"reflect"
 	"runtime"
 	"syscall"
 	"time"
@@ -205,7 +206,24 @@ func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
 		}
 		log.Info("metrics", zap.String("listen", "http://"+c.Metrics.Listen+"/metrics"))
 	}
-	go sched.Run(ctx, eng, time.Now)
+	pub := static.NewPublisher(eng, sched)
+	go pub.Run(ctx, time.Now)
+
+	// SIGHUP reloads the tables ([psav], [[route]]) without touching the ports.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		cur := c
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				cur = reload(cur, spec, pub, log)
+			}
+		}
+	}()
 
 	started := make(chan struct{}, len(loops))
 	done := make(chan error, 1)
@@ -281,4 +299,63 @@ func neighbourMAC(c *config.Config) func(string, netip.Addr) (net.HardwareAddr, 
 		}
 		return nil, fmt.Errorf("no port %q", port)
 	}
+}
+
+// reload re-reads the configuration file on SIGHUP. A file with problems
+// changes nothing (each problem is logged); a change that needs the ports
+// or the process rebuilt is refused with what changed; otherwise the new
+// tables are published at once and traffic flows on (the ports, sockets and
+// poll loops are untouched). It returns the configuration now in force.
+func reload(cur *config.Config, spec engine.Spec, pub *static.Publisher, log *zap.Logger) *config.Config {
+	next, err := config.Load(cur.File)
+	if err != nil {
+		var ps config.Problems
+		if errors.As(err, &ps) {
+			for _, p := range ps {
+				log.Error("reload refused: configuration has a problem; the running configuration stays", zap.String("problem", p.String()))
+			}
+		} else {
+			log.Error("reload refused; the running configuration stays", zap.Error(err))
+		}
+		return cur
+	}
+	if what := restartNeeded(cur, next); len(what) > 0 {
+		log.Error("reload refused: these sections need a restart; the running configuration stays", zap.Strings("changed", what))
+		return cur
+	}
+	sched, err := static.New(next)
+	if err != nil {
+		log.Error("reload refused", zap.Error(err))
+		return cur
+	}
+	if spec.Forwarding == engine.Routed {
+		rt, err := static.Routes(next, spec, interfaceMAC(next), neighbourMAC(next))
+		if err != nil {
+			log.Error("reload refused", zap.Error(err))
+			return cur
+		}
+		sched.SetRoutes(rt)
+	}
+	pub.Swap(sched)
+	log.Info("reloaded", zap.String("config", next.File), zap.Int("members", len(next.PSAV.Members)), zap.Int("static_peers", len(next.PSAV.StaticPeers)))
+	return next
+}
+
+// restartNeeded names the sections that differ between a and b and cannot
+// change while running: everything but [psav] and [[route]].
+func restartNeeded(a, b *config.Config) []string {
+	var what []string
+	for _, d := range []struct {
+		name string
+		a, b any
+	}{
+		{"[[port]]", a.Ports, b.Ports}, {"[engine]", a.Engine, b.Engine}, {"[metrics]", a.Metrics, b.Metrics},
+		{"[capture]", a.Capture, b.Capture}, {"[log]", a.Log, b.Log}, {"[acs]", a.ACS, b.ACS},
+		{"[abr]", a.ABR, b.ABR}, {"[lisp]", a.LISP, b.LISP}, {"psav.asn", a.PSAV.ASN, b.PSAV.ASN},
+	} {
+		if !reflect.DeepEqual(d.a, d.b) {
+			what = append(what, d.name)
+		}
+	}
+	return what
 }

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gaissmai/bart"
@@ -138,22 +139,61 @@ func (s *Schedule) At(unix int64) *engine.Tables {
 	return &t
 }
 
-// Run publishes a snapshot now and then shortly after every epoch boundary
-// until ctx is done. Keys for e+1 are always published an epoch ahead, so the
-// moment of the swap does not matter to packets in flight.
-func (s *Schedule) Run(ctx context.Context, e *engine.Engine, now func() time.Time) {
+// Publisher publishes the current schedule's snapshots: now, shortly after
+// every epoch boundary, and at once when a reload swaps the schedule.
+type Publisher struct {
+	eng  *engine.Engine
+	cur  atomic.Pointer[Schedule]
+	kick chan struct{}
+}
+
+// NewPublisher starts with schedule s.
+func NewPublisher(e *engine.Engine, s *Schedule) *Publisher {
+	p := &Publisher{eng: e, kick: make(chan struct{}, 1)}
+	p.cur.Store(s)
+	return p
+}
+
+// Swap replaces the schedule (a configuration reload): snapshot versions go
+// on increasing, and the new tables are published at once.
+func (p *Publisher) Swap(s *Schedule) {
+	old := p.cur.Load()
+	old.mu.Lock()
+	v := old.version
+	old.mu.Unlock()
+	s.mu.Lock()
+	if s.version < v {
+		s.version = v
+	}
+	s.mu.Unlock()
+	p.cur.Store(s)
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run publishes until ctx is done. Keys for e+1 are always published an
+// epoch ahead, so the moment of the swap does not matter to packets in
+// flight.
+func (p *Publisher) Run(ctx context.Context, now func() time.Time) {
 	for {
+		s := p.cur.Load()
 		t := now()
-		e.Publish(s.At(t.Unix()))
+		p.eng.Publish(s.At(t.Unix()))
 		next := s.t0 + (engine.Epoch(t.Unix(), s.t0, s.period)+1)*s.period
 		wait := time.Until(time.Unix(next, 0)) + 10*time.Millisecond
 		if wait < 10*time.Millisecond {
 			wait = 10 * time.Millisecond
 		}
+		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			timer.Stop()
 			return
-		case <-time.After(wait):
+		case <-p.kick:
+			timer.Stop()
+		case <-timer.C:
 		}
 	}
 }
