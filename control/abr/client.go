@@ -1,0 +1,375 @@
+package abr
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/psavd/psavd/control/acspb"
+	"github.com/psavd/psavd/control/pair"
+	"github.com/psavd/psavd/engine"
+)
+
+// Publisher is where the client puts the tables it accepts
+// (*engine.Engine in production).
+type Publisher interface {
+	Publish(*engine.Tables)
+}
+
+// State is the client's view of its ACS.
+type State int32
+
+// States.
+const (
+	// NeverConnected: no snapshot has been received since start; the engine
+	// holds whatever it held before (empty tables, or a static schedule).
+	NeverConnected State = iota
+	// Connected: a Feed stream is up and the ACS is heard.
+	Connected
+	// FailStatic: the stream broke, the ACS is unreachable or silent; the
+	// engine keeps the last good tables (DESIGN §3.1) while the client
+	// reconnects.
+	FailStatic
+)
+
+var stateNames = [...]string{"never-connected", "connected", "fail-static"}
+
+func (s State) String() string {
+	if s < 0 || int(s) >= len(stateNames) {
+		return fmt.Sprintf("state(%d)", int32(s))
+	}
+	return stateNames[s]
+}
+
+// Defaults for Config's zero values.
+const (
+	DefaultMinBackoff        = 500 * time.Millisecond
+	DefaultMaxBackoff        = 30 * time.Second
+	DefaultHeartbeatInterval = time.Second // DESIGN §3.1
+	DefaultMissedHeartbeats  = 3           // DESIGN §3.1
+)
+
+// Config configures a Client.
+type Config struct {
+	// Addr is the ACS's gRPC address (host:port).
+	Addr string
+	// Identity is the ABR's: a certificate naming its own AS (psav:as<ASN>,
+	// the same AS as its ACS) and the alliance CA pool.
+	Identity pair.Identity
+	// ACSASN is the AS the ACS's certificate must name; 0 means
+	// Identity.ASN. An ABR is fed only by the ACS of its own AS.
+	ACSASN uint32
+	// Name is the ABR's name, sent in the FeedRequest for logs and psavctl.
+	Name string
+	// Engine receives every accepted snapshot.
+	Engine Publisher
+	// Log; nil means no logging.
+	Log *zap.Logger
+	// Back-off between attempts: starts at MinBackoff, doubles up to
+	// MaxBackoff, each wait jittered to [d/2, d]; reset after a stream that
+	// delivered a message.
+	MinBackoff, MaxBackoff time.Duration
+	// The ACS is silent after MissedHeartbeats × HeartbeatInterval without
+	// a heartbeat (armed by the first heartbeat of a stream): the stream is
+	// dropped, the client goes fail-static and reconnects.
+	HeartbeatInterval time.Duration
+	MissedHeartbeats  int
+	// Routes, if set, supplies Routes and Hops (routed forwarding) to every
+	// snapshot published, as static.Schedule.SetRoutes does.
+	Routes *engine.Tables
+	// Now replaces time.Now (tests).
+	Now func() time.Time
+}
+
+// Counters are the client's event counts, readable at any time (metrics).
+type Counters struct {
+	Received      atomic.Uint64 // Tables messages received
+	Refused       atomic.Uint64 // snapshots refused (Convert or local_asn mismatch)
+	Published     atomic.Uint64 // snapshots published into the engine
+	Heartbeats    atomic.Uint64 // heartbeats received
+	Attempts      atomic.Uint64 // Feed attempts (dial + call)
+	Failures      atomic.Uint64 // attempts that failed or streams that broke
+	Reconnects    atomic.Uint64 // streams established after the first one
+	Silences      atomic.Uint64 // streams dropped for missed heartbeats
+	connectedOnce atomic.Bool
+}
+
+// Client keeps an ABR's engine fed from its ACS (DESIGN §3.1): it streams
+// table snapshots over mutually authenticated TLS 1.3, publishes every valid
+// one, and on any failure keeps the last good tables (fail-static) while it
+// reconnects with jittered exponential back-off.
+type Client struct {
+	cfg     Config
+	acsASN  uint32
+	tlsConf *tls.Config
+	log     *zap.Logger
+	now     func() time.Time
+
+	state         atomic.Int32
+	version       atomic.Uint64
+	lastUpdate    atomic.Int64 // unix nanoseconds, 0: never
+	lastHeartbeat atomic.Int64 // unix nanoseconds, 0: never
+	Counters      Counters
+
+	mu sync.Mutex // serialises state changes and their log lines
+}
+
+// New checks cfg and returns a client; Run starts it.
+func New(cfg Config) (*Client, error) {
+	if cfg.Addr == "" {
+		return nil, errors.New("abr: no ACS address")
+	}
+	if cfg.Engine == nil {
+		return nil, errors.New("abr: no engine to publish into")
+	}
+	if cfg.ACSASN == 0 {
+		cfg.ACSASN = cfg.Identity.ASN
+	}
+	if cfg.ACSASN != cfg.Identity.ASN {
+		return nil, fmt.Errorf("abr: ACS AS%d is not the ABR's AS%d", cfg.ACSASN, cfg.Identity.ASN)
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = DefaultMinBackoff
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = DefaultMaxBackoff
+	}
+	if cfg.MaxBackoff < cfg.MinBackoff {
+		cfg.MaxBackoff = cfg.MinBackoff
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if cfg.MissedHeartbeats <= 0 {
+		cfg.MissedHeartbeats = DefaultMissedHeartbeats
+	}
+	tc, err := TLSConfig(cfg.Identity, cfg.ACSASN)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{cfg: cfg, acsASN: cfg.ACSASN, tlsConf: tc, log: cfg.Log, now: cfg.Now}
+	if c.log == nil {
+		c.log = zap.NewNop()
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	c.log = c.log.With(zap.String("acs", cfg.Addr), zap.Uint32("acs_asn", cfg.ACSASN))
+	return c, nil
+}
+
+// TLSConfig is the ABR's tls.Config for dialling the ACS of its own AS:
+// pair.ClientConfig (TLS 1.3 only, own certificate, Go's default key
+// exchange with X25519MLKEM768) with the server check replaced, because
+// pair's refuses a peer naming our own AS — right between ACS, wrong here,
+// where ABR and ACS belong to the same AS. The ACS's chain is verified
+// against id.CA with the ServerAuth usage and its certificate must name
+// exactly AS acsASN.
+func TLSConfig(id pair.Identity, acsASN uint32) (*tls.Config, error) {
+	c, err := pair.ClientConfig(id, 0)
+	if err != nil {
+		return nil, err
+	}
+	roots, now := id.CA, id.Time
+	c.InsecureSkipVerify = true // host names are not identities here; VerifyConnection checks the chain
+	c.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("abr: ACS sent no certificate")
+		}
+		opts := x509.VerifyOptions{
+			Roots:         roots,
+			Intermediates: x509.NewCertPool(),
+			KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		}
+		if now != nil {
+			opts.CurrentTime = now()
+		}
+		for _, ic := range cs.PeerCertificates[1:] {
+			opts.Intermediates.AddCert(ic)
+		}
+		if _, err := cs.PeerCertificates[0].Verify(opts); err != nil {
+			return fmt.Errorf("abr: ACS certificate: %w", err)
+		}
+		asn, err := pair.CertASN(cs.PeerCertificates[0])
+		if err != nil {
+			return err
+		}
+		if asn != acsASN {
+			return &pair.ASNMismatchError{Want: acsASN, Got: asn}
+		}
+		return nil
+	}
+	return c, nil
+}
+
+// State returns the client's current state.
+func (c *Client) State() State { return State(c.state.Load()) }
+
+// Version is the version of the last snapshot published (0: none).
+func (c *Client) Version() uint64 { return c.version.Load() }
+
+// LastUpdate is when the last snapshot was published (zero: never).
+func (c *Client) LastUpdate() time.Time { return unixNano(c.lastUpdate.Load()) }
+
+// LastHeartbeat is when the last heartbeat was received (zero: never).
+func (c *Client) LastHeartbeat() time.Time { return unixNano(c.lastHeartbeat.Load()) }
+
+func unixNano(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+// setState changes state and logs once per change.
+func (c *Client) setState(s State, why string, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := State(c.state.Load())
+	if old == s {
+		return
+	}
+	c.state.Store(int32(s))
+	fields := []zap.Field{zap.Stringer("from", old), zap.Stringer("to", s), zap.String("why", why), zap.Uint64("version", c.Version())}
+	if err != nil {
+		fields = append(fields, zap.Error(err))
+	}
+	if s == FailStatic {
+		c.log.Warn("ACS feed lost: keeping the last tables (fail-static)", fields...)
+	} else {
+		c.log.Info("ACS feed state", fields...)
+	}
+}
+
+// Run feeds the engine until ctx is done, reconnecting forever. It returns
+// ctx's error. The engine's tables are never cleared: on any failure the
+// last good snapshot stays in force.
+func (c *Client) Run(ctx context.Context) error {
+	backoff := c.cfg.MinBackoff
+	warned := false
+	for {
+		heard, err := c.attempt(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		c.Counters.Failures.Add(1)
+		if c.State() != NeverConnected {
+			c.setState(FailStatic, "feed down", err)
+		} else if !warned {
+			warned = true // once: the state has not changed, and will not until it answers
+			c.log.Warn("ACS not reachable yet: no tables from it so far, retrying", zap.Error(err))
+		}
+		if heard {
+			backoff = c.cfg.MinBackoff
+		}
+		wait := backoff/2 + rand.N(backoff/2+1)
+		c.log.Debug("reconnecting", zap.Duration("in", wait), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		if backoff > c.cfg.MaxBackoff/2 {
+			backoff = c.cfg.MaxBackoff
+		} else {
+			backoff *= 2
+		}
+	}
+}
+
+// errSilent ends a stream whose ACS missed too many heartbeats.
+var errSilent = errors.New("abr: ACS silent (heartbeats missed)")
+
+// attempt dials, calls Feed and handles messages until the stream ends.
+// heard says whether the ACS said anything on this stream.
+func (c *Client) attempt(parent context.Context) (heard bool, err error) {
+	c.Counters.Attempts.Add(1)
+	conn, err := grpc.NewClient(c.cfg.Addr, grpc.WithTransportCredentials(credentials.NewTLS(c.tlsConf)))
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+
+	stream, err := acspb.NewACSClient(conn).Feed(ctx, &acspb.FeedRequest{Asn: c.cfg.Identity.ASN, Abr: c.cfg.Name, HaveVersion: c.Version()})
+	if err != nil {
+		return false, err
+	}
+	silence := time.Duration(c.cfg.MissedHeartbeats) * c.cfg.HeartbeatInterval
+	var watchdog *time.Timer
+	defer func() {
+		if watchdog != nil {
+			watchdog.Stop()
+		}
+	}()
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			if cause := context.Cause(ctx); errors.Is(cause, errSilent) {
+				c.Counters.Silences.Add(1)
+				c.setState(FailStatic, "ACS silent", fmt.Errorf("no heartbeat for %d intervals of %s", c.cfg.MissedHeartbeats, c.cfg.HeartbeatInterval))
+				return heard, errSilent
+			}
+			return heard, err
+		}
+		if !heard {
+			heard = true
+			if c.Counters.connectedOnce.Swap(true) {
+				c.Counters.Reconnects.Add(1)
+			}
+		}
+		switch b := msg.GetBody().(type) {
+		case *acspb.FeedMessage_Heartbeat:
+			c.Counters.Heartbeats.Add(1)
+			c.lastHeartbeat.Store(c.now().UnixNano())
+			if watchdog == nil {
+				watchdog = time.AfterFunc(silence, func() { cancel(errSilent) })
+			} else {
+				watchdog.Reset(silence)
+			}
+			if c.Version() != 0 {
+				c.setState(Connected, "heartbeat", nil)
+			}
+		case *acspb.FeedMessage_Tables:
+			c.Counters.Received.Add(1)
+			if err := c.accept(b.Tables); err != nil {
+				c.Counters.Refused.Add(1)
+				c.log.Warn("snapshot refused: keeping the last tables", zap.Uint64("version", b.Tables.GetVersion()), zap.Uint64("in_force", c.Version()), zap.Error(err))
+				continue
+			}
+			c.setState(Connected, "snapshot", nil)
+		default:
+			c.log.Debug("unknown feed message ignored")
+		}
+	}
+}
+
+// accept converts and publishes one snapshot.
+func (c *Client) accept(m *acspb.Tables) error {
+	t, err := Convert(m)
+	if err != nil {
+		return err
+	}
+	if m.GetLocalAsn() != c.cfg.Identity.ASN {
+		return &ConvertError{Field: "local_asn", Msg: fmt.Sprintf("AS%d is not this ABR's AS%d", m.GetLocalAsn(), c.cfg.Identity.ASN)}
+	}
+	if r := c.cfg.Routes; r != nil {
+		t.Routes, t.Hops = r.Routes, r.Hops
+	}
+	c.cfg.Engine.Publish(t)
+	c.version.Store(t.Version)
+	c.lastUpdate.Store(c.now().UnixNano())
+	c.Counters.Published.Add(1)
+	return nil
+}
