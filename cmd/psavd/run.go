@@ -14,9 +14,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/psavd/psavd/control/abr"
 	"github.com/psavd/psavd/control/capture"
 	"github.com/psavd/psavd/control/config"
 	"github.com/psavd/psavd/control/metrics"
+	"github.com/psavd/psavd/control/pair"
 	"github.com/psavd/psavd/control/static"
 	"github.com/psavd/psavd/engine"
 	"github.com/psavd/psavd/ports"
@@ -73,8 +76,8 @@ func newLogger(l config.Log) (*zap.Logger, error) {
 }
 
 func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
-	if c.ACS != nil || c.ABR != nil || c.LISP != nil {
-		return errors.New("this build runs the data plane with static keys only: [acs], [abr] and [lisp] are not implemented yet (see the open issues)")
+	if c.ACS != nil || c.LISP != nil {
+		return errors.New("this build runs the ABR data plane (static keys or fed by an ACS over [abr]); the [acs] and [lisp] roles are not wired into psavd yet (see the open issues)")
 	}
 	spec, err := static.Spec(c)
 	if err != nil {
@@ -148,6 +151,26 @@ func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
 	}
 	eng.Publish(sched.At(time.Now().Unix()))
 
+	// An ABR fed by its ACS: the tables above (this AS's prefixes, no keys)
+	// hold until the first snapshot arrives; from then on the feed owns them
+	// and keeps the last ones if the ACS goes away (fail-static).
+	var feed *abr.Client
+	if c.ABR != nil {
+		id, err := pair.LoadIdentity(c.PSAV.ASN, c.ABR.Cert, c.ABR.Key, c.ABR.CA)
+		if err != nil {
+			return fmt.Errorf("%s: [abr]: %w", c.File, err)
+		}
+		name, _ := os.Hostname()
+		var routes *engine.Tables
+		if spec.Forwarding == engine.Routed {
+			routes = sched.At(time.Now().Unix())
+		}
+		feed, err = abr.New(abr.Config{Addr: c.ABR.ACS, Identity: id, Name: name, Engine: eng, Log: log, Routes: routes})
+		if err != nil {
+			return fmt.Errorf("%s: [abr]: %w", c.File, err)
+		}
+	}
+
 	// Poll loops: loop k receives on one (port, queue) and transmits on the
 	// queue with the same index (modulo) of every other port.
 	cpus := c.Engine.CPUs
@@ -201,13 +224,25 @@ func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
 		log.Info("drop capture", zap.String("dir", cp.Dir), zap.Uint32("every", cp.Every), zap.Uint32("per_second", cp.PerSecond))
 	}
 	if c.Metrics != nil {
-		if err := metrics.Serve(ctx, c.Metrics.Listen, col); err != nil {
+		var others []prometheus.Collector
+		if feed != nil {
+			others = append(others, abr.NewCollector(feed))
+		}
+		if err := metrics.Serve(ctx, c.Metrics.Listen, col, others...); err != nil {
 			return fmt.Errorf("%s: metrics.listen: %w", c.File, err)
 		}
 		log.Info("metrics", zap.String("listen", "http://"+c.Metrics.Listen+"/metrics"))
 	}
 	pub := static.NewPublisher(eng, sched)
-	go pub.Run(ctx, time.Now)
+	if feed != nil {
+		go func() {
+			if err := feed.Run(ctx); err != nil && ctx.Err() == nil {
+				log.Error("ACS feed stopped", zap.Error(err))
+			}
+		}()
+	} else {
+		go pub.Run(ctx, time.Now)
+	}
 
 	// SIGHUP reloads the tables ([psav], [[route]]) without touching the ports.
 	hup := make(chan os.Signal, 1)
@@ -220,6 +255,10 @@ func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
 			case <-ctx.Done():
 				return
 			case <-hup:
+				if feed != nil {
+					log.Warn("reload ignored: the tables come from the ACS ([abr]); restart psavd to change other sections")
+					continue
+				}
 				cur = reload(cur, spec, pub, log)
 			}
 		}

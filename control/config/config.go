@@ -577,6 +577,9 @@ func (c *Config) check() Problems {
 		}
 	}
 	if b := c.ABR; b != nil {
+		if len(c.PSAV.StaticPeers) > 0 {
+			k.add("psav.static_peer", "an ABR fed by an ACS ([abr]) takes its keys from the ACS: remove the static peers")
+		}
 		k.hostPort("abr.acs", b.ACS)
 		k.existingFile("abr.cert", b.Cert)
 		k.existingFile("abr.key", b.Key)

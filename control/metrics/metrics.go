@@ -108,12 +108,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.version, prometheus.GaugeValue, float64(tb.Version))
 }
 
-// Serve serves /metrics on addr until ctx is done. It returns once the
+// Serve serves /metrics on addr until ctx is done, with the engine's
+// collector and any others (the ABR feed's, …). It returns once the
 // listener is bound (or failed), so a caller can report readiness honestly.
-func Serve(ctx context.Context, addr string, c *Collector) error {
+func Serve(ctx context.Context, addr string, c *Collector, others ...prometheus.Collector) error {
 	reg := prometheus.NewRegistry()
-	if err := reg.Register(c); err != nil {
-		return err
+	for _, col := range append([]prometheus.Collector{c}, others...) {
+		if err := reg.Register(col); err != nil {
+			return err
+		}
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))

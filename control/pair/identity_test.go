@@ -1,0 +1,57 @@
+package pair
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadIdentity(t *testing.T) {
+	ca, err := NewTestCA("alliance")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ca.Issue(65001, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	certFile := write("abr.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}))
+	der, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := write("abr.key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	caFile := write("ca.pem", ca.PEM())
+
+	id, err := LoadIdentity(65001, certFile, keyFile, caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.ASN != 65001 || id.CA == nil || len(id.Cert.Certificate) == 0 {
+		t.Fatalf("identity %+v", id)
+	}
+	if _, err := ServerConfig(id); err != nil {
+		t.Fatalf("loaded identity not usable: %v", err)
+	}
+	if _, err := LoadIdentity(65002, certFile, keyFile, caFile); err == nil || !strings.Contains(err.Error(), "names AS65001") {
+		t.Fatalf("wrong AS accepted: %v", err)
+	}
+	if _, err := LoadIdentity(65001, certFile, keyFile, certFile+".missing"); err == nil {
+		t.Fatal("missing CA accepted")
+	}
+	if _, err := LoadIdentity(65001, certFile, keyFile, keyFile); err == nil {
+		t.Fatal("a key file accepted as CA bundle")
+	}
+}
