@@ -24,10 +24,11 @@ run: deps build
 test: deps lint
 	$(GO) test -race -count=1 -p 1 -timeout 20m ./...
 
-# Tools the tests use, installed only when missing (Debian/Ubuntu).
+# Tools the tests use, installed only when missing (Debian/Ubuntu): tshark
+# checks our LISP messages against a real decoder.
 deps:
 	@missing=""; \
-	for t in ip:iproute2 ethtool:ethtool tcpdump:tcpdump; do \
+	for t in ip:iproute2 ethtool:ethtool tcpdump:tcpdump tshark:tshark; do \
 		command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \

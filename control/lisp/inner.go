@@ -1,0 +1,173 @@
+package lisp
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+)
+
+// InnerHeader is the IP and UDP header an ECM wraps around its inner
+// message. Source and Destination must be of the same family.
+type InnerHeader struct {
+	Source      netip.AddrPort
+	Destination netip.AddrPort
+	TTL         uint8 // IPv4 TTL or IPv6 hop limit
+}
+
+const protoUDP = 17
+
+// AppendInnerIPUDP appends an IPv4 or IPv6 header and a UDP header for
+// payload, then payload itself. Lengths, the IPv4 header checksum and the
+// UDP checksum (for both families) are computed.
+func AppendInnerIPUDP(b []byte, h InnerHeader, payload []byte) ([]byte, error) {
+	src, dst := h.Source.Addr(), h.Destination.Addr()
+	if !src.IsValid() || !dst.IsValid() || src.Is4() != dst.Is4() {
+		return b, fmt.Errorf("%w: inner header %v -> %v", ErrInvalid, h.Source, h.Destination)
+	}
+	if src.Zone() != "" || dst.Zone() != "" {
+		return b, fmt.Errorf("%w: inner header with IPv6 zone", ErrInvalid)
+	}
+	udpLen := 8 + len(payload)
+	start := len(b)
+	if src.Is4() {
+		if 20+udpLen > 0xffff {
+			return b, fmt.Errorf("%w: inner packet of %d octets", ErrInvalid, 20+udpLen)
+		}
+		s, d := src.As4(), dst.As4()
+		b = append(b, 0x45, 0)
+		b = binary.BigEndian.AppendUint16(b, uint16(20+udpLen))
+		b = append(b, 0, 0, 0, 0, h.TTL, protoUDP, 0, 0)
+		b = append(b, s[:]...)
+		b = append(b, d[:]...)
+		binary.BigEndian.PutUint16(b[start+10:], ^fold(sum(0, b[start:start+20])))
+	} else {
+		if udpLen > 0xffff {
+			return b, fmt.Errorf("%w: inner payload of %d octets", ErrInvalid, udpLen)
+		}
+		s, d := src.As16(), dst.As16()
+		b = append(b, 0x60, 0, 0, 0)
+		b = binary.BigEndian.AppendUint16(b, uint16(udpLen))
+		b = append(b, protoUDP, h.TTL)
+		b = append(b, s[:]...)
+		b = append(b, d[:]...)
+	}
+	u := len(b)
+	b = binary.BigEndian.AppendUint16(b, h.Source.Port())
+	b = binary.BigEndian.AppendUint16(b, h.Destination.Port())
+	b = binary.BigEndian.AppendUint16(b, uint16(udpLen))
+	b = append(b, 0, 0)
+	b = append(b, payload...)
+	c := udpChecksum(src, dst, b[u:])
+	binary.BigEndian.PutUint16(b[u+6:], c)
+	return b, nil
+}
+
+// ParseInnerIPUDP decodes the inner IP and UDP headers of an ECM and returns
+// the UDP payload. The IP packet must fill b exactly; IPv4 fragments, IPv6
+// extension headers and non-UDP payloads are refused; the IPv4 header
+// checksum must verify; the UDP checksum must verify when non-zero and must
+// be non-zero for IPv6.
+func ParseInnerIPUDP(b []byte) (InnerHeader, []byte, error) {
+	var h InnerHeader
+	if len(b) < 1 {
+		return h, nil, fmt.Errorf("%w: no inner IP header", ErrTruncated)
+	}
+	var src, dst netip.Addr
+	var rest []byte
+	switch b[0] >> 4 {
+	case 4:
+		ihl := int(b[0]&0xf) * 4
+		if len(b) < 20 || ihl < 20 || len(b) < ihl {
+			return h, nil, fmt.Errorf("%w: inner IPv4 header", ErrTruncated)
+		}
+		if tl := int(binary.BigEndian.Uint16(b[2:])); tl != len(b) {
+			return h, nil, fmt.Errorf("%w: inner IPv4 total length %d, have %d octets", ErrMalformed, tl, len(b))
+		}
+		if fold(sum(0, b[:ihl])) != 0xffff {
+			return h, nil, fmt.Errorf("%w: inner IPv4 header checksum", ErrMalformed)
+		}
+		if binary.BigEndian.Uint16(b[6:])&0x3fff != 0 {
+			return h, nil, fmt.Errorf("%w: inner IPv4 fragment", ErrMalformed)
+		}
+		if b[9] != protoUDP {
+			return h, nil, fmt.Errorf("%w: inner IPv4 protocol %d", ErrMalformed, b[9])
+		}
+		h.TTL = b[8]
+		src, dst = netip.AddrFrom4([4]byte(b[12:16])), netip.AddrFrom4([4]byte(b[16:20]))
+		rest = b[ihl:]
+	case 6:
+		if len(b) < 40 {
+			return h, nil, fmt.Errorf("%w: inner IPv6 header", ErrTruncated)
+		}
+		if pl := int(binary.BigEndian.Uint16(b[4:])); pl != len(b)-40 {
+			return h, nil, fmt.Errorf("%w: inner IPv6 payload length %d, have %d octets", ErrMalformed, pl, len(b)-40)
+		}
+		if b[6] != protoUDP {
+			return h, nil, fmt.Errorf("%w: inner IPv6 next header %d", ErrMalformed, b[6])
+		}
+		h.TTL = b[7]
+		src, dst = netip.AddrFrom16([16]byte(b[8:24])), netip.AddrFrom16([16]byte(b[24:40]))
+		rest = b[40:]
+	default:
+		return h, nil, fmt.Errorf("%w: inner IP version %d", ErrMalformed, b[0]>>4)
+	}
+	if len(rest) < 8 {
+		return h, nil, fmt.Errorf("%w: inner UDP header", ErrTruncated)
+	}
+	if ul := int(binary.BigEndian.Uint16(rest[4:])); ul != len(rest) {
+		return h, nil, fmt.Errorf("%w: inner UDP length %d, have %d octets", ErrMalformed, ul, len(rest))
+	}
+	switch ck := binary.BigEndian.Uint16(rest[6:]); {
+	case ck == 0 && src.Is6():
+		return h, nil, fmt.Errorf("%w: inner IPv6 UDP checksum is zero", ErrMalformed)
+	case ck != 0 && fold(pseudo(src, dst, rest)) != 0xffff:
+		return h, nil, fmt.Errorf("%w: inner UDP checksum", ErrMalformed)
+	}
+	h.Source = netip.AddrPortFrom(src, binary.BigEndian.Uint16(rest[0:]))
+	h.Destination = netip.AddrPortFrom(dst, binary.BigEndian.Uint16(rest[2:]))
+	return h, rest[8:], nil
+}
+
+// udpChecksum computes the checksum of a UDP datagram whose checksum field
+// is zero. A computed zero is sent as 0xffff (RFC 768, RFC 8200 §8.1).
+func udpChecksum(src, dst netip.Addr, udp []byte) uint16 {
+	c := ^fold(pseudo(src, dst, udp))
+	if c == 0 {
+		c = 0xffff
+	}
+	return c
+}
+
+func pseudo(src, dst netip.Addr, udp []byte) uint64 {
+	var s uint64
+	if src.Is4() {
+		a, d := src.As4(), dst.As4()
+		s = sum(s, a[:])
+		s = sum(s, d[:])
+	} else {
+		a, d := src.As16(), dst.As16()
+		s = sum(s, a[:])
+		s = sum(s, d[:])
+	}
+	s += protoUDP + uint64(len(udp))
+	return sum(s, udp)
+}
+
+// sum adds b as big-endian 16-bit words (odd tail padded with zero).
+func sum(s uint64, b []byte) uint64 {
+	for len(b) >= 2 {
+		s += uint64(binary.BigEndian.Uint16(b))
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		s += uint64(b[0]) << 8
+	}
+	return s
+}
+
+func fold(s uint64) uint16 {
+	for s > 0xffff {
+		s = s>>16 + s&0xffff
+	}
+	return uint16(s)
+}
