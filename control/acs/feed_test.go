@@ -1,0 +1,137 @@
+package acs
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
+	"github.com/psavd/psavd/control/acspb"
+	"github.com/psavd/psavd/control/membership"
+	"github.com/psavd/psavd/control/pair"
+)
+
+// abrConn dials the ACS of the lab's node asn with a certificate for the
+// given AS, as an ABR does (the ACS names the same AS as the ABR, which
+// pair.ClientConfig refuses, so the chain check is redone here).
+func abrConn(t *testing.T, l *lab, asn uint32, _ string) *grpc.ClientConn {
+	t.Helper()
+	id := l.identity(l.ca, asn)
+	c, err := pair.ClientConfig(id, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := l.ca.Pool()
+	c.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("no certificate")
+		}
+		_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+		return err
+	}
+	cc, err := grpc.NewClient("passthrough:///"+l.addrs[asn], grpc.WithTransportCredentials(credentials.NewTLS(c)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+func TestFeed(t *testing.T) {
+	l := newLab(t)
+	l.mesh(65001, 65002)
+	a, b := l.nodes[65001], l.nodes[65002]
+	if _, err := a.Publish(l.record(membership.KindJoin, 65001, 1, "10.1.0.0/16", "2001:db8:1::/48")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Publish(l.record(membership.KindJoin, 65002, 1, "10.2.0.0/16")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "pair up", func() bool { return isUp(a, 65002) && isUp(b, 65001) })
+	waitFor(t, "membership", func() bool { return len(a.Membership().Records()) == 2 })
+
+	cc := abrConn(t, l, 65001, "abr1")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	fs, err := acspb.NewACSClient(cc).Feed(ctx, &acspb.FeedRequest{Asn: 65001, Abr: "abr1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last *acspb.Tables
+	heartbeats := 0
+	deadline := time.Now().Add(waitLong)
+	for last == nil || len(last.Members) != 2 || len(last.Peers) != 1 || heartbeats == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no complete snapshot: %v", last)
+		}
+		m, err := fs.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tb := m.GetTables(); tb != nil {
+			if last != nil && tb.Version <= last.Version {
+				t.Fatalf("version %d after %d", tb.Version, last.Version)
+			}
+			last = tb
+		} else if m.GetHeartbeat() != nil {
+			heartbeats++
+		}
+	}
+	if last.LocalAsn != 65001 || last.PeriodSeconds != testPeriod {
+		t.Fatalf("tables %v", last)
+	}
+	for _, m := range last.Members {
+		switch m.Asn {
+		case 65001:
+			if !m.Local || m.TagPeer != -1 || len(m.Prefixes) != 2 {
+				t.Fatalf("local member %v", m)
+			}
+		case 65002:
+			if m.Local || m.TagPeer != 0 || m.ValidatePeer != 0 || len(m.Prefixes) != 1 || len(m.Prefixes[0].Addr) != 4 {
+				t.Fatalf("member %v", m)
+			}
+		}
+	}
+	// The keys pushed to AS65001's ABR are the ones AS65002's ACS holds.
+	pk := last.Peers[0]
+	other := b.Tables(time.Now()).Peers[0]
+	if pk.Asn != 65002 || other.Asn != 65001 || len(pk.Keys) == 0 {
+		t.Fatalf("peers %v %v", pk, other)
+	}
+	matched := 0
+	for _, k := range pk.Keys {
+		for _, o := range other.Keys {
+			if o.Epoch == k.Epoch {
+				if string(o.Key) != string(k.Key) || len(k.Key) != 16 {
+					t.Fatalf("epoch %d: keys differ", k.Epoch)
+				}
+				matched++
+			}
+		}
+	}
+	if matched == 0 {
+		t.Fatal("no common epoch")
+	}
+	waitFor(t, "abr in status", func() bool {
+		abrs := a.Status().Abrs
+		return len(abrs) == 1 && abrs[0] == "abr1"
+	})
+
+	// Refusals: an ABR of another AS, or a request naming another AS.
+	for _, req := range []*acspb.FeedRequest{{Asn: 65002}, {Asn: 0}} {
+		s, err := acspb.NewACSClient(cc).Feed(context.Background(), req)
+		if err == nil {
+			_, err = s.Recv()
+		}
+		if status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("feed %v: %v", req, err)
+		}
+	}
+}

@@ -1,0 +1,597 @@
+package acs
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/psavd/psavd/control/acspb"
+	"github.com/psavd/psavd/control/membership"
+	"github.com/psavd/psavd/control/pair"
+	"github.com/psavd/psavd/engine"
+)
+
+// Peer states reported by Status.
+const (
+	StateConnecting  = "connecting"
+	StateNegotiating = "negotiating"
+	StateUp          = "up"
+	StateDead        = "dead"
+)
+
+// SchemaVersion is the Hello.schema_version this node speaks.
+const SchemaVersion = 1
+
+// PeerConfig is one [[acs.peer]]: a member ACS of the alliance.
+type PeerConfig struct {
+	ASN     uint32
+	Address string // host:port
+}
+
+// Config configures a Node.
+type Config struct {
+	ASN      uint32        // local AS
+	Identity pair.Identity // TLS identity (certificate naming ASN, alliance CA)
+	Listen   string        // [acs] listen, e.g. "127.0.0.1:0"
+	Listener net.Listener  // if set, used instead of Listen (tests, socket activation)
+	Peers    []PeerConfig  // [[acs.peer]]; the node dials those with a higher ASN
+
+	Heartbeat time.Duration // default 1 s
+	DeadAfter int           // missed heartbeats before a peer is dead; default 3
+
+	// Epoch clock ([psav] t0, epoch_seconds); Period 0 → pair.DefaultPeriod.
+	T0     int64
+	Period uint32
+	// PairPolicy bounds what this node accepts as responder; its T0/Period
+	// are overwritten with the node's clock.
+	PairPolicy pair.Policy
+
+	// Membership: either a ready Set, or MembershipDir (OpenSet, durable)
+	// with MembershipPolicy, or only MembershipPolicy (in memory).
+	Membership       *membership.Set
+	MembershipDir    string
+	MembershipPolicy *membership.Policy
+
+	Logger *zap.Logger      // default: no-op
+	Now    func() time.Time // default time.Now
+
+	// Re-dial back-off (jittered, doubling): default 100 ms … 30 s.
+	BackoffMin, BackoffMax time.Duration
+}
+
+// Counters are cumulative event counts (for metrics and tests).
+type Counters struct {
+	DialAttempts, DialFailures uint64
+	SessionsRefused            uint64 // bad Hello, wrong certificate ASN, collision loser
+	Collisions                 uint64
+	ProposalsRefused           uint64 // refused by us or by the peer
+	SkewAlarms                 uint64 // measured |offset| > P/4
+	DeadDeclared               uint64
+	ForcedExitsSent            uint64
+	ForcedExitsReceived        uint64
+	RecordsFlooded             uint64
+	RecordsRefused             uint64 // records from peers that Apply refused
+	Established                uint64 // machines established or re-keyed
+}
+
+type counters struct {
+	dialAttempts, dialFailures, sessionsRefused, collisions, proposalsRefused,
+	skewAlarms, deadDeclared, forcedSent, forcedRecv, flooded, recRefused,
+	established atomic.Uint64
+}
+
+// peerState is what the node knows about one peer AS; guarded by Node.mu.
+type peerState struct {
+	asn     uint32
+	addr    string // configured address, "" for an unconfigured member
+	sess    *session
+	machine *pair.Machine
+	state   string
+	lastHB  time.Time
+	rtt     time.Duration
+	offset  time.Duration
+	group   string
+	start   uint64
+	missed  uint32
+}
+
+// Node is one AS Control Server: it peers with the other ACS of the
+// alliance over gRPC/mTLS, negotiates one PSAV state machine per pair,
+// detects dead peers from heartbeats and floods membership records.
+type Node struct {
+	cfg  Config
+	log  *zap.Logger
+	now  func() time.Time
+	set  *membership.Set
+	ppol pair.Policy
+	hb   time.Duration
+	dead int
+
+	mu      sync.Mutex
+	peers   map[uint32]*peerState
+	version uint64         // tables version: bumped on every change of keys or membership and at every epoch boundary
+	changed chan struct{}  // closed and replaced by bump
+	abrs    map[string]int // ABR feeds open, by name
+	propID  uint64
+	started bool
+	closed  bool
+
+	lis    net.Listener
+	srv    *grpc.Server
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	c counters
+
+	// pauseHB stops sending heartbeats (tests: a peer that is alive on TCP
+	// but silent, to see a ForcedExit arrive).
+	pauseHB atomic.Bool
+}
+
+// New checks the configuration and opens the membership set; Start runs it.
+func New(cfg Config) (*Node, error) {
+	if cfg.ASN == 0 {
+		return nil, errors.New("acs: no local ASN")
+	}
+	if cfg.Identity.ASN != cfg.ASN {
+		return nil, fmt.Errorf("acs: identity is AS%d, node is AS%d", cfg.Identity.ASN, cfg.ASN)
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = time.Second
+	}
+	if cfg.DeadAfter <= 0 {
+		cfg.DeadAfter = 3
+	}
+	if cfg.Period == 0 {
+		cfg.Period = pair.DefaultPeriod
+	}
+	if cfg.BackoffMin <= 0 {
+		cfg.BackoffMin = 100 * time.Millisecond
+	}
+	if cfg.BackoffMax < cfg.BackoffMin {
+		cfg.BackoffMax = max(30*time.Second, cfg.BackoffMin)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	n := &Node{
+		cfg: cfg, log: cfg.Logger.With(zap.Uint32("as", cfg.ASN)), now: cfg.Now,
+		hb: cfg.Heartbeat, dead: cfg.DeadAfter,
+		peers:   map[uint32]*peerState{},
+		version: 1, changed: make(chan struct{}), abrs: map[string]int{},
+	}
+	n.ppol = cfg.PairPolicy
+	n.ppol.T0, n.ppol.Period = cfg.T0, cfg.Period
+	switch {
+	case cfg.Membership != nil:
+		n.set = cfg.Membership
+	case cfg.MembershipPolicy == nil:
+		return nil, errors.New("acs: no membership set or policy")
+	case cfg.MembershipDir != "":
+		s, err := membership.OpenSet(cfg.MembershipDir, cfg.MembershipPolicy)
+		if err != nil {
+			return nil, err
+		}
+		n.set = s
+	default:
+		n.set = membership.NewSet(cfg.MembershipPolicy)
+	}
+	for _, p := range cfg.Peers {
+		if p.ASN == cfg.ASN || p.ASN == 0 {
+			return nil, fmt.Errorf("acs: bad peer AS%d", p.ASN)
+		}
+		if _, dup := n.peers[p.ASN]; dup {
+			return nil, fmt.Errorf("acs: peer AS%d configured twice", p.ASN)
+		}
+		n.peers[p.ASN] = &peerState{asn: p.ASN, addr: p.Address, state: StateConnecting}
+	}
+	return n, nil
+}
+
+// Start listens, serves the ACS gRPC service and dials the peers with a
+// higher ASN. It returns once the listener is open.
+func (n *Node) Start(ctx context.Context) error {
+	n.mu.Lock()
+	if n.started || n.closed {
+		n.mu.Unlock()
+		return errors.New("acs: node already started or closed")
+	}
+	n.started = true
+	n.mu.Unlock()
+	scfg, err := pair.ServerConfig(n.cfg.Identity)
+	if err != nil {
+		return err
+	}
+	// pair.ServerConfig refuses a client naming our own AS, right for
+	// Peer but not for Feed: the ABRs of this AS present a certificate for
+	// it. The chain is still verified (RequireAndVerifyClientCert against
+	// the alliance CA) and the certificate must name exactly one AS; each
+	// RPC then checks which AS it accepts (Peer: another, Feed: ours).
+	scfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		_, err := pair.PeerASN(cs)
+		return err
+	}
+	lis := n.cfg.Listener
+	if lis == nil {
+		if lis, err = net.Listen("tcp", n.cfg.Listen); err != nil {
+			return err
+		}
+	}
+	n.lis = lis
+	n.ctx, n.cancel = context.WithCancel(ctx)
+	n.srv = grpc.NewServer(grpc.Creds(credentials.NewTLS(scfg)))
+	acspb.RegisterACSServer(n.srv, &server{n: n})
+	n.wg.Add(2)
+	go func() {
+		defer n.wg.Done()
+		if err := n.srv.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			n.log.Warn("serve", zap.Error(err))
+		}
+	}()
+	go func() { defer n.wg.Done(); n.deadLoop() }()
+	for _, p := range n.cfg.Peers {
+		if pair.Initiator(n.cfg.ASN, p.ASN) {
+			n.wg.Add(1)
+			go func() { defer n.wg.Done(); n.dialLoop(p) }()
+		}
+	}
+	n.log.Info("acs started", zap.String("listen", lis.Addr().String()))
+	return nil
+}
+
+// Addr is the listening address (after Start).
+func (n *Node) Addr() net.Addr { return n.lis.Addr() }
+
+// Close stops the node: sessions are closed (no ForcedExit), the server
+// and the dialers stop. The machines are dropped with the node.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	started := n.started
+	var sess []*session
+	for _, ps := range n.peers {
+		if ps.sess != nil {
+			sess = append(sess, ps.sess)
+		}
+	}
+	n.mu.Unlock()
+	if !started {
+		return nil
+	}
+	n.cancel()
+	for _, s := range sess {
+		s.kill(nil)
+	}
+	n.srv.Stop()
+	n.wg.Wait()
+	n.mu.Lock()
+	for _, ps := range n.peers {
+		if ps.machine != nil {
+			ps.machine.Remove()
+		}
+	}
+	n.mu.Unlock()
+	return nil
+}
+
+// Membership is the node's membership set.
+func (n *Node) Membership() *membership.Set { return n.set }
+
+// Publish applies a membership record originated here (a join, update or
+// exit signed and endorsed off-line) and floods it when it changes the set.
+func (n *Node) Publish(rec []byte) (bool, error) {
+	changed, err := n.set.ApplyBytes(rec)
+	if changed {
+		n.flood(rec, 0)
+	}
+	return changed, err
+}
+
+// Keys returns the tag keys of every live pair for epochs e−1 … e+2 of the
+// time unix, by peer ASN (Machine.KeysAt: asking for a later time erases
+// the earlier states for good).
+func (n *Node) Keys(unix int64) map[uint32]engine.PeerKeys {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := map[uint32]engine.PeerKeys{}
+	for asn, ps := range n.peers {
+		if ps.machine != nil && !ps.machine.Removed() {
+			out[asn] = ps.machine.KeysAt(unix)
+		}
+	}
+	return out
+}
+
+// Counters returns a snapshot of the event counters.
+func (n *Node) Counters() Counters {
+	c := &n.c
+	return Counters{
+		DialAttempts: c.dialAttempts.Load(), DialFailures: c.dialFailures.Load(),
+		SessionsRefused: c.sessionsRefused.Load(), Collisions: c.collisions.Load(),
+		ProposalsRefused: c.proposalsRefused.Load(), SkewAlarms: c.skewAlarms.Load(),
+		DeadDeclared: c.deadDeclared.Load(), ForcedExitsSent: c.forcedSent.Load(),
+		ForcedExitsReceived: c.forcedRecv.Load(), RecordsFlooded: c.flooded.Load(),
+		RecordsRefused: c.recRefused.Load(), Established: c.established.Load(),
+	}
+}
+
+// Status is what the Status RPC answers.
+func (n *Node) Status() *acspb.StatusReply {
+	now := n.now()
+	d := n.set.Digest()
+	r := &acspb.StatusReply{
+		Asn:              n.cfg.ASN,
+		Epoch:            engine.Epoch(now.Unix(), n.cfg.T0, int64(n.cfg.Period)),
+		MembershipDigest: d[:],
+	}
+	for _, rec := range n.set.Records() {
+		r.Members = append(r.Members, rec.ASN)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	r.TablesVersion = n.version
+	for name := range n.abrs {
+		r.Abrs = append(r.Abrs, name)
+	}
+	sort.Strings(r.Abrs)
+	asns := make([]uint32, 0, len(n.peers))
+	for asn := range n.peers {
+		asns = append(asns, asn)
+	}
+	sort.Slice(asns, func(i, j int) bool { return asns[i] < asns[j] })
+	for _, asn := range asns {
+		ps := n.peers[asn]
+		st := &acspb.PeerStatus{
+			Asn: asn, State: ps.state, RttNanos: int64(ps.rtt), OffsetNanos: int64(ps.offset),
+			TlsGroup: ps.group, StartEpoch: ps.start, MissedHeartbeats: ps.missed,
+		}
+		if !ps.lastHB.IsZero() {
+			st.LastHeartbeatUnixNano = ps.lastHB.UnixNano()
+		}
+		r.Peers = append(r.Peers, st)
+	}
+	return r
+}
+
+// peer returns (creating) the state of a peer; n.mu held.
+func (n *Node) peer(asn uint32) *peerState {
+	ps := n.peers[asn]
+	if ps == nil {
+		ps = &peerState{asn: asn, state: StateConnecting}
+		n.peers[asn] = ps
+	}
+	return ps
+}
+
+// register makes s the session of its peer, resolving a collision with
+// pair.KeepIncoming.
+func (n *Node) register(s *session) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return errors.New("acs: node closed")
+	}
+	ps := n.peer(s.peer)
+	if old := ps.sess; old != nil && !old.isDone() {
+		n.c.collisions.Add(1)
+		keepNew, err := pair.KeepIncoming(
+			pair.Session{Dialer: old.dialer, Acceptor: old.acceptor},
+			pair.Session{Dialer: s.dialer, Acceptor: s.acceptor})
+		if err != nil {
+			return err
+		}
+		if !keepNew {
+			return fmt.Errorf("acs: collision with AS%d: existing session kept", s.peer)
+		}
+		old.kill(nil)
+	}
+	ps.sess = s
+	ps.state = StateNegotiating
+	ps.lastHB = n.now() // a session silent from the start is dead too
+	ps.missed = 0
+	ps.group = pair.GroupName(s.cs)
+	return nil
+}
+
+// unregister detaches s from its peer when the session ends.
+func (n *Node) unregister(s *session) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ps := n.peers[s.peer]
+	if ps == nil || ps.sess != s {
+		return
+	}
+	ps.sess = nil
+	if ps.state == StateNegotiating && (ps.machine == nil || ps.machine.Removed()) {
+		ps.state = StateConnecting
+	}
+	// A machine that is up keeps running from the clock (DESIGN §2.5) until
+	// the peer is declared dead from missing heartbeats.
+}
+
+// deadLoop declares dead the peers that missed DeadAfter heartbeats.
+func (n *Node) deadLoop() {
+	t := time.NewTicker(n.hb / 2)
+	defer t.Stop()
+	lastEpoch := engine.Epoch(n.now().Unix(), n.cfg.T0, int64(n.cfg.Period))
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := n.now()
+		n.mu.Lock()
+		if e := engine.Epoch(now.Unix(), n.cfg.T0, int64(n.cfg.Period)); e != lastEpoch {
+			lastEpoch = e
+			n.bump() // new key window for the ABRs
+		}
+		for _, ps := range n.peers {
+			if ps.state == StateDead || ps.lastHB.IsZero() {
+				continue
+			}
+			if ps.state == StateConnecting && ps.machine == nil {
+				continue
+			}
+			ps.missed = uint32(now.Sub(ps.lastHB) / n.hb)
+			if int(ps.missed) >= n.dead {
+				n.declareDead(ps, fmt.Sprintf("missed %d heartbeats", ps.missed))
+			}
+		}
+		n.mu.Unlock()
+	}
+}
+
+// declareDead removes the peer's machine and sends it a ForcedExit if its
+// session is still open; n.mu held.
+func (n *Node) declareDead(ps *peerState, reason string) {
+	n.log.Warn("peer dead", zap.Uint32("peer", ps.asn), zap.String("reason", reason))
+	n.c.deadDeclared.Add(1)
+	if ps.machine != nil {
+		ps.machine.Remove()
+		ps.machine = nil
+		n.bump()
+	}
+	ps.state = StateDead
+	ps.start = 0
+	if s := ps.sess; s != nil {
+		ps.sess = nil
+		if s.kill(&acspb.PeerMessage{Body: &acspb.PeerMessage_ForcedExit{ForcedExit: &acspb.ForcedExit{Asn: ps.asn, Reason: reason}}}) {
+			n.c.forcedSent.Add(1)
+		}
+	}
+}
+
+// install establishes (or re-keys) the pair's machine for an accepted
+// proposal on session s.
+func (n *Node) install(s *session, p pair.Proposal) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ps := n.peers[s.peer]
+	if ps == nil || ps.sess != s {
+		return errors.New("acs: session superseded")
+	}
+	now := n.now()
+	if m := ps.machine; m != nil && !m.Removed() {
+		// The running machine keeps its keys until e0; from e0 on both
+		// sides use S(e0) of this session, whether the peer re-keys or
+		// (having restarted) establishes afresh.
+		if err := m.Rekey(s.cs, p, now); err == nil {
+			ps.state, ps.start = StateUp, p.E0
+			n.bump()
+			n.c.established.Add(1)
+			return nil
+		}
+		m.Remove()
+	}
+	m, err := pair.Establish(s.cs, n.cfg.ASN, s.peer, p)
+	if err != nil {
+		return err
+	}
+	ps.machine, ps.state, ps.start = m, StateUp, p.E0
+	n.bump()
+	n.c.established.Add(1)
+	n.log.Info("pair established", zap.Uint32("peer", s.peer), zap.Uint64("e0", p.E0), zap.String("group", ps.group))
+	return nil
+}
+
+// forcedExit handles a ForcedExit from the peer of s.
+func (n *Node) forcedExit(s *session) {
+	n.c.forcedRecv.Add(1)
+	n.mu.Lock()
+	if ps := n.peers[s.peer]; ps != nil && ps.sess == s {
+		if ps.machine != nil {
+			ps.machine.Remove()
+			ps.machine = nil
+			n.bump()
+		}
+		ps.state, ps.start = StateConnecting, 0
+	}
+	n.mu.Unlock()
+	s.kill(nil)
+}
+
+// heartbeatSeen records a heartbeat (and a measurement) from a peer.
+func (n *Node) heartbeatSeen(s *session, at time.Time, offset, rtt time.Duration, measured bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ps := n.peers[s.peer]
+	if ps == nil || ps.sess != s {
+		return
+	}
+	ps.lastHB, ps.missed = at, 0
+	if measured {
+		ps.offset, ps.rtt = offset, rtt
+	}
+}
+
+// flood sends an accepted record to every peer with an open session except
+// the one it came from.
+func (n *Node) flood(rec []byte, except uint32) {
+	n.mu.Lock()
+	n.bump()
+	var out []*session
+	for asn, ps := range n.peers {
+		if asn != except && ps.sess != nil {
+			out = append(out, ps.sess)
+		}
+	}
+	n.mu.Unlock()
+	for _, s := range out {
+		s.send(recordMsg(rec))
+		n.c.flooded.Add(1)
+	}
+}
+
+func (n *Node) nextProposalID() uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.propID++
+	return n.propID
+}
+
+// dialLoop keeps a session to a peer with a higher ASN, re-dialling with a
+// jittered exponential back-off.
+func (n *Node) dialLoop(p PeerConfig) {
+	backoff := n.cfg.BackoffMin
+	for n.ctx.Err() == nil {
+		ok := n.dialOnce(p)
+		if ok {
+			backoff = n.cfg.BackoffMin
+		} else {
+			backoff = min(2*backoff, n.cfg.BackoffMax)
+		}
+		d := backoff/2 + rand.N(backoff/2+1)
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-time.After(d):
+		}
+	}
+}
+
+// bump records a change of the tables and wakes the feeds; n.mu held.
+func (n *Node) bump() {
+	n.version++
+	close(n.changed)
+	n.changed = make(chan struct{})
+}

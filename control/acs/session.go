@@ -1,0 +1,514 @@
+package acs
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/psavd/psavd/control/acspb"
+	"github.com/psavd/psavd/control/membership"
+	"github.com/psavd/psavd/control/pair"
+)
+
+// stream is the common part of the client and server sides of Peer.
+type stream interface {
+	Send(*acspb.PeerMessage) error
+	Recv() (*acspb.PeerMessage, error)
+	Context() context.Context
+}
+
+// session is one Peer stream with an ACS whose Hello was accepted.
+type session struct {
+	n                *Node
+	peer             uint32
+	dialer, acceptor uint32
+	initiator        bool // we propose (lower ASN)
+	cs               tls.ConnectionState
+	log              *zap.Logger
+
+	out  chan *acspb.PeerMessage
+	done chan struct{}
+
+	mu       sync.Mutex
+	closed   bool
+	final    *acspb.PeerMessage // sent (best effort) when the session is killed
+	seq      uint64
+	recvSeq  uint64 // last heartbeat received: seq, its send time (t1), when (t2)
+	recvSend int64
+	recvAt   int64
+	replied  bool // answered the peer's first heartbeat at once
+	measured bool
+	offset   time.Duration
+	proposal *pair.Proposal  // initiator: outstanding
+	pending  *acspb.Proposal // responder: waiting for a measurement
+	upOnce   bool            // a proposal was accepted on this session
+}
+
+func (n *Node) newSession(peerASN, dialer uint32, cs tls.ConnectionState) *session {
+	acceptor := n.cfg.ASN
+	if dialer == n.cfg.ASN {
+		acceptor = peerASN
+	}
+	return &session{
+		n: n, peer: peerASN, dialer: dialer, acceptor: acceptor,
+		initiator: pair.Initiator(n.cfg.ASN, peerASN), cs: cs,
+		log:  n.log.With(zap.Uint32("peer", peerASN)),
+		out:  make(chan *acspb.PeerMessage, 1024),
+		done: make(chan struct{}),
+	}
+}
+
+func (s *session) isDone() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// kill ends the session; final, if set, is sent first (best effort). It
+// reports whether final will be attempted (the session was still open).
+func (s *session) kill(final *acspb.PeerMessage) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.closed = true
+	s.final = final
+	close(s.done)
+	return true
+}
+
+// send queues a message; a peer too slow to drain 1024 messages is dropped.
+func (s *session) send(m *acspb.PeerMessage) {
+	select {
+	case <-s.done:
+	case s.out <- m:
+	default:
+		s.log.Warn("send queue full, closing session")
+		s.kill(nil)
+	}
+}
+
+// tlsState returns the TLS state of the connection a stream runs on. On
+// both sides grpc puts the transport's peer (AuthInfo = credentials.TLSInfo)
+// into the stream's context: server side for the handler, client side in
+// http2Client.NewStream (grpc v1.85), so it is the very TLS session the Peer
+// stream uses, and ExportKeyingMaterial matches on both ends.
+func tlsState(ctx context.Context) (tls.ConnectionState, error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return tls.ConnectionState{}, errors.New("acs: no peer in stream context")
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok {
+		return tls.ConnectionState{}, fmt.Errorf("acs: peer auth is %T, not TLS", p.AuthInfo)
+	}
+	return info.State, nil
+}
+
+func (n *Node) hello() *acspb.PeerMessage {
+	d := n.set.Digest()
+	return &acspb.PeerMessage{Body: &acspb.PeerMessage_Hello{Hello: &acspb.Hello{
+		SchemaVersion: SchemaVersion, Asn: n.cfg.ASN, MembershipDigest: d[:]}}}
+}
+
+// checkHello verifies a Hello against the certificate's ASN.
+func checkHello(m *acspb.PeerMessage, certASN uint32) error {
+	h := m.GetHello()
+	if h == nil {
+		return errors.New("first message is not a Hello")
+	}
+	if h.SchemaVersion != SchemaVersion {
+		return fmt.Errorf("schema version %d, want %d", h.SchemaVersion, SchemaVersion)
+	}
+	if h.Asn != certASN {
+		return fmt.Errorf("hello says AS%d, certificate says AS%d", h.Asn, certASN)
+	}
+	return nil
+}
+
+// server implements acspb.ACSServer.
+type server struct {
+	acspb.UnimplementedACSServer
+	n *Node
+}
+
+func (sv *server) Status(context.Context, *acspb.StatusRequest) (*acspb.StatusReply, error) {
+	return sv.n.Status(), nil
+}
+
+// Peer accepts a session from any alliance member whose certificate
+// verifies (ServerConfig checked the chain; any AS but ours may dial).
+func (sv *server) Peer(st acspb.ACS_PeerServer) error {
+	n := sv.n
+	cs, err := tlsState(st.Context())
+	if err != nil {
+		return status.Error(codes.Unauthenticated, err.Error())
+	}
+	asn, err := pair.PeerASN(cs)
+	if err != nil || asn == n.cfg.ASN {
+		n.c.sessionsRefused.Add(1)
+		return status.Error(codes.PermissionDenied, "no usable peer ASN")
+	}
+	m, err := st.Recv()
+	if err != nil {
+		return err
+	}
+	if err := checkHello(m, asn); err != nil {
+		n.c.sessionsRefused.Add(1)
+		n.log.Warn("hello refused", zap.Uint32("cert_as", asn), zap.Error(err))
+		return status.Error(codes.PermissionDenied, err.Error())
+	}
+	s := n.newSession(asn, asn, cs)
+	if err := n.register(s); err != nil {
+		n.c.sessionsRefused.Add(1)
+		return status.Error(codes.AlreadyExists, err.Error())
+	}
+	if err := st.Send(n.hello()); err != nil {
+		n.unregister(s)
+		return err
+	}
+	return s.run(st)
+}
+
+// dialOnce opens one session to p over a fresh grpc.ClientConn (one TLS
+// connection) and runs it until it ends. It reports whether a proposal was
+// accepted on it (a peer that refuses keeps the back-off growing).
+func (n *Node) dialOnce(p PeerConfig) bool {
+	n.c.dialAttempts.Add(1)
+	fail := func(err error) bool {
+		n.c.dialFailures.Add(1)
+		n.log.Debug("dial failed", zap.Uint32("peer", p.ASN), zap.Error(err))
+		return false
+	}
+	ccfg, err := pair.ClientConfig(n.cfg.Identity, p.ASN)
+	if err != nil {
+		return fail(err)
+	}
+	cc, err := grpc.NewClient("passthrough:///"+p.Address, grpc.WithTransportCredentials(credentials.NewTLS(ccfg)))
+	if err != nil {
+		return fail(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithCancel(n.ctx)
+	defer cancel()
+	// Without WaitForReady the call fails at once if the connection fails.
+	st, err := acspb.NewACSClient(cc).Peer(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	cs, err := tlsState(st.Context())
+	if err != nil {
+		return fail(err)
+	}
+	asn, err := pair.CheckPeer(cs, p.ASN)
+	if err != nil {
+		return fail(err)
+	}
+	if err := st.Send(n.hello()); err != nil {
+		return fail(err)
+	}
+	timer := time.AfterFunc(time.Duration(n.dead)*n.hb+time.Second, cancel)
+	m, err := st.Recv()
+	timer.Stop()
+	if err != nil {
+		return fail(err)
+	}
+	if err := checkHello(m, asn); err != nil {
+		n.c.sessionsRefused.Add(1)
+		return fail(err)
+	}
+	s := n.newSession(asn, n.cfg.ASN, cs)
+	if err := n.register(s); err != nil {
+		n.c.sessionsRefused.Add(1)
+		return fail(err)
+	}
+	err = s.run(st)
+	n.log.Debug("session ended", zap.Uint32("peer", asn), zap.Error(err))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.upOnce // back-off resets only after a negotiated session
+}
+
+// run drives a registered session: the caller's goroutine writes (heartbeats
+// and queued messages), another reads. It returns when the session ends.
+func (s *session) run(st stream) error {
+	n := s.n
+	defer n.unregister(s)
+	s.send(summaryMsg(n.set))
+	rerr := make(chan error, 1)
+	go func() {
+		for {
+			m, err := st.Recv()
+			if err != nil {
+				rerr <- err
+				s.kill(nil)
+				return
+			}
+			if err := s.handle(m); err != nil {
+				s.log.Warn("session error", zap.Error(err))
+				rerr <- err
+				s.kill(nil)
+				return
+			}
+		}
+	}()
+	t := time.NewTicker(n.hb)
+	defer t.Stop()
+	s.heartbeat(st) // at once: the first round trip measures the offset
+	var err error
+	for err == nil {
+		select {
+		case <-s.done:
+			s.mu.Lock()
+			final := s.final
+			s.mu.Unlock()
+			if final != nil {
+				_ = st.Send(final)
+			}
+			select {
+			case err = <-rerr:
+			default:
+				err = errors.New("session closed")
+			}
+			return err
+		case <-st.Context().Done():
+			s.kill(nil)
+		case m := <-s.out:
+			err = st.Send(m)
+		case <-t.C:
+			err = s.heartbeat(st)
+		}
+	}
+	s.kill(nil)
+	return err
+}
+
+// heartbeat sends one heartbeat echoing the last one received.
+func (s *session) heartbeat(st stream) error {
+	if s.n.pauseHB.Load() {
+		return nil
+	}
+	return st.Send(s.heartbeatMsg())
+}
+
+func (s *session) heartbeatMsg() *acspb.PeerMessage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	return &acspb.PeerMessage{Body: &acspb.PeerMessage_Heartbeat{Heartbeat: &acspb.Heartbeat{
+		Seq: s.seq, SendUnixNano: s.n.now().UnixNano(),
+		EchoSeq: s.recvSeq, EchoSendUnixNano: s.recvSend, EchoRecvUnixNano: s.recvAt,
+	}}}
+}
+
+// handle processes one message from the peer (reader goroutine).
+func (s *session) handle(m *acspb.PeerMessage) error {
+	n := s.n
+	switch b := m.Body.(type) {
+	case *acspb.PeerMessage_Heartbeat:
+		return s.onHeartbeat(b.Heartbeat)
+	case *acspb.PeerMessage_Proposal:
+		return s.onProposal(b.Proposal)
+	case *acspb.PeerMessage_ProposalResponse:
+		return s.onResponse(b.ProposalResponse)
+	case *acspb.PeerMessage_Record:
+		changed, err := n.set.ApplyBytes(b.Record.GetRecord())
+		if err != nil {
+			n.c.recRefused.Add(1)
+			s.log.Debug("record refused", zap.Stringer("reason", membership.ReasonOf(err)), zap.Error(err))
+		}
+		if changed {
+			n.flood(b.Record.GetRecord(), s.peer)
+		}
+	case *acspb.PeerMessage_Summary:
+		entries := make([]membership.SummaryEntry, 0, len(b.Summary.GetEntries()))
+		for _, e := range b.Summary.GetEntries() {
+			se := membership.SummaryEntry{ASN: e.Asn, Version: e.Version}
+			copy(se.Hash[:], e.Hash)
+			entries = append(entries, se)
+		}
+		need, send := n.set.Diff(entries)
+		for _, r := range send {
+			s.send(recordMsg(r))
+		}
+		if len(need) > 0 {
+			s.send(&acspb.PeerMessage{Body: &acspb.PeerMessage_Want{Want: &acspb.MembershipWant{Asns: need}}})
+		}
+	case *acspb.PeerMessage_Want:
+		for _, asn := range b.Want.GetAsns() {
+			if r, ok := n.set.Encoded(asn); ok {
+				s.send(recordMsg(r))
+			}
+		}
+	case *acspb.PeerMessage_ForcedExit:
+		s.log.Warn("forced exit received", zap.String("reason", b.ForcedExit.GetReason()))
+		n.forcedExit(s)
+	case *acspb.PeerMessage_Hello:
+		return errors.New("second Hello")
+	default:
+		return fmt.Errorf("unknown message %T", m.Body)
+	}
+	return nil
+}
+
+func (s *session) onHeartbeat(h *acspb.Heartbeat) error {
+	n := s.n
+	now := n.now()
+	s.mu.Lock()
+	s.recvSeq, s.recvSend, s.recvAt = h.Seq, h.SendUnixNano, now.UnixNano()
+	var offset, rtt time.Duration
+	measured := false
+	if h.EchoSeq != 0 {
+		offset, rtt = pair.ClockOffset(time.Unix(0, h.EchoSendUnixNano), time.Unix(0, h.EchoRecvUnixNano),
+			time.Unix(0, h.SendUnixNano), now)
+		measured = true
+		s.measured, s.offset = true, offset
+	}
+	replyNow := !s.replied
+	s.replied = true
+	propose := s.initiator && s.measured && s.proposal == nil && !s.upOnce
+	pending := s.pending
+	if !s.initiator && s.measured && pending != nil {
+		s.pending = nil
+	} else {
+		pending = nil
+	}
+	up := s.upOnce
+	s.mu.Unlock()
+
+	n.heartbeatSeen(s, now, offset, rtt, measured)
+	if replyNow && !n.pauseHB.Load() {
+		s.send(s.heartbeatMsg()) // lets the peer measure after one round trip
+	}
+	if measured && up {
+		if err := pair.CheckSkew(offset, time.Duration(n.cfg.Period)*time.Second); err != nil {
+			n.c.skewAlarms.Add(1)
+			s.log.Error("clock skew alarm", zap.Error(err))
+		}
+	}
+	if propose {
+		return s.propose(now)
+	}
+	if pending != nil {
+		return s.evaluate(pending, now)
+	}
+	return nil
+}
+
+// propose sends the initiator's proposal, once the first heartbeat round
+// trip has measured the offset (checked first with our own policy).
+func (s *session) propose(now time.Time) error {
+	n := s.n
+	p := pair.NewProposal(n.nextProposalID(), n.cfg.T0, n.cfg.Period, now)
+	s.mu.Lock()
+	offset := s.offset
+	s.mu.Unlock()
+	if err := n.ppol.Check(p, now, offset); err != nil {
+		n.c.proposalsRefused.Add(1)
+		return fmt.Errorf("own proposal: %w", err)
+	}
+	s.mu.Lock()
+	s.proposal = &p
+	s.mu.Unlock()
+	s.send(&acspb.PeerMessage{Body: &acspb.PeerMessage_Proposal{Proposal: &acspb.Proposal{
+		Id: p.ID, T0: p.T0, PeriodSeconds: int64(p.Period), StartEpoch: p.E0}}})
+	return nil
+}
+
+func (s *session) onProposal(m *acspb.Proposal) error {
+	s.mu.Lock()
+	if !s.measured && !s.initiator {
+		// Decision: the responder evaluates only with a measured offset;
+		// the proposal waits for the first heartbeat round trip.
+		s.pending = m
+		s.mu.Unlock()
+		return nil
+	}
+	s.mu.Unlock()
+	return s.evaluate(m, s.n.now())
+}
+
+// evaluate is the responder's answer to a proposal.
+func (s *session) evaluate(m *acspb.Proposal, now time.Time) error {
+	n := s.n
+	if m.PeriodSeconds <= 0 || m.PeriodSeconds > 1<<32-1 {
+		m.PeriodSeconds = 0 // refused below as bad-period
+	}
+	p := pair.Proposal{ID: m.Id, T0: m.T0, Period: uint32(m.PeriodSeconds), E0: m.StartEpoch}
+	s.mu.Lock()
+	offset := s.offset
+	s.mu.Unlock()
+	resp, err := n.ppol.Evaluate(n.cfg.ASN, s.peer, p, now, offset)
+	if err == nil {
+		if err = n.install(s, p); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.upOnce = true
+		s.mu.Unlock()
+	} else {
+		n.c.proposalsRefused.Add(1)
+		s.log.Warn("proposal refused", zap.Error(err))
+		var se *pair.SkewError
+		if errors.As(err, &se) {
+			n.c.skewAlarms.Add(1)
+		}
+	}
+	s.send(&acspb.PeerMessage{Body: &acspb.PeerMessage_ProposalResponse{ProposalResponse: &acspb.ProposalResponse{
+		Id: resp.ID, Reason: uint32(resp.Reason)}}})
+	return nil
+}
+
+func (s *session) onResponse(m *acspb.ProposalResponse) error {
+	n := s.n
+	s.mu.Lock()
+	p := s.proposal
+	s.mu.Unlock()
+	if p == nil || !s.initiator {
+		return errors.New("unexpected proposal response")
+	}
+	if m.Reason > 255 {
+		return fmt.Errorf("bad refusal reason %d", m.Reason)
+	}
+	if err := pair.CheckResponse(*p, pair.Response{ID: m.Id, Reason: pair.Reason(m.Reason)}); err != nil {
+		n.c.proposalsRefused.Add(1)
+		return err // the session ends; the dialer retries with back-off
+	}
+	if err := n.install(s, *p); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.upOnce = true
+	s.mu.Unlock()
+	return nil
+}
+
+func recordMsg(rec []byte) *acspb.PeerMessage {
+	return &acspb.PeerMessage{Body: &acspb.PeerMessage_Record{Record: &acspb.MembershipRecord{Record: rec}}}
+}
+
+func summaryMsg(set *membership.Set) *acspb.PeerMessage {
+	d := set.Digest()
+	sum := &acspb.MembershipSummary{Digest: d[:]}
+	for _, e := range set.Summary() {
+		sum.Entries = append(sum.Entries, &acspb.MembershipEntry{Asn: e.ASN, Version: e.Version, Hash: append([]byte(nil), e.Hash[:]...)})
+	}
+	return &acspb.PeerMessage{Body: &acspb.PeerMessage_Summary{Summary: &acspb.MembershipSummary{Digest: sum.Digest, Entries: sum.Entries}}}
+}
+
+// peerASN is the AS named by the client's certificate.
+func peerASN(cs tls.ConnectionState) (uint32, error) { return pair.PeerASN(cs) }
