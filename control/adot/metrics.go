@@ -1,0 +1,75 @@
+package adot
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// RTTBuckets are the upper bounds of the round-trip time histogram buckets.
+// The last bucket (index len(RTTBuckets)) counts everything above.
+var RTTBuckets = [...]time.Duration{
+	250 * time.Microsecond, 500 * time.Microsecond, time.Millisecond,
+	2 * time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond,
+	25 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond,
+	250 * time.Millisecond, 500 * time.Millisecond, time.Second,
+	2500 * time.Millisecond, 5 * time.Second,
+}
+
+// Histogram is a fixed-bucket, lock-free latency histogram.
+type Histogram struct {
+	Buckets [len(RTTBuckets) + 1]atomic.Uint64
+	Count   atomic.Uint64
+	SumNS   atomic.Uint64
+}
+
+// Observe records one duration.
+func (h *Histogram) Observe(d time.Duration) {
+	i := 0
+	for i < len(RTTBuckets) && d > RTTBuckets[i] {
+		i++
+	}
+	h.Buckets[i].Add(1)
+	h.Count.Add(1)
+	if d > 0 {
+		h.SumNS.Add(uint64(d))
+	}
+}
+
+// Metrics holds the counters of a Client or a Server. All fields are safe
+// for concurrent use; the zero value is ready. Prometheus wiring reads these.
+type Metrics struct {
+	Handshakes   atomic.Uint64 // completed TLS handshakes (full or resumed)
+	Resumptions  atomic.Uint64 // handshakes that resumed a session
+	HandshakeErr atomic.Uint64 // failed TLS handshakes
+	Queries      atomic.Uint64 // queries sent (client) or answered (server)
+	CacheHits    atomic.Uint64 // client only: answers served from cache
+	StaleRetries atomic.Uint64 // client only: retries after an idle-closed connection
+	Plaintext    atomic.Uint64 // client only: queries sent in clear text (fallback)
+	OpenConns    atomic.Int64  // currently open connections
+	Rejected     atomic.Uint64 // server only: connections refused by a limit
+	Failures     [numCauses]atomic.Uint64
+	RTT          Histogram
+}
+
+// Failure returns the number of failures counted for cause c.
+func (m *Metrics) Failure(c Cause) uint64 {
+	if c < 0 || c >= numCauses {
+		return 0
+	}
+	return m.Failures[c].Load()
+}
+
+// TotalFailures sums failures over all causes.
+func (m *Metrics) TotalFailures() uint64 {
+	var n uint64
+	for i := range m.Failures {
+		n += m.Failures[i].Load()
+	}
+	return n
+}
+
+func (m *Metrics) fail(c Cause) {
+	if c > CauseNone && c < numCauses {
+		m.Failures[c].Add(1)
+	}
+}

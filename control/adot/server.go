@@ -1,0 +1,343 @@
+package adot
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// ServerConfig configures a DoT authoritative Server. Zero values take the
+// documented defaults.
+type ServerConfig struct {
+	// Addr is the TLS listen address, "127.0.0.1:853". There is no
+	// clear-text listener.
+	Addr string
+	// Certificates for the TLS server (required).
+	Certificates []tls.Certificate
+	// Zone served; replace at run time with SetZone. Required.
+	Zone *Zone
+	// AllowTLS12 lowers the minimum version to TLS 1.2 (default 1.3 only).
+	AllowTLS12 bool
+
+	MaxConns          int           // total open connections; default 1024
+	MaxConnsPerIP     int           // per client source address; default 32
+	MaxQueriesPerConn int           // then the server closes; default 10000
+	IdleTimeout       time.Duration // between queries; default 10 s
+	HandshakeTimeout  time.Duration // default 5 s
+	WriteTimeout      time.Duration // default 5 s
+	// TicketRotation is the period after which a new session ticket key is
+	// installed; the two previous keys keep decrypting. Default 1 h.
+	TicketRotation time.Duration
+	// Metrics receives counters; default a fresh Metrics.
+	Metrics *Metrics
+}
+
+// Server answers DNS queries over TLS for one zone.
+type Server struct {
+	cfg     ServerConfig
+	metrics *Metrics
+	tls     *tls.Config
+	zone    atomic.Pointer[Zone]
+
+	mu     sync.Mutex
+	ln     net.Listener
+	total  int
+	perIP  map[netip.Addr]int
+	conns  map[net.Conn]struct{}
+	keys   [][32]byte
+	closed bool
+	done   chan struct{}
+	wg     sync.WaitGroup
+}
+
+// NewServer validates cfg. Call Start (or Serve) to accept connections.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	if len(cfg.Certificates) == 0 {
+		return nil, errors.New("adot: server needs a certificate")
+	}
+	if cfg.Zone == nil {
+		return nil, errors.New("adot: server needs a zone")
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 1024
+	}
+	if cfg.MaxConnsPerIP <= 0 {
+		cfg.MaxConnsPerIP = 32
+	}
+	if cfg.MaxQueriesPerConn <= 0 {
+		cfg.MaxQueriesPerConn = 10000
+	}
+	for _, d := range []*time.Duration{&cfg.IdleTimeout, &cfg.HandshakeTimeout, &cfg.WriteTimeout} {
+		if *d <= 0 {
+			*d = 10 * time.Second
+			if d != &cfg.IdleTimeout {
+				*d = 5 * time.Second
+			}
+		}
+	}
+	if cfg.TicketRotation <= 0 {
+		cfg.TicketRotation = time.Hour
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = new(Metrics)
+	}
+	minV := uint16(tls.VersionTLS13)
+	if cfg.AllowTLS12 {
+		minV = tls.VersionTLS12
+	}
+	s := &Server{
+		cfg:     cfg,
+		metrics: cfg.Metrics,
+		tls: &tls.Config{
+			Certificates: cfg.Certificates,
+			MinVersion:   minV,
+			MaxVersion:   tls.VersionTLS13,
+			NextProtos:   []string{"dot"},
+		},
+		perIP: map[netip.Addr]int{},
+		conns: map[net.Conn]struct{}{},
+		done:  make(chan struct{}),
+	}
+	s.zone.Store(cfg.Zone)
+	s.RotateTicketKeys()
+	return s, nil
+}
+
+// Metrics returns the server's counters.
+func (s *Server) Metrics() *Metrics { return s.metrics }
+
+// Zone returns the zone being served.
+func (s *Server) Zone() *Zone { return s.zone.Load() }
+
+// SetZone atomically replaces the zone; queries in progress finish with the
+// old one.
+func (s *Server) SetZone(z *Zone) {
+	if z != nil {
+		s.zone.Store(z)
+	}
+}
+
+// RotateTicketKeys installs a fresh session ticket key, keeping the two
+// previous ones for decryption. It runs every TicketRotation by itself.
+func (s *Server) RotateTicketKeys() {
+	var k [32]byte
+	_, _ = rand.Read(k[:])
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.keys = append([][32]byte{k}, s.keys...)
+	if len(s.keys) > 3 {
+		s.keys = s.keys[:3]
+	}
+	s.tls.SetSessionTicketKeys(s.keys)
+}
+
+// Start listens on cfg.Addr and serves in the background.
+func (s *Server) Start() error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return err
+	}
+	go func() { _ = s.Serve(ln) }()
+	return nil
+}
+
+// Addr returns the listening address once Start/Serve has been called.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Serve accepts TLS connections on ln (a TCP listener) until Close.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = ln.Close()
+		return net.ErrClosed
+	}
+	s.ln = ln
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+
+	go func() {
+		t := time.NewTicker(s.cfg.TicketRotation)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				s.RotateTicketKeys()
+			case <-s.done:
+				return
+			}
+		}
+	}()
+
+	backoff := 5 * time.Millisecond
+	for {
+		raw, err := ln.Accept()
+		if err != nil {
+			select {
+			case <-s.done:
+				return nil
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			time.Sleep(backoff) // EMFILE and friends
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 5 * time.Millisecond
+		ip := remoteIP(raw)
+		if !s.admit(raw, ip) {
+			s.metrics.Rejected.Add(1)
+			if tc, ok := raw.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0) // RST: no TIME_WAIT on our side under a flood
+			}
+			_ = raw.Close()
+			continue
+		}
+		go s.handle(raw, ip)
+	}
+}
+
+func remoteIP(c net.Conn) netip.Addr {
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		a, _ := netip.AddrFromSlice(ta.IP)
+		return a.Unmap()
+	}
+	return netip.Addr{}
+}
+
+func (s *Server) admit(c net.Conn, ip netip.Addr) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.total >= s.cfg.MaxConns || s.perIP[ip] >= s.cfg.MaxConnsPerIP {
+		return false
+	}
+	s.total++
+	s.perIP[ip]++
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.metrics.OpenConns.Add(1)
+	return true
+}
+
+func (s *Server) release(c net.Conn, ip netip.Addr) {
+	_ = c.Close()
+	s.mu.Lock()
+	s.total--
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
+	}
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.metrics.OpenConns.Add(-1)
+	s.wg.Done()
+}
+
+func (s *Server) handle(raw net.Conn, ip netip.Addr) {
+	defer s.release(raw, ip)
+	setNoDelay(raw)
+	tc := tls.Server(raw, s.tls)
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HandshakeTimeout)
+	err := tc.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		s.metrics.HandshakeErr.Add(1)
+		s.metrics.fail(CauseTLS)
+		return
+	}
+	s.metrics.Handshakes.Add(1)
+	if tc.ConnectionState().DidResume {
+		s.metrics.Resumptions.Add(1)
+	}
+	defer func() { _ = tc.Close() }() // sends close_notify
+	for n := 0; n < s.cfg.MaxQueriesPerConn; n++ {
+		_ = tc.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		b, err := readFramed(tc)
+		if err != nil {
+			return // idle timeout, EOF, reset, or a bogus length
+		}
+		start := time.Now()
+		out := s.respond(b)
+		if out == nil {
+			s.metrics.fail(CauseProtocol)
+			return
+		}
+		_ = tc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+		if err := writeFramed(tc, out); err != nil {
+			s.metrics.fail(classify(err))
+			return
+		}
+		s.metrics.Queries.Add(1)
+		s.metrics.RTT.Observe(time.Since(start))
+	}
+}
+
+// respond returns the wire answer to one query, or nil when the input is
+// not even a DNS header (the connection is then closed).
+func (s *Server) respond(b []byte) []byte {
+	q := new(dns.Msg)
+	var r *dns.Msg
+	if err := q.Unpack(b); err != nil {
+		if len(b) < 12 {
+			return nil
+		}
+		r = new(dns.Msg)
+		r.Id = binary.BigEndian.Uint16(b)
+		r.Response = true
+		r.Opcode = int(b[2]>>3) & 0xf
+		r.Rcode = dns.RcodeFormatError
+	} else {
+		if q.Response {
+			return nil
+		}
+		r = s.zone.Load().Answer(q)
+		if r.Rcode == dns.RcodeRefused {
+			s.metrics.fail(CauseRefused)
+		}
+	}
+	out, err := r.Pack()
+	if err != nil {
+		return nil
+	}
+	return out
+}
+
+// Close stops accepting, closes every connection and waits for handlers.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.done)
+	ln := s.ln
+	for c := range s.conns {
+		_ = c.Close()
+	}
+	s.mu.Unlock()
+	var err error
+	if ln != nil {
+		err = ln.Close()
+	}
+	s.wg.Wait()
+	return err
+}

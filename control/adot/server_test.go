@@ -1,0 +1,373 @@
+package adot
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"net/netip"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// startOwn starts our Server on 127.0.0.1 with the test zone.
+func startOwn(t *testing.T, mod func(*ServerConfig)) (*Server, backend) {
+	t.Helper()
+	pki := newPKI(t, t.TempDir(), testServerName)
+	z, err := ParseZone(testZone, zoneText())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := ServerConfig{Addr: "127.0.0.1:0", Certificates: []tls.Certificate{pki.cert}, Zone: z}
+	if mod != nil {
+		mod(&cfg)
+	}
+	s, err := NewServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	for s.Addr() == nil {
+		time.Sleep(time.Millisecond)
+	}
+	// A TLS 1.2-only listener with the same certificate, for the version test.
+	ln12, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{pki.cert},
+		MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln12.Close() })
+	go func() {
+		for {
+			c, err := ln12.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				for {
+					b, err := readFramed(c)
+					if err != nil {
+						return
+					}
+					q := new(dns.Msg)
+					if q.Unpack(b) != nil {
+						return
+					}
+					out, _ := z.Answer(q).Pack()
+					if writeFramed(c, out) != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return s, backend{addr: s.Addr().String(), tls12Addr: ln12.Addr().String(), pki: pki}
+}
+
+func TestOwnServer(t *testing.T) {
+	s, b := startOwn(t, nil)
+	clientSuite(t, b)
+	m := s.Metrics()
+	if m.Handshakes.Load() == 0 || m.Resumptions.Load() == 0 || m.Queries.Load() == 0 || m.HandshakeErr.Load() == 0 {
+		t.Errorf("server metrics: handshakes %d resumptions %d queries %d handshake errors %d",
+			m.Handshakes.Load(), m.Resumptions.Load(), m.Queries.Load(), m.HandshakeErr.Load())
+	}
+}
+
+func TestFirstQueryStallOwnServer(t *testing.T) {
+	_, b := startOwn(t, nil)
+	logStallTable(t, "own server", b.addr, b.pki.caPool)
+}
+
+func TestOwnServerIdleCloseRedial(t *testing.T) {
+	_, b := startOwn(t, func(c *ServerConfig) { c.IdleTimeout = 200 * time.Millisecond })
+	c := b.client(t, func(c *Config) { c.MaxCacheEntries = -1 })
+	for i := 0; i < 3; i++ {
+		_, info, err := c.LookupInfo(ctx10(t), "3."+testZone, dns.TypeAAAA)
+		if err != nil {
+			t.Fatalf("query %d: %v", i, err)
+		}
+		if i > 0 && !info.StaleRetry {
+			t.Errorf("query %d: expected a transparent redial, info %+v", i, info)
+		}
+		time.Sleep(time.Second)
+	}
+	m := c.Metrics()
+	if m.TotalFailures() != 0 || m.StaleRetries.Load() != 2 || m.Resumptions.Load() != 2 {
+		t.Fatalf("failures %d stale retries %d resumptions %d", m.TotalFailures(), m.StaleRetries.Load(), m.Resumptions.Load())
+	}
+}
+
+func TestOwnServerQueriesPerConn(t *testing.T) {
+	s, b := startOwn(t, func(c *ServerConfig) { c.MaxQueriesPerConn = 3 })
+	c := b.client(t, func(c *Config) { c.MaxCacheEntries = -1 })
+	for i := 0; i < 7; i++ {
+		if _, err := c.Lookup(ctx10(t), "0."+testZone, dns.TypeA); err != nil {
+			t.Fatalf("query %d: %v", i, err)
+		}
+	}
+	if f := c.Metrics().TotalFailures(); f != 0 {
+		t.Fatalf("%d failures", f)
+	}
+	if h := s.Metrics().Handshakes.Load(); h != 3 {
+		t.Fatalf("server handshakes %d, want 3 (3 queries per connection)", h)
+	}
+}
+
+func TestOwnServerZoneAnswers(t *testing.T) {
+	s, b := startOwn(t, nil)
+	c := b.client(t, func(c *Config) { c.MaxCacheEntries = -1 })
+	ex := func(name string, qt uint16) *dns.Msg {
+		m := new(dns.Msg)
+		m.SetQuestion(name, qt)
+		r, _, _ := c.Exchange(ctx10(t), m)
+		if r == nil {
+			t.Fatalf("%s: no answer", name)
+		}
+		return r
+	}
+	r := ex("nope."+testZone, dns.TypeA)
+	if r.Rcode != dns.RcodeNameError || !r.Authoritative || len(r.Ns) != 1 || r.Ns[0].Header().Rrtype != dns.TypeSOA {
+		t.Errorf("NXDOMAIN: %v", r)
+	}
+	r = ex("0."+testZone, dns.TypeTXT)
+	if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 0 || len(r.Ns) != 1 {
+		t.Errorf("NODATA: %v", r)
+	}
+	r = ex("example.org.", dns.TypeA)
+	if r.Rcode != dns.RcodeRefused || r.Authoritative {
+		t.Errorf("outside: %v", r)
+	}
+	r = ex(testZone, dns.TypeNS)
+	if len(r.Answer) != 1 {
+		t.Errorf("apex NS: %v", r)
+	}
+	// Atomic swap: 4.<zone> appears.
+	z2, err := ZoneFromMap(testZone, 30, map[string][]string{
+		"@": {"NS ns.example.test."},
+		"4": {"A 192.0.2.14", "AAAA 2001:db8::14"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetZone(z2)
+	a, err := c.Lookup(ctx10(t), "4."+testZone, dns.TypeA)
+	if err != nil || len(a) != 1 || a[0] != netip.MustParseAddr("192.0.2.14") {
+		t.Fatalf("after swap: %v %v", a, err)
+	}
+	if _, err := c.Lookup(ctx10(t), "0."+testZone, dns.TypeA); CauseOf(err) != CauseNXDomain {
+		t.Fatalf("old name after swap: %v", err)
+	}
+}
+
+func TestOwnServerTicketRotation(t *testing.T) {
+	s, b := startOwn(t, nil)
+	cache := tls.NewLRUClientSessionCache(8)
+	look := func() Info {
+		c := b.client(t, func(c *Config) { c.SessionCache = cache; c.MaxCacheEntries = -1 })
+		defer c.Close()
+		_, info, err := c.LookupInfo(ctx10(t), "0."+testZone, dns.TypeA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info
+	}
+	look()
+	s.RotateTicketKeys()
+	if !look().Resumed {
+		t.Fatal("ticket from the previous key should still resume")
+	}
+	for i := 0; i < 3; i++ {
+		s.RotateTicketKeys()
+	}
+	if look().Resumed {
+		t.Fatal("ticket from a key rotated out should not resume")
+	}
+}
+
+// TestOwnServerKdigDig: third-party DoT clients against our server.
+func TestOwnServerKdigDig(t *testing.T) {
+	_, b := startOwn(t, nil)
+	host, port, _ := net.SplitHostPort(b.addr)
+	for _, tool := range []struct {
+		bin  string
+		args []string
+	}{
+		{"kdig", []string{"@" + host, "-p", port, "+tls", "+tls-ca=" + b.pki.caFile, "+tls-hostname=" + testServerName,
+			"+short", "1." + testZone, "AAAA"}},
+		{"dig", []string{"@" + host, "-p", port, "+tls", "+tls-ca=" + b.pki.caFile, "+tls-hostname=" + testServerName,
+			"+short", "1." + testZone, "A"}},
+	} {
+		t.Run(tool.bin, func(t *testing.T) {
+			bin, err := exec.LookPath(tool.bin)
+			if err != nil {
+				t.Skipf("%s not installed (knot-dnsutils / bind9-dnsutils)", tool.bin)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, bin, tool.args...).CombinedOutput()
+			want := "2001:db8::11"
+			if tool.bin == "dig" {
+				want = "192.0.2.11"
+			}
+			if err != nil || strings.TrimSpace(string(out)) != want {
+				t.Fatalf("%s %v: %v\n%s", tool.bin, tool.args, err, out)
+			}
+		})
+	}
+}
+
+// TestOwnServerPerClientLimitFlood: 200 connections from 127.0.0.1 against
+// a per-IP limit of 16; a client from 127.0.0.2 still gets answers.
+func TestOwnServerPerClientLimitFlood(t *testing.T) {
+	if _, err := net.Dial("tcp", "127.0.0.2:1"); err != nil && strings.Contains(err.Error(), "assign") {
+		t.Skip("127.0.0.2 not usable")
+	}
+	const limit, flood = 16, 200
+	s, b := startOwn(t, func(c *ServerConfig) {
+		c.MaxConnsPerIP = limit
+		c.MaxConns = 1000
+		c.HandshakeTimeout = 20 * time.Second
+	})
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+		wg    sync.WaitGroup
+	)
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	for i := 0; i < flood; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}}
+			c, err := d.Dial("tcp", b.addr)
+			if err != nil {
+				return // refused/backlog full: fine
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	deadline := time.Now().Add(15 * time.Second)
+	for s.Metrics().Rejected.Load() < flood-limit && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if r := s.Metrics().Rejected.Load(); r < flood-limit {
+		t.Fatalf("rejected %d connections, want >= %d", r, flood-limit)
+	}
+	if o := s.Metrics().OpenConns.Load(); o > limit {
+		t.Fatalf("server holds %d connections from one IP, limit %d", o, limit)
+	}
+	// During the flood (the 16 admitted connections are still open and
+	// idle in the handshake), a legitimate client from another address works.
+	legit := b.client(t, func(c *Config) { c.LocalAddr = "127.0.0.2"; c.MaxCacheEntries = -1 })
+	for i := 0; i < 5; i++ {
+		if _, err := legit.Lookup(ctx10(t), "0."+testZone, dns.TypeA); err != nil {
+			t.Fatalf("legitimate client from 127.0.0.2: %v", err)
+		}
+	}
+	// Same-IP client is over the limit: it fails (closed), no crash.
+	same := b.client(t, func(c *Config) { c.LocalAddr = "127.0.0.1"; c.HandshakeTimeout = 2 * time.Second })
+	if _, err := same.Lookup(ctx10(t), "0."+testZone, dns.TypeA); err == nil {
+		t.Error("client from the flooding address was admitted over the limit")
+	}
+	t.Logf("rejected %d, open %d", s.Metrics().Rejected.Load(), s.Metrics().OpenConns.Load())
+}
+
+// TestNoLeakyFallback: the TLS server is unreachable; a UDP listener is the
+// configured plaintext fallback target. Without fallback it must receive
+// nothing; with fallback, nothing for the first query of a name and the
+// query only afterwards.
+func TestNoLeakyFallback(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	got := make(chan string, 16)
+	go func() {
+		buf := make([]byte, 65535)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			q := new(dns.Msg)
+			if q.Unpack(buf[:n]) != nil {
+				continue
+			}
+			got <- q.Question[0].Name
+			r := new(dns.Msg)
+			r.SetReply(q)
+			rr, _ := dns.NewRR(q.Question[0].Name + " 60 IN A 198.51.100.7")
+			r.Answer = append(r.Answer, rr)
+			out, _ := r.Pack()
+			pc.WriteTo(out, from)
+		}
+	}()
+	dead := "127.0.0.1:" + strconv.Itoa(freePort(t)) // nothing listens: TLS dial refused
+	pki := newPKI(t, "", testServerName)
+	mk := func(fallback string) *Client {
+		c, err := NewClient(Config{Servers: []string{dead}, ServerName: testServerName, RootCAs: pki.caPool,
+			Fallback: fallback, FallbackServers: []string{pc.LocalAddr().String()}, DialTimeout: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	quiet := func(what string) {
+		select {
+		case n := <-got:
+			t.Fatalf("%s: clear-text query for %s was sent", what, n)
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+	off := mk("")
+	for i := 0; i < 3; i++ {
+		if _, err := off.Lookup(ctx10(t), "0."+testZone, dns.TypeA); CauseOf(err) != CauseRefused {
+			t.Fatalf("fallback off: got %v, want refused (TLS dial)", err)
+		}
+	}
+	quiet("fallback off")
+
+	on := mk(FallbackPlaintext)
+	if _, err := on.Lookup(ctx10(t), "1."+testZone, dns.TypeA); err == nil {
+		t.Fatal("first query of a name succeeded without TLS")
+	}
+	quiet("first query of a name")
+	a, info, err := on.LookupInfo(ctx10(t), "1."+testZone, dns.TypeA)
+	if err != nil || !info.Plaintext || len(a) != 1 || a[0] != netip.MustParseAddr("198.51.100.7") {
+		t.Fatalf("second query with fallback: %v %+v %v", a, info, err)
+	}
+	select {
+	case n := <-got:
+		if n != "1."+testZone {
+			t.Fatalf("fallback target got %s", n)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("fallback target received nothing")
+	}
+	if on.Metrics().Plaintext.Load() != 1 {
+		t.Fatalf("plaintext counter %d", on.Metrics().Plaintext.Load())
+	}
+	if _, err := NewClient(Config{Servers: []string{dead}, ServerName: "x", Fallback: "udp"}); err == nil {
+		t.Fatal("unknown fallback mode accepted")
+	}
+}
