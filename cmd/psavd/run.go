@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/psavd/psavd/control/abr"
+	"github.com/psavd/psavd/control/acs"
 	"github.com/psavd/psavd/control/capture"
 	"github.com/psavd/psavd/control/config"
 	"github.com/psavd/psavd/control/metrics"
@@ -76,8 +77,22 @@ func newLogger(l config.Log) (*zap.Logger, error) {
 }
 
 func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
-	if c.ACS != nil || c.LISP != nil {
-		return errors.New("this build runs the ABR data plane (static keys or fed by an ACS over [abr]); the [acs] and [lisp] roles are not wired into psavd yet (see the open issues)")
+	if c.LISP != nil {
+		return errors.New("the [lisp] role is not wired into psavd yet (see the open issues); remove [lisp] to run the other roles")
+	}
+	var node *acs.Node
+	if c.ACS != nil {
+		var err error
+		if node, err = startACS(ctx, c, log); err != nil {
+			return err
+		}
+		defer node.Close()
+		if len(c.Ports) == 0 {
+			log.Info("ready", zap.Uint32("asn", c.PSAV.ASN), zap.String("role", "acs"))
+			<-ctx.Done()
+			log.Info("stopped")
+			return nil
+		}
 	}
 	spec, err := static.Spec(c)
 	if err != nil {
@@ -234,7 +249,15 @@ func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
 		log.Info("metrics", zap.String("listen", "http://"+c.Metrics.Listen+"/metrics"))
 	}
 	pub := static.NewPublisher(eng, sched)
-	if feed != nil {
+	if node != nil {
+		// An ACS and an ABR in one process: the data plane takes the local
+		// ACS's tables, as a remote ABR would take them over Feed.
+		var routes *engine.Tables
+		if spec.Forwarding == engine.Routed {
+			routes = sched.At(time.Now().Unix())
+		}
+		go feedLocal(ctx, node, eng, routes, log)
+	} else if feed != nil {
 		go func() {
 			if err := feed.Run(ctx); err != nil && ctx.Err() == nil {
 				log.Error("ACS feed stopped", zap.Error(err))
@@ -255,8 +278,8 @@ func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
 			case <-ctx.Done():
 				return
 			case <-hup:
-				if feed != nil {
-					log.Warn("reload ignored: the tables come from the ACS ([abr]); restart psavd to change other sections")
+				if feed != nil || node != nil {
+					log.Warn("reload ignored: the tables come from the ACS; restart psavd to change the configuration")
 					continue
 				}
 				cur = reload(cur, spec, pub, log)

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/psavd/psavd/control/membership"
 )
 
 // Config is engine.toml.
@@ -99,6 +100,17 @@ type ACS struct {
 	Heartbeat string    `toml:"heartbeat"`
 	DeadAfter int       `toml:"dead_after"`
 	Peers     []ACSPeer `toml:"peer"`
+
+	// Not fixed by DESIGN §4.1 (documented in docs/config.md):
+	MembershipDir string         `toml:"membership_dir"` // where membership records are kept (required)
+	Record        string         `toml:"record"`         // this AS's own signed, endorsed record, published at start
+	Communities   []ACSCommunity `toml:"community"`      // trust anchors: the keys that endorse records
+}
+
+// ACSCommunity is [[acs.community]]: a community's endorsement keys.
+type ACSCommunity struct {
+	ASCN uint32   `toml:"ascn"` // 0: the top-level (flat) alliance
+	Keys []string `toml:"keys"` // "ed25519:<base64>" or "ecdsa-p256:<base64>"
 }
 
 // ACSPeer is [[acs.peer]].
@@ -514,8 +526,8 @@ func (c *Config) check() Problems {
 			ifq[id] = key
 		}
 	}
-	if len(c.Ports) == 0 {
-		k.add("port", "no ports: at least two are needed to forward")
+	if len(c.Ports) == 0 && c.ACS == nil {
+		k.add("port", "no ports: at least two are needed to forward (only an ACS-only node has none)")
 	}
 	for i, p := range c.Ports {
 		key := fmt.Sprintf("port[%d].peer", i)
@@ -572,11 +584,38 @@ func (c *Config) check() Problems {
 		for i, p := range a.Peers {
 			if p.ASN == 0 {
 				k.add(fmt.Sprintf("acs.peer[%d].asn", i), "missing")
+			} else if p.ASN == c.PSAV.ASN {
+				k.add(fmt.Sprintf("acs.peer[%d].asn", i), "is this AS itself")
 			}
 			k.hostPort(fmt.Sprintf("acs.peer[%d].address", i), p.Address)
 		}
+		if a.MembershipDir == "" {
+			k.add("acs.membership_dir", "missing (a directory where membership records are kept across restarts)")
+		}
+		if a.Record != "" {
+			k.existingFile("acs.record", a.Record)
+		}
+		if len(a.Communities) == 0 {
+			k.add("acs.community", "missing: at least one [[acs.community]] with the keys that endorse membership records")
+		}
+		for i, cm := range a.Communities {
+			if len(cm.Keys) == 0 {
+				k.add(fmt.Sprintf("acs.community[%d].keys", i), "missing")
+			}
+			for j, key := range cm.Keys {
+				if _, err := membership.ParsePublicKey(key); err != nil {
+					k.add(fmt.Sprintf("acs.community[%d].keys[%d]", i, j), "%v", err)
+				}
+			}
+		}
+		if len(c.PSAV.StaticPeers) > 0 {
+			k.add("psav.static_peer", "an ACS negotiates its keys: remove the static peers")
+		}
 	}
 	if b := c.ABR; b != nil {
+		if c.ACS != nil {
+			k.add("abr", "an ACS in the same process feeds its own data plane: give [acs] or [abr], not both")
+		}
 		if len(c.PSAV.StaticPeers) > 0 {
 			k.add("psav.static_peer", "an ABR fed by an ACS ([abr]) takes its keys from the ACS: remove the static peers")
 		}

@@ -7,9 +7,11 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"math/big"
+	"strings"
 )
 
 // Alg identifies a signature algorithm. The numeric values are part of the
@@ -215,4 +217,36 @@ func (s *ecdsaSigner) Sign(msg []byte) ([]byte, error) {
 	r.FillBytes(sig[:32])
 	ss.FillBytes(sig[32:])
 	return sig, nil
+}
+
+// String is the key's text form, "<alg>:<base64 of the wire bytes>", as
+// configuration files give community keys (e.g. "ed25519:…").
+func (k PublicKey) String() string {
+	return k.Alg.String() + ":" + base64.StdEncoding.EncodeToString(k.Bytes)
+}
+
+// ParsePublicKey reads the text form written by PublicKey.String.
+func ParsePublicKey(s string) (PublicKey, error) {
+	name, b64, ok := strings.Cut(s, ":")
+	if !ok {
+		return PublicKey{}, fmt.Errorf("key %q: want <algorithm>:<base64>", s)
+	}
+	var k PublicKey
+	switch name {
+	case AlgEd25519.String():
+		k.Alg = AlgEd25519
+	case AlgECDSAP256.String():
+		k.Alg = AlgECDSAP256
+	default:
+		return PublicKey{}, fmt.Errorf("key algorithm %q is not ed25519 or ecdsa-p256", name)
+	}
+	b, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		return PublicKey{}, fmt.Errorf("key %q: %v", s, err)
+	}
+	k.Bytes = b
+	if err := k.validate(); err != nil {
+		return PublicKey{}, err
+	}
+	return k, nil
 }

@@ -137,3 +137,22 @@ func TestDecodeRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestPublicKeyText(t *testing.T) {
+	for _, alg := range []Alg{AlgEd25519, AlgECDSAP256} {
+		s, err := GenerateSigner(alg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := s.Public()
+		back, err := ParsePublicKey(k.String())
+		if err != nil || !back.Equal(k) {
+			t.Fatalf("%s: %q → %v, %v", alg, k.String(), back, err)
+		}
+	}
+	for _, bad := range []string{"ed25519", "rsa:AAAA", "ed25519:!!", "ed25519:AAAA"} {
+		if _, err := ParsePublicKey(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

@@ -1,0 +1,219 @@
+package integration
+
+import (
+	"bufio"
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/psavd/psavd/control/abr"
+	"github.com/psavd/psavd/control/acspb"
+	"github.com/psavd/psavd/control/membership"
+	"github.com/psavd/psavd/control/pair"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+)
+
+// TestTwoACSProcesses runs two real psavd processes as AS Control Servers
+// on loopback, configured only through engine.toml and files (certificates,
+// the community's endorsement key, each AS's signed record): they peer over
+// mutual TLS 1.3 with the post-quantum hybrid group, negotiate their state
+// machine, and end up with the same membership — as psavctl would see it
+// through the Status RPC.
+func TestTwoACSProcesses(t *testing.T) {
+	bin := psavdBinary(t)
+	dir := t.TempDir()
+	ca, err := pair.NewTestCA("alliance")
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, data []byte) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	caFile := write("ca.pem", ca.PEM())
+	community, err := membership.NewEd25519SignerFromSeed(make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports := freePorts(t, 2)
+	asns := []uint32{65001, 65002}
+	prefixes := []string{"198.51.100.0/24", "203.0.113.0/24"}
+	for i, asn := range asns {
+		cert, err := ca.Issue(asn, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		certFile := write(fmt.Sprintf("as%d.pem", asn), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}))
+		keyFile := write(fmt.Sprintf("as%d.key", asn), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+		// The AS's own membership record, signed by its key and endorsed by
+		// the community.
+		seed := make([]byte, 32)
+		seed[0] = byte(i + 1)
+		asKey, err := membership.NewEd25519SignerFromSeed(seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := membership.Record{Kind: membership.KindJoin, ASN: asn, Version: 1, Key: asKey.Public(),
+			Prefixes: []netip.Prefix{netip.MustParsePrefix(prefixes[i])},
+			ACS:      []netip.AddrPort{netip.MustParseAddrPort(fmt.Sprintf("127.0.0.1:%d", ports[i]))}}
+		rec.Canonicalize()
+		if err := rec.Sign(asKey); err != nil {
+			t.Fatal(err)
+		}
+		if err := rec.Endorse(community); err != nil {
+			t.Fatal(err)
+		}
+		enc, err := rec.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		recFile := write(fmt.Sprintf("as%d.rec", asn), enc)
+		other := 1 - i
+		cfg := fmt.Sprintf(`
+[psav]
+asn = %d
+epoch_seconds = 60
+[acs]
+listen = "127.0.0.1:%d"
+cert = %q
+key = %q
+ca = %q
+heartbeat = "200ms"
+dead_after = 3
+membership_dir = %q
+record = %q
+[[acs.community]]
+ascn = 0
+keys = [%q]
+[[acs.peer]]
+asn = %d
+address = "127.0.0.1:%d"
+`, asn, ports[i], certFile, keyFile, caFile, filepath.Join(dir, fmt.Sprintf("members%d", asn)), recFile,
+			community.Public().String(), asns[other], ports[other])
+		cfgFile := write(fmt.Sprintf("as%d.toml", asn), []byte(cfg))
+		if out, err := exec.Command(bin, "check", "-config", cfgFile).CombinedOutput(); err != nil {
+			t.Fatalf("check: %v\n%s", err, out)
+		}
+		cmd := exec.Command(bin, "-config", cfgFile)
+		stderr, err := cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var log lockedBuffer
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			sc := bufio.NewScanner(stderr)
+			for sc.Scan() {
+				log.Write([]byte(sc.Text() + "\n"))
+			}
+		}()
+		t.Cleanup(func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+			}
+			if t.Failed() {
+				t.Logf("AS%d psavd:\n%s", asn, log.String())
+			}
+		})
+	}
+
+	// psavctl's view: the Status RPC over mutual TLS, as AS 65001.
+	cert, err := ca.Issue(65001, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := func(i int) (*acspb.StatusReply, error) {
+		id := pair.Identity{ASN: 65001, Cert: cert, CA: ca.Pool()}
+		tlsCfg, err := pair.ClientConfig(id, asns[i])
+		if asns[i] == 65001 {
+			tlsCfg, err = abr.TLSConfig(id, 65001) // our own AS's ACS: the ABR's check
+		}
+		if err != nil {
+			return nil, err
+		}
+		conn, err := grpc.NewClient(fmt.Sprintf("127.0.0.1:%d", ports[i]), grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+		if err != nil {
+			return nil, err
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return acspb.NewACSClient(conn).Status(ctx, &acspb.StatusRequest{})
+	}
+	var last [2]*acspb.StatusReply
+	ok := false
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		up := 0
+		for i := range asns {
+			st, err := status(i)
+			if err != nil {
+				continue
+			}
+			last[i] = st
+			for _, p := range st.Peers {
+				if p.State == "up" && p.TlsGroup == "X25519MLKEM768" && len(st.Members) == 2 {
+					up++
+				}
+			}
+		}
+		if up == 2 && string(last[0].MembershipDigest) == string(last[1].MembershipDigest) {
+			ok = true
+			break
+		}
+	}
+	if !ok {
+		t.Fatalf("ACS did not peer and converge: %v / %v", last[0], last[1])
+	}
+	for i, st := range last {
+		if st.Asn != asns[i] || !strings.Contains(fmt.Sprint(st.Members), "65001") || !strings.Contains(fmt.Sprint(st.Members), "65002") {
+			t.Errorf("status of AS%d: %v", asns[i], st)
+		}
+	}
+}
+
+// freePorts reserves n loopback TCP ports (closed again before use: a small
+// race with other processes, acceptable on a test machine).
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	var ls []net.Listener
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return ports
+}
