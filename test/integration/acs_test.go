@@ -32,118 +32,17 @@ import (
 // through the Status RPC.
 func TestTwoACSProcesses(t *testing.T) {
 	bin := psavdBinary(t)
-	dir := t.TempDir()
-	ca, err := pair.NewTestCA("alliance")
-	if err != nil {
-		t.Fatal(err)
-	}
-	write := func(name string, data []byte) string {
-		t.Helper()
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	caFile := write("ca.pem", ca.PEM())
-	community, err := membership.NewEd25519SignerFromSeed(make([]byte, 32))
-	if err != nil {
-		t.Fatal(err)
-	}
+	al := newAlliance(t)
 	ports := freePorts(t, 2)
 	asns := []uint32{65001, 65002}
 	prefixes := []string{"198.51.100.0/24", "203.0.113.0/24"}
 	for i, asn := range asns {
-		cert, err := ca.Issue(asn, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
-		if err != nil {
-			t.Fatal(err)
-		}
-		der, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		certFile := write(fmt.Sprintf("as%d.pem", asn), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}))
-		keyFile := write(fmt.Sprintf("as%d.key", asn), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
-		// The AS's own membership record, signed by its key and endorsed by
-		// the community.
-		seed := make([]byte, 32)
-		seed[0] = byte(i + 1)
-		asKey, err := membership.NewEd25519SignerFromSeed(seed)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rec := membership.Record{Kind: membership.KindJoin, ASN: asn, Version: 1, Key: asKey.Public(),
-			Prefixes: []netip.Prefix{netip.MustParsePrefix(prefixes[i])},
-			ACS:      []netip.AddrPort{netip.MustParseAddrPort(fmt.Sprintf("127.0.0.1:%d", ports[i]))}}
-		rec.Canonicalize()
-		if err := rec.Sign(asKey); err != nil {
-			t.Fatal(err)
-		}
-		if err := rec.Endorse(community); err != nil {
-			t.Fatal(err)
-		}
-		enc, err := rec.Encode()
-		if err != nil {
-			t.Fatal(err)
-		}
-		recFile := write(fmt.Sprintf("as%d.rec", asn), enc)
 		other := 1 - i
-		cfg := fmt.Sprintf(`
-[psav]
-asn = %d
-epoch_seconds = 60
-[acs]
-listen = "127.0.0.1:%d"
-cert = %q
-key = %q
-ca = %q
-heartbeat = "200ms"
-dead_after = 3
-membership_dir = %q
-record = %q
-[[acs.community]]
-ascn = 0
-keys = [%q]
-[[acs.peer]]
-asn = %d
-address = "127.0.0.1:%d"
-`, asn, ports[i], certFile, keyFile, caFile, filepath.Join(dir, fmt.Sprintf("members%d", asn)), recFile,
-			community.Public().String(), asns[other], ports[other])
-		cfgFile := write(fmt.Sprintf("as%d.toml", asn), []byte(cfg))
-		if out, err := exec.Command(bin, "check", "-config", cfgFile).CombinedOutput(); err != nil {
-			t.Fatalf("check: %v\n%s", err, out)
-		}
-		cmd := exec.Command(bin, "-config", cfgFile)
-		stderr, err := cmd.StderrPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var log lockedBuffer
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		go func() {
-			sc := bufio.NewScanner(stderr)
-			for sc.Scan() {
-				log.Write([]byte(sc.Text() + "\n"))
-			}
-		}()
-		t.Cleanup(func() {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				_ = cmd.Process.Kill()
-				<-done
-			}
-			if t.Failed() {
-				t.Logf("AS%d psavd:\n%s", asn, log.String())
-			}
-		})
+		cfg := fmt.Sprintf("[psav]\nasn = %d\nepoch_seconds = 60\n", asn) +
+			al.acsSection(t, asn, prefixes[i], fmt.Sprintf("127.0.0.1:%d", ports[i]), asns[other], fmt.Sprintf("127.0.0.1:%d", ports[other]))
+		startPsavd(t, bin, "", al.write(t, fmt.Sprintf("as%d.toml", asn), []byte(cfg)), false)
 	}
-
+	ca := al.ca
 	// psavctl's view: the Status RPC over mutual TLS, as AS 65001.
 	cert, err := ca.Issue(65001, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
 	if err != nil {
@@ -194,6 +93,159 @@ address = "127.0.0.1:%d"
 	for i, st := range last {
 		if st.Asn != asns[i] || !strings.Contains(fmt.Sprint(st.Members), "65001") || !strings.Contains(fmt.Sprint(st.Members), "65002") {
 			t.Errorf("status of AS%d: %v", asns[i], st)
+		}
+	}
+}
+
+// alliance is the trust material of a test alliance: a CA for the ACS and
+// ABR certificates and one community key that endorses membership records.
+type alliance struct {
+	dir       string
+	ca        *pair.TestCA
+	caFile    string
+	community membership.Signer
+}
+
+func newAlliance(t *testing.T) *alliance {
+	t.Helper()
+	ca, err := pair.NewTestCA("alliance")
+	if err != nil {
+		t.Fatal(err)
+	}
+	community, err := membership.NewEd25519SignerFromSeed(make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	al := &alliance{dir: t.TempDir(), ca: ca, community: community}
+	al.caFile = al.write(t, "ca.pem", ca.PEM())
+	return al
+}
+
+func (al *alliance) write(t *testing.T, name string, data []byte) string {
+	t.Helper()
+	p := filepath.Join(al.dir, name)
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// certFiles issues a certificate for asn and writes it and its key as PEM.
+func (al *alliance) certFiles(t *testing.T, asn uint32) (certFile, keyFile string) {
+	t.Helper()
+	cert, err := al.ca.Issue(asn, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return al.write(t, fmt.Sprintf("as%d.pem", asn), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})),
+		al.write(t, fmt.Sprintf("as%d.key", asn), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+}
+
+// acsSection is the [acs] part of engine.toml for asn: certificate, the AS's
+// own record (its prefixes, signed by its key and endorsed by the
+// community), the community key, and one peer.
+func (al *alliance) acsSection(t *testing.T, asn uint32, prefixes, listen string, peerASN uint32, peerAddr string) string {
+	t.Helper()
+	certFile, keyFile := al.certFiles(t, asn)
+	seed := make([]byte, 32)
+	seed[0], seed[1] = byte(asn>>8), byte(asn)
+	asKey, err := membership.NewEd25519SignerFromSeed(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := membership.Record{Kind: membership.KindJoin, ASN: asn, Version: 1, Key: asKey.Public(),
+		ACS: []netip.AddrPort{netip.MustParseAddrPort(listen)}}
+	for _, p := range strings.Split(prefixes, ",") {
+		rec.Prefixes = append(rec.Prefixes, netip.MustParsePrefix(p))
+	}
+	rec.Canonicalize()
+	if err := rec.Sign(asKey); err != nil {
+		t.Fatal(err)
+	}
+	if err := rec.Endorse(al.community); err != nil {
+		t.Fatal(err)
+	}
+	enc, err := rec.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	recFile := al.write(t, fmt.Sprintf("as%d.rec", asn), enc)
+	return fmt.Sprintf(`[acs]
+listen = %q
+cert = %q
+key = %q
+ca = %q
+heartbeat = "200ms"
+dead_after = 3
+membership_dir = %q
+record = %q
+[[acs.community]]
+ascn = 0
+keys = [%q]
+[[acs.peer]]
+asn = %d
+address = %q
+`, listen, certFile, keyFile, al.caFile, filepath.Join(al.dir, fmt.Sprintf("members%d", asn)), recFile,
+		al.community.Public().String(), peerASN, peerAddr)
+}
+
+// startPsavd checks and starts psavd with cfgFile (inside namespace ns
+// unless ns is ""), optionally waiting for "ready"; SIGTERM at cleanup, its
+// log shown if the test failed.
+func startPsavd(t *testing.T, bin, ns, cfgFile string, waitReady bool) {
+	t.Helper()
+	if out, err := exec.Command(bin, "check", "-config", cfgFile).CombinedOutput(); err != nil {
+		t.Fatalf("check: %v\n%s", err, out)
+	}
+	args := []string{bin, "-config", cfgFile}
+	if ns != "" {
+		args = append([]string{"ip", "netns", "exec", ns}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log, stdout lockedBuffer
+	cmd.Stdout = &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		said := false
+		for sc.Scan() {
+			log.Write([]byte(sc.Text() + "\n"))
+			if !said && strings.Contains(sc.Text(), "ready") {
+				said = true
+				close(ready)
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("psavd %s:\n%s%s", cfgFile, log.String(), stdout.String())
+		}
+	})
+	if waitReady {
+		select {
+		case <-ready:
+		case <-time.After(60 * time.Second):
+			t.Fatalf("psavd %s not ready:\n%s", cfgFile, log.String())
 		}
 	}
 }

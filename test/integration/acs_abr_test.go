@@ -1,0 +1,167 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/psavd/psavd/deploy/lab"
+	"github.com/psavd/psavd/internal/netlab"
+)
+
+// TestNegotiatedKeysEndToEnd: two ASes, each with one psavd that is both
+// its ACS and its ABR. No key is configured: the ACS peer over a management
+// link (mutual TLS 1.3), negotiate their state machine from the TLS
+// exporter, learn each other's prefixes from the signed membership records,
+// and hand the keys to their own data planes — which then tag (AS 65001)
+// and validate (AS 65002) real traffic through AF_XDP, while a spoofed
+// source from inside AS 65001 is dropped at its border.
+func TestNegotiatedKeysEndToEnd(t *testing.T) {
+	skipUnlessLab(t)
+	bin := psavdBinary(t)
+	al := newAlliance(t)
+	topo := netlab.New()
+	t.Cleanup(func() {
+		if err := topo.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ns := func(name string) string {
+		n, err := topo.NS(name)
+		must(err)
+		return n
+	}
+	h1, abr1, abr2, h2 := ns("nh1"), ns("nabr1"), ns("nabr2"), ns("nh2")
+	// Data path: h1 — [abr1] — [abr2] — h2, two bumps in one wire.
+	must(topo.Veth(h1, "eth0", "", abr1, "in", ""))
+	must(topo.Veth(abr1, "out", "", abr2, "out", ""))
+	must(topo.Veth(abr2, "in", "", h2, "eth0", ""))
+	// Management link between the two ACS.
+	must(topo.Veth(abr1, "mgmt", "", abr2, "mgmt", ""))
+	must(netlab.IP("-n", abr1, "addr", "add", "198.18.0.1/30", "dev", "mgmt"))
+	must(netlab.IP("-n", abr2, "addr", "add", "198.18.0.2/30", "dev", "mgmt"))
+	// Hosts on one subnet; the AS-Prefix table splits it between the ASes.
+	must(netlab.IP("-n", h1, "addr", "add", "198.51.100.10/24", "dev", "eth0"))
+	must(netlab.IP("-n", h2, "addr", "add", "198.51.100.200/24", "dev", "eth0"))
+	if _, err := netlab.Exec(h1, "ethtool", "-K", "eth0", "tx", "off"); err != nil {
+		t.Skipf("ethtool: %v", err)
+	}
+
+	type as struct {
+		asn             uint32
+		prefix, ns, acs string
+		peer            uint32
+		peerAddr        string
+	}
+	for _, a := range []as{
+		{65001, "198.51.100.0/25", abr1, "198.18.0.1:7443", 65002, "198.18.0.2:7443"},
+		{65002, "198.51.100.128/25", abr2, "198.18.0.2:7443", 65001, "198.18.0.1:7443"},
+	} {
+		// Short epochs: the negotiated start epoch is two epochs ahead.
+		cfg := fmt.Sprintf(`[psav]
+asn = %d
+epoch_seconds = 2
+[[psav.member]]
+asn = %d
+prefixes = [%q]
+[[port]]
+name = "inside"
+interface = "in"
+role = "ingress"
+peer = "outside"
+[[port]]
+name = "outside"
+interface = "out"
+role = "egress"
+peer = "inside"
+[metrics]
+listen = "127.0.0.1:9100"
+`, a.asn, a.asn, a.prefix) + al.acsSection(t, a.asn, a.prefix, a.acs, a.peer, a.peerAddr)
+		startPsavd(t, bin, a.ns, al.write(t, fmt.Sprintf("abr%d.toml", a.asn), []byte(cfg)), true)
+	}
+
+	sniff, err := lab.Sniff(h2, "eth0")
+	must(err)
+	defer sniff.Close()
+	var sink net.PacketConn
+	must(netlab.Do(h2, func() error {
+		var err error
+		sink, err = net.ListenPacket("udp", "198.51.100.200:5555")
+		return err
+	}))
+	defer sink.Close()
+	send := func(payload string) {
+		must(netlab.Do(h1, func() error {
+			c, err := net.Dial("udp", "198.51.100.200:5555")
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_, err = c.Write([]byte(payload))
+			return err
+		}))
+	}
+	ctx := context.Background()
+	counters := func(ns string) lab.Counters {
+		c, err := lab.Scrape(ctx, ns, "127.0.0.1:9100")
+		must(err)
+		return c
+	}
+	// Before the membership has converged the other AS is no member: its
+	// traffic goes untagged and counts as unverifiable (partial deployment).
+	// Before the negotiated start epoch there are no keys: untagged, and
+	// AS 65002 drops it no-tag. Then packets are tagged at abr1, validated
+	// and stripped at abr2, and delivered — wait for that.
+	done := false
+	for i := 0; i < 300 && !done; i++ {
+		payload := fmt.Sprintf("negotiated-%03d", i)
+		send(payload)
+		delivered := sniff.Wait(ctx, 200*time.Millisecond, func(fs []lab.Captured) bool {
+			for _, f := range fs {
+				if !f.Outgoing && bytes.Contains(f.Frame, []byte(payload)) {
+					return true
+				}
+			}
+			return false
+		})
+		done = delivered && counters(abr1).Total("packets", "tagged") >= 1 && counters(abr2).Total("packets", "validated") >= 1
+	}
+	if !done {
+		t.Fatalf("no packet tagged, validated and delivered with negotiated keys; abr1 %v; abr2 %v", counters(abr1), counters(abr2))
+	}
+	// The delivered packet is the original: the tag was stripped at abr2.
+	for _, f := range sniff.Frames() {
+		if !f.Outgoing && bytes.Contains(f.Frame, []byte("negotiated-")) && f.Frame[14] != 0x45 {
+			t.Fatalf("a delivered packet still carries IP options (the tag?): %x", f.Frame[14:40])
+		}
+	}
+
+	// A host inside AS 65001 forging an AS 65002 source: dropped at abr1.
+	before := counters(abr1).Total("drops", "spoofed-inside")
+	raw, err := lab.OpenRaw(h1, "eth0")
+	must(err)
+	defer raw.Close()
+	forged, dst := netip.MustParseAddr("198.51.100.150"), netip.MustParseAddr("198.51.100.200")
+	ip := lab.IPv4(forged, dst, 64, 17, 1, nil, lab.UDP(forged, dst, 4000, 5555, []byte("forged-source")))
+	must(raw.Send(lab.Ethernet(mustMAC(t, "ff:ff:ff:ff:ff:ff"), mustMAC(t, "02:00:00:00:00:99"), ip)))
+	for deadline := time.Now().Add(10 * time.Second); counters(abr1).Total("drops", "spoofed-inside") < before+1; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the forged source was not dropped spoofed-inside at abr1")
+		}
+	}
+	for _, f := range sniff.Frames() {
+		if bytes.Contains(f.Frame, []byte("forged-source")) {
+			t.Fatal("the forged packet reached h2")
+		}
+	}
+}
