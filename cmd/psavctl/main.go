@@ -3,9 +3,9 @@
 //	psavctl decent index -mode draft|lispers.net -mask N -modulus M -suffix S EID
 //	    the index and DNS name that own an EID string such as [0]240.0.1.0/24
 //	    (DESIGN §3.4, §4.2): first line the index alone, second the name.
-//
-// Peers, epochs, tables, registrations and counters of a running node are
-// the next subcommands (see the open issues).
+//	psavctl status -acs HOST:PORT -asn N -cert F -key F -ca F [-json]
+//	    an ACS's view: epoch, peers (state, RTT, clock offset, last
+//	    heartbeat, TLS group), membership, ABRs — over mutual TLS.
 package main
 
 import (
@@ -19,6 +19,7 @@ import (
 
 const usage = `usage:
   psavctl decent index -mode draft|lispers.net -mask N -modulus M -suffix S EID
+  psavctl status -acs HOST:PORT -asn N -cert F -key F -ca F [-json]
 `
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -26,6 +27,9 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) >= 2 && args[0] == "decent" && args[1] == "index" {
 		return decentIndex(args[2:], stdout, stderr)
+	}
+	if len(args) >= 1 && args[0] == "status" {
+		return status(args[1:], stdout, stderr)
 	}
 	fmt.Fprint(stderr, usage)
 	return 2

@@ -95,6 +95,25 @@ func TestTwoACSProcesses(t *testing.T) {
 			t.Errorf("status of AS%d: %v", asns[i], st)
 		}
 	}
+
+	// The operator's tool shows the same, as a table and as JSON.
+	ctl := psavctlBinary(t)
+	certFile, keyFile := filepath.Join(al.dir, "as65001.pem"), filepath.Join(al.dir, "as65001.key")
+	out, err := exec.Command(ctl, "status", "-acs", fmt.Sprintf("127.0.0.1:%d", ports[0]), "-asn", "65001",
+		"-cert", certFile, "-key", keyFile, "-ca", al.caFile).CombinedOutput()
+	if err != nil {
+		t.Fatalf("psavctl status: %v\n%s", err, out)
+	}
+	for _, want := range []string{"ACS of AS65001", "AS65002", " up ", "X25519MLKEM768", "2 members"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("psavctl status lacks %q:\n%s", want, out)
+		}
+	}
+	out, err = exec.Command(ctl, "status", "-json", "-acs", fmt.Sprintf("127.0.0.1:%d", ports[1]), "-asn", "65001", "-target-asn", "65002",
+		"-cert", certFile, "-key", keyFile, "-ca", al.caFile).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"asn": 65002`) || !strings.Contains(string(out), `"tlsGroup": "X25519MLKEM768"`) {
+		t.Errorf("psavctl status -json of the other AS's ACS: %v\n%s", err, out)
+	}
 }
 
 // alliance is the trust material of a test alliance: a CA for the ACS and

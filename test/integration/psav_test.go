@@ -77,16 +77,21 @@ func psavdBinary(t *testing.T) string {
 		binPath = filepath.Join(dir, "psavd")
 		// go test puts its own GOROOT/bin first in PATH, so this is the
 		// toolchain that builds the test.
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/psavd")
+		cmd := exec.Command("go", "build", "-o", dir, "./cmd/psavd", "./cmd/psavctl")
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/psavd: %v\n%s", err, out)
+			buildErr = fmt.Errorf("go build ./cmd/psavd ./cmd/psavctl: %v\n%s", err, out)
 		}
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
 	return binPath
+}
+
+// psavctlBinary is cmd/psavctl, built next to psavd.
+func psavctlBinary(t *testing.T) string {
+	return filepath.Join(filepath.Dir(psavdBinary(t)), "psavctl")
 }
 
 // logWriter sends lines to t.Log.
