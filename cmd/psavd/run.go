@@ -117,6 +117,7 @@ func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
 		}
 	}()
 	queues := make([][]ports.Port, len(c.Ports)) // by engine port, by queue
+	var rings []metrics.RingSource
 	for pi, p := range c.Ports {
 		ifc, ok := ifaces[p.Interface]
 		if !ok {
@@ -153,6 +154,12 @@ func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
 			if err != nil {
 				return fmt.Errorf("%s: port[%d] %q queue %d: %w", c.File, pi, p.Name, q, err)
 			}
+			rings = append(rings, metrics.RingSource{Port: p.Name, Queue: q, Stats: func() (metrics.RingStats, error) {
+				st, err := port.Stats()
+				return metrics.RingStats{RxDropped: st.RxDropped, RxInvalidDescs: st.RxInvalidDescs, TxInvalidDescs: st.TxInvalidDescs,
+					RxRingFull: st.RxRingFull, RxFillRingEmptyDescs: st.RxFillRingEmptyDescs, TxRingEmptyDescs: st.TxRingEmptyDescs,
+					RxPackets: st.RxPackets, TxPackets: st.TxPackets, TxCompleted: st.TxCompleted, TxKicks: st.TxKicks}, err
+			}})
 			queues[pi] = append(queues[pi], port)
 		}
 	}
@@ -239,7 +246,7 @@ func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
 		log.Info("drop capture", zap.String("dir", cp.Dir), zap.Uint32("every", cp.Every), zap.Uint32("per_second", cp.PerSecond))
 	}
 	if c.Metrics != nil {
-		var others []prometheus.Collector
+		others := []prometheus.Collector{metrics.NewRingCollector(rings)}
 		if feed != nil {
 			others = append(others, abr.NewCollector(feed))
 		}
