@@ -1,0 +1,134 @@
+package mapserver
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/psavd/psavd/control/lisp"
+)
+
+// Run on one core: go test -run '^$' -bench . -cpu 1 ./control/lisp/mapserver
+
+func benchRecs() []lisp.MappingRecord {
+	asn := func(a lisp.Address) lisp.Address { return lisp.ASNAddr(64500, a) }
+	return []lisp.MappingRecord{rec(pfx("10.1.1.0/24"), asn, "192.0.2.10")}
+}
+
+// registers returns n Map-Registers (HMAC-SHA-256-128) with increasing
+// nonces starting at first.
+func registers(b *testing.B, first uint64, n int, o regOpt) [][]byte {
+	recs := benchRecs()
+	out := make([][]byte, n)
+	for i := range out {
+		out[i] = regA(b, first+uint64(i), o, recs...)
+	}
+	return out
+}
+
+func benchHandleRegister(b *testing.B, o regOpt) {
+	s := newServer(b, nil)
+	const chunk = 4096
+	now := t0
+	b.ReportAllocs()
+	b.ResetTimer()
+	for done := 0; done < b.N; {
+		b.StopTimer()
+		pkts := registers(b, uint64(done)+1, min(chunk, b.N-done), o)
+		b.StartTimer()
+		for _, p := range pkts {
+			s.Handle(p, etrA, now)
+		}
+		done += len(pkts)
+	}
+	b.StopTimer()
+	if st := s.Stats(); len(st.Refused) != 0 || st.Registrations+st.Refreshes != uint64(b.N) {
+		b.Fatalf("stats %+v", st)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "registers/s")
+}
+
+// BenchmarkHandleMapRegister: verify SHA-256-128, check prefixes and
+// nonce, refresh the registration (no socket).
+func BenchmarkHandleMapRegister(b *testing.B) { benchHandleRegister(b, regOpt{}) }
+
+// BenchmarkHandleMapRegisterNotify adds building and signing the
+// Map-Notify.
+func BenchmarkHandleMapRegisterNotify(b *testing.B) { benchHandleRegister(b, regOpt{notify: true}) }
+
+// pipeline sends n messages from c to `to` keeping `window` outstanding and
+// waits for one answer each.
+func pipeline(b *testing.B, c *net.UDPConn, to netip.AddrPort, msg func(i int) []byte, n int) {
+	const window = 32
+	buf := make([]byte, 2048)
+	sent := 0
+	for ; sent < window && sent < n; sent++ {
+		if _, err := c.WriteToUDPAddrPort(msg(sent), to); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for got := 0; got < n; got++ {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, _, err := c.ReadFromUDPAddrPort(buf); err != nil {
+			b.Fatalf("after %d of %d answers: %v", got, n, err)
+		}
+		if sent < n {
+			if _, err := c.WriteToUDPAddrPort(msg(sent), to); err != nil {
+				b.Fatal(err)
+			}
+			sent++
+		}
+	}
+}
+
+// BenchmarkUDPMapRegister: Map-Register (SHA-256-128, M bit) → Map-Notify
+// over loopback UDP, 32 in flight.
+func BenchmarkUDPMapRegister(b *testing.B) {
+	s, ms := startServer(b, "127.0.0.1", 0, nil)
+	c := listen(b, "127.0.0.1:0")
+	pkts := registers(b, 1, b.N, regOpt{notify: true})
+	b.ResetTimer()
+	pipeline(b, c, ms, func(i int) []byte { return pkts[i] }, b.N)
+	b.StopTimer()
+	if st := s.Stats(); len(st.Refused) != 0 {
+		b.Fatalf("refused %v", st.Refused)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "registers/s")
+}
+
+func benchUDPRequest(b *testing.B, eid string, proxy bool) {
+	s, ms := startServer(b, "127.0.0.1", 0, nil)
+	c := listen(b, "127.0.0.1:0")
+	s.Handle(regA(b, 1, regOpt{proxy: proxy}, benchRecs()...), etrA, time.Now())
+	a := netip.MustParseAddr(eid)
+	req := ecmRequest(b, localAP(c), lisp.IPAddr(a), a, 32, 7)
+	b.ResetTimer()
+	pipeline(b, c, ms, func(int) []byte { return req }, b.N)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "replies/s")
+}
+
+// BenchmarkUDPMapRequestProxy: Encapsulated Map-Request → proxy Map-Reply
+// over loopback UDP.
+func BenchmarkUDPMapRequestProxy(b *testing.B) { benchUDPRequest(b, "10.1.1.1", true) }
+
+// BenchmarkUDPMapRequestNegative: Encapsulated Map-Request → negative
+// Map-Reply over loopback UDP.
+func BenchmarkUDPMapRequestNegative(b *testing.B) { benchUDPRequest(b, "10.9.9.9", true) }
+
+// BenchmarkHandleMapRequestProxy: the same without the socket.
+func BenchmarkHandleMapRequestProxy(b *testing.B) {
+	s := newServer(b, nil)
+	s.Handle(regA(b, 1, regOpt{proxy: true}, benchRecs()...), etrA, t0)
+	a := netip.MustParseAddr("10.1.1.1")
+	req := ecmRequest(b, itr, lisp.IPAddr(a), a, 32, 7)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if len(s.Handle(req, itr, t0)) != 1 {
+			b.Fatal("no reply")
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "replies/s")
+}

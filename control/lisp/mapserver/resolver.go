@@ -1,0 +1,172 @@
+package mapserver
+
+import (
+	"math/bits"
+	"net/netip"
+	"time"
+
+	"github.com/psavd/psavd/control/lisp"
+)
+
+// lookup is the longest-prefix match of addr among live registrations in
+// iid; among several ETRs of that prefix the most recent registration wins.
+func (s *Server) lookup(iid uint32, addr netip.Addr, now time.Time) (regKey, *entry) {
+	mk := s.masks[famKey{iid, addr.Is4()}]
+	if mk == nil {
+		return regKey{}, nil
+	}
+	for l := addr.BitLen(); l >= 0; l-- {
+		if mk[l] == 0 {
+			continue
+		}
+		p, _ := addr.Prefix(l)
+		k := regKey{iid, p}
+		var best *entry
+		for _, e := range s.regs[k] {
+			if now.Before(e.expires) && (best == nil || e.registered.After(best.registered)) {
+				best = e
+			}
+		}
+		if best != nil {
+			return k, best
+		}
+	}
+	return regKey{}, nil
+}
+
+func commonBits(a, b netip.Addr) int {
+	x, y := a.As16(), b.As16()
+	n := 0
+	for i := range x {
+		if d := x[i] ^ y[i]; d != 0 {
+			n += bits.LeadingZeros8(d)
+			break
+		}
+		n += 8
+	}
+	if a.Is4() {
+		n -= 96
+	}
+	return n
+}
+
+// negativePrefix returns the least-specific prefix covering addr that
+// contains no known EID prefix of iid: known are the prefixes in the
+// registration table and the prefixes configured for the sites. A known
+// prefix that itself covers addr (configured but not registered) bounds the
+// answer from above: the answer is then that prefix or inside it.
+func (s *Server) negativePrefix(iid uint32, addr netip.Addr) netip.Prefix {
+	l := 0
+	v4 := addr.Is4()
+	constrain := func(q netip.Prefix) {
+		if q.Addr().Is4() != v4 {
+			return
+		}
+		var need int
+		if q.Contains(addr) {
+			need = q.Bits()
+		} else {
+			need = commonBits(addr, q.Addr()) + 1
+		}
+		if need > l {
+			l = need
+		}
+	}
+	for k := range s.regs {
+		if k.iid == iid {
+			constrain(k.pfx)
+		}
+	}
+	for _, site := range s.sites {
+		for _, p := range site.EIDPrefixes {
+			if p.IID == iid {
+				constrain(p.Prefix)
+			}
+		}
+	}
+	p, _ := addr.Prefix(min(l, addr.BitLen()))
+	return p
+}
+
+// requestEID extracts (IID, address) from a Map-Request EID record.
+func requestEID(a lisp.Address) (iid uint32, ip netip.Addr, hasIID, ok bool) {
+	for range lisp.MaxAddressDepth + 1 {
+		if a.LCAF == nil {
+			if !a.IP.IsValid() {
+				return 0, ip, false, false
+			}
+			return iid, a.IP.Unmap().WithZone(""), hasIID, true
+		}
+		switch a.LCAF.Type {
+		case lisp.LCAFInstanceID:
+			iid, hasIID = a.LCAF.InstanceID, true
+		case lisp.LCAFASNumber:
+		default:
+			return 0, ip, false, false
+		}
+		a = a.LCAF.Inner
+	}
+	return 0, ip, false, false
+}
+
+// replyTo picks the ITR-RLOC of the outer source's family (else the first
+// IP ITR-RLOC, else the outer source) and the inner UDP source port.
+func replyTo(req *lisp.MapRequest, e *lisp.ECM, from netip.AddrPort) netip.AddrPort {
+	port := e.Inner.Source.Port()
+	if port == 0 {
+		port = from.Port()
+	}
+	var first netip.Addr
+	for _, r := range req.ITRRLOCs {
+		ip := r.IP.Unmap()
+		if !ip.IsValid() {
+			continue
+		}
+		if ip.Is4() == from.Addr().Is4() {
+			return netip.AddrPortFrom(ip, port)
+		}
+		if !first.IsValid() {
+			first = ip
+		}
+	}
+	if first.IsValid() {
+		return netip.AddrPortFrom(first, port)
+	}
+	return netip.AddrPortFrom(from.Addr(), port)
+}
+
+// handleRequest answers an Encapsulated Map-Request for its first record:
+// a proxy Map-Reply (P bit), a forwarded ECM to the registering ETR, or a
+// negative Map-Reply.
+func (s *Server) handleRequest(pkt []byte, e *lisp.ECM, req *lisp.MapRequest, from netip.AddrPort, now time.Time) []Outgoing {
+	s.st.MapRequests++
+	iid, addr, hasIID, ok := requestEID(req.Records[0].EID)
+	if !ok {
+		return s.refuse(ReasonMalformed)
+	}
+	_, ent := s.lookup(iid, addr, now)
+	if ent != nil && !ent.proxy {
+		s.st.Forwarded++
+		// Forwarded unaltered: the ETR answers the ITR directly.
+		return []Outgoing{{To: netip.AddrPortFrom(ent.etrAddr.Addr(), s.cfg.ControlPort), Data: pkt}}
+	}
+	var rec lisp.MappingRecord
+	if ent != nil {
+		s.st.ProxyReplies++
+		rec = ent.rec
+		rec.Authoritative = false // answered by the Map-Server, not the ETR
+	} else {
+		s.st.NegativeReplies++
+		p := s.negativePrefix(iid, addr)
+		eid := lisp.IPAddr(p.Addr())
+		if hasIID || iid != 0 {
+			eid = lisp.InstanceIDAddr(iid, 0, eid)
+		}
+		rec = lisp.MappingRecord{TTL: s.cfg.NegativeTTL, EIDMaskLen: uint8(p.Bits()), Action: lisp.ActionNativelyForward, EID: eid}
+	}
+	b, err := (&lisp.MapReply{Nonce: req.Nonce, Records: []lisp.MappingRecord{rec}}).Append(nil)
+	if err != nil {
+		return nil
+	}
+	return []Outgoing{{To: replyTo(req, e, from), Data: b}}
+}
