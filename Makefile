@@ -26,10 +26,11 @@ test: deps lint
 
 # Tools the tests use, installed only when missing (Debian/Ubuntu): tshark
 # checks our LISP messages against a real decoder, BIND (named), dig and kdig
-# are the real DNS-over-TLS peers of the ADoT tests.
+# are the real DNS-over-TLS peers of the ADoT tests, stayrtr the real RTR
+# server of the RPKI tests.
 deps:
 	@missing=""; \
-	for t in ip:iproute2 ethtool:ethtool tcpdump:tcpdump tshark:tshark named:bind9 dig:bind9-dnsutils kdig:knot-dnsutils; do \
+	for t in ip:iproute2 ethtool:ethtool tcpdump:tcpdump tshark:tshark named:bind9 dig:bind9-dnsutils kdig:knot-dnsutils stayrtr:stayrtr; do \
 		command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
