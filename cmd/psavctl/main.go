@@ -3,6 +3,10 @@
 //	psavctl decent index -mode draft|lispers.net -mask N -modulus M -suffix S EID
 //	    the index and DNS name that own an EID string such as [0]240.0.1.0/24
 //	    (DESIGN §3.4, §4.2): first line the index alone, second the name.
+//	psavctl dns -server HOST:PORT -tls-name NAME -ca FILE [-count N] QNAME [A|AAAA]
+//	    a look-up through the ADoT client (DESIGN §4.2), N times over one
+//	    persistent connection: answers, and per query the TLS session (new or
+//	    resumed) and the round-trip time.
 //	psavctl status -acs HOST:PORT -asn N -cert F -key F -ca F [-json]
 //	    an ACS's view: epoch, peers (state, RTT, clock offset, last
 //	    heartbeat, TLS group), membership, ABRs — over mutual TLS.
@@ -20,6 +24,7 @@ import (
 const usage = `usage:
   psavctl decent index -mode draft|lispers.net -mask N -modulus M -suffix S EID
   psavctl status -acs HOST:PORT -asn N -cert F -key F -ca F [-json]
+  psavctl dns -server HOST:PORT -tls-name NAME -ca FILE [-count N] [-new-conn] QNAME [A|AAAA]
 `
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -27,6 +32,9 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) >= 2 && args[0] == "decent" && args[1] == "index" {
 		return decentIndex(args[2:], stdout, stderr)
+	}
+	if len(args) >= 1 && args[0] == "dns" {
+		return dnsLookup(args[1:], stdout, stderr)
 	}
 	if len(args) >= 1 && args[0] == "status" {
 		return status(args[1:], stdout, stderr)

@@ -140,12 +140,16 @@ func (s *Server) RotateTicketKeys() {
 	s.tls.SetSessionTicketKeys(s.keys)
 }
 
-// Start listens on cfg.Addr and serves in the background.
+// Start listens on cfg.Addr and serves in the background; Addr is valid
+// when it returns.
 func (s *Server) Start() error {
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return err
 	}
+	s.mu.Lock()
+	s.ln = ln // Serve sets it again; set here so that Addr works at once
+	s.mu.Unlock()
 	go func() { _ = s.Serve(ln) }()
 	return nil
 }
