@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/psavd/psavd/control/config"
 	"github.com/psavd/psavd/control/membership"
 	"github.com/psavd/psavd/control/pair"
+	"github.com/psavd/psavd/control/rpki"
 	"github.com/psavd/psavd/engine"
 	"go.uber.org/zap"
 )
@@ -37,6 +39,31 @@ func startACS(ctx context.Context, c *config.Config, log *zap.Logger) (*acs.Node
 	if err != nil {
 		return nil, fmt.Errorf("%s: acs.community: %w", c.File, err)
 	}
+	set, err := membership.OpenSet(a.MembershipDir, policy)
+	if err != nil {
+		return nil, fmt.Errorf("%s: acs.membership_dir: %w", c.File, err)
+	}
+	if c.RPKI != nil {
+		// Where RPKI data is available, a record whose prefixes are not
+		// covered by ROAs for its ASN is refused (DESIGN §3.2). Until the
+		// first complete download there is no data, and nothing is refused.
+		rc, err := rpki.NewClient(rpki.Config{Addr: c.RPKI.Server, Logger: log.Named("rpki")})
+		if err != nil {
+			return nil, fmt.Errorf("%s: rpki.server: %w", c.File, err)
+		}
+		go func() { _ = rc.Run(ctx) }()
+		set.SetPrefixCheck(func(asn uint32, prefixes []netip.Prefix) error {
+			v := rc.Validator()
+			if v == nil {
+				return nil
+			}
+			if ok, unc := v.Covered(asn, prefixes); !ok {
+				return fmt.Errorf("not covered by a validated ROA for AS%d: %v", asn, unc)
+			}
+			return nil
+		})
+		log.Info("RPKI", zap.String("rtr", c.RPKI.Server))
+	}
 	peers := make([]acs.PeerConfig, len(a.Peers))
 	for i, p := range a.Peers {
 		peers[i] = acs.PeerConfig{ASN: p.ASN, Address: p.Address}
@@ -45,7 +72,7 @@ func startACS(ctx context.Context, c *config.Config, log *zap.Logger) (*acs.Node
 		ASN: c.PSAV.ASN, Identity: id, Listen: a.Listen, Peers: peers,
 		Heartbeat: hb, DeadAfter: a.DeadAfter,
 		T0: c.PSAV.T0, Period: uint32(c.PSAV.EpochSeconds),
-		MembershipDir: a.MembershipDir, MembershipPolicy: policy,
+		Membership: set, MembershipPolicy: policy,
 		Logger: log.Named("acs"),
 	})
 	if err != nil {

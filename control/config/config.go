@@ -34,6 +34,7 @@ type Config struct {
 	ABR     *ABR     `toml:"abr"`
 	Metrics *Metrics `toml:"metrics"`
 	Capture *Capture `toml:"capture"`
+	RPKI    *RPKI    `toml:"rpki"`
 	Log     Log      `toml:"log"`
 	LISP    *LISP    `toml:"lisp"`
 }
@@ -141,6 +142,12 @@ type Capture struct {
 	MaxBytes  int64    `toml:"max_bytes"`  // rotate a file past this size (default 10 MiB)
 	Keep      int      `toml:"keep"`       // rotated files kept per (port, reason) (default 5)
 	Reasons   []string `toml:"reasons"`    // default: every reason
+}
+
+// RPKI is [rpki]: an RTR server (RFC 8210) whose validated ROA payloads
+// vet membership records (DESIGN §3.2); used by an ACS.
+type RPKI struct {
+	Server string `toml:"server"` // host:port of the RTR cache, plain TCP
 }
 
 // Log is [log].
@@ -642,6 +649,12 @@ func (c *Config) check() Problems {
 		}
 		for i, r := range cp.Reasons {
 			k.oneOf(fmt.Sprintf("capture.reasons[%d]", i), r, DropReasonNames...)
+		}
+	}
+	if r := c.RPKI; r != nil {
+		k.hostPort("rpki.server", r.Server)
+		if c.ACS == nil {
+			k.add("rpki", "only an ACS uses RPKI data: add [acs] or remove [rpki]")
 		}
 	}
 	k.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")

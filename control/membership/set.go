@@ -37,12 +37,15 @@ const (
 	ReasonConflictingPrefix
 	// ReasonStorage: valid, but could not be persisted, so not applied.
 	ReasonStorage
+	// ReasonRPKIUncovered: a prefix is not covered by a validated ROA for
+	// the record's ASN (DESIGN §3.2; only where RPKI data is available).
+	ReasonRPKIUncovered
 	numReasons
 )
 
 var reasonNames = [numReasons]string{
 	"none", "malformed", "unknown-community", "bad-signature", "no-endorsement",
-	"bad-endorsement", "stale-version", "replay", "conflicting-prefix", "storage",
+	"bad-endorsement", "stale-version", "replay", "conflicting-prefix", "storage", "rpki-uncovered",
 }
 
 func (r Reason) String() string {
@@ -119,6 +122,20 @@ type Set struct {
 	owners   map[netip.Prefix]uint32 // prefixes of live members only
 	accepted uint64
 	refused  [numReasons]uint64
+
+	// prefixCheck, if set, vets the prefixes of joins and updates against
+	// an outside source (RPKI): an error refuses the record.
+	prefixCheck func(asn uint32, prefixes []netip.Prefix) error
+}
+
+// SetPrefixCheck installs a check of every join's and update's prefixes,
+// e.g. against validated ROA payloads (control/rpki). The check depends on
+// this node's own view of that source, so nodes can briefly disagree while
+// their views converge (it shows as a digest mismatch).
+func (s *Set) SetPrefixCheck(check func(asn uint32, prefixes []netip.Prefix) error) {
+	s.mu.Lock()
+	s.prefixCheck = check
+	s.mu.Unlock()
 }
 
 // NewSet returns an empty set that verifies records with policy. A nil
@@ -192,6 +209,11 @@ func (s *Set) apply(in Record, st *Store) (Reason, error) {
 		for _, p := range r.Prefixes {
 			if o, ok := s.owners[p]; ok && o != r.ASN {
 				return ReasonConflictingPrefix, fmt.Errorf("prefix %v is held by AS%d", p, o)
+			}
+		}
+		if s.prefixCheck != nil {
+			if err := s.prefixCheck(r.ASN, r.Prefixes); err != nil {
+				return ReasonRPKIUncovered, err
 			}
 		}
 	}
