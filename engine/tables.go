@@ -137,6 +137,12 @@ func (b *PrefixTableBuilder) Add(p netip.Prefix, member int) error {
 	return nil
 }
 
+// Member returns the member a prefix was added for, if it was.
+func (b *PrefixTableBuilder) Member(p netip.Prefix) (int, bool) {
+	v, ok := b.t.Get(p.Masked())
+	return int(v >> 8), ok
+}
+
 // Table returns the built table.
 func (b *PrefixTableBuilder) Table() *bart.Fast[uint32] { return b.t }
 

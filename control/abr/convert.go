@@ -146,7 +146,6 @@ func Convert(m *acspb.Tables) (*engine.Tables, error) {
 
 	// Members and the AS-Prefix table.
 	b := engine.NewPrefixTableBuilder()
-	prefixSeen := map[netip.Prefix]int{}
 	memberSeen := make(map[uint32]int, len(members))
 	local := -1
 	for i, mm := range members {
@@ -178,17 +177,18 @@ func Convert(m *acspb.Tables) (*engine.Tables, error) {
 		}
 		t.Members[i] = engine.Member{ASN: asn, Local: mm.GetLocal(), TagPeer: mm.GetTagPeer(), ValidatePeer: mm.GetValidatePeer()}
 		for j, pp := range mm.GetPrefixes() {
-			pf := fmt.Sprintf("%s.prefixes[%d]", f, j)
+			// The field's name is formatted only for an error: a snapshot
+			// may hold a million prefixes.
+			pf := func() string { return fmt.Sprintf("%s.prefixes[%d]", f, j) }
 			p, err := prefix(pp)
 			if err != nil {
-				return nil, refuse(pf, "%v", err)
+				return nil, refuse(pf(), "%v", err)
 			}
-			if k, dup := prefixSeen[p]; dup {
-				return nil, refuse(pf, "%s already belongs to members[%d]", p, k)
+			if k, dup := b.Member(p); dup {
+				return nil, refuse(pf(), "%s already belongs to members[%d]", p, k)
 			}
-			prefixSeen[p] = i
 			if err := b.Add(p, i); err != nil {
-				return nil, refuse(pf, "%v", err)
+				return nil, refuse(pf(), "%v", err)
 			}
 		}
 	}
