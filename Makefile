@@ -6,7 +6,7 @@ BIN       := bin
 STATICCHECK_VERSION := 2026.2.2
 export PATH := $(PATH):$(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build run test deps lint fuzz bench-engine bench-xdp proto clean
+.PHONY: all build run run-acs test deps lint fuzz bench-engine bench-xdp proto clean
 
 all: build
 
@@ -16,6 +16,11 @@ build:
 # The lab: namespaces, veths, two ABRs on AF_XDP, legitimate and spoofed traffic.
 run: deps build
 	$(BIN)/psavd lab
+
+# The same lab with no key configured: each ABR also runs its AS's ACS, and
+# the keys are negotiated over mutual TLS 1.3 (deploy/lab/acs.toml).
+run-acs: deps build
+	$(BIN)/psavd lab -topology deploy/lab/acs.toml
 
 # Everything CI checks: formatting, vet, staticcheck, and all tests with the
 # race detector (the AF_XDP/namespace tests skip cleanly without root). One

@@ -37,8 +37,12 @@ func labCmd(args []string) int {
 		return 1
 	}
 	opts.Psavd = self
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
+	// A closed output (`psavd lab | head`) must not kill the lab before it
+	// has stopped its nodes and deleted its namespaces: with SIGPIPE
+	// ignored, writes just fail and the run goes on to its teardown.
+	signal.Ignore(syscall.SIGPIPE)
 	if _, err := lab.Run(ctx, opts, os.Stdout); err != nil {
 		fmt.Fprintf(os.Stderr, "psavd lab: %v\n", err)
 		return 1

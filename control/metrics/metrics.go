@@ -22,7 +22,7 @@ type Collector struct {
 	mu    sync.Mutex
 	procs []*engine.Processor
 
-	rxPackets, rxBytes, txPackets, packets, drops, epoch, version *prometheus.Desc
+	rxPackets, rxBytes, txPackets, packets, drops, epoch, version, keyed *prometheus.Desc
 }
 
 // NewCollector returns a collector for eng's ports.
@@ -36,6 +36,7 @@ func NewCollector(eng *engine.Engine) *Collector {
 		drops:     prometheus.NewDesc("psavd_drops_total", "Frames dropped, by port of arrival and reason.", []string{"port", "reason"}, nil),
 		epoch:     prometheus.NewDesc("psavd_epoch", "Current PSAV epoch (DESIGN §2.5).", nil, nil),
 		version:   prometheus.NewDesc("psavd_tables_version", "Version of the table snapshot in use.", nil, nil),
+		keyed:     prometheus.NewDesc("psavd_peers_keyed", "Peers whose key for the current epoch the data plane holds.", nil, nil),
 	}
 }
 
@@ -48,7 +49,7 @@ func (c *Collector) Add(p *engine.Processor) {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.rxPackets, c.rxBytes, c.txPackets, c.packets, c.drops, c.epoch, c.version} {
+	for _, d := range []*prometheus.Desc{c.rxPackets, c.rxBytes, c.txPackets, c.packets, c.drops, c.epoch, c.version, c.keyed} {
 		ch <- d
 	}
 }
@@ -104,8 +105,16 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	tb := c.eng.Tables()
-	ch <- prometheus.MustNewConstMetric(c.epoch, prometheus.GaugeValue, float64(engine.Epoch(time.Now().Unix(), tb.T0, tb.Period)))
+	e := engine.Epoch(time.Now().Unix(), tb.T0, tb.Period)
+	keyed := 0
+	for i := range tb.Peers {
+		if _, _, ok := tb.Peers[i].Key(e); ok {
+			keyed++
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(c.epoch, prometheus.GaugeValue, float64(e))
 	ch <- prometheus.MustNewConstMetric(c.version, prometheus.GaugeValue, float64(tb.Version))
+	ch <- prometheus.MustNewConstMetric(c.keyed, prometheus.GaugeValue, float64(keyed))
 }
 
 // Serve serves /metrics on addr until ctx is done, with the engine's

@@ -33,6 +33,7 @@ type engineFile struct {
 	Metrics struct {
 		Listen string `toml:"listen"`
 	} `toml:"metrics"`
+	ACS *engineACS `toml:"acs,omitempty"`
 }
 
 type enginePSAV struct {
@@ -40,7 +41,7 @@ type enginePSAV struct {
 	EpochSeconds int64        `toml:"epoch_seconds"`
 	T0           int64        `toml:"t0"`
 	Members      []Member     `toml:"member"`
-	StaticPeers  []staticPeer `toml:"static_peer"`
+	StaticPeers  []staticPeer `toml:"static_peer,omitempty"`
 }
 
 type staticPeer struct {
@@ -68,9 +69,17 @@ func (e *Env) EngineConfig(name string) ([]byte, error) {
 		Engine: n.ABR.Engine,
 		Ports:  n.ABR.Ports,
 	}
-	for _, m := range e.Topo.PSAV.Members {
-		if m.ASN != n.ABR.ASN {
-			f.PSAV.StaticPeers = append(f.PSAV.StaticPeers, staticPeer{m.ASN, e.StartEpoch, e.S0})
+	if n.ABR.ACS != "" {
+		acs, err := e.acsSection(n)
+		if err != nil {
+			return nil, err
+		}
+		f.ACS = acs
+	} else {
+		for _, m := range e.Topo.PSAV.Members {
+			if m.ASN != n.ABR.ASN {
+				f.PSAV.StaticPeers = append(f.PSAV.StaticPeers, staticPeer{m.ASN, e.StartEpoch, e.S0})
+			}
 		}
 	}
 	f.Metrics.Listen = n.ABR.Metrics

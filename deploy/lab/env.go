@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/psavd/psavd/control/membership"
+	"github.com/psavd/psavd/control/pair"
 	"io"
 	"net"
 	"net/netip"
@@ -31,6 +33,10 @@ type Env struct {
 	StartEpoch int64
 	// Dir holds the generated engine.toml files.
 	Dir string
+
+	// ACS mode (acs.go): the run's CA and community key, made on first use.
+	ca        *pair.TestCA
+	community membership.Signer
 
 	log io.Writer
 
@@ -134,10 +140,12 @@ func (e *Env) link(l Link) error {
 				return err
 			}
 		}
-		if e.Topo.Node(end.Node).ABR != nil {
-			// A bump in the wire has no addresses; its own kernel must not
-			// talk on the wire either (router solicitations, MLD reports),
-			// or the ABR's counters would show traffic nobody sent.
+		if nd := e.Topo.Node(end.Node); nd.ABR != nil && nd.ABR.isPort(end.Interface) {
+			// A bump in the wire has no addresses on its ports; its own
+			// kernel must not talk on them either (router solicitations,
+			// MLD reports), or the ABR's counters would show traffic nobody
+			// sent. (Other interfaces of an ABR node, e.g. an ACS's
+			// management link, are configured like any host's.)
 			if err := sysctl(ns, "net.ipv6.conf."+end.Interface+".disable_ipv6=1"); err != nil {
 				return err
 			}

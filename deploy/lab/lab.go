@@ -122,6 +122,9 @@ func Run(ctx context.Context, opts Options, out io.Writer) (res Result, err erro
 	if err != nil {
 		return res, err
 	}
+	if err := waitForKeys(ctx, env, out); err != nil {
+		return res, err
+	}
 
 	// One marker watch per destination interface, for the whole run.
 	watches := map[string]*Watch{}
@@ -306,4 +309,40 @@ func hasAction(f *Flow, action string) bool {
 		}
 	}
 	return false
+}
+
+// waitForKeys holds the traffic until every ACS-mode ABR holds a key of the
+// current epoch for each of the other ACS-mode ASes: the ACS must first peer,
+// measure one heartbeat round trip, negotiate a start epoch (two epochs
+// ahead) and reach it.
+func waitForKeys(ctx context.Context, env *Env, out io.Writer) error {
+	nodes := env.Topo.ACSNodes()
+	if len(nodes) == 0 {
+		return nil
+	}
+	want := float64(len(nodes) - 1)
+	fmt.Fprintf(out, "ACS: %d ACS peer over mutual TLS 1.3 and negotiate their keys (no key is configured)...\n", len(nodes))
+	start := time.Now()
+	limit := 30*time.Second + 4*time.Duration(env.Topo.PSAV.EpochSeconds)*time.Second
+	for {
+		ready := 0
+		for _, n := range nodes {
+			c, err := Scrape(ctx, env.NS(n.Name), n.ABR.Metrics)
+			if err == nil && c[CounterKey{Metric: "peers_keyed"}] >= want {
+				ready++
+			}
+		}
+		if ready == len(nodes) {
+			fmt.Fprintf(out, "ACS: keys in place after %.1fs\n", time.Since(start).Seconds())
+			return nil
+		}
+		if time.Since(start) > limit {
+			return fmt.Errorf("ACS: no negotiated keys after %v (see the nodes' logs with -v)", limit)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }

@@ -106,6 +106,12 @@ func ParseMetrics(r io.Reader) (Counters, error) {
 			metric, what = "drops", "reason"
 		case strings.HasPrefix(line, "psavd_packets_total{"):
 			metric, what = "packets", "action"
+		case strings.HasPrefix(line, "psavd_peers_keyed "):
+			// A gauge without labels: keys of the current epoch in the data plane.
+			if v, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(line, "psavd_peers_keyed ")), 64); err == nil {
+				c[CounterKey{Metric: "peers_keyed"}] = v
+			}
+			continue
 		default:
 			continue
 		}

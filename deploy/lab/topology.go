@@ -58,6 +58,9 @@ type ABR struct {
 	Metrics string         `toml:"metrics"` // [metrics] listen, inside the node's namespace
 	Engine  map[string]any `toml:"engine"`  // copied verbatim into [engine]
 	Ports   []Port         `toml:"ports"`
+	// ACS, if set, is the listen address (host:port, an address of this
+	// node) of an ACS run in the same psavd: no static keys, negotiated ones.
+	ACS string `toml:"acs"`
 }
 
 // Port is one [[port]] of the generated engine.toml.

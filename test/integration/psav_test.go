@@ -150,6 +150,26 @@ func TestLab(t *testing.T) {
 	}
 }
 
+// TestLabACS runs the lab with no key configured: each ABR runs its AS's
+// ACS, the keys are negotiated, and every flow behaves as with static keys.
+func TestLabACS(t *testing.T) {
+	skipUnlessLab(t)
+	bin := psavdBinary(t)
+	topo, err := os.ReadFile(filepath.Join("..", "..", "deploy", "lab", "acs.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	res, err := lab.Run(context.Background(), lab.Options{Psavd: bin, Topology: topo, PacketsPerFlow: 10}, &out)
+	t.Log("\n" + out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.OK || len(res.Flows) == 0 || !strings.Contains(out.String(), "ACS: keys in place") {
+		t.Fatal("lab in ACS mode not OK")
+	}
+}
+
 // probe is one crafted legitimate packet from h1 to h2.
 type probe struct {
 	name string

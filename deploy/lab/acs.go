@@ -1,0 +1,152 @@
+package lab
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/psavd/psavd/control/membership"
+	"github.com/psavd/psavd/control/pair"
+)
+
+// ACS mode: an ABR node whose topology gives `acs = "<listen address>"`
+// runs psavd as its AS's ACS and ABR in one process. No key is configured:
+// the lab makes, per run, what an alliance would have — a CA for the ACS
+// certificates, a community key that endorses membership records, and each
+// AS's signed record of its prefixes — and the ACS negotiate their state
+// machines over mutual TLS 1.3 and learn each other's prefixes.
+
+// engineACS is the [acs] section of a generated engine.toml.
+type engineACS struct {
+	Listen        string         `toml:"listen"`
+	Cert          string         `toml:"cert"`
+	Key           string         `toml:"key"`
+	CA            string         `toml:"ca"`
+	Heartbeat     string         `toml:"heartbeat"`
+	DeadAfter     int            `toml:"dead_after"`
+	MembershipDir string         `toml:"membership_dir"`
+	Record        string         `toml:"record"`
+	Communities   []acsCommunity `toml:"community"`
+	Peers         []acsPeer      `toml:"peer"`
+}
+
+type acsCommunity struct {
+	ASCN uint32   `toml:"ascn"`
+	Keys []string `toml:"keys"`
+}
+
+type acsPeer struct {
+	ASN     uint32 `toml:"asn"`
+	Address string `toml:"address"`
+}
+
+// acsSection writes node n's certificate, key and signed record into e.Dir
+// and returns its [acs] section; the CA and the community key are made once
+// per run.
+func (e *Env) acsSection(n *Node) (*engineACS, error) {
+	if e.ca == nil {
+		ca, err := pair.NewTestCA("psavd lab " + e.Run)
+		if err != nil {
+			return nil, err
+		}
+		comm, err := membership.GenerateSigner(membership.AlgEd25519)
+		if err != nil {
+			return nil, err
+		}
+		e.ca, e.community = ca, comm
+		if err := os.WriteFile(filepath.Join(e.Dir, "alliance-ca.pem"), ca.PEM(), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	asn := n.ABR.ASN
+	cert, err := e.ca.Issue(asn, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		return nil, err
+	}
+	certFile := filepath.Join(e.Dir, n.Name+"-acs.pem")
+	keyFile := filepath.Join(e.Dir, n.Name+"-acs.key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		return nil, err
+	}
+
+	// The AS's membership record: its prefixes, signed by a key of its own,
+	// endorsed by the community.
+	asKey, err := membership.GenerateSigner(membership.AlgEd25519)
+	if err != nil {
+		return nil, err
+	}
+	listen, err := netip.ParseAddrPort(n.ABR.ACS)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: abr.acs %q: %w", n.Name, n.ABR.ACS, err)
+	}
+	rec := membership.Record{Kind: membership.KindJoin, ASN: asn, Version: 1, Key: asKey.Public(), ACS: []netip.AddrPort{listen}}
+	for _, m := range e.Topo.PSAV.Members {
+		if m.ASN != asn {
+			continue
+		}
+		for _, s := range m.Prefixes {
+			p, err := netip.ParsePrefix(s)
+			if err != nil {
+				return nil, err
+			}
+			rec.Prefixes = append(rec.Prefixes, p)
+		}
+	}
+	rec.Canonicalize()
+	if err := rec.Sign(asKey); err != nil {
+		return nil, err
+	}
+	if err := rec.Endorse(e.community); err != nil {
+		return nil, err
+	}
+	enc, err := rec.Encode()
+	if err != nil {
+		return nil, err
+	}
+	recFile := filepath.Join(e.Dir, n.Name+".rec")
+	if err := os.WriteFile(recFile, enc, 0o600); err != nil {
+		return nil, err
+	}
+
+	a := &engineACS{Listen: n.ABR.ACS, Cert: certFile, Key: keyFile, CA: filepath.Join(e.Dir, "alliance-ca.pem"),
+		Heartbeat: "500ms", DeadAfter: 3, MembershipDir: filepath.Join(e.Dir, n.Name+"-membership"), Record: recFile,
+		Communities: []acsCommunity{{ASCN: 0, Keys: []string{e.community.Public().String()}}}}
+	for _, o := range e.Topo.ABRs() {
+		if o.Name != n.Name && o.ABR.ACS != "" {
+			a.Peers = append(a.Peers, acsPeer{ASN: o.ABR.ASN, Address: o.ABR.ACS})
+		}
+	}
+	return a, nil
+}
+
+// ACSNodes are the ABR nodes that run an ACS.
+func (t *Topology) ACSNodes() []*Node {
+	var out []*Node
+	for _, n := range t.ABRs() {
+		if n.ABR.ACS != "" {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// isPort reports whether interface ifname is one of the ABR's data ports.
+func (a *ABR) isPort(ifname string) bool {
+	for _, p := range a.Ports {
+		if p.Interface == ifname {
+			return true
+		}
+	}
+	return false
+}
