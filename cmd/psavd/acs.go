@@ -86,9 +86,17 @@ func startACS(ctx context.Context, c *config.Config, log *zap.Logger) (*acs.Node
 		if err == nil {
 			_, err = node.Publish(rec)
 		}
-		if err != nil {
-			node.Close()
-			return nil, fmt.Errorf("%s: acs.record: %w", c.File, err)
+		switch membership.ReasonOf(err) {
+		case membership.ReasonReplay:
+			// After a restart the record is back from membership_dir.
+			log.Info("own membership record already held", zap.String("record", a.Record))
+		case membership.ReasonStaleVersion:
+			log.Warn("acs.record is older than the record held for this AS; the newer one stays", zap.String("record", a.Record))
+		default:
+			if err != nil {
+				node.Close()
+				return nil, fmt.Errorf("%s: acs.record: %w", c.File, err)
+			}
 		}
 	}
 	log.Info("ACS listening", zap.String("listen", node.Addr().String()), zap.Int("peers", len(peers)))

@@ -64,6 +64,8 @@ func TestNegotiatedKeysEndToEnd(t *testing.T) {
 		peer            uint32
 		peerAddr        string
 	}
+	procs := map[uint32]*psavdProc{}
+	cfgs := map[uint32]string{}
 	for _, a := range []as{
 		{65001, "198.51.100.0/25", abr1, "198.18.0.1:7443", 65002, "198.18.0.2:7443"},
 		{65002, "198.51.100.128/25", abr2, "198.18.0.2:7443", 65001, "198.18.0.1:7443"},
@@ -88,7 +90,8 @@ peer = "inside"
 [metrics]
 listen = "127.0.0.1:9100"
 `, a.asn, a.asn, a.prefix) + al.acsSection(t, a.asn, a.prefix, a.acs, a.peer, a.peerAddr)
-		startPsavd(t, bin, a.ns, al.write(t, fmt.Sprintf("abr%d.toml", a.asn), []byte(cfg)), true)
+		cfgs[a.asn] = al.write(t, fmt.Sprintf("abr%d.toml", a.asn), []byte(cfg))
+		procs[a.asn] = startPsavd(t, bin, a.ns, cfgs[a.asn], true)
 	}
 
 	sniff, err := lab.Sniff(h2, "eth0")
@@ -204,5 +207,40 @@ listen = "127.0.0.1:9100"
 		if bytes.Contains(f.Frame, []byte("forged-source")) {
 			t.Fatal("the forged packet reached h2")
 		}
+	}
+
+	// An ACS dies (AS 65002's psavd stops): AS 65001's ACS declares it dead
+	// after dead_after missed heartbeats and removes its state machine, so
+	// its data plane holds no key for AS 65002 any more.
+	keyed := func(ns string) float64 { return counters(ns)[lab.CounterKey{Metric: "peers_keyed"}] }
+	if keyed(abr1) < 1 {
+		t.Fatal("abr1 holds no key before the fault")
+	}
+	procs[65002].Stop()
+	for deadline := time.Now().Add(20 * time.Second); keyed(abr1) != 0; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("abr1 still holds keys for a dead peer")
+		}
+	}
+	// It comes back from the same files: re-admitted, a new state machine is
+	// negotiated, and traffic is tagged and validated again.
+	startPsavd(t, bin, abr2, cfgs[65002], true)
+	validated0 = counters(abr2).Total("packets", "validated")
+	back := false
+	for i := 0; i < 300 && !back; i++ {
+		payload := fmt.Sprintf("readmitted-%03d", i)
+		send(payload)
+		delivered := sniff.Wait(ctx, 200*time.Millisecond, func(fs []lab.Captured) bool {
+			for _, f := range fs {
+				if !f.Outgoing && bytes.Contains(f.Frame, []byte(payload)) {
+					return true
+				}
+			}
+			return false
+		})
+		back = delivered && counters(abr2).Total("packets", "validated") > validated0
+	}
+	if !back {
+		t.Fatalf("after the restart, traffic is not validated again; abr1 %v abr2 %v", counters(abr1), counters(abr2))
 	}
 }

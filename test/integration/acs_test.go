@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -212,10 +213,36 @@ address = %q
 		al.community.Public().String(), peerASN, peerAddr)
 }
 
+// readyWord matches psavd's "ready" log line (not "already").
+var readyWord = regexp.MustCompile(`\bready\b`)
+
+// psavdProc is a running psavd of a test.
+type psavdProc struct {
+	cmd  *exec.Cmd
+	log  *lockedBuffer
+	done chan struct{}
+}
+
+// Stop sends SIGTERM and waits (SIGKILL after 10 s). Safe to call twice.
+func (p *psavdProc) Stop() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
 // startPsavd checks and starts psavd with cfgFile (inside namespace ns
-// unless ns is ""), optionally waiting for "ready"; SIGTERM at cleanup, its
-// log shown if the test failed.
-func startPsavd(t *testing.T, bin, ns, cfgFile string, waitReady bool) {
+// unless ns is ""), optionally waiting for "ready"; it is stopped at
+// cleanup, its log shown if the test failed.
+func startPsavd(t *testing.T, bin, ns, cfgFile string, waitReady bool) *psavdProc {
 	t.Helper()
 	if out, err := exec.Command(bin, "check", "-config", cfgFile).CombinedOutput(); err != nil {
 		t.Fatalf("check: %v\n%s", err, out)
@@ -229,7 +256,8 @@ func startPsavd(t *testing.T, bin, ns, cfgFile string, waitReady bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var log, stdout lockedBuffer
+	p := &psavdProc{cmd: cmd, log: &lockedBuffer{}, done: make(chan struct{})}
+	var stdout lockedBuffer
 	cmd.Stdout = &stdout
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -239,34 +267,31 @@ func startPsavd(t *testing.T, bin, ns, cfgFile string, waitReady bool) {
 		sc := bufio.NewScanner(stderr)
 		said := false
 		for sc.Scan() {
-			log.Write([]byte(sc.Text() + "\n"))
-			if !said && strings.Contains(sc.Text(), "ready") {
+			p.log.Write([]byte(sc.Text() + "\n"))
+			if !said && readyWord.MatchString(sc.Text()) {
 				said = true
 				close(ready)
 			}
 		}
+		_ = cmd.Wait()
+		close(p.done)
 	}()
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
+		p.Stop()
 		if t.Failed() {
-			t.Logf("psavd %s:\n%s%s", cfgFile, log.String(), stdout.String())
+			t.Logf("psavd %s:\n%s%s", cfgFile, p.log.String(), stdout.String())
 		}
 	})
 	if waitReady {
 		select {
 		case <-ready:
+		case <-p.done:
+			t.Fatalf("psavd %s exited:\n%s", cfgFile, p.log.String())
 		case <-time.After(60 * time.Second):
-			t.Fatalf("psavd %s not ready:\n%s", cfgFile, log.String())
+			t.Fatalf("psavd %s not ready:\n%s", cfgFile, p.log.String())
 		}
 	}
+	return p
 }
 
 // freePorts reserves n loopback TCP ports (closed again before use: a small
