@@ -126,21 +126,29 @@ listen = "127.0.0.1:9100"
 	// Before the negotiated start epoch there are no keys: untagged, and
 	// AS 65002 drops it no-tag. Then packets are tagged at abr1, validated
 	// and stripped at abr2, and delivered — wait for that.
-	done := false
-	for i := 0; i < 300 && !done; i++ {
-		payload := fmt.Sprintf("negotiated-%03d", i)
-		send(payload)
-		delivered := sniff.Wait(ctx, 200*time.Millisecond, func(fs []lab.Captured) bool {
-			for _, f := range fs {
-				if !f.Outgoing && bytes.Contains(f.Frame, []byte(payload)) {
-					return true
+	// sendUntil sends numbered datagrams until one is delivered while cond
+	// holds (at most 300 tries of 200 ms).
+	sendUntil := func(prefix string, cond func() bool) bool {
+		for i := 0; i < 300; i++ {
+			payload := fmt.Sprintf("%s-%03d", prefix, i)
+			send(payload)
+			delivered := sniff.Wait(ctx, 200*time.Millisecond, func(fs []lab.Captured) bool {
+				for _, f := range fs {
+					if !f.Outgoing && bytes.Contains(f.Frame, []byte(payload)) {
+						return true
+					}
 				}
+				return false
+			})
+			if delivered && cond() {
+				return true
 			}
-			return false
-		})
-		done = delivered && counters(abr1).Total("packets", "tagged") >= 1 && counters(abr2).Total("packets", "validated") >= 1
+		}
+		return false
 	}
-	if !done {
+	if !sendUntil("negotiated", func() bool {
+		return counters(abr1).Total("packets", "tagged") >= 1 && counters(abr2).Total("packets", "validated") >= 1
+	}) {
 		t.Fatalf("no packet tagged, validated and delivered with negotiated keys; abr1 %v; abr2 %v", counters(abr1), counters(abr2))
 	}
 	// The delivered packet is the original: the tag was stripped at abr2.
@@ -226,21 +234,7 @@ listen = "127.0.0.1:9100"
 	// negotiated, and traffic is tagged and validated again.
 	startPsavd(t, bin, abr2, cfgs[65002], true)
 	validated0 = counters(abr2).Total("packets", "validated")
-	back := false
-	for i := 0; i < 300 && !back; i++ {
-		payload := fmt.Sprintf("readmitted-%03d", i)
-		send(payload)
-		delivered := sniff.Wait(ctx, 200*time.Millisecond, func(fs []lab.Captured) bool {
-			for _, f := range fs {
-				if !f.Outgoing && bytes.Contains(f.Frame, []byte(payload)) {
-					return true
-				}
-			}
-			return false
-		})
-		back = delivered && counters(abr2).Total("packets", "validated") > validated0
-	}
-	if !back {
+	if !sendUntil("readmitted", func() bool { return counters(abr2).Total("packets", "validated") > validated0 }) {
 		t.Fatalf("after the restart, traffic is not validated again; abr1 %v abr2 %v", counters(abr1), counters(abr2))
 	}
 }

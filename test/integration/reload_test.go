@@ -1,13 +1,11 @@
 package integration
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -86,44 +84,8 @@ s0 = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 	write := func(text string) { must(os.WriteFile(path, []byte(text), 0o644)) }
 	write(fmt.Sprintf(base, "", "egress"))
 
-	cmd := exec.Command("ip", "netns", "exec", abr, bin, "-config", path)
-	stderr, err := cmd.StderrPipe()
-	must(err)
-	var stdout lockedBuffer
-	cmd.Stdout = &stdout
-	must(cmd.Start())
-	var log lockedBuffer
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		once := false
-		for sc.Scan() {
-			log.Write([]byte(sc.Text() + "\n"))
-			if !once && strings.Contains(sc.Text(), "ready") {
-				once = true
-				close(ready)
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("psavd:\n%s%s", log.String(), stdout.String())
-		}
-	})
-	select {
-	case <-ready:
-	case <-time.After(60 * time.Second):
-		t.Fatalf("psavd not ready:\n%s", log.String())
-	}
+	node := startPsavd(t, bin, abr, path, true)
+	log := node.log
 
 	sniff, err := lab.Sniff(h2, "eth0")
 	must(err)
@@ -189,19 +151,19 @@ s0 = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 
 	// 1. AS 65002 joins: the same traffic now leaves tagged.
 	write(fmt.Sprintf(base, member65002, "egress"))
-	must(cmd.Process.Signal(syscall.SIGHUP))
+	must(node.cmd.Process.Signal(syscall.SIGHUP))
 	waitFor("tagged traffic after reload", func() bool { return counter("packets", "tagged") >= 20 })
 
 	// 2. A broken file: refused, tagging goes on.
 	write(fmt.Sprintf(base, member65002, "egress") + "\nbogus = 1\n")
-	must(cmd.Process.Signal(syscall.SIGHUP))
+	must(node.cmd.Process.Signal(syscall.SIGHUP))
 	waitFor("the broken file to be refused", func() bool { return strings.Contains(log.String(), "bogus: unknown key") })
 	before := counter("packets", "tagged")
 	waitFor("tagging to go on after a refused reload", func() bool { return counter("packets", "tagged") >= before+20 })
 
 	// 3. A port change: refused, needs a restart.
 	write(fmt.Sprintf(base, member65002, "trust"))
-	must(cmd.Process.Signal(syscall.SIGHUP))
+	must(node.cmd.Process.Signal(syscall.SIGHUP))
 	waitFor("the port change to be refused", func() bool {
 		return strings.Contains(log.String(), "need a restart") && strings.Contains(log.String(), "[[port]]")
 	})

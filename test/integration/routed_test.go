@@ -1,19 +1,16 @@
 package integration
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -115,53 +112,7 @@ every = 1
 `, time.Now().Unix()/60-1, h2MAC, h1MAC, filepath.Join(dir, "drops"))
 	path := filepath.Join(dir, "routed.toml")
 	must(os.WriteFile(path, []byte(cfg), 0o644))
-	if out, err := exec.Command(bin, "check", "-config", path).CombinedOutput(); err != nil {
-		t.Fatalf("check: %v\n%s", err, out)
-	}
-	cmd := exec.Command("ip", "netns", "exec", abr, bin, "-config", path)
-	stderr, err := cmd.StderrPipe()
-	must(err)
-	// stdout is copied by exec's goroutine, stderr by ours, read by the test.
-	var log, stdout lockedBuffer
-	cmd.Stdout = &stdout
-	must(cmd.Start())
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("psavd output:\n%s%s", log.String(), stdout.String())
-		}
-	})
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		said := false
-		for sc.Scan() {
-			log.Write([]byte(sc.Text() + "\n"))
-			if !said && strings.Contains(sc.Text(), "ready") {
-				said = true
-				ready <- true
-			}
-		}
-		if !said {
-			ready <- false
-		}
-	}()
-	select {
-	case ok := <-ready:
-		if !ok {
-			t.Fatalf("psavd exited before ready:\n%s", log.String())
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatalf("psavd not ready:\n%s", log.String())
-	}
+	startPsavd(t, bin, abr, path, true)
 
 	at2, err := lab.Sniff(h2, "eth0")
 	must(err)
