@@ -23,7 +23,7 @@ func startOwn(t *testing.T, mod func(*ServerConfig)) (*Server, backend) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := ServerConfig{Addr: "127.0.0.1:0", Certificates: []tls.Certificate{pki.cert}, Zone: z}
+	cfg := ServerConfig{Addr: "127.0.0.1:0", Certificates: []tls.Certificate{pki.Cert}, Zone: z}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -39,7 +39,7 @@ func startOwn(t *testing.T, mod func(*ServerConfig)) (*Server, backend) {
 		time.Sleep(time.Millisecond)
 	}
 	// A TLS 1.2-only listener with the same certificate, for the version test.
-	ln12, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{pki.cert},
+	ln12, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{pki.Cert},
 		MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12})
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +86,7 @@ func TestOwnServer(t *testing.T) {
 
 func TestFirstQueryStallOwnServer(t *testing.T) {
 	_, b := startOwn(t, nil)
-	logStallTable(t, "own server", b.addr, b.pki.caPool)
+	logStallTable(t, "own server", b.addr, b.pki.CAPool)
 }
 
 func TestOwnServerIdleCloseRedial(t *testing.T) {
@@ -203,9 +203,9 @@ func TestOwnServerKdigDig(t *testing.T) {
 		bin  string
 		args []string
 	}{
-		{"kdig", []string{"@" + host, "-p", port, "+tls", "+tls-ca=" + b.pki.caFile, "+tls-hostname=" + testServerName,
+		{"kdig", []string{"@" + host, "-p", port, "+tls", "+tls-ca=" + b.pki.CAFile, "+tls-hostname=" + testServerName,
 			"+short", "1." + testZone, "AAAA"}},
-		{"dig", []string{"@" + host, "-p", port, "+tls", "+tls-ca=" + b.pki.caFile, "+tls-hostname=" + testServerName,
+		{"dig", []string{"@" + host, "-p", port, "+tls", "+tls-ca=" + b.pki.CAFile, "+tls-hostname=" + testServerName,
 			"+short", "1." + testZone, "A"}},
 	} {
 		t.Run(tool.bin, func(t *testing.T) {
@@ -324,7 +324,7 @@ func TestNoLeakyFallback(t *testing.T) {
 	dead := "127.0.0.1:" + strconv.Itoa(freePort(t)) // nothing listens: TLS dial refused
 	pki := newPKI(t, "", testServerName)
 	mk := func(fallback string) *Client {
-		c, err := NewClient(Config{Servers: []string{dead}, ServerName: testServerName, RootCAs: pki.caPool,
+		c, err := NewClient(Config{Servers: []string{dead}, ServerName: testServerName, RootCAs: pki.CAPool,
 			Fallback: fallback, FallbackServers: []string{pc.LocalAddr().String()}, DialTimeout: time.Second})
 		if err != nil {
 			t.Fatal(err)

@@ -104,5 +104,5 @@ func logStallTable(t *testing.T, title, addr string, pool *x509.CertPool) {
 // stall against BIND 9.18 and how the client variants fare. Run with -v.
 func TestFirstQueryStallBIND(t *testing.T) {
 	b := startBIND(t)
-	logStallTable(t, "BIND 9.18", b.tls13Addr, b.pki.caPool)
+	logStallTable(t, "BIND 9.18", b.TLSAddr, b.PKI.CAPool)
 }

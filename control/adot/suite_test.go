@@ -23,7 +23,7 @@ type backend struct {
 
 func (b backend) client(t *testing.T, mod func(*Config)) *Client {
 	t.Helper()
-	cfg := Config{Servers: []string{b.addr}, ServerName: testServerName, RootCAs: b.pki.caPool,
+	cfg := Config{Servers: []string{b.addr}, ServerName: testServerName, RootCAs: b.pki.CAPool,
 		DialTimeout: 5 * time.Second, HandshakeTimeout: 5 * time.Second, QueryTimeout: 5 * time.Second}
 	if mod != nil {
 		mod(&cfg)
@@ -97,7 +97,7 @@ func clientSuite(t *testing.T, b backend) {
 
 	t.Run("UnknownCAFailsClosed", func(t *testing.T) {
 		other := newPKI(t, "", testServerName)
-		c := b.client(t, func(c *Config) { c.RootCAs = other.caPool })
+		c := b.client(t, func(c *Config) { c.RootCAs = other.CAPool })
 		_, err := c.Lookup(ctx10(t), "0."+testZone, dns.TypeA)
 		var ue x509.UnknownAuthorityError
 		if CauseOf(err) != CauseTLS || !errors.As(err, &ue) {
@@ -110,7 +110,7 @@ func clientSuite(t *testing.T, b backend) {
 	})
 
 	t.Run("SPKIPinning", func(t *testing.T) {
-		good := b.client(t, func(c *Config) { c.SPKIPins = []string{SPKIHash(b.pki.leaf)} })
+		good := b.client(t, func(c *Config) { c.SPKIPins = []string{SPKIHash(b.pki.Leaf)} })
 		if _, err := good.Lookup(ctx10(t), "0."+testZone, dns.TypeA); err != nil {
 			t.Fatalf("right pin: %v", err)
 		}
@@ -170,7 +170,7 @@ func clientSuite(t *testing.T, b backend) {
 
 func TestBIND(t *testing.T) {
 	b := startBIND(t)
-	clientSuite(t, backend{addr: b.tls13Addr, tls12Addr: b.tls12Addr, pki: b.pki})
+	clientSuite(t, backend{addr: b.TLSAddr, tls12Addr: b.TLS12Addr, pki: b.PKI})
 }
 
 // TestBINDIdleClose: BIND is configured with tcp-idle-timeout 1 s
@@ -179,7 +179,7 @@ func TestBIND(t *testing.T) {
 // without a counted failure.
 func TestBINDIdleClose(t *testing.T) {
 	b := startBIND(t)
-	be := backend{addr: b.tls13Addr, pki: b.pki}
+	be := backend{addr: b.TLSAddr, pki: b.PKI}
 	c := be.client(t, func(c *Config) { c.MaxCacheEntries = -1 })
 	if _, err := c.Lookup(ctx10(t), "2."+testZone, dns.TypeA); err != nil {
 		t.Fatal(err)
