@@ -88,6 +88,11 @@ func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
 		}
 		defer node.Close()
 		if len(c.Ports) == 0 {
+			if c.Metrics != nil {
+				if err := metrics.Serve(ctx, c.Metrics.Listen, nil, acs.NewCollector(node)); err != nil {
+					return fmt.Errorf("%s: metrics.listen: %w", c.File, err)
+				}
+			}
 			log.Info("ready", zap.Uint32("asn", c.PSAV.ASN), zap.String("role", "acs"))
 			<-ctx.Done()
 			log.Info("stopped")
@@ -247,6 +252,9 @@ func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
 	}
 	if c.Metrics != nil {
 		others := []prometheus.Collector{metrics.NewRingCollector(rings)}
+		if node != nil {
+			others = append(others, acs.NewCollector(node))
+		}
 		if feed != nil {
 			others = append(others, abr.NewCollector(feed))
 		}

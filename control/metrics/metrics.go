@@ -122,7 +122,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 // listener is bound (or failed), so a caller can report readiness honestly.
 func Serve(ctx context.Context, addr string, c *Collector, others ...prometheus.Collector) error {
 	reg := prometheus.NewRegistry()
-	for _, col := range append([]prometheus.Collector{c}, others...) {
+	cols := others
+	if c != nil { // nil: a node without a data plane (an ACS only)
+		cols = append([]prometheus.Collector{c}, others...)
+	}
+	for _, col := range cols {
 		if err := reg.Register(col); err != nil {
 			return err
 		}

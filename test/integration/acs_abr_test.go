@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -156,6 +157,12 @@ listen = "127.0.0.1:9100"
 		if !f.Outgoing && bytes.Contains(f.Frame, []byte("negotiated-")) && f.Frame[14] != 0x45 {
 			t.Fatalf("a delivered packet still carries IP options (the tag?): %x", f.Frame[14:40])
 		}
+	}
+
+	// The ACS's own view is in the same /metrics.
+	if m := rawMetrics(t, abr1, "127.0.0.1:9100"); !strings.Contains(m, `psavd_acs_peer_up{peer="65002",state="up"} 1`) ||
+		!strings.Contains(m, `psavd_acs_events_total{event="established"}`) {
+		t.Errorf("ACS metrics missing or peer not up:\n%s", m)
 	}
 
 	// Key changes at epoch boundaries lose nothing: a steady stream over four

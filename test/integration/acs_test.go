@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -21,6 +22,7 @@ import (
 	"github.com/psavd/psavd/control/acspb"
 	"github.com/psavd/psavd/control/membership"
 	"github.com/psavd/psavd/control/pair"
+	"github.com/psavd/psavd/internal/netlab"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 )
@@ -292,6 +294,30 @@ func startPsavd(t *testing.T, bin, ns, cfgFile string, waitReady bool) *psavdPro
 		}
 	}
 	return p
+}
+
+// rawMetrics fetches psavd's Prometheus text from inside namespace ns. The
+// connection is dialled inside the namespace: an http.Transport would dial
+// from another goroutine, on a thread outside it.
+func rawMetrics(t *testing.T, ns, addr string) string {
+	t.Helper()
+	var body []byte
+	err := netlab.Do(ns, func() error {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if _, err := io.WriteString(c, "GET /metrics HTTP/1.0\r\nHost: "+addr+"\r\n\r\n"); err != nil {
+			return err
+		}
+		body, err = io.ReadAll(c)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
 }
 
 // freePorts reserves n loopback TCP ports (closed again before use: a small

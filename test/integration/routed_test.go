@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -189,23 +188,9 @@ every = 1
 	}
 
 	// The sockets' own counters are exported too.
-	var body []byte
-	// (Dialled inside the namespace here: an http.Transport would dial from
-	// another goroutine, on a thread outside it.)
-	must(netlab.Do(abr, func() error {
-		c, err := net.DialTimeout("tcp", "127.0.0.1:9100", 5*time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		if _, err := io.WriteString(c, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"); err != nil {
-			return err
-		}
-		body, err = io.ReadAll(c)
-		return err
-	}))
-	if !regexp.MustCompile(`psavd_xdp_socket_total\{counter="rx_packets",port="inside",queue="0"\} [1-9]`).Match(body) ||
-		!strings.Contains(string(body), `counter="rx_fill_ring_empty_descs"`) {
+	body := rawMetrics(t, abr, "127.0.0.1:9100")
+	if !regexp.MustCompile(`psavd_xdp_socket_total\{counter="rx_packets",port="inside",queue="0"\} [1-9]`).MatchString(body) ||
+		!strings.Contains(body, `counter="rx_fill_ring_empty_descs"`) {
 		t.Errorf("AF_XDP socket counters missing from /metrics:\n%s", body)
 	}
 
