@@ -132,40 +132,5 @@ func (g *Guard) Serve(ctx context.Context, conn *net.UDPConn) error {
 	if tick <= 0 {
 		tick = mapserver.DefaultTickInterval
 	}
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		t := time.NewTicker(tick)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				_ = conn.SetReadDeadline(time.Now()) // unblock the reader
-				return
-			case <-done:
-				return
-			case <-t.C:
-				for _, o := range g.Server.Tick(now()) {
-					_, _ = conn.WriteToUDPAddrPort(o.Data, o.To)
-				}
-			}
-		}
-	}()
-	buf := make([]byte, 65536)
-	for {
-		n, from, err := conn.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return err
-		}
-		for _, o := range g.Handle(buf[:n], from, now()) {
-			_, _ = conn.WriteToUDPAddrPort(o.Data, o.To)
-		}
-	}
+	return mapserver.ServeUDP(ctx, conn, g.Handle, g.Server.Tick, tick, now)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"time"
 )
 
@@ -11,10 +12,20 @@ import (
 // replies, and runs Tick every Config.TickInterval, until ctx is done (it
 // then returns nil) or reading fails. conn is not closed.
 func (s *Server) Serve(ctx context.Context, conn *net.UDPConn) error {
+	return ServeUDP(ctx, conn, s.Handle, s.Tick, s.cfg.TickInterval, s.cfg.Now)
+}
+
+// ServeUDP is the socket loop of a Map-Server, shared by Server.Serve and
+// wrappers around Handle (such as LISP-Decent's ownership guard): datagrams
+// from conn go to handle, its replies are sent, and tick runs every
+// interval, until ctx is done (then it returns nil) or reading fails. conn
+// is not closed.
+func ServeUDP(ctx context.Context, conn *net.UDPConn, handle func(pkt []byte, from netip.AddrPort, now time.Time) []Outgoing,
+	tick func(now time.Time) []Outgoing, interval time.Duration, now func() time.Time) error {
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
-		t := time.NewTicker(s.cfg.TickInterval)
+		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
 			select {
@@ -24,7 +35,7 @@ func (s *Server) Serve(ctx context.Context, conn *net.UDPConn) error {
 			case <-done:
 				return
 			case <-t.C:
-				for _, o := range s.Tick(s.cfg.Now()) {
+				for _, o := range tick(now()) {
 					_, _ = conn.WriteToUDPAddrPort(o.Data, o.To)
 				}
 			}
@@ -43,7 +54,7 @@ func (s *Server) Serve(ctx context.Context, conn *net.UDPConn) error {
 			}
 			return err
 		}
-		for _, o := range s.Handle(buf[:n], from, s.cfg.Now()) {
+		for _, o := range handle(buf[:n], from, now()) {
 			_, _ = conn.WriteToUDPAddrPort(o.Data, o.To)
 		}
 	}
