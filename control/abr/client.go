@@ -3,7 +3,6 @@ package abr
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -183,26 +182,9 @@ func TLSConfig(id pair.Identity, acsASN uint32) (*tls.Config, error) {
 	roots, now := id.CA, id.Time
 	c.InsecureSkipVerify = true // host names are not identities here; VerifyConnection checks the chain
 	c.VerifyConnection = func(cs tls.ConnectionState) error {
-		if len(cs.PeerCertificates) == 0 {
-			return errors.New("abr: ACS sent no certificate")
-		}
-		opts := x509.VerifyOptions{
-			Roots:         roots,
-			Intermediates: x509.NewCertPool(),
-			KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		}
-		if now != nil {
-			opts.CurrentTime = now()
-		}
-		for _, ic := range cs.PeerCertificates[1:] {
-			opts.Intermediates.AddCert(ic)
-		}
-		if _, err := cs.PeerCertificates[0].Verify(opts); err != nil {
-			return fmt.Errorf("abr: ACS certificate: %w", err)
-		}
-		asn, err := pair.CertASN(cs.PeerCertificates[0])
+		asn, err := pair.VerifyServerChain(cs, roots, now)
 		if err != nil {
-			return err
+			return fmt.Errorf("abr: ACS: %w", err)
 		}
 		if asn != acsASN {
 			return &pair.ASNMismatchError{Want: acsASN, Got: asn}

@@ -152,24 +152,7 @@ func ClientConfig(id Identity, peerASN uint32) (*tls.Config, error) {
 	c.InsecureSkipVerify = true // replaced by VerifyConnection below
 	roots, now, local := id.CA, id.Time, id.ASN
 	c.VerifyConnection = func(cs tls.ConnectionState) error {
-		if len(cs.PeerCertificates) == 0 {
-			return errors.New("pair: server sent no certificate")
-		}
-		opts := x509.VerifyOptions{
-			Roots:         roots,
-			Intermediates: x509.NewCertPool(),
-			KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		}
-		if now != nil {
-			opts.CurrentTime = now()
-		}
-		for _, ic := range cs.PeerCertificates[1:] {
-			opts.Intermediates.AddCert(ic)
-		}
-		if _, err := cs.PeerCertificates[0].Verify(opts); err != nil {
-			return fmt.Errorf("pair: server certificate: %w", err)
-		}
-		asn, err := CertASN(cs.PeerCertificates[0])
+		asn, err := VerifyServerChain(cs, roots, now)
 		if err != nil {
 			return err
 		}
@@ -182,6 +165,31 @@ func ClientConfig(id Identity, peerASN uint32) (*tls.Config, error) {
 		return nil
 	}
 	return c, nil
+}
+
+// VerifyServerChain verifies a server's certificate chain against roots
+// (with the ServerAuth usage, at now() if now is set) and returns the AS its
+// leaf names. It is what replaces Go's host-name check wherever peers are
+// identified by AS (ClientConfig, the ABR's feed client).
+func VerifyServerChain(cs tls.ConnectionState, roots *x509.CertPool, now func() time.Time) (uint32, error) {
+	if len(cs.PeerCertificates) == 0 {
+		return 0, errors.New("pair: server sent no certificate")
+	}
+	opts := x509.VerifyOptions{
+		Roots:         roots,
+		Intermediates: x509.NewCertPool(),
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	if now != nil {
+		opts.CurrentTime = now()
+	}
+	for _, ic := range cs.PeerCertificates[1:] {
+		opts.Intermediates.AddCert(ic)
+	}
+	if _, err := cs.PeerCertificates[0].Verify(opts); err != nil {
+		return 0, fmt.Errorf("pair: server certificate: %w", err)
+	}
+	return CertASN(cs.PeerCertificates[0])
 }
 
 // PeerASN returns the AS named by the peer's (verified) leaf certificate.
