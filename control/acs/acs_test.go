@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -200,13 +201,22 @@ func pairAgrees(t *testing.T, a, b *Node) {
 		if !okA || !okB {
 			t.Fatalf("AS%d–AS%d: keys missing (%v %v)", a.cfg.ASN, b.cfg.ASN, okA, okB)
 		}
-		checkKeys(t, a.cfg.ASN, b.cfg.ASN, e0, ka, kb)
+		if missing := checkKeys(t, a.cfg.ASN, b.cfg.ASN, e0, ka, kb); missing != "" {
+			// One side lacks an epoch of the window: the pair flapped and
+			// re-keyed between the Status and the Keys reads in a way gen()
+			// does not see. Like any other race, retried, never judged.
+			last = missing
+			continue
+		}
 		return
 	}
 	t.Fatalf("AS%d–AS%d: %s", a.cfg.ASN, b.cfg.ASN, last)
 }
 
-func checkKeys(t *testing.T, x, y uint32, e0 int64, ka, kb engine.PeerKeys) {
+// checkKeys fails the test if the two sides' keys differ or a tag made with
+// one does not validate with the other; it returns a description instead
+// when a key of the window is missing on a side (see pairAgrees).
+func checkKeys(t *testing.T, x, y uint32, e0 int64, ka, kb engine.PeerKeys) (missing string) {
 	t.Helper()
 	src := netip.MustParseAddr("192.0.2.1").As16()
 	dst := netip.MustParseAddr("2001:db8::1").As16()
@@ -214,7 +224,7 @@ func checkKeys(t *testing.T, x, y uint32, e0 int64, ka, kb engine.PeerKeys) {
 		a0, a1, ok1 := ka.Key(e)
 		b0, b1, ok2 := kb.Key(e)
 		if !ok1 || !ok2 {
-			t.Fatalf("AS%d–AS%d epoch %d: key missing", x, y, e)
+			return fmt.Sprintf("AS%d–AS%d epoch %d: key missing (%v %v)", x, y, e, ok1, ok2)
 		}
 		if a0 != b0 || a1 != b1 {
 			t.Fatalf("AS%d–AS%d epoch %d: keys differ", x, y, e)
@@ -227,6 +237,7 @@ func checkKeys(t *testing.T, x, y uint32, e0 int64, ka, kb engine.PeerKeys) {
 			t.Fatalf("tag does not validate")
 		}
 	}
+	return ""
 }
 
 func TestTwoNodes(t *testing.T) {
