@@ -304,31 +304,47 @@ func (c *Client) Lookup(ctx context.Context, name string, qtype uint16) ([]netip
 
 // LookupInfo is Lookup that also reports how the answer was obtained.
 func (c *Client) LookupInfo(ctx context.Context, name string, qtype uint16) ([]netip.Addr, Info, error) {
+	a, _, info, err := c.lookup(ctx, name, qtype)
+	return a, info, err
+}
+
+// LookupTTL is Lookup that also returns how long the answer stays valid:
+// the remaining lifetime of the cached answer, i.e. the answer's TTL (the
+// RRset's minimum, or the SOA's negative TTL for NODATA) clamped to
+// [MinTTL, MaxTTL] and counted down since it was received. Callers that keep
+// the addresses should ask again after it. With the cache disabled it is
+// the clamped TTL of the fresh answer.
+func (c *Client) LookupTTL(ctx context.Context, name string, qtype uint16) ([]netip.Addr, time.Duration, error) {
+	a, ttl, _, err := c.lookup(ctx, name, qtype)
+	return a, ttl, err
+}
+
+func (c *Client) lookup(ctx context.Context, name string, qtype uint16) ([]netip.Addr, time.Duration, Info, error) {
 	if qtype != dns.TypeA && qtype != dns.TypeAAAA {
-		return nil, Info{}, fmt.Errorf("adot: Lookup supports A and AAAA, not %s", dns.TypeToString[qtype])
+		return nil, 0, Info{}, fmt.Errorf("adot: Lookup supports A and AAAA, not %s", dns.TypeToString[qtype])
 	}
 	name = dns.CanonicalName(name)
 	if _, ok := dns.IsDomainName(name); !ok {
-		return nil, Info{}, fmt.Errorf("adot: invalid name %q", name)
+		return nil, 0, Info{}, fmt.Errorf("adot: invalid name %q", name)
 	}
 	key := cacheKey{name, qtype}
-	if addrs, ok := c.cacheGet(key); ok {
+	if addrs, left, ok := c.cacheGet(key); ok {
 		c.metrics.CacheHits.Add(1)
-		return addrs, Info{Cached: true}, nil
+		return addrs, left, Info{Cached: true}, nil
 	}
 	m := new(dns.Msg)
 	m.SetQuestion(name, qtype)
 	m.RecursionDesired = c.cfg.RecursionDesired
 	resp, info, err := c.Exchange(ctx, m)
 	if err != nil {
-		return nil, info, err
+		return nil, 0, info, err
 	}
 	switch resp.Rcode {
 	case dns.RcodeSuccess:
 	case dns.RcodeNameError:
-		return nil, info, &Error{Cause: CauseNXDomain, Server: info.Server, Name: name}
+		return nil, 0, info, &Error{Cause: CauseNXDomain, Server: info.Server, Name: name}
 	default:
-		return nil, info, &Error{Cause: CauseProtocol, Server: info.Server, Name: name,
+		return nil, 0, info, &Error{Cause: CauseProtocol, Server: info.Server, Name: name,
 			Err: fmt.Errorf("rcode %s", dns.RcodeToString[resp.Rcode])}
 	}
 	var addrs []netip.Addr
@@ -358,32 +374,40 @@ func (c *Client) LookupInfo(ctx context.Context, name string, qtype uint16) ([]n
 			}
 		}
 	}
-	c.cachePut(key, addrs, time.Duration(ttl)*time.Second)
-	return addrs, info, nil
+	life := c.clampTTL(time.Duration(ttl) * time.Second)
+	c.cachePut(key, addrs, life)
+	return addrs, life, info, nil
 }
 
-func (c *Client) cacheGet(k cacheKey) ([]netip.Addr, bool) {
+// cacheGet returns a cached answer and its remaining lifetime.
+func (c *Client) cacheGet(k cacheKey) ([]netip.Addr, time.Duration, bool) {
 	if c.cfg.MaxCacheEntries < 0 {
-		return nil, false
+		return nil, 0, false
 	}
 	c.cacheMu.Lock()
 	defer c.cacheMu.Unlock()
 	e, ok := c.cache[k]
 	if !ok {
-		return nil, false
+		return nil, 0, false
 	}
-	if time.Now().After(e.expires) {
+	left := time.Until(e.expires)
+	if left <= 0 {
 		delete(c.cache, k)
-		return nil, false
+		return nil, 0, false
 	}
-	return append([]netip.Addr(nil), e.addrs...), true
+	return append([]netip.Addr(nil), e.addrs...), left, true
 }
 
+// clampTTL bounds an answer's TTL to [MinTTL, MaxTTL].
+func (c *Client) clampTTL(ttl time.Duration) time.Duration {
+	return max(c.cfg.MinTTL, min(c.cfg.MaxTTL, ttl))
+}
+
+// cachePut stores an answer for ttl (already clamped).
 func (c *Client) cachePut(k cacheKey, addrs []netip.Addr, ttl time.Duration) {
 	if c.cfg.MaxCacheEntries < 0 {
 		return
 	}
-	ttl = max(c.cfg.MinTTL, min(c.cfg.MaxTTL, ttl))
 	now := time.Now()
 	c.cacheMu.Lock()
 	defer c.cacheMu.Unlock()

@@ -1,0 +1,93 @@
+package adot
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Collector exports one Metrics (a Client's or a Server's) to Prometheus,
+// read at scrape time from the lock-free counters. Every series carries a
+// constant label role ("client" or "server"), so a node running both
+// registers two collectors under the same names.
+type Collector struct {
+	m    *Metrics
+	role string
+
+	handshakes, resumptions, handshakeErr, queries, cacheHits, staleRetries,
+	plaintext, openConns, rejected, failures, rtt *prometheus.Desc
+}
+
+// Roles of a Collector.
+const (
+	RoleClient = "client"
+	RoleServer = "server"
+)
+
+// NewCollector returns a collector for m; role is RoleClient or RoleServer.
+func NewCollector(m *Metrics, role string) *Collector {
+	l := prometheus.Labels{"role": role}
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("psavd_adot_"+name, help, labels, l)
+	}
+	return &Collector{m: m, role: role,
+		handshakes:   d("handshakes_total", "Completed DoT TLS handshakes (full or resumed)."),
+		resumptions:  d("resumptions_total", "DoT TLS handshakes that resumed a session."),
+		handshakeErr: d("handshake_failures_total", "Failed DoT TLS handshakes."),
+		queries:      d("queries_total", "DNS queries answered over a connection (client: sent and answered; server: answered)."),
+		cacheHits:    d("cache_hits_total", "Client look-ups answered from the TTL cache."),
+		staleRetries: d("stale_retries_total", "Client queries retried on a fresh connection after the server closed an idle one."),
+		plaintext:    d("plaintext_queries_total", "Client queries sent in clear text (only with fallback = \"plaintext\")."),
+		openConns:    d("open_connections", "DoT connections currently open."),
+		rejected:     d("rejected_connections_total", "Server connections refused by a limit (total or per client)."),
+		failures:     d("failures_total", "Failures by cause (refused, tls, timeout, servfail, nxdomain, network, protocol).", "cause"),
+		rtt:          d("query_rtt_seconds", "Query round-trip time (client: query written to answer read; server: query read to answer written)."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.handshakes, c.resumptions, c.handshakeErr, c.queries, c.cacheHits,
+		c.staleRetries, c.plaintext, c.openConns, c.rejected, c.failures, c.rtt} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	m := c.m
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	counter(c.handshakes, m.Handshakes.Load())
+	counter(c.resumptions, m.Resumptions.Load())
+	counter(c.handshakeErr, m.HandshakeErr.Load())
+	counter(c.queries, m.Queries.Load())
+	if c.role != RoleServer {
+		counter(c.cacheHits, m.CacheHits.Load())
+		counter(c.staleRetries, m.StaleRetries.Load())
+		counter(c.plaintext, m.Plaintext.Load())
+	} else {
+		counter(c.rejected, m.Rejected.Load())
+	}
+	ch <- prometheus.MustNewConstMetric(c.openConns, prometheus.GaugeValue, float64(m.OpenConns.Load()))
+	for cause := CauseNone + 1; cause < numCauses; cause++ {
+		counter(c.failures, m.Failures[cause].Load(), cause.String())
+	}
+	ch <- c.histogram()
+}
+
+// histogram turns the fixed, non-cumulative buckets into a Prometheus
+// histogram (cumulative counts by upper bound in seconds). The buckets are
+// read one by one while queries go on, so count is taken as the sum of
+// the buckets read, keeping the +Inf bucket equal to it.
+func (c *Collector) histogram() prometheus.Metric {
+	h := &c.m.RTT
+	sum := float64(h.SumNS.Load()) / 1e9
+	buckets := make(map[float64]uint64, len(RTTBuckets))
+	var cum uint64
+	for i, ub := range RTTBuckets {
+		cum += h.Buckets[i].Load()
+		buckets[ub.Seconds()] = cum
+	}
+	cum += h.Buckets[len(RTTBuckets)].Load()
+	return prometheus.MustNewConstHistogram(c.rtt, cum, sum, buckets)
+}
