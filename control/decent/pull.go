@@ -36,14 +36,18 @@ type Resolver interface {
 }
 
 // TTLResolver is an optional extension of Resolver that also reports the
-// TTL of the answer. When the Resolver implements it, a name is cached for
-// min(TTL, Refresh); otherwise (e.g. *adot.Client, whose LookupInfo does not
-// expose TTLs) for Refresh.
+// TTL of the answer (*adot.Client does: the remaining lifetime of its
+// cached answer). When the Resolver implements it, a name is re-resolved
+// when its TTL runs out and at least every Refresh (DESIGN §3.4);
+// otherwise every Refresh.
 type TTLResolver interface {
 	LookupTTL(ctx context.Context, name string, qtype uint16) ([]netip.Addr, time.Duration, error)
 }
 
-var _ Resolver = (*adot.Client)(nil)
+var (
+	_ Resolver    = (*adot.Client)(nil)
+	_ TTLResolver = (*adot.Client)(nil)
+)
 
 // PullConfig is the pull-mode configuration. Mode, Mask, Modulus, Suffix
 // must be the same on every member of the mapping system.

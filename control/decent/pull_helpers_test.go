@@ -52,7 +52,9 @@ func buildZone(t testing.TB, spec zoneSpec) *adot.Zone {
 	for i, rrs := range spec {
 		m[fmt.Sprint(i)] = rrs
 	}
-	z, err := adot.ZoneFromMap(testSuffix+".", 1, m)
+	// TTL 1 h: with the clock injected into Pull, Refresh (≤ 30 s), not the
+	// TTL, decides when a name is re-resolved (pull_ttl_test.go tests TTLs).
+	z, err := adot.ZoneFromMap(testSuffix+".", 3600, m)
 	if err != nil {
 		t.Fatal(err)
 	}
