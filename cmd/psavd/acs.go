@@ -35,6 +35,16 @@ func startACS(ctx context.Context, c *config.Config, log *zap.Logger) (*acs.Node
 			anchors[cm.ASCN] = append(anchors[cm.ASCN], k)
 		}
 	}
+	var communities []membership.Community
+	for _, cm := range a.Communities {
+		if cm.ASCN != 0 {
+			communities = append(communities, membership.Community{ASCN: cm.ASCN, Parent: cm.Parent, Border: cm.Border, ParentPeer: cm.ParentPeer})
+		}
+	}
+	tree, err := membership.NewTree(communities)
+	if err != nil {
+		return nil, fmt.Errorf("%s: acs.community: %w", c.File, err)
+	}
 	policy, err := membership.NewPolicy(anchors)
 	if err != nil {
 		return nil, fmt.Errorf("%s: acs.community: %w", c.File, err)
@@ -72,7 +82,7 @@ func startACS(ctx context.Context, c *config.Config, log *zap.Logger) (*acs.Node
 		ASN: c.PSAV.ASN, Identity: id, Listen: a.Listen, Peers: peers,
 		Heartbeat: hb, DeadAfter: a.DeadAfter,
 		T0: c.PSAV.T0, Period: uint32(c.PSAV.EpochSeconds),
-		Membership: set, MembershipPolicy: policy,
+		Membership: set, MembershipPolicy: policy, Tree: tree,
 		Logger: log.Named("acs"),
 	})
 	if err != nil {

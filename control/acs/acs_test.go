@@ -437,11 +437,17 @@ func TestDeadPeer(t *testing.T) {
 // record builds a signed, endorsed membership record of asn.
 func (l *lab) record(kind membership.Kind, asn uint32, ver uint64, prefixes ...string) []byte {
 	l.t.Helper()
+	return l.recordIn(0, l.comm, kind, asn, ver, prefixes...)
+}
+
+// recordIn is a record of an AS in community ascn, endorsed by comm.
+func (l *lab) recordIn(ascn uint32, comm membership.Signer, kind membership.Kind, asn uint32, ver uint64, prefixes ...string) []byte {
+	l.t.Helper()
 	as, err := membership.NewEd25519SignerFromSeed(bytes.Repeat([]byte{byte(asn)}, 32))
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	r := membership.Record{Kind: kind, ASN: asn, Version: ver, Key: as.Public()}
+	r := membership.Record{Kind: kind, ASN: asn, ASCN: ascn, Version: ver, Key: as.Public()}
 	for _, p := range prefixes {
 		r.Prefixes = append(r.Prefixes, netip.MustParsePrefix(p))
 	}
@@ -452,7 +458,7 @@ func (l *lab) record(kind membership.Kind, asn uint32, ver uint64, prefixes ...s
 	if err := r.Sign(as); err != nil {
 		l.t.Fatal(err)
 	}
-	if err := r.Endorse(l.comm); err != nil {
+	if err := r.Endorse(comm); err != nil {
 		l.t.Fatal(err)
 	}
 	b, err := r.Encode()

@@ -10,17 +10,22 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/psavd/psavd/control/acspb"
+	"github.com/psavd/psavd/control/membership"
 	"github.com/psavd/psavd/engine"
 )
 
 // Tables builds the snapshot pushed to this AS's ABRs at time now: the
-// members and their prefixes from the membership set, and the keys of every
-// live pair for epochs e−1 … e+2 (keys only, never states). Flat alliance:
-// a member's tag and validate peer is the member itself when a pair with
-// it is up, otherwise −1. The local AS is always a member, even before its
-// own record is known.
+// members and their prefixes from the membership set, the keys of every
+// live pair for epochs e−1 … e+2 (keys only, never states), and the PSAV
+// hops of DESIGN §2.6 from the community tree: a member's tag and validate
+// peer is the neighbour on the tree path toward it (the member itself in
+// the flat alliance or inside one community), −1 while the pair with that
+// neighbour is not up; a border or parent peer also gets the replace
+// entries of the paths that cross it. The local AS is always a member,
+// even before its own record is known.
 func (n *Node) Tables(now time.Time) *acspb.Tables {
 	recs := n.set.Records()
+	hops := n.hops(recs)
 	n.mu.Lock()
 	t := &acspb.Tables{
 		Version: n.version, T0: n.cfg.T0, PeriodSeconds: int64(n.cfg.Period), LocalAsn: n.cfg.ASN,
@@ -54,12 +59,18 @@ func (n *Node) Tables(now time.Time) *acspb.Tables {
 		idx[asns[i]] = int32(len(t.Peers))
 		t.Peers = append(t.Peers, m)
 	}
-	local := false
-	for _, r := range recs {
-		mm := &acspb.Member{Asn: r.ASN, Local: r.ASN == n.cfg.ASN, TagPeer: -1, ValidatePeer: -1}
-		if i, ok := idx[r.ASN]; ok {
-			mm.TagPeer, mm.ValidatePeer = i, i
+	peerOf := func(asn uint32, ok bool) int32 {
+		if i, up := idx[asn]; ok && up {
+			return i
 		}
+		return -1
+	}
+	local := false
+	memberIdx := make(map[uint32]uint32, len(recs)+1)
+	for _, r := range recs {
+		next, ok := hops.Next[r.ASN]
+		p := peerOf(next, ok)
+		mm := &acspb.Member{Asn: r.ASN, Local: r.ASN == n.cfg.ASN, TagPeer: p, ValidatePeer: p}
 		local = local || mm.Local
 		for _, p := range r.Prefixes {
 			a := p.Addr()
@@ -73,12 +84,70 @@ func (n *Node) Tables(now time.Time) *acspb.Tables {
 			}
 			mm.Prefixes = append(mm.Prefixes, &acspb.Prefix{Addr: raw, Bits: uint32(p.Bits())})
 		}
+		memberIdx[r.ASN] = uint32(len(t.Members))
 		t.Members = append(t.Members, mm)
 	}
 	if !local {
 		t.Members = append(t.Members, &acspb.Member{Asn: n.cfg.ASN, Local: true, TagPeer: -1, ValidatePeer: -1})
 	}
+	for _, e := range hops.replace {
+		si, ok1 := memberIdx[e.src]
+		di, ok2 := memberIdx[e.dst]
+		if !ok1 || !ok2 {
+			continue
+		}
+		// An out peer whose pair is down is −1, which the engine reads as
+		// "strip": the packet then leaves untagged and the next hop drops
+		// it (no-tag). An in peer that is down drops it here (no-key).
+		t.Replace = append(t.Replace, &acspb.Replace{SrcMember: si, DstMember: di,
+			InPeer: peerOf(e.in, true), OutPeer: peerOf(e.out, true)})
+	}
 	return t
+}
+
+// treeHops is the tree's verdict for one membership set, kept until the
+// set changes: replace entries cost O(members²) at a border.
+type treeHops struct {
+	digest  [32]byte
+	Next    map[uint32]uint32
+	replace []replaceHop // sorted by (src, dst): snapshots are deterministic
+}
+
+type replaceHop struct{ src, dst, in, out uint32 }
+
+// hops returns the tree's hops for the held membership, recomputed only
+// when the membership digest changes.
+func (n *Node) hops(recs []membership.Record) *treeHops {
+	d := n.set.Digest()
+	n.hopsMu.Lock()
+	defer n.hopsMu.Unlock()
+	if n.hopsCache != nil && n.hopsCache.digest == d {
+		return n.hopsCache
+	}
+	ascn := make(map[uint32]uint32, len(recs)+1)
+	members := make([]uint32, 0, len(recs)+1)
+	for _, r := range recs {
+		ascn[r.ASN] = r.ASCN
+		members = append(members, r.ASN)
+	}
+	if _, ok := ascn[n.cfg.ASN]; !ok && len(n.cfg.Tree.Communities()) == 0 {
+		// Flat alliance: the local AS is in community 0 even before its
+		// own record is known.
+		ascn[n.cfg.ASN] = 0
+		members = append(members, n.cfg.ASN)
+	}
+	of := func(asn uint32) (uint32, bool) { c, ok := ascn[asn]; return c, ok }
+	h := n.cfg.Tree.HopsFor(n.cfg.ASN, members, of)
+	th := &treeHops{digest: d, Next: h.Next}
+	for k, v := range h.Replace {
+		th.replace = append(th.replace, replaceHop{src: k[0], dst: k[1], in: v[0], out: v[1]})
+	}
+	sort.Slice(th.replace, func(i, j int) bool {
+		a, b := th.replace[i], th.replace[j]
+		return a.src < b.src || a.src == b.src && a.dst < b.dst
+	})
+	n.hopsCache = th
+	return th
 }
 
 // Feed streams snapshots to an ABR of this AS: one at once, then one on

@@ -63,6 +63,11 @@ type Config struct {
 	MembershipDir    string
 	MembershipPolicy *membership.Policy
 
+	// Tree is the community hierarchy (DESIGN §2.6) from which the tables
+	// of this AS's ABRs are computed; nil: the flat alliance (every member
+	// in community 0).
+	Tree *membership.Tree
+
 	Logger *zap.Logger      // default: no-op
 	Now    func() time.Time // default time.Now
 
@@ -134,6 +139,9 @@ type Node struct {
 	wg     sync.WaitGroup
 
 	c counters
+
+	hopsMu    sync.Mutex
+	hopsCache *treeHops
 
 	// pauseHB stops sending heartbeats (tests: a peer that is alive on TCP
 	// but silent, to see a ForcedExit arrive).

@@ -1,0 +1,71 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// acsOnly is an ACS-only node of AS 65002 with the given [[acs.community]]
+// sections; the files it names exist.
+func acsOnly(t *testing.T, communities string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range []string{"acs.pem", "acs.key", "ca.pem"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return fmt.Sprintf(`
+[psav]
+asn = 65002
+[acs]
+listen = "127.0.0.1:7443"
+cert = %q
+key = %q
+ca = %q
+membership_dir = %q
+%s`, filepath.Join(dir, "acs.pem"), filepath.Join(dir, "acs.key"), filepath.Join(dir, "ca.pem"), dir, communities)
+}
+
+const key0 = `keys = ["ed25519:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="]`
+
+func TestACSCommunityTree(t *testing.T) {
+	// The PSAV draft's Figure 1: community 1 under the root, AS 65002 its
+	// border, AS 65003 the parent peer.
+	good := acsOnly(t, "[[acs.community]]\nascn = 0\n"+key0+"\n[[acs.community]]\nascn = 1\nparent = 0\nborder = 65002\nparent_peer = 65003\n"+key0+"\n")
+	c, err := Parse("tree.toml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cm := c.ACS.Communities[1]; cm.Border != 65002 || cm.ParentPeer != 65003 {
+		t.Fatalf("%+v", cm)
+	}
+	for _, bad := range []struct{ name, communities, key, reason string }{
+		{"root with parent", "[[acs.community]]\nascn = 0\nborder = 1\nparent_peer = 2\n" + key0, "acs.community[0].ascn", "root"},
+		{"no border", "[[acs.community]]\nascn = 0\n" + key0 + "\n[[acs.community]]\nascn = 1\nparent_peer = 65003\n" + key0, "acs.community[1].border", "missing"},
+		{"no parent peer", "[[acs.community]]\nascn = 0\n" + key0 + "\n[[acs.community]]\nascn = 1\nborder = 65002\n" + key0, "acs.community[1].parent_peer", "missing"},
+		{"parent unknown", "[[acs.community]]\nascn = 1\nparent = 9\nborder = 65002\nparent_peer = 65003\n" + key0, "acs.community[0].parent", "not configured"},
+		{"twice", "[[acs.community]]\nascn = 0\n" + key0 + "\n[[acs.community]]\nascn = 0\n" + key0, "acs.community[1].ascn", "twice"},
+		{"cycle", "[[acs.community]]\nascn = 1\nparent = 2\nborder = 1\nparent_peer = 2\n" + key0 + "\n[[acs.community]]\nascn = 2\nparent = 1\nborder = 3\nparent_peer = 4\n" + key0, "acs.community", "cycle"},
+		{"same AS", "[[acs.community]]\nascn = 0\n" + key0 + "\n[[acs.community]]\nascn = 1\nborder = 5\nparent_peer = 5\n" + key0, "acs.community", "same AS"},
+	} {
+		_, err := Parse("tree.toml", []byte(acsOnly(t, bad.communities)))
+		var ps Problems
+		if !errors.As(err, &ps) {
+			t.Fatalf("%s: want Problems, got %v", bad.name, err)
+		}
+		found := false
+		for _, p := range ps {
+			if p.File == "tree.toml" && strings.HasPrefix(p.Key, bad.key) && strings.Contains(p.String(), bad.reason) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%s: no problem %q / %q in:\n%v", bad.name, bad.key, bad.reason, err)
+		}
+	}
+}
