@@ -112,6 +112,14 @@ type ACS struct {
 type ACSCommunity struct {
 	ASCN uint32   `toml:"ascn"` // 0: the top-level (flat) alliance
 	Keys []string `toml:"keys"` // "ed25519:<base64>" or "ecdsa-p256:<base64>"
+
+	// The community tree (DESIGN §2.6), for ascn ≠ 0: the parent community
+	// and the key between the two: border (an AS of this community) and
+	// parent_peer (an AS of the parent). Every ACS must be given the same
+	// tree.
+	Parent     uint32 `toml:"parent"`
+	Border     uint32 `toml:"border"`
+	ParentPeer uint32 `toml:"parent_peer"`
 }
 
 // ACSPeer is [[acs.peer]].
@@ -605,14 +613,52 @@ func (c *Config) check() Problems {
 		if len(a.Communities) == 0 {
 			k.add("acs.community", "missing: at least one [[acs.community]] with the keys that endorse membership records")
 		}
+		seen := map[uint32]bool{}
+		for _, cm := range a.Communities {
+			seen[cm.ASCN] = true
+		}
+		var tree []membership.Community
+		treeOK := true
 		for i, cm := range a.Communities {
 			if len(cm.Keys) == 0 {
 				k.add(fmt.Sprintf("acs.community[%d].keys", i), "missing")
+			}
+			for j := 0; j < i; j++ {
+				if a.Communities[j].ASCN == cm.ASCN {
+					k.add(fmt.Sprintf("acs.community[%d].ascn", i), "community %d is given twice (also acs.community[%d])", cm.ASCN, j)
+					treeOK = false
+				}
+			}
+			f := func(key string) string { return fmt.Sprintf("acs.community[%d].%s", i, key) }
+			if cm.ASCN == 0 {
+				if cm.Parent != 0 || cm.Border != 0 || cm.ParentPeer != 0 {
+					k.add(f("ascn"), "community 0 is the root of the tree: it takes no parent, border or parent_peer")
+					treeOK = false
+				}
+			} else {
+				if !seen[cm.Parent] {
+					k.add(f("parent"), "community %d is not configured: add its [[acs.community]] with the keys that endorse its members", cm.Parent)
+					treeOK = false
+				}
+				if cm.Border == 0 {
+					k.add(f("border"), "missing: the AS of community %d that holds the key to its parent community", cm.ASCN)
+					treeOK = false
+				}
+				if cm.ParentPeer == 0 {
+					k.add(f("parent_peer"), "missing: the AS of community %d that holds the key with the border", cm.Parent)
+					treeOK = false
+				}
+				tree = append(tree, membership.Community{ASCN: cm.ASCN, Parent: cm.Parent, Border: cm.Border, ParentPeer: cm.ParentPeer})
 			}
 			for j, key := range cm.Keys {
 				if _, err := membership.ParsePublicKey(key); err != nil {
 					k.add(fmt.Sprintf("acs.community[%d].keys[%d]", i, j), "%v", err)
 				}
+			}
+		}
+		if treeOK {
+			if _, err := membership.NewTree(tree); err != nil {
+				k.add("acs.community", "%v", err)
 			}
 		}
 		if len(c.PSAV.StaticPeers) > 0 {

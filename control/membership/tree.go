@@ -184,7 +184,7 @@ func (t *Tree) Adjacent(a, b uint32, of ASCNOf) bool {
 // also the hop a packet from it arrives from, the path being symmetric),
 // and the replace entries for the pairs whose path passes through it.
 type Hops struct {
-	Next    map[uint32]uint32        // member ASN → neighbour ASN toward it
+	Next    map[uint32]uint32       // member ASN → neighbour ASN toward it
 	Replace map[[2]uint32][2]uint32 // (src ASN, dst ASN) → (in neighbour, out neighbour)
 }
 
