@@ -21,6 +21,13 @@ import (
 // DefaultPort is the DNS-over-TLS port (RFC 7858).
 const DefaultPort = "853"
 
+// Defaults of the answer cache's TTL floor and ceiling (Config.MinTTL,
+// Config.MaxTTL).
+const (
+	DefaultMinTTL = 5 * time.Second
+	DefaultMaxTTL = time.Hour
+)
+
 // FallbackPlaintext is the only accepted non-empty value of Config.Fallback.
 const FallbackPlaintext = "plaintext"
 
@@ -172,8 +179,8 @@ func NewClient(cfg Config) (*Client, error) {
 	def(&cfg.HandshakeTimeout, 3*time.Second)
 	def(&cfg.QueryTimeout, 3*time.Second)
 	def(&cfg.IdleTimeout, 20*time.Second)
-	def(&cfg.MinTTL, 5*time.Second)
-	def(&cfg.MaxTTL, time.Hour)
+	def(&cfg.MinTTL, DefaultMinTTL)
+	def(&cfg.MaxTTL, DefaultMaxTTL)
 	if cfg.MaxTTL < cfg.MinTTL {
 		return nil, errors.New("adot: MaxTTL < MinTTL")
 	}

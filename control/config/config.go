@@ -37,6 +37,7 @@ type Config struct {
 	RPKI    *RPKI    `toml:"rpki"`
 	Log     Log      `toml:"log"`
 	LISP    *LISP    `toml:"lisp"`
+	ADoT    *ADoT    `toml:"adot"` // DNS over TLS client and server (adot.go)
 }
 
 // PSAV is [psav].
@@ -375,6 +376,9 @@ func (c *Config) defaults() {
 			c.Capture.Keep = 5
 		}
 	}
+	if c.ADoT != nil {
+		c.ADoT.defaults()
+	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -541,8 +545,8 @@ func (c *Config) check() Problems {
 			ifq[id] = key
 		}
 	}
-	if len(c.Ports) == 0 && c.ACS == nil {
-		k.add("port", "no ports: at least two are needed to forward (only an ACS-only node has none)")
+	if len(c.Ports) == 0 && c.ACS == nil && (c.ADoT == nil || c.ADoT.Server == nil) {
+		k.add("port", "no ports: at least two are needed to forward (only an ACS-only or DoT-server-only node has none)")
 	}
 	for i, p := range c.Ports {
 		key := fmt.Sprintf("port[%d].peer", i)
@@ -707,6 +711,9 @@ func (c *Config) check() Problems {
 	k.oneOf("log.format", c.Log.Format, "console", "json")
 	if l := c.LISP; l != nil {
 		c.checkLISP(k, l)
+	}
+	if a := c.ADoT; a != nil {
+		c.checkADoT(k, a)
 	}
 	return k.ps
 }
