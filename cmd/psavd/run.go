@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/psavd/psavd/control/abr"
 	"github.com/psavd/psavd/control/acs"
+	"github.com/psavd/psavd/control/adot"
 	"github.com/psavd/psavd/control/capture"
 	"github.com/psavd/psavd/control/config"
 	"github.com/psavd/psavd/control/metrics"
@@ -80,6 +81,15 @@ func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
 	if c.LISP != nil {
 		return errors.New("the [lisp] role is not wired into psavd yet (see the open issues); remove [lisp] to run the other roles")
 	}
+	var dotCols []prometheus.Collector // the [adot.server]'s metrics
+	if c.ADoT != nil && c.ADoT.Server != nil {
+		srv, err := startDoTServer(c, log)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		dotCols = append(dotCols, adot.NewCollector(srv.Metrics(), adot.RoleServer))
+	}
 	var node *acs.Node
 	if c.ACS != nil {
 		var err error
@@ -87,17 +97,25 @@ func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
 			return err
 		}
 		defer node.Close()
-		if len(c.Ports) == 0 {
-			if c.Metrics != nil {
-				if err := metrics.Serve(ctx, c.Metrics.Listen, nil, acs.NewCollector(node)); err != nil {
-					return fmt.Errorf("%s: metrics.listen: %w", c.File, err)
-				}
+	}
+	if len(c.Ports) == 0 { // an ACS-only or DoT-server-only node: no data plane
+		if c.Metrics != nil {
+			cols := dotCols
+			if node != nil {
+				cols = append(cols, acs.NewCollector(node))
 			}
-			log.Info("ready", zap.Uint32("asn", c.PSAV.ASN), zap.String("role", "acs"))
-			<-ctx.Done()
-			log.Info("stopped")
-			return nil
+			if err := metrics.Serve(ctx, c.Metrics.Listen, nil, cols...); err != nil {
+				return fmt.Errorf("%s: metrics.listen: %w", c.File, err)
+			}
 		}
+		role := "dot-server"
+		if node != nil {
+			role = "acs"
+		}
+		log.Info("ready", zap.Uint32("asn", c.PSAV.ASN), zap.String("role", role))
+		<-ctx.Done()
+		log.Info("stopped")
+		return nil
 	}
 	spec, err := static.Spec(c)
 	if err != nil {
@@ -258,6 +276,7 @@ func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
 		if feed != nil {
 			others = append(others, abr.NewCollector(feed))
 		}
+		others = append(others, dotCols...)
 		if err := metrics.Serve(ctx, c.Metrics.Listen, col, others...); err != nil {
 			return fmt.Errorf("%s: metrics.listen: %w", c.File, err)
 		}
@@ -429,10 +448,31 @@ func restartNeeded(a, b *config.Config) []string {
 		{"[[port]]", a.Ports, b.Ports}, {"[engine]", a.Engine, b.Engine}, {"[metrics]", a.Metrics, b.Metrics},
 		{"[capture]", a.Capture, b.Capture}, {"[log]", a.Log, b.Log}, {"[acs]", a.ACS, b.ACS},
 		{"[abr]", a.ABR, b.ABR}, {"[lisp]", a.LISP, b.LISP}, {"psav.asn", a.PSAV.ASN, b.PSAV.ASN},
+		{"[adot]", a.ADoT, b.ADoT},
 	} {
 		if !reflect.DeepEqual(d.a, d.b) {
 			what = append(what, d.name)
 		}
 	}
 	return what
+}
+
+// startDoTServer starts the [adot.server] role: an authoritative DNS-over-TLS
+// server for the configured zone, on its own address (no clear-text
+// listener). The [adot] client keys are checked at start but have no user
+// in psavd until LISP-Decent is wired in.
+func startDoTServer(c *config.Config, log *zap.Logger) (*adot.Server, error) {
+	sc, err := c.ADoT.Server.ServerConfig(c.File)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := adot.NewServer(sc)
+	if err != nil {
+		return nil, fmt.Errorf("%s: [adot.server]: %w", c.File, err)
+	}
+	if err := srv.Start(); err != nil {
+		return nil, fmt.Errorf("%s: adot.server.listen: %w", c.File, err)
+	}
+	log.Info("DNS over TLS", zap.String("listen", srv.Addr().String()), zap.String("zone", sc.Zone.Origin()), zap.Int("records", sc.Zone.Len()))
+	return srv, nil
 }
