@@ -107,6 +107,21 @@ type Scenario struct {
 	// Check, if set, judges what the sink received in the window (e.g.
 	// "every frame carries a tag"); its error fails the run.
 	Check func(delivered gen.Counts) error
+	// Observer, if set, watches the run from outside the DUT (probe
+	// packets, CPU time): see Observer.
+	Observer Observer
+}
+
+// An Observer measures alongside a run (bench/harness: latency probes, the
+// DUT's CPU time). Run calls Start once the DUT forwards, before the
+// warm-up, with the generator's and the sink's namespaces; Window right
+// after the snapshot at the start (end false) and at the end (end true) of
+// the window; Stop once before the topology is removed, also on failure
+// (if Start was called).
+type Observer interface {
+	Start(ctx context.Context, genNS, sinkNS string) error
+	Window(end bool)
+	Stop() error
 }
 
 // DefaultFrames returns the benchmark's templates, both 64 octets from the
@@ -291,6 +306,14 @@ func Run(ctx context.Context, sc Scenario, dut DUT) (res Result, err error) {
 		}
 	}
 
+	if sc.Observer != nil {
+		err := sc.Observer.Start(ctx, gns, sns)
+		defer func() { err = errors.Join(err, sc.Observer.Stop()) }()
+		if err != nil {
+			return res, err
+		}
+	}
+
 	g, err := gen.New(gen.Config{NS: gns, Iface: GenIf, Frames: sc.Frames})
 	if err != nil {
 		return res, err
@@ -324,12 +347,18 @@ func Run(ctx context.Context, sc Scenario, dut DUT) (res Result, err error) {
 	if err != nil {
 		return res, err
 	}
+	if sc.Observer != nil {
+		sc.Observer.Window(false)
+	}
 	if err := sleep(ctx, sc.Duration); err != nil {
 		return res, err
 	}
 	s1, c1, t1, err := snapshot()
 	if err != nil {
 		return res, err
+	}
+	if sc.Observer != nil {
+		sc.Observer.Window(true)
 	}
 	res.Window, res.Generated, res.Delivered = t1.Sub(t0), s1-s0, c1.Sub(c0)
 	if res.Generated == 0 {

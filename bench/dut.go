@@ -75,7 +75,7 @@ func (k *KernelForward) Start(ctx context.Context, env Env) error {
 			mask |= 1 << c
 		}
 		if _, err := netlab.Exec(ns, "sh", "-c",
-			fmt.Sprintf("echo %x > /sys/class/net/%s/queues/rx-0/rps_cpus", mask, env.In)); err != nil {
+			fmt.Sprintf("for q in /sys/class/net/%s/queues/rx-*; do echo %x > $q/rps_cpus; done", env.In, mask)); err != nil {
 			return err
 		}
 	}
@@ -186,6 +186,16 @@ func (c *Command) Log() string {
 }
 
 func (c *Command) Name() string { return c.Label }
+
+// Pid is the process's id while it runs (0 before Start and after Stop):
+// `ip netns exec` execs the command, so it is the DUT's own, e.g. for its
+// CPU time in /proc/<pid>/stat.
+func (c *Command) Pid() int {
+	if c.cmd == nil || c.cmd.Process == nil {
+		return 0
+	}
+	return c.cmd.Process.Pid
+}
 
 func (c *Command) Start(ctx context.Context, env Env) error {
 	argv, err := c.Argv(env)

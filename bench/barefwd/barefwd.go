@@ -32,6 +32,11 @@ type DUT struct {
 	// Idle is how long Receive may wait when nothing arrives (default
 	// 100 ms, as psavd).
 	Idle time.Duration
+	// Queues is the number of queues served on each interface, 0 … Queues−1
+	// (default 1). Queue q of In is forwarded to queue q of Out and back,
+	// one loop each, pinned to env.CPUs in turn, as psavd does with every
+	// RX queue of a multi-queue interface.
+	Queues int
 
 	ifaces []*afxdp.Interface
 	ports  []*afxdp.Port
@@ -48,11 +53,15 @@ var _ bench.DUT = (*DUT)(nil)
 
 func (d *DUT) Name() string { return "afxdp-bare" }
 
-// Start opens env.In and env.Out (queue 0 each) inside env.NS and starts
-// the two loops, in → out and out → in, pinned to env.CPUs in turn.
+// Start opens env.In and env.Out (queues 0 … Queues−1 each) inside env.NS
+// and starts the loops, in → out and out → in for every queue, pinned to
+// env.CPUs in turn.
 func (d *DUT) Start(ctx context.Context, env bench.Env) error {
 	if d.Batch <= 0 {
 		d.Batch = 64
+	}
+	if d.Queues <= 0 {
+		d.Queues = 1
 	}
 	if d.Idle <= 0 {
 		d.Idle = 100 * time.Millisecond
@@ -66,11 +75,13 @@ func (d *DUT) Start(ctx context.Context, env bench.Env) error {
 				return err
 			}
 			d.ifaces = append(d.ifaces, ifc)
-			p, err := ifc.OpenQueue(name, 0)
-			if err != nil {
-				return err
+			for q := range d.Queues {
+				p, err := ifc.OpenQueue(name, q)
+				if err != nil {
+					return err
+				}
+				d.ports = append(d.ports, p)
 			}
-			d.ports = append(d.ports, p)
 		}
 		return nil
 	})
@@ -79,8 +90,11 @@ func (d *DUT) Start(ctx context.Context, env bench.Env) error {
 	}
 	lctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
-	started := make(chan struct{}, 2)
-	for i := range 2 {
+	// d.ports is In's queues, then Out's: loop i receives on port i and
+	// transmits on the same queue of the other interface.
+	n := len(d.ports)
+	started := make(chan struct{}, n)
+	for i := range n {
 		cpu := -1
 		if len(env.CPUs) > 0 {
 			cpu = env.CPUs[i%len(env.CPUs)]
@@ -88,14 +102,14 @@ func (d *DUT) Start(ctx context.Context, env bench.Env) error {
 		d.wg.Add(1)
 		go func() {
 			defer d.wg.Done()
-			if err := d.loop(lctx, d.ports[i], d.ports[1-i], cpu, started); err != nil {
+			if err := d.loop(lctx, d.ports[i], d.ports[(i+d.Queues)%n], cpu, started); err != nil {
 				d.mu.Lock()
 				d.errs = append(d.errs, err)
 				d.mu.Unlock()
 			}
 		}()
 	}
-	for range 2 {
+	for range n {
 		select {
 		case <-started:
 		case <-ctx.Done():

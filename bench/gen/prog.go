@@ -152,10 +152,18 @@ const (
 	numSlots
 )
 
+// ProbeTOS marks latency probes: an IPv4 frame with this TOS octet (DSCP
+// EF) is counted by the sink like any other and then passed to the kernel
+// (XDP_PASS) instead of dropped, so that a packet socket on the sink's
+// interface receives it with a timestamp (bench/harness). The generator's
+// frames have TOS 0.
+const ProbeTOS = 0xb8
+
 // newSinkProgram is the sink's XDP program: classify the frame into a slot,
-// count it there and drop it.
+// count it there and drop it (pass it if it is a probe, see ProbeTOS).
 func newSinkProgram(counter *ebpf.Map) (*ebpf.Program, error) {
 	insns := asm.Instructions{
+		asm.Mov.Imm(asm.R7, xdpDrop),             // verdict (r7 survives calls)
 		asm.LoadMem(asm.R2, asm.R1, 0, asm.Word), // data
 		asm.LoadMem(asm.R3, asm.R1, 4, asm.Word), // data_end
 		asm.Mov.Imm(asm.R6, slotOther),
@@ -164,7 +172,10 @@ func newSinkProgram(counter *ebpf.Map) (*ebpf.Program, error) {
 		asm.JGT.Reg(asm.R4, asm.R3, "count"),
 		asm.LoadMem(asm.R5, asm.R2, 12, asm.Half), // EtherType, network order
 		asm.JNE.Imm(asm.R5, 0x0008, "v6"),         // 0x0800 loaded little-endian
-		asm.LoadMem(asm.R5, asm.R2, 14, asm.Byte),
+		asm.LoadMem(asm.R5, asm.R2, 15, asm.Byte), // TOS
+		asm.JNE.Imm(asm.R5, ProbeTOS, "v4"),
+		asm.Mov.Imm(asm.R7, xdpPass),
+		asm.LoadMem(asm.R5, asm.R2, 14, asm.Byte).WithSymbol("v4"),
 		asm.And.Imm(asm.R5, 0x0f),
 		asm.Mov.Imm(asm.R6, slotIPv4),
 		asm.JEq.Imm(asm.R5, 5, "count"),
@@ -180,7 +191,7 @@ func newSinkProgram(counter *ebpf.Map) (*ebpf.Program, error) {
 	inc[0] = inc[0].WithSymbol("count")
 	insns = append(insns, inc...)
 	insns = append(insns,
-		asm.Mov.Imm(asm.R0, xdpDrop).WithSymbol("out"),
+		asm.Mov.Reg(asm.R0, asm.R7).WithSymbol("out"),
 		asm.Return(),
 	)
 	return loadXDP("psav_sink", insns)

@@ -1,0 +1,375 @@
+// Package harness runs psavd's benchmark scenarios (bench/scenarios/*.toml,
+// cmd/psavbench, `make bench`): for every point of a scenario's sweep —
+// packet size, traffic mix, AS-Prefix table size, cores — it measures psavd
+// (tagging and validating) and, in the same run, the baselines (the bare
+// AF_XDP forwarder of bench/barefwd in a process of its own, and Linux
+// forwarding) on the bench package's namespaces and live-frame generator,
+// with latency probes and the DUT's CPU time alongside, and returns a
+// report.Run.
+package harness
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/psavd/psavd/bench"
+	"github.com/psavd/psavd/bench/gen"
+	"github.com/psavd/psavd/bench/report"
+)
+
+// Options say how to run the DUTs.
+type Options struct {
+	// Psavd is the psavd binary.
+	Psavd string
+	// BareArgv is the command line of the bare forwarder's own process
+	// (it must print "ready" once it forwards and stop on SIGTERM), e.g.
+	// psavbench -serve-bare ServeBareSpec(env, queues).
+	BareArgv func(env bench.Env, queues int) ([]string, error)
+	// Dir holds psavd's generated configurations.
+	Dir string
+	// Progress receives one line per measurement (nil: none).
+	Progress io.Writer
+	// PsavdOutput receives psavd's output (nil: none).
+	PsavdOutput io.Writer
+}
+
+// measurement is one planned measurement: a case at a point.
+type measurement struct {
+	cs    string
+	point Point
+	mix   Mix
+}
+
+// baselineKey is what a baseline's result depends on.
+type baselineKey struct {
+	cs    string
+	size  int
+	ipv6  float64
+	cores int
+}
+
+// Plan lists the measurements of s in order: for each point, its
+// baselines (unless an earlier point of the same size, IPv6 share and
+// cores had them) and then psavd's cases.
+func (s *Scenario) plan() []measurement {
+	var out []measurement
+	seen := map[baselineKey]bool{}
+	for _, p := range s.Points() {
+		m, _ := s.Mix(p.Mix)
+		for _, cs := range s.Cases {
+			if cs == CaseKernel || cs == CaseBare {
+				k := baselineKey{cs, p.Size, m.IPv6, p.Cores}
+				if seen[k] {
+					continue
+				}
+				seen[k] = true
+			}
+			out = append(out, measurement{cs, p, m})
+		}
+	}
+	return out
+}
+
+// Count is the number of measurements Run makes.
+func (s *Scenario) Count() int { return len(s.plan()) }
+
+// Run measures every point of s and returns the report. A measurement that
+// fails stops the run.
+func Run(ctx context.Context, s *Scenario, o Options, scenarioText string) (*report.Run, error) {
+	start := time.Now()
+	r := &report.Run{
+		Scenario: s.Name, ScenarioFile: s.File, ScenarioText: scenarioText, Description: s.Description,
+		Date: start.UTC(), Machine: machine(),
+		Settings: report.Settings{Warmup: s.Warmup.Seconds(), Duration: s.Duration.Seconds(), Runs: s.Runs, ProbeRate: s.ProbeRate},
+	}
+	bm, _ := s.Mix(s.Base.Mix)
+	r.Base = reportPoint(s.Base, bm)
+	keys, err := bench.NewKeys(start)
+	if err != nil {
+		return nil, err
+	}
+	plan := s.plan()
+	for i, pm := range plan {
+		if o.Progress != nil {
+			fmt.Fprintf(o.Progress, "[%d/%d] %s %s …\n", i+1, len(plan), pm.cs, pm.point)
+		}
+		m, err := s.measure(ctx, o, keys, pm)
+		if err != nil {
+			return r, fmt.Errorf("%s at %s: %w", pm.cs, pm.point, err)
+		}
+		r.Measurements = append(r.Measurements, m)
+		if o.Progress != nil {
+			fmt.Fprintf(o.Progress, "[%d/%d] %s %s: %.3f Mpps, loss %.0f%%, p50 %.0f µs\n", i+1, len(plan), pm.cs, pm.point,
+				m.Mpps, 100*m.Loss, m.Latency.P50)
+		}
+	}
+	ratios(r)
+	r.Machine.LoadAvgEnd = loadavg()
+	r.Elapsed = time.Since(start).Seconds()
+	return r, nil
+}
+
+// ratios fills in every psavd measurement's ratios against the baselines
+// of the same size, IPv6 share and cores.
+func ratios(r *report.Run) {
+	for i, m := range r.Measurements {
+		if report.IsBaseline(m.Case) {
+			continue
+		}
+		for _, b := range r.Measurements {
+			if b.Point.Size != m.Point.Size || b.Point.IPv6 != m.Point.IPv6 || b.Point.Cores != m.Point.Cores || b.Mpps == 0 {
+				continue
+			}
+			switch b.Case {
+			case report.CaseBare:
+				r.Measurements[i].RatioBare = m.Mpps / b.Mpps
+			case report.CaseKernel:
+				r.Measurements[i].RatioKernel = m.Mpps / b.Mpps
+			}
+		}
+	}
+}
+
+func reportPoint(p Point, m Mix) report.Point {
+	return report.Point{Size: p.Size, Mix: p.Mix, IPv6: m.IPv6, Untagged: m.Untagged, Spoofed: m.Spoofed,
+		Prefixes: p.Prefixes, Cores: p.Cores}
+}
+
+// cpus returns the generator's and the DUT's CPUs for a number of DUT
+// cores: the DUT takes the last cores CPUs, the generator one thread on
+// each of the first cores CPUs (one per veth queue). With as many cores as
+// CPUs they share every CPU.
+func cpus(cores int) (genCPUs, dutCPUs []int) {
+	n := runtime.NumCPU()
+	cores = min(cores, n)
+	for c := range cores {
+		genCPUs = append(genCPUs, c)
+		dutCPUs = append(dutCPUs, n-cores+c)
+	}
+	return genCPUs, dutCPUs
+}
+
+// run is one run's outcome.
+type run struct {
+	res      bench.Result
+	obs      observation
+	counters map[string]uint64
+	meanLen  float64
+}
+
+func (s *Scenario) measure(ctx context.Context, o Options, keys bench.Keys, pm measurement) (report.Measurement, error) {
+	var runs []run
+	for range s.Runs {
+		rn, err := s.runOnce(ctx, o, keys, pm)
+		if err != nil {
+			return report.Measurement{}, err
+		}
+		runs = append(runs, rn)
+	}
+	all := make([]float64, len(runs))
+	for i, rn := range runs {
+		all[i] = mpps(rn)
+	}
+	sorted := slices.Clone(runs)
+	sort.Slice(sorted, func(i, j int) bool { return mpps(sorted[i]) < mpps(sorted[j]) })
+	rn := sorted[len(sorted)/2]
+
+	p := reportPoint(pm.point, pm.mix)
+	if pm.cs == CaseKernel || pm.cs == CaseBare {
+		p.Mix, p.Prefixes, p.Untagged, p.Spoofed = "", 0, 0, 0
+	}
+	delivered := deliveredFrames(rn)
+	win := rn.res.Window.Seconds()
+	m := report.Measurement{
+		Case: pm.cs, Point: p, Window: win,
+		Generated: rn.res.Generated, Delivered: delivered,
+		DeliveredByKind: map[string]uint64{
+			"ipv4": rn.res.Delivered.IPv4, "ipv4_options": rn.res.Delivered.IPv4Options,
+			"ipv6": rn.res.Delivered.IPv6, "ipv6_destopt": rn.res.Delivered.IPv6DestOpt, "other": rn.res.Delivered.Other},
+		Mpps:          mpps(rn),
+		OfferedMpps:   rn.res.OfferedMpps(),
+		Gbps:          mpps(rn) * rn.meanLen * 8 / 1e3,
+		RunsMpps:      all,
+		PsavdCounters: rn.counters,
+	}
+	if rn.res.Generated > 0 {
+		m.Loss = 1 - float64(delivered)/float64(rn.res.Generated)
+	}
+	lat := make([]float64, len(rn.obs.Latency))
+	for i, d := range rn.obs.Latency {
+		lat[i] = float64(d.Nanoseconds()) / 1e3
+	}
+	m.Latency = report.NewLatency(rn.obs.ProbesSent, lat)
+	if delivered > 0 {
+		if rn.obs.ProcCPU > 0 {
+			m.ProcNSPerPacket = float64(rn.obs.ProcCPU.Nanoseconds()) / float64(delivered)
+		}
+		m.CoresNSPerPacket = float64(rn.obs.CoresBusy.Nanoseconds()) / float64(delivered)
+	}
+	return m, nil
+}
+
+// deliveredFrames is what the sink counted in the window minus the probes
+// it passed (those sent in the window and received; the edges of the
+// window make it off by a few).
+func deliveredFrames(rn run) uint64 {
+	d := rn.res.Delivered.Total()
+	return d - min(d, uint64(rn.obs.ProbesReceived))
+}
+
+func mpps(rn run) float64 {
+	if rn.res.Window <= 0 {
+		return 0
+	}
+	return float64(deliveredFrames(rn)) / rn.res.Window.Seconds() / 1e6
+}
+
+// runOnce makes one run of a measurement.
+func (s *Scenario) runOnce(ctx context.Context, o Options, keys bench.Keys, pm measurement) (run, error) {
+	now := time.Now()
+	validating := pm.cs == CaseValidate
+	mix := pm.mix
+	if pm.cs == CaseKernel || pm.cs == CaseBare {
+		// Baselines forward every frame alike: all of the tagged class
+		// (which kernel forwarding has routes for), same IPv6 share.
+		mix = Mix{Name: mix.Name, IPv6: mix.IPv6}
+	}
+	frames, err := Frames(mix, pm.point.Size, validating, keys, now)
+	if err != nil {
+		return run{}, err
+	}
+	probe, err := ProbeFrame(pm.point.Size, validating, keys, now)
+	if err != nil {
+		return run{}, err
+	}
+	genCPUs, dutCPUs := cpus(pm.point.Cores)
+	sc := bench.Scenario{
+		Name: pm.point.String(), Frames: frames, Warmup: s.Warmup, Duration: s.Duration,
+		GenCPUs: genCPUs, DUTCPUs: dutCPUs, Queues: pm.point.Cores,
+	}
+	var dut bench.DUT
+	var cmd *bench.Command
+	switch pm.cs {
+	case CaseKernel:
+		dut = &bench.KernelForward{}
+		sc.Check = bench.NoneTagged
+	case CaseBare:
+		if o.BareArgv == nil {
+			return run{}, fmt.Errorf("harness: no command for the bare forwarder")
+		}
+		q := pm.point.Cores
+		cmd = &bench.Command{Label: CaseBare, Ready: "ready",
+			Argv: func(env bench.Env) ([]string, error) { return o.BareArgv(env, q) }}
+		sc.Check = bench.NoneTagged
+	case CaseTag, CaseValidate:
+		if o.Psavd == "" {
+			return run{}, fmt.Errorf("harness: no psavd binary")
+		}
+		cmd = psavdDUT(o.Psavd, o.Dir, keys, validating, pm.point.Prefixes, o.PsavdOutput)
+		sc.Check = checkFor(pm.cs, pm.mix)
+	default:
+		return run{}, fmt.Errorf("harness: unknown case %q", pm.cs)
+	}
+	var pid func() int
+	if cmd != nil {
+		dut, pid = cmd, cmd.Pid
+	}
+	obs := newObserver(s.ProbeRate, probe, pid, dutCPUs)
+	sc.Observer = obs
+	res, err := bench.Run(ctx, sc, dut)
+	if err != nil {
+		return run{}, err
+	}
+	rn := run{res: res, obs: obs.result()}
+	for _, f := range frames {
+		rn.meanLen += float64(len(f))
+	}
+	rn.meanLen /= float64(len(frames))
+	if pm.cs == CaseTag || pm.cs == CaseValidate {
+		rn.counters = bench.PsavdCounters(cmd.Log())
+		if err := checkCounters(pm.cs, pm.mix, rn.counters); err != nil {
+			return run{}, err
+		}
+	}
+	return rn, nil
+}
+
+// checkFor returns the sink check of a psavd case with mix m: after
+// tagging, tagged frames arrive if the mix has any, and nothing else unless
+// it has untagged or spoofed frames (the sink cannot tell a spoofed frame
+// psavd let through from an untagged one: the counters tell, see
+// checkCounters); after validating, no frame carries a tag.
+func checkFor(cs string, m Mix) func(gen.Counts) error {
+	if cs == CaseValidate {
+		return bench.NoneTagged
+	}
+	return func(c gen.Counts) error {
+		tagged := c.IPv4Options + c.IPv6DestOpt
+		if m.Tagged() > 0 && tagged == 0 {
+			return fmt.Errorf("no tagged frame delivered: %v", c)
+		}
+		if m.Untagged == 0 && m.Spoofed == 0 {
+			return bench.AllTagged(c)
+		}
+		return nil
+	}
+}
+
+// checkCounters judges psavd's final counters: a tag it could not verify
+// (bad-tag, stale-epoch, no-key) means the benchmark's tags and psavd
+// disagree; no-tag and spoofed drops are expected only for spoofed frames.
+func checkCounters(cs string, m Mix, c map[string]uint64) error {
+	if len(c) == 0 {
+		return fmt.Errorf("psavd printed no counters")
+	}
+	for k, v := range c {
+		if v == 0 {
+			continue
+		}
+		for _, r := range []string{"drop bad-tag", "drop stale-epoch", "drop no-key", "drop malformed"} {
+			if strings.HasSuffix(k, r) {
+				return fmt.Errorf("psavd dropped %d frames as %q: %v", v, k, c)
+			}
+		}
+		if m.Spoofed == 0 {
+			for _, r := range []string{"drop no-tag", "drop spoofed-inside", "drop spoofed-local"} {
+				if strings.HasSuffix(k, r) {
+					return fmt.Errorf("psavd dropped %d frames as %q though the mix has no spoofed frame: %v", v, k, c)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func machine() report.Machine {
+	m := report.Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), LoadAvgStart: loadavg()}
+	m.Hostname, _ = os.Hostname()
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	return m
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
