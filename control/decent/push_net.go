@@ -209,4 +209,3 @@ func LookupGroup(ctx context.Context, conn *net.UDPConn, server netip.AddrPort, 
 		}
 	}
 }
-

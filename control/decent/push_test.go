@@ -373,7 +373,9 @@ func TestPushConfigValidate(t *testing.T) {
 		{"core.group", func(c *PushConfig) { c.Core = &SeedGroup{Group: pushGroup4, Members: []netip.Addr{simRLOC(0)}} }},
 		{"core.group", func(c *PushConfig) { c.Core = &SeedGroup{Group: netip.MustParseAddr("ff0e::1")} }},
 		{"core.members", func(c *PushConfig) { c.Transport = TransportUnicast; c.Core = &SeedGroup{Group: pushCore4} }},
-		{"core.members[0]", func(c *PushConfig) { c.Core = &SeedGroup{Group: pushCore4, Members: []netip.Addr{netip.MustParseAddr("::1")}} }},
+		{"core.members[0]", func(c *PushConfig) {
+			c.Core = &SeedGroup{Group: pushCore4, Members: []netip.Addr{netip.MustParseAddr("::1")}}
+		}},
 		{"membership_key_id", func(c *PushConfig) { c.MembershipKeyID = 9 }},
 		{"membership_key", func(c *PushConfig) { c.MembershipKey = nil }},
 		{"site", func(c *PushConfig) { c.Sites[0].Key = nil }},
