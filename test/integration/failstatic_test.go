@@ -1,0 +1,367 @@
+package integration
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/psavd/psavd/deploy/lab"
+	"github.com/psavd/psavd/internal/netlab"
+)
+
+// TestFailStaticSeparateProcesses (issue 3, must-show 2): AS 65001 runs its
+// ACS and its ABR as two psavd processes in two namespaces, the ABR fed over
+// a management veth; AS 65002 runs one psavd that is ACS and ABR. While a
+// host of AS 65001 streams numbered UDP datagrams to a host of AS 65002, the
+// feed link is cut right after abr1 received a fresh snapshot (keys for
+// epochs e−1 … e+2): abr1 goes fail-static (metric and log) and keeps
+// tagging with its last tables across two epoch boundaries, abr2 validates,
+// and every datagram arrives. The link comes back: the feed reconnects, new
+// snapshots are published and traffic validates again.
+func TestFailStaticSeparateProcesses(t *testing.T) {
+	skipUnlessLab(t)
+	bin := psavdBinary(t)
+	al := newAlliance(t)
+	topo := netlab.New()
+	t.Cleanup(func() {
+		if err := topo.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ns := func(name string) string {
+		n, err := topo.NS(name)
+		must(err)
+		return n
+	}
+	h1, abr1, acs1, abr2, h2 := ns("fh1"), ns("fabr1"), ns("facs1"), ns("fabr2"), ns("fh2")
+	// Data path: h1 — [abr1] — [abr2] — h2, two bumps in one wire.
+	must(topo.Veth(h1, "eth0", "", abr1, "in", ""))
+	must(topo.Veth(abr1, "out", "", abr2, "out", ""))
+	must(topo.Veth(abr2, "in", "", h2, "eth0", ""))
+	// ACS ↔ ACS: acs1 — abr2 (AS 65002's ACS lives in its ABR's process).
+	must(topo.Veth(acs1, "peer", "", abr2, "mgmt", ""))
+	must(netlab.IP("-n", acs1, "addr", "add", "198.18.0.1/30", "dev", "peer"))
+	must(netlab.IP("-n", abr2, "addr", "add", "198.18.0.2/30", "dev", "mgmt"))
+	// The feed link abr1 — acs1, the one the test cuts. abr1 dials acs1's
+	// listen address (on "peer") through it; the route survives the cut
+	// because only acs1's end goes down (abr1's end just loses carrier).
+	must(topo.Veth(abr1, "feed", "", acs1, "feed", ""))
+	must(netlab.IP("-n", acs1, "addr", "add", "198.18.1.1/30", "dev", "feed"))
+	must(netlab.IP("-n", abr1, "addr", "add", "198.18.1.2/30", "dev", "feed"))
+	must(netlab.IP("-n", abr1, "route", "add", "198.18.0.1/32", "via", "198.18.1.1", "dev", "feed"))
+	// Hosts on one subnet; the AS-Prefix table splits it between the ASes.
+	must(netlab.IP("-n", h1, "addr", "add", "198.51.100.10/24", "dev", "eth0"))
+	must(netlab.IP("-n", h2, "addr", "add", "198.51.100.200/24", "dev", "eth0"))
+	if _, err := netlab.Exec(h1, "ethtool", "-K", "eth0", "tx", "off"); err != nil {
+		t.Skipf("ethtool: %v", err)
+	}
+
+	// 4-second epochs: short enough to see several boundaries, long enough
+	// that half an epoch of scheduling delay on a loaded machine does not
+	// push a datagram past the fail-static horizon (see stopAt below).
+	const period = 4
+	header := func(asn uint32, prefix string) string {
+		return fmt.Sprintf("[psav]\nasn = %d\nepoch_seconds = %d\n[[psav.member]]\nasn = %d\nprefixes = [%q]\n", asn, period, asn, prefix)
+	}
+	const dataPorts = `[[port]]
+name = "inside"
+interface = "in"
+role = "ingress"
+peer = "outside"
+[[port]]
+name = "outside"
+interface = "out"
+role = "egress"
+peer = "inside"
+`
+	const metricsAt = "127.0.0.1:9100"
+	metricsSection := fmt.Sprintf("[metrics]\nlisten = %q\n", metricsAt)
+	// AS 65001's ACS: no ports.
+	acs1Cfg := header(65001, "198.51.100.0/25") + metricsSection +
+		al.acsSection(t, 65001, "198.51.100.0/25", "198.18.0.1:7443", 65002, "198.18.0.2:7443")
+	startPsavd(t, bin, acs1, al.write(t, "facs65001.toml", []byte(acs1Cfg)), true)
+	// AS 65002: ACS and ABR in one process.
+	abr2Cfg := header(65002, "198.51.100.128/25") + dataPorts + metricsSection +
+		al.acsSection(t, 65002, "198.51.100.128/25", "198.18.0.2:7443", 65001, "198.18.0.1:7443")
+	startPsavd(t, bin, abr2, al.write(t, "fabr65002.toml", []byte(abr2Cfg)), true)
+	// AS 65001's ABR: ports and [abr], with a certificate of its own AS
+	// (the one acsSection wrote for AS 65001).
+	abr1Cfg := header(65001, "198.51.100.0/25") + dataPorts + metricsSection + fmt.Sprintf("[abr]\nacs = %q\ncert = %q\nkey = %q\nca = %q\n",
+		"198.18.0.1:7443", filepath.Join(al.dir, "as65001.pem"), filepath.Join(al.dir, "as65001.key"), al.caFile)
+	abr1Proc := startPsavd(t, bin, abr1, al.write(t, "fabr65001.toml", []byte(abr1Cfg)), true)
+
+	ctx := context.Background()
+	counters := func(ns string) lab.Counters {
+		c, err := lab.Scrape(ctx, ns, metricsAt)
+		must(err)
+		return c
+	}
+	gauge := func(ns, series string) float64 { return metricValue(t, rawMetrics(t, ns, metricsAt), series) }
+	feedState := func(state string) float64 { return gauge(abr1, `psavd_abr_feed_state{state="`+state+`"}`) }
+
+	// Sockets opened inside the hosts' namespaces, used from here.
+	var sink, src net.Conn
+	must(netlab.Do(h2, func() error {
+		c, err := net.ListenPacket("udp", "198.51.100.200:5555")
+		if err == nil {
+			sink = c.(*net.UDPConn)
+		}
+		return err
+	}))
+	defer sink.Close()
+	must(netlab.Do(h1, func() error {
+		var err error
+		src, err = net.Dial("udp", "198.51.100.200:5555")
+		return err
+	}))
+	defer src.Close()
+	// Datagrams: "fs" + 8-octet sequence number. The receiver records them.
+	var got sync.Map // uint64 → true
+	var received atomic.Int64
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, err := sink.Read(buf)
+			if err != nil {
+				return
+			}
+			if n == 10 && string(buf[:2]) == "fs" {
+				if _, dup := got.LoadOrStore(binary.BigEndian.Uint64(buf[2:10]), true); !dup {
+					received.Add(1)
+				}
+			}
+		}
+	}()
+	var seq atomic.Uint64 // next sequence number
+	send := func() uint64 {
+		s := seq.Add(1) - 1
+		var b [10]byte
+		copy(b[:], "fs")
+		binary.BigEndian.PutUint64(b[2:], s)
+		_, err := src.Write(b[:])
+		must(err)
+		return s
+	}
+	// delivered sends datagrams until one arrives while cond holds (at
+	// most 300 tries, each waiting up to 200 ms).
+	delivered := func(cond func() bool) bool {
+		for i := 0; i < 300; i++ {
+			s := send()
+			for deadline := time.Now().Add(200 * time.Millisecond); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+				if _, ok := got.Load(s); ok {
+					break
+				}
+			}
+			if _, ok := got.Load(s); ok && cond() {
+				return true
+			}
+		}
+		return false
+	}
+
+	// Keys negotiated by the ACS, pushed to abr1 over the feed: traffic is
+	// tagged at abr1, validated at abr2 and delivered.
+	if !delivered(func() bool {
+		return feedState("connected") == 1 && counters(abr1)[lab.CounterKey{Metric: "peers_keyed"}] >= 1 &&
+			counters(abr1).Total("packets", "tagged") >= 1 && counters(abr2).Total("packets", "validated") >= 1
+	}) {
+		t.Fatalf("no datagram tagged by the fed abr1, validated and delivered; abr1 %v; abr2 %v", counters(abr1), counters(abr2))
+	}
+
+	// The stream: one datagram every 10 ms from here on, until stopAt (set
+	// once the cut is made) — sleeping between sends is pacing, not timing.
+	var stopAt atomic.Int64 // unix nanoseconds; 0: not yet known
+	before1, before2 := counters(abr1), counters(abr2)
+	first := seq.Load()
+	type sent struct{ seq, at uint64 }
+	var sentLog []sent // one entry per datagram: for the epoch of a lost one
+	streamDone := make(chan struct{})
+	stopStream := make(chan struct{})
+	go func() {
+		defer close(streamDone)
+		for {
+			now := time.Now()
+			if s := stopAt.Load(); s != 0 && now.UnixNano() >= s {
+				return
+			}
+			select {
+			case <-stopStream:
+				return
+			default:
+			}
+			s := seq.Add(1) - 1
+			var b [10]byte
+			copy(b[:], "fs")
+			binary.BigEndian.PutUint64(b[2:], s)
+			if _, err := src.Write(b[:]); err != nil {
+				t.Errorf("send %d: %v", s, err)
+				return
+			}
+			sentLog = append(sentLog, sent{s, uint64(now.UnixNano())})
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	stop := func() {
+		select {
+		case <-streamDone:
+		default:
+			close(stopStream)
+			<-streamDone
+		}
+	}
+	defer stop()
+
+	// Cut right after a fresh snapshot: the ACS pushes one at every epoch
+	// boundary with the keys of e−1 … e+2, so a snapshot published early in
+	// epoch e was built in e and keeps tagging possible until e+3 begins.
+	// Wait for the version to change, then cut within the first half of the
+	// epoch the snapshot was published in.
+	epochOf := func(ns int64) int64 { return ns / 1e9 / period }
+	startOf := func(e int64) time.Time { return time.Unix(e*period, 0) }
+	version0 := gauge(abr1, "psavd_abr_tables_version")
+	var cutEpoch int64
+	var cutAt time.Time
+	for deadline := time.Now().Add(20 * period * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("abr1's tables version stays %v: no snapshot pushed at the epoch boundaries", version0)
+		}
+		m := rawMetrics(t, abr1, metricsAt)
+		v, published := metricValue(t, m, "psavd_abr_tables_version"), metricValue(t, m, "psavd_abr_last_update_seconds")
+		now := time.Now()
+		e := epochOf(int64(published * 1e9))
+		if v == version0 || epochOf(now.UnixNano()) != e || now.Sub(startOf(e)) >= period*time.Second/2 {
+			if v != version0 {
+				version0 = v // too late in this epoch (a loaded machine): the next one
+			}
+			continue
+		}
+		must(netlab.IP("-n", acs1, "link", "set", "feed", "down"))
+		cutAt, cutEpoch = time.Now(), e
+		break
+	}
+	afterCut := seq.Load() // every datagram from here on is sent while the feed is cut
+	if epochOf(cutAt.UnixNano()) != cutEpoch {
+		t.Fatalf("cutting the link took from epoch %d into %d (machine too slow for %d-second epochs)", cutEpoch, epochOf(cutAt.UnixNano()), period)
+	}
+	// Two epoch boundaries after the cut, stop in the middle of epoch e+2:
+	// half an epoch of margin before e+3, where the pushed keys end.
+	stopAt.Store(startOf(cutEpoch + 2).Add(period * time.Second / 2).UnixNano())
+	t.Logf("feed cut in epoch %d at +%v; streaming until the middle of epoch %d", cutEpoch, cutAt.Sub(startOf(cutEpoch)), cutEpoch+2)
+
+	// abr1 notices (its ACS falls silent) and says so, in metrics and log.
+	for deadline := time.Now().Add(60 * time.Second); feedState("fail-static") != 1; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("abr1 never went fail-static after the cut:\n%s", rawMetrics(t, abr1, metricsAt))
+		}
+	}
+	<-streamDone
+	keyedAtEnd := counters(abr1)[lab.CounterKey{Metric: "peers_keyed"}]
+	if feedState("fail-static") != 1 {
+		t.Errorf("abr1 left fail-static while its feed link was down:\n%s", rawMetrics(t, abr1, metricsAt))
+	}
+	if !strings.Contains(abr1Proc.log.String(), "fail-static") {
+		t.Errorf("abr1's log does not say fail-static:\n%s", abr1Proc.log.String())
+	}
+	// Only the ABR was cut off: its ACS still peers with AS 65002's.
+	if m := rawMetrics(t, acs1, metricsAt); !strings.Contains(m, `psavd_acs_peer_up{peer="65002",state="up"} 1`) {
+		t.Errorf("acs1 lost its peer while only its ABR was cut off:\n%s", m)
+	}
+	last := seq.Load()
+	lastSentAt := time.Unix(0, int64(sentLog[len(sentLog)-1].at))
+	if e := epochOf(lastSentAt.UnixNano()); e < cutEpoch+2 {
+		t.Fatalf("the stream ended in epoch %d, before crossing two boundaries after the cut (epoch %d)", e, cutEpoch)
+	}
+
+	// Every datagram of the stream arrives (waiting as long as it takes to
+	// drain; only loss is judged).
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if missing(&got, first, last) == nil {
+			break
+		}
+	}
+	if lost := missing(&got, first, last); lost != nil {
+		byEpoch := map[int64]int{}
+		for _, s := range sentLog {
+			if _, ok := got.Load(s.seq); !ok {
+				byEpoch[epochOf(int64(s.at))]++
+			}
+		}
+		t.Fatalf("%d of %d datagrams lost (%d sent after the cut in epoch %d); lost by epoch sent %v; first lost %v; abr1 keyed at the end %v; abr1 %v; abr2 %v",
+			len(lost), last-first, last-afterCut, cutEpoch, byEpoch, lost[:min(len(lost), 10)], keyedAtEnd,
+			counters(abr1).Sub(before1), counters(abr2).Sub(before2))
+	}
+	n := float64(last - first)
+	if d := counters(abr1).Total("packets", "tagged") - before1.Total("packets", "tagged"); d < n {
+		t.Errorf("only %v of %v streamed datagrams tagged at abr1", d, n)
+	}
+	if d := counters(abr2).Total("packets", "validated") - before2.Total("packets", "validated"); d < n {
+		t.Errorf("only %v of %v streamed datagrams validated at abr2", d, n)
+	}
+	t.Logf("%d datagrams delivered, %d of them sent after the cut, across epochs %d … %d", last-first, last-afterCut, cutEpoch, epochOf(lastSentAt.UnixNano()))
+
+	// The link comes back: the feed reconnects (the client's back-off is up
+	// to 30 s, a dial in progress up to gRPC's 20 s connect timeout), new
+	// snapshots arrive, and traffic is tagged and validated again.
+	must(netlab.IP("-n", acs1, "link", "set", "feed", "up"))
+	cutVersion := gauge(abr1, "psavd_abr_tables_version")
+	for deadline := time.Now().Add(120 * time.Second); feedState("connected") != 1 ||
+		gauge(abr1, "psavd_abr_feed_reconnects_total") < 1 || gauge(abr1, "psavd_abr_tables_version") <= cutVersion; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("abr1's feed did not come back after the link was restored:\n%s", rawMetrics(t, abr1, metricsAt))
+		}
+	}
+	validated := counters(abr2).Total("packets", "validated")
+	tagged := counters(abr1).Total("packets", "tagged")
+	if !delivered(func() bool {
+		return counters(abr1).Total("packets", "tagged") > tagged && counters(abr2).Total("packets", "validated") > validated
+	}) {
+		t.Fatalf("after the feed reconnected, traffic is not tagged and validated again; abr1 %v; abr2 %v", counters(abr1), counters(abr2))
+	}
+}
+
+// missing returns the sequence numbers in [first, last) not received, or nil.
+func missing(got *sync.Map, first, last uint64) []uint64 {
+	var lost []uint64
+	for s := first; s < last; s++ {
+		if _, ok := got.Load(s); !ok {
+			lost = append(lost, s)
+		}
+	}
+	return lost
+}
+
+// metricValue is the value of one series (name with its labels, exactly as
+// Prometheus prints them) in a scrape; the test fails if it is absent.
+func metricValue(t *testing.T, scrape, series string) float64 {
+	t.Helper()
+	sc := bufio.NewScanner(strings.NewReader(scrape))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), series+" ")
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		if err != nil {
+			t.Fatalf("metric %s: %v", series, err)
+		}
+		return v
+	}
+	t.Fatalf("no metric %s in:\n%s", series, scrape)
+	return 0
+}
