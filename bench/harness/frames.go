@@ -33,9 +33,8 @@ const (
 )
 
 // slots spreads MixSlots frames over the mix: slot i's family and class.
-// Both are spread evenly (Bresenham) and independently of each other (the
-// class walks the slots in another order), so every class sees both
-// families in proportion.
+// The families alternate evenly (Bresenham); the classes are spread evenly
+// within each family, so every class sees both families in proportion.
 func slots(m Mix) (v6 [MixSlots]bool, cls [MixSlots]class) {
 	n6 := int(m.IPv6*MixSlots + 0.5)
 	nu := int(m.Untagged*MixSlots + 0.5)
@@ -43,9 +42,9 @@ func slots(m Mix) (v6 [MixSlots]bool, cls [MixSlots]class) {
 	for i := range MixSlots {
 		v6[i] = (i+1)*n6/MixSlots > i*n6/MixSlots
 	}
-	// Interleave the classes evenly: item j of a class of n sits at
-	// (j+½)/n; then lay the sequence on the slots in the order k·7 mod 20
-	// (7 is coprime with 20: every slot once), away from the families'.
+	// Interleave the classes evenly (item j of a class of n sits at
+	// (j+½)/n) and lay the sequence over the IPv4 slots, then the IPv6
+	// ones: each family gets its share of every class.
 	type item struct {
 		pos float64
 		c   class
@@ -60,8 +59,14 @@ func slots(m Mix) (v6 [MixSlots]bool, cls [MixSlots]class) {
 		}
 	}
 	slices.SortStableFunc(seq, func(a, b item) int { return cmp.Compare(a.pos, b.pos) })
-	for k, it := range seq {
-		cls[k*7%MixSlots] = it.c
+	k := 0
+	for _, fam := range []bool{false, true} {
+		for i := range MixSlots {
+			if v6[i] == fam {
+				cls[i] = seq[k].c
+				k++
+			}
+		}
 	}
 	return v6, cls
 }
