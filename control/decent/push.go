@@ -462,8 +462,18 @@ func (n *PushNode) handleReply(pkt []byte, now time.Time) {
 	}
 	delete(n.pending, rep.Nonce)
 	n.st.MapRepliesUsed++
+	if !slices.Equal(n.learned[g].rle, rle) {
+		// Membership is moving (a cold start, a join): ask again soon
+		// rather than after LookupInterval.
+		if soon := now.Add(min(n.cfg.LookupInterval, quickLookup)); soon.Before(n.nextLookup) {
+			n.nextLookup = soon
+		}
+	}
 	n.learned[g] = learnedRLE{rle: rle, expires: now.Add(n.cfg.RegistrationTTL)}
 }
+
+// quickLookup is the look-up interval while answers are still changing.
+const quickLookup = 200 * time.Millisecond
 
 // targets returns where Map-Registers to group g go (RLOCs, without us):
 // for our group, the configured members, the RLE our Map-Server holds and
