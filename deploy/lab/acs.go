@@ -35,8 +35,11 @@ type engineACS struct {
 }
 
 type acsCommunity struct {
-	ASCN uint32   `toml:"ascn"`
-	Keys []string `toml:"keys"`
+	ASCN       uint32   `toml:"ascn"`
+	Keys       []string `toml:"keys"`
+	Parent     uint32   `toml:"parent,omitempty"`
+	Border     uint32   `toml:"border,omitempty"`
+	ParentPeer uint32   `toml:"parent_peer,omitempty"`
 }
 
 type acsPeer struct {
@@ -53,11 +56,12 @@ func (e *Env) acsSection(n *Node) (*engineACS, error) {
 		if err != nil {
 			return nil, err
 		}
-		comm, err := membership.GenerateSigner(membership.AlgEd25519)
-		if err != nil {
-			return nil, err
+		e.ca, e.communities = ca, map[uint32]membership.Signer{}
+		for _, ascn := range e.Topo.ascns() {
+			if e.communities[ascn], err = membership.GenerateSigner(membership.AlgEd25519); err != nil {
+				return nil, err
+			}
 		}
-		e.ca, e.community = ca, comm
 		if err := os.WriteFile(filepath.Join(e.Dir, "alliance-ca.pem"), ca.PEM(), 0o600); err != nil {
 			return nil, err
 		}
@@ -90,7 +94,7 @@ func (e *Env) acsSection(n *Node) (*engineACS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node %s: abr.acs %q: %w", n.Name, n.ABR.ACS, err)
 	}
-	rec := membership.Record{Kind: membership.KindJoin, ASN: asn, Version: 1, Key: asKey.Public(), ACS: []netip.AddrPort{listen}}
+	rec := membership.Record{Kind: membership.KindJoin, ASN: asn, ASCN: n.ABR.ASCN, Version: 1, Key: asKey.Public(), ACS: []netip.AddrPort{listen}}
 	for _, m := range e.Topo.PSAV.Members {
 		if m.ASN != asn {
 			continue
@@ -107,7 +111,7 @@ func (e *Env) acsSection(n *Node) (*engineACS, error) {
 	if err := rec.Sign(asKey); err != nil {
 		return nil, err
 	}
-	if err := rec.Endorse(e.community); err != nil {
+	if err := rec.Endorse(e.communities[n.ABR.ASCN]); err != nil {
 		return nil, err
 	}
 	enc, err := rec.Encode()
@@ -120,14 +124,38 @@ func (e *Env) acsSection(n *Node) (*engineACS, error) {
 	}
 
 	a := &engineACS{Listen: n.ABR.ACS, Cert: certFile, Key: keyFile, CA: filepath.Join(e.Dir, "alliance-ca.pem"),
-		Heartbeat: "500ms", DeadAfter: 3, MembershipDir: filepath.Join(e.Dir, n.Name+"-membership"), Record: recFile,
-		Communities: []acsCommunity{{ASCN: 0, Keys: []string{e.community.Public().String()}}}}
+		Heartbeat: "500ms", DeadAfter: 3, MembershipDir: filepath.Join(e.Dir, n.Name+"-membership"), Record: recFile}
+	for _, ascn := range e.Topo.ascns() {
+		c := acsCommunity{ASCN: ascn, Keys: []string{e.communities[ascn].Public().String()}}
+		for _, tc := range e.Topo.Communities {
+			if tc.ASCN == ascn {
+				c.Parent, c.Border, c.ParentPeer = tc.Parent, tc.Border, tc.ParentPeer
+			}
+		}
+		a.Communities = append(a.Communities, c)
+	}
+	// Each ACS peers with the ACS it shares a key with (DESIGN §2.6): all
+	// of its community, and across a border its counterpart. Membership
+	// floods along these sessions to every ACS of the tree.
+	tree, err := e.Topo.Tree()
+	if err != nil {
+		return nil, err
+	}
 	for _, o := range e.Topo.ABRs() {
-		if o.Name != n.Name && o.ABR.ACS != "" {
+		if o.Name != n.Name && o.ABR.ACS != "" && o.ABR.ASN != asn && tree.Adjacent(asn, o.ABR.ASN, e.Topo.ascnOf) {
 			a.Peers = append(a.Peers, acsPeer{ASN: o.ABR.ASN, Address: o.ABR.ACS})
 		}
 	}
 	return a, nil
+}
+
+// ascns lists the root community and every [[community]], root first.
+func (t *Topology) ascns() []uint32 {
+	out := []uint32{0}
+	for _, c := range t.Communities {
+		out = append(out, c.ASCN)
+	}
+	return out
 }
 
 // ACSNodes are the ABR nodes that run an ACS.

@@ -35,8 +35,8 @@ type Env struct {
 	Dir string
 
 	// ACS mode (acs.go): the run's CA and community key, made on first use.
-	ca        *pair.TestCA
-	community membership.Signer
+	ca          *pair.TestCA
+	communities map[uint32]membership.Signer // endorsement key per ASCN
 
 	log io.Writer
 

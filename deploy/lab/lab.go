@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -241,7 +242,7 @@ func PrintTable(out io.Writer, flows []FlowResult) {
 func PrintSummary(out io.Writer, res Result) {
 	var legitSent, legitGot, outSent, outGot, spoofSent, spoofGot int
 	dropped := map[string]float64{}
-	var taggers, validators []string
+	var taggers, validators, replacers []string
 	seen := map[string]bool{}
 	for i := range res.Flows {
 		r := &res.Flows[i]
@@ -270,6 +271,10 @@ func PrintSummary(out io.Writer, res Result) {
 					taggers = append(taggers, node)
 				case "validated":
 					validators = append(validators, node)
+				case "replaced":
+					if !slices.Contains(replacers, node) {
+						replacers = append(replacers, node)
+					}
 				}
 			}
 		default:
@@ -277,8 +282,12 @@ func PrintSummary(out io.Writer, res Result) {
 			outGot += r.Delivered
 		}
 	}
-	fmt.Fprintf(out, "legitimate traffic between member ASes: %d/%d packets delivered — tagged by the sender's ABR (%s) and validated and stripped by the receiver's (%s)\n",
-		legitGot, legitSent, strings.Join(taggers, ", "), strings.Join(validators, ", "))
+	borders := ""
+	if len(replacers) > 0 {
+		borders = fmt.Sprintf(", validated and re-tagged at the community borders (%s)", strings.Join(replacers, ", "))
+	}
+	fmt.Fprintf(out, "legitimate traffic between member ASes: %d/%d packets delivered — tagged by the sender's ABR (%s)%s, and validated and stripped by the receiver's (%s)\n",
+		legitGot, legitSent, strings.Join(taggers, ", "), borders, strings.Join(validators, ", "))
 	if outSent > 0 {
 		fmt.Fprintf(out, "traffic from outside the alliance with its real address: %d/%d delivered — PSAV cannot vouch for it and counts it unverifiable\n", outGot, outSent)
 	}
@@ -312,7 +321,7 @@ func hasAction(f *Flow, action string) bool {
 }
 
 // waitForKeys holds the traffic until every ACS-mode ABR holds a key of the
-// current epoch for each of the other ACS-mode ASes: the ACS must first peer,
+// current epoch for each ACS-mode AS it shares a key with: the ACS must first peer,
 // measure one heartbeat round trip, negotiate a start epoch (two epochs
 // ahead) and reach it.
 func waitForKeys(ctx context.Context, env *Env, out io.Writer) error {
@@ -320,7 +329,20 @@ func waitForKeys(ctx context.Context, env *Env, out io.Writer) error {
 	if len(nodes) == 0 {
 		return nil
 	}
-	want := float64(len(nodes) - 1)
+	// A node holds keys for the ACS it shares a key with: in a flat
+	// alliance all the others, in a community tree its neighbours.
+	tree, err := env.Topo.Tree()
+	if err != nil {
+		return err
+	}
+	want := map[string]float64{}
+	for _, n := range nodes {
+		for _, o := range nodes {
+			if o.ABR.ASN != n.ABR.ASN && tree.Adjacent(n.ABR.ASN, o.ABR.ASN, env.Topo.ascnOf) {
+				want[n.Name]++
+			}
+		}
+	}
 	fmt.Fprintf(out, "ACS: %d ACS peer over mutual TLS 1.3 and negotiate their keys (no key is configured)...\n", len(nodes))
 	start := time.Now()
 	limit := 30*time.Second + 4*time.Duration(env.Topo.PSAV.EpochSeconds)*time.Second
@@ -328,7 +350,7 @@ func waitForKeys(ctx context.Context, env *Env, out io.Writer) error {
 		ready := 0
 		for _, n := range nodes {
 			c, err := Scrape(ctx, env.NS(n.Name), n.ABR.Metrics)
-			if err == nil && c[CounterKey{Metric: "peers_keyed"}] >= want {
+			if err == nil && c[CounterKey{Metric: "peers_keyed"}] >= want[n.Name] {
 				ready++
 			}
 		}

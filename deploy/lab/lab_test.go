@@ -28,7 +28,7 @@ func TestDefaultTopologyParses(t *testing.T) {
 }
 
 func TestEngineConfig(t *testing.T) {
-	topo, err := Parse(DefaultTopology)
+	topo, err := Parse(StaticTopology)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,14 +113,14 @@ func bridgeStandIn(ctx context.Context, e *Env) error {
 	return nil
 }
 
-// TestLabPlumbing runs the default lab with bridges instead of psavd: every
+// TestLabPlumbing runs the static-key lab with bridges instead of psavd: every
 // flow, forged ones included, must then be delivered.
 func TestLabPlumbing(t *testing.T) {
 	if why := netlab.Supported(); why != "" {
 		t.Skip(why)
 	}
 	var out bytes.Buffer
-	res, err := Run(context.Background(), Options{PacketsPerFlow: 5, standIn: bridgeStandIn}, &out)
+	res, err := Run(context.Background(), Options{Topology: StaticTopology, PacketsPerFlow: 5, standIn: bridgeStandIn}, &out)
 	t.Logf("Run: %v", err)
 	t.Log("\n" + out.String())
 	if len(res.Flows) == 0 {
@@ -136,5 +136,50 @@ func TestLabPlumbing(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "torn down") {
 		t.Error("no teardown line")
+	}
+}
+
+// TestHierarchyEngineConfig: in the community tree each ACS gets the whole
+// tree and peers only with the ACS it shares a key with.
+func TestHierarchyEngineConfig(t *testing.T) {
+	topo, err := Parse(HierarchyTopology)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &Env{Topo: topo, Run: "abcdef", Dir: t.TempDir()}
+	want := map[string][]string{
+		"abr1": {"asn = 65002\n"},
+		"abr2": {"asn = 65001\n", "asn = 65003\n"},
+		"abr3": {"asn = 65002\n", "asn = 65004\n"},
+		"abr4": {"asn = 65003\n"},
+	}
+	for node, peers := range want {
+		b, err := e.EngineConfig(node)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, acsPeers, _ := strings.Cut(string(b), "[[acs.peer]]")
+		if got := strings.Count(acsPeers, "[[acs.peer]]") + 1; got != len(peers) {
+			t.Errorf("%s: %d ACS peers, want %d:\n%s", node, got, len(peers), b)
+		}
+		for _, p := range peers {
+			if !strings.Contains(acsPeers, p) {
+				t.Errorf("%s: no ACS peer %q:\n%s", node, p, b)
+			}
+		}
+		for _, s := range []string{"ascn = 1\n", "border = 65002", "parent_peer = 65003", "ascn = 0\n"} {
+			if !strings.Contains(string(b), s) {
+				t.Errorf("%s: the tree lacks %q:\n%s", node, s, b)
+			}
+		}
+	}
+	for _, bad := range []string{
+		"[[community]]\nascn = 1\nparent = 0\nborder = 65002\n",                      // no parent peer
+		"[[community]]\nascn = 1\nparent = 7\nborder = 65002\nparent_peer = 65003\n", // unknown parent
+	} {
+		text := strings.Replace(string(HierarchyTopology), "[[community]]\nascn = 1\nparent = 0\nborder = 65002\nparent_peer = 65003\n", bad, 1)
+		if _, err := Parse([]byte(text)); err == nil || !strings.Contains(err.Error(), "community") {
+			t.Errorf("broken tree accepted: %v", err)
+		}
 	}
 }

@@ -8,21 +8,47 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/psavd/psavd/control/membership"
 )
 
-// DefaultTopology is deploy/lab/default.toml: h1 (AS 65001) – abr1 – tr –
-// abr2 – h2 (AS 65002), an attacker behind tr, and the flows of the lab.
+// DefaultTopology is deploy/lab/default.toml, what `make run` runs: h1 (AS
+// 65001) – abr1 – tr – abr2 – h2 (AS 65002), an attacker behind tr, the
+// flows of the lab, and no key configured: each ABR runs its AS's ACS.
 //
 //go:embed default.toml
 var DefaultTopology []byte
 
+// StaticTopology is deploy/lab/static.toml: the same network with static
+// keys (configured start states) and no ACS.
+//
+//go:embed static.toml
+var StaticTopology []byte
+
+// HierarchyTopology is deploy/lab/hierarchy.toml: four ASes in a two-level
+// community tree, tags replaced at the community borders.
+//
+//go:embed hierarchy.toml
+var HierarchyTopology []byte
+
 // Topology is a parsed topology file (see README.md for the format).
 type Topology struct {
-	Lab   LabSection `toml:"lab"`
-	PSAV  PSAV       `toml:"psav"`
-	Nodes []Node     `toml:"node"`
-	Links []Link     `toml:"link"`
-	Flows []Flow     `toml:"flow"`
+	Lab         LabSection  `toml:"lab"`
+	PSAV        PSAV        `toml:"psav"`
+	Communities []Community `toml:"community"`
+	Nodes       []Node      `toml:"node"`
+	Links       []Link      `toml:"link"`
+	Flows       []Flow      `toml:"flow"`
+}
+
+// Community is one community below the root of the community tree (DESIGN
+// §2.6), for ABR nodes that run an ACS: it becomes an [[acs.community]]
+// of every ACS, with a per-run endorsement key.
+type Community struct {
+	ASCN       uint32 `toml:"ascn"`
+	Parent     uint32 `toml:"parent"`
+	Border     uint32 `toml:"border"`
+	ParentPeer uint32 `toml:"parent_peer"`
 }
 
 // LabSection holds settings of the lab run itself.
@@ -61,6 +87,9 @@ type ABR struct {
 	// ACS, if set, is the listen address (host:port, an address of this
 	// node) of an ACS run in the same psavd: no static keys, negotiated ones.
 	ACS string `toml:"acs"`
+	// ASCN is the community of this AS (its membership record's), for
+	// ACS nodes; 0, the root, by default.
+	ASCN uint32 `toml:"ascn"`
 }
 
 // Port is one [[port]] of the generated engine.toml.
@@ -281,6 +310,21 @@ func (t *Topology) check() error {
 			}
 		}
 	}
+	if _, err := t.Tree(); err != nil {
+		return fmt.Errorf("community: %v", err)
+	}
+	for i, n := range t.Nodes {
+		if n.ABR == nil || n.ABR.ASCN == 0 {
+			continue
+		}
+		found := false
+		for _, c := range t.Communities {
+			found = found || c.ASCN == n.ABR.ASCN
+		}
+		if !found || n.ABR.ACS == "" {
+			return fmt.Errorf("node[%d].abr.ascn: community %d needs a [[community]] and an ACS on the node (abr.acs)", i, n.ABR.ASCN)
+		}
+	}
 	ifs := map[string]bool{}
 	for i, l := range t.Links {
 		for j, e := range []End{l.A, l.B} {
@@ -400,4 +444,24 @@ func (t *Topology) checkFlow(f *Flow) error {
 		}
 	}
 	return nil
+}
+
+// Tree is the community tree of the topology (only the root when there are
+// no [[community]] sections: the flat alliance).
+func (t *Topology) Tree() (*membership.Tree, error) {
+	cs := make([]membership.Community, len(t.Communities))
+	for i, c := range t.Communities {
+		cs[i] = membership.Community{ASCN: c.ASCN, Parent: c.Parent, Border: c.Border, ParentPeer: c.ParentPeer}
+	}
+	return membership.NewTree(cs)
+}
+
+// ascnOf tells the community of each ACS node's AS (membership.ASCNOf).
+func (t *Topology) ascnOf(asn uint32) (uint32, bool) {
+	for _, n := range t.ABRs() {
+		if n.ABR.ASN == asn && n.ABR.ACS != "" {
+			return n.ABR.ASCN, true
+		}
+	}
+	return 0, false
 }

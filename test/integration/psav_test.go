@@ -107,7 +107,7 @@ func (w logWriter) Write(b []byte) (int, error) {
 func startLab(t *testing.T, ctx context.Context) *lab.Env {
 	t.Helper()
 	bin := psavdBinary(t)
-	topo, err := lab.Parse(lab.DefaultTopology)
+	topo, err := lab.Parse(lab.StaticTopology)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,14 +133,15 @@ func startLab(t *testing.T, ctx context.Context) *lab.Env {
 	return env
 }
 
-// TestLab runs `psavd lab` (deploy/lab.Run) with the default topology: real
-// sockets for legitimate traffic, forged frames for spoofed traffic, every
-// outcome checked against the ABRs' counters.
-func TestLab(t *testing.T) {
+// runLab runs `psavd lab` (deploy/lab.Run) on a topology: real sockets for
+// legitimate traffic, forged frames for spoofed traffic, every outcome
+// checked against the ABRs' counters. It returns what the lab printed.
+func runLab(t *testing.T, topo []byte) string {
+	t.Helper()
 	skipUnlessLab(t)
 	bin := psavdBinary(t)
 	var out bytes.Buffer
-	res, err := lab.Run(context.Background(), lab.Options{Psavd: bin, PacketsPerFlow: 10}, &out)
+	res, err := lab.Run(context.Background(), lab.Options{Psavd: bin, Topology: topo, PacketsPerFlow: 10}, &out)
 	t.Log("\n" + out.String())
 	if err != nil {
 		t.Fatal(err)
@@ -148,25 +149,36 @@ func TestLab(t *testing.T) {
 	if !res.OK || len(res.Flows) == 0 {
 		t.Fatal("lab not OK")
 	}
+	return out.String()
 }
 
-// TestLabACS runs the lab with no key configured: each ABR runs its AS's
-// ACS, the keys are negotiated, and every flow behaves as with static keys.
-func TestLabACS(t *testing.T) {
-	skipUnlessLab(t)
-	bin := psavdBinary(t)
-	topo, err := os.ReadFile(filepath.Join("..", "..", "deploy", "lab", "acs.toml"))
-	if err != nil {
-		t.Fatal(err)
+// TestLab runs the default lab (`make run`): no key configured, each ABR
+// runs its AS's ACS and the keys are negotiated over mutual TLS 1.3.
+func TestLab(t *testing.T) {
+	if out := runLab(t, nil); !strings.Contains(out, "ACS: keys in place") {
+		t.Fatal("the default lab did not run in ACS mode")
 	}
-	var out bytes.Buffer
-	res, err := lab.Run(context.Background(), lab.Options{Psavd: bin, Topology: topo, PacketsPerFlow: 10}, &out)
-	t.Log("\n" + out.String())
-	if err != nil {
-		t.Fatal(err)
+}
+
+// TestLabStatic runs the same network with static keys and no ACS: every
+// flow behaves as with negotiated keys.
+func TestLabStatic(t *testing.T) {
+	if out := runLab(t, lab.StaticTopology); strings.Contains(out, "ACS:") {
+		t.Fatal("the static lab ran an ACS")
 	}
-	if !res.OK || len(res.Flows) == 0 || !strings.Contains(out.String(), "ACS: keys in place") {
-		t.Fatal("lab in ACS mode not OK")
+}
+
+// TestLabHierarchy is the two-level community tree (issue 3, must-show 5;
+// deploy/lab/hierarchy.toml): packets between AS 65001 (community 1) and
+// AS 65004 (the root community) are tagged at the sender's ABR, validated
+// and re-tagged at both community borders (abr2, abr3) and validated at the
+// receiver's — each flow's counters say so at each ABR — and a forged source
+// of community 1 arriving from outside is dropped at the first border
+// (abr2: no-tag, bad-tag, stale-epoch).
+func TestLabHierarchy(t *testing.T) {
+	out := runLab(t, lab.HierarchyTopology)
+	if !strings.Contains(out, "re-tagged at the community borders (abr2, abr3)") {
+		t.Fatal("no replacement at the community borders")
 	}
 }
 

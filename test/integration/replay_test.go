@@ -24,7 +24,7 @@ import (
 // when the live tests fail.
 func TestReplayTagRoundTrip(t *testing.T) {
 	bin := psavdBinary(t)
-	topo, err := lab.Parse(lab.DefaultTopology)
+	topo, err := lab.Parse(lab.StaticTopology)
 	if err != nil {
 		t.Fatal(err)
 	}
