@@ -14,10 +14,11 @@ const (
 	ActUnverifiable               // source not a member: forwarded unverified
 	ActUntagged                   // should have been tagged but was not (no-room or no-key policy)
 	ActPassthrough                // link-scoped or non-IP frame carried across a cross-connect
+	ActTooBig                     // too big to encapsulate: answered with ICMP Packet Too Big
 	numActions
 )
 
-var actionNames = [numActions]string{"forwarded", "tagged", "validated", "replaced", "unverifiable", "untagged", "passthrough"}
+var actionNames = [numActions]string{"forwarded", "tagged", "validated", "replaced", "unverifiable", "untagged", "passthrough", "icmp-too-big"}
 
 func (a Action) String() string { return actionNames[a] }
 
@@ -38,10 +39,44 @@ const (
 	DropNotIP                       // routed: not ours to forward (non-IP, link-scoped)
 	DropTxFull                      // the out port did not accept the frame
 	DropTTLExpired                  // routed: TTL or hop limit ran out
+	DropLISPMiss                    // LISP: no map-cache entry (policy drop; the ITR was asked)
+	DropLISPNegative                // LISP: negative map-cache entry with a drop action
+	DropLISPNoRLOC                  // LISP: no usable locator, no route to it, or no source RLOC of its family
+	DropLISPDecap                   // LISP: data for our RLOC that does not decapsulate (bad length, instance-ID, inner packet, fragment)
+	DropLISPEncap                   // LISP: no headroom for the outer headers
+	DropTooBig                      // LISP: too big to encapsulate, no ICMP error sent (policy, rate limit, DF clear)
 	numReasons
 )
 
-var reasonNames = [numReasons]string{"spoofed-local", "spoofed-inside", "no-tag", "bad-tag", "stale-epoch", "no-key", "no-room", "malformed", "no-route", "not-ip", "tx-full", "ttl-expired"}
+var reasonNames = [numReasons]string{"spoofed-local", "spoofed-inside", "no-tag", "bad-tag", "stale-epoch", "no-key", "no-room", "malformed", "no-route", "not-ip", "tx-full", "ttl-expired",
+	"lisp-miss", "lisp-negative", "lisp-no-rloc", "lisp-decap", "lisp-encap", "too-big"}
+
+// LISPEvent counts what the LISP data plane did, besides the packet's action
+// or drop (a tagged packet may also be encapsulated, a miss also queued).
+type LISPEvent uint8
+
+// LISP events.
+const (
+	LISPEncapsulated  LISPEvent = iota // encapsulated towards an RLOC
+	LISPDecapsulated                   // decapsulated, then judged
+	LISPMiss                           // map-cache miss
+	LISPMissQueueFull                  // a miss the control plane was not told of (queue full)
+	LISPNative                         // forwarded natively (negative entry or miss policy)
+	numLISPEvents
+)
+
+var lispEventNames = [numLISPEvents]string{"encapsulated", "decapsulated", "miss", "miss-queue-full", "native"}
+
+func (e LISPEvent) String() string { return lispEventNames[e] }
+
+// LISPEvents lists every LISP event.
+func LISPEvents() []LISPEvent {
+	l := make([]LISPEvent, numLISPEvents)
+	for i := range l {
+		l[i] = LISPEvent(i)
+	}
+	return l
+}
 
 func (r Reason) String() string { return reasonNames[r] }
 
@@ -71,6 +106,7 @@ type Counters struct {
 	RxBytes   atomic.Uint64
 	Actions   [numActions]atomic.Uint64
 	Drops     [numReasons]atomic.Uint64
+	LISP      [numLISPEvents]atomic.Uint64
 	// TxPackets is indexed by the engine port the frames left by.
 	TxPackets []atomic.Uint64
 }
@@ -80,6 +116,7 @@ type tally struct {
 	rxBytes uint64
 	actions [numActions]uint32
 	drops   [numReasons]uint32
+	lisp    [numLISPEvents]uint32
 }
 
 func (t *tally) flush(c *Counters, rx int) {
@@ -93,6 +130,11 @@ func (t *tally) flush(c *Counters, rx int) {
 	for i, n := range t.drops {
 		if n != 0 {
 			c.Drops[i].Add(uint64(n))
+		}
+	}
+	for i, n := range t.lisp {
+		if n != 0 {
+			c.LISP[i].Add(uint64(n))
 		}
 	}
 	*t = tally{}

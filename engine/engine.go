@@ -3,6 +3,8 @@ package engine
 import (
 	"encoding/binary"
 	"fmt"
+	"net/netip"
+	"sync"
 	"sync/atomic"
 
 	"github.com/psavd/psavd/ports"
@@ -46,12 +48,25 @@ type PortSpec struct {
 	Name string
 	Role Role
 	Peer int // cross-connect peer's index
+
+	// LISP (lisp.go): Encap = EncapLISP encapsulates what leaves by the
+	// port (routed forwarding only); a port with RLOCs decapsulates LISP
+	// data addressed to them. MTU bounds the outer IP packet (0: 1500).
+	Encap            Encap
+	RLOCs            []netip.Addr // at most one IPv4 and one IPv6
+	MTU              int
+	InstanceID       uint32 // expected in decapsulated packets (0: none)
+	ZeroUDP6Checksum bool   // send outer IPv6 UDP checksums as zero (RFC 6935/6936)
 }
 
 // Policy holds the choices DESIGN §2.2–2.3 leaves to the operator.
 type Policy struct {
 	ForwardSpoofedInside bool // forward (counted) instead of dropping spoofed-inside
 	DropNoRoom           bool // drop instead of forwarding untagged when a tag does not fit
+
+	LISPMissNative  bool // a map-cache miss is forwarded natively instead of dropped
+	DropTooBig      bool // a packet too big to encapsulate is dropped without an ICMP error
+	TooBigPerSecond int  // ICMP Packet Too Big per poll loop per second (0: 100)
 }
 
 // Spec is the engine's static configuration.
@@ -65,6 +80,11 @@ type Spec struct {
 type Engine struct {
 	spec   Spec
 	tables atomic.Pointer[Tables]
+
+	lisp       []lispPort // by port index
+	anyEncap   bool
+	missMu     sync.Mutex
+	missQueues []*missQueue // one per processor, when a port encapsulates
 }
 
 // New checks spec and returns an engine with empty tables.
@@ -78,6 +98,17 @@ func New(spec Spec) (*Engine, error) {
 		}
 	}
 	e := &Engine{spec: spec}
+	for _, p := range spec.Ports {
+		lp, err := newLISPPort(p)
+		if err != nil {
+			return nil, err
+		}
+		if lp.encap && spec.Forwarding != Routed {
+			return nil, fmt.Errorf("engine: port %s: encap lisp needs routed forwarding (the outer header needs a next hop)", p.Name)
+		}
+		e.anyEncap = e.anyEncap || lp.encap
+		e.lisp = append(e.lisp, lp)
+	}
 	e.tables.Store(&Tables{Period: 60})
 	return e, nil
 }
@@ -104,12 +135,25 @@ type Processor struct {
 
 	lastDrop Reason       // reason of the last drop, for capture
 	capture  *captureRing // nil: drop capture off
+
+	now      int64      // the batch's clock
+	misses   *missQueue // map-cache misses for the ITR (nil: no encap port)
+	nonce    uint64     // LISP nonce generator state
+	tokens   int        // ICMP Packet Too Big budget left in tokenSec
+	tokenSec int64
 }
 
 // NewProcessor returns the packet path for port in.
 func (e *Engine) NewProcessor(in int) *Processor {
 	c := &Counters{TxPackets: make([]atomic.Uint64, len(e.spec.Ports))}
-	return &Processor{e: e, in: in, inRole: e.spec.Ports[in].Role, crossOut: int16(e.spec.Ports[in].Peer), Counters: c}
+	pr := &Processor{e: e, in: in, inRole: e.spec.Ports[in].Role, crossOut: int16(e.spec.Ports[in].Peer), Counters: c, nonce: seedNonce()}
+	if e.anyEncap {
+		pr.misses = new(missQueue)
+		e.missMu.Lock()
+		e.missQueues = append(e.missQueues, pr.misses)
+		e.missMu.Unlock()
+	}
+	return pr
 }
 
 // Process judges every packet of b against the tables t at time unixNow and
@@ -117,6 +161,7 @@ func (e *Engine) NewProcessor(in int) *Processor {
 // validated, replaced or stripped in place. Counters are flushed once.
 func (pr *Processor) Process(b *ports.Batch, t *Tables, unixNow int64) {
 	epoch := Epoch(unixNow, t.T0, t.Period)
+	pr.now = unixNow
 	for i := range b.Pkts {
 		pkt := &b.Pkts[i]
 		pr.t.rxBytes += uint64(pkt.Len)
@@ -148,6 +193,12 @@ func (pr *Processor) one(pkt *ports.Packet, t *Tables, epoch int64) int16 {
 	if pkt.Off < 0 || pkt.Len < 0 || pkt.Off+pkt.Len > len(pkt.Buf) || !p.parse(pkt.Buf[pkt.Off:pkt.Off+pkt.Len]) {
 		return pr.drop(DropMalformed)
 	}
+	if lp := &pr.e.lisp[pr.in]; lp.has4 || lp.has6 {
+		// LISP data for this port's RLOCs: judged by its inner packet.
+		if handled, r, ok := pr.decapLISP(pkt, p, lp); handled && !ok {
+			return pr.drop(r)
+		}
+	}
 	routed := pr.e.spec.Forwarding == Routed
 	if p.kind == kindOther || p.linkScope {
 		if routed {
@@ -177,6 +228,7 @@ func (pr *Processor) one(pkt *ports.Packet, t *Tables, epoch int64) int16 {
 	}
 
 	act := ActForwarded
+	inserted := false
 	switch {
 	case outRole == RoleTrust:
 		// unchanged: a tag stays on for the ABR that delivers the packet
@@ -216,6 +268,7 @@ func (pr *Processor) one(pkt *ports.Packet, t *Tables, epoch int64) int16 {
 			act = ActUntagged
 			break
 		}
+		inserted = p.optOff < 0 // not an overwritten tag from inside
 		act = ActTagged
 
 	case outRole == RoleEgress: // EGRESS → EGRESS: transit
@@ -266,6 +319,9 @@ func (pr *Processor) one(pkt *ports.Packet, t *Tables, epoch int64) int16 {
 		act = ActValidated
 	}
 
+	if hop != nil && pr.e.lisp[out].encap {
+		return pr.lispOut(pkt, p, t, hop, out, act, inserted)
+	}
 	if hop != nil {
 		rewriteRouted(pkt.Frame(), p, hop)
 	}

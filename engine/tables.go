@@ -36,6 +36,11 @@ type Tables struct {
 	// Routes (routed forwarding only): prefix → index into Hops.
 	Routes *bart.Fast[uint32]
 	Hops   []NextHop
+
+	// MapCache (LISP ITR, lisp.go): EID prefix → index into Mappings; built
+	// with a MapCacheBuilder.
+	MapCache *bart.Fast[uint32]
+	Mappings []Mapping
 }
 
 // Member is one AS (or AS community) of the alliance.
