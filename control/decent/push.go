@@ -78,6 +78,7 @@ type PushNode struct {
 	mu          sync.Mutex
 	groups      *groupTable
 	eids        []PushEID
+	withdrawn   []PushEID // removed by SetEIDs, deregistered with the next change
 	nonce       uint64
 	dirty       bool
 	nextRefresh time.Time
@@ -134,8 +135,8 @@ func (n *PushNode) Config() PushConfig { return n.cfg }
 // MapServer is the node's local Map-Server for unicast EIDs.
 func (n *PushNode) MapServer() *mapserver.Server { return n.ms }
 
-// SetEIDs replaces what this node registers; the change is sent at the
-// next Tick.
+// SetEIDs replaces what this node registers; the change (registrations of
+// the EIDs, TTL-0 deregistrations of removed ones) is sent at the next Tick.
 func (n *PushNode) SetEIDs(eids []PushEID) error {
 	c := n.cfg
 	c.EIDs = eids
@@ -143,6 +144,12 @@ func (n *PushNode) SetEIDs(eids []PushEID) error {
 		return err
 	}
 	n.mu.Lock()
+	for _, old := range n.eids {
+		if !slices.Contains(eids, old) {
+			n.withdrawn = append(n.withdrawn, old)
+		}
+	}
+	n.withdrawn = slices.DeleteFunc(n.withdrawn, func(e PushEID) bool { return slices.Contains(eids, e) })
 	n.eids = slices.Clone(eids)
 	n.dirty = true
 	n.mu.Unlock()
@@ -506,11 +513,12 @@ func (n *PushNode) Tick(now time.Time) []PushSend {
 		n.lastMembers = members
 		n.st.MembersChanged++
 	}
-	full := n.dirty || !now.Before(n.nextRefresh)
-	if full {
-		n.dirty = false
+	refresh := !now.Before(n.nextRefresh)
+	if refresh {
 		n.nextRefresh = now.Add(n.cfg.RefreshInterval)
 	}
+	changed := n.dirty
+	n.dirty = false
 	groups := []netip.Addr{n.cfg.Group}
 	if n.cfg.Core != nil {
 		groups = append(groups, n.cfg.Core.Group)
@@ -528,13 +536,20 @@ func (n *PushNode) Tick(now time.Time) []PushSend {
 			set[t] = true
 		}
 		n.sentTo[g] = set
+		own := g == n.cfg.Group
 		switch {
-		case full:
-			out = append(out, n.register(g, ts, now)...)
+		case refresh:
+			out = append(out, n.register(g, ts, true, own, now)...)
+		case changed && own:
+			// Our EIDs changed: only their Map-Register(s) go out.
+			out = append(out, n.register(g, ts, false, true, now)...)
+			if len(fresh) > 0 && n.cfg.Transport == TransportUnicast {
+				out = append(out, n.register(g, fresh, true, false, now)...)
+			}
 		case len(fresh) > 0:
 			// Someone new: send it what we register now rather than at the
 			// next refresh, so a joining node converges at once.
-			out = append(out, n.register(g, fresh, now)...)
+			out = append(out, n.register(g, fresh, true, own, now)...)
 		}
 	}
 	if !now.Before(n.nextLookup) {
@@ -548,12 +563,12 @@ func (n *PushNode) Tick(now time.Time) []PushSend {
 	return out
 }
 
-// register builds our Map-Registers for group g — for our group the
-// membership and the EID registrations (also handed to our own Map-Server),
-// for the core group the membership of our group — and sends them to g:
-// one multicast datagram, or one encapsulated copy per target. n.mu held.
-func (n *PushNode) register(g netip.Addr, targets []netip.Addr, now time.Time) []PushSend {
-	msgs := n.buildRegisters(g == n.cfg.Group)
+// register builds our Map-Registers for group g — the membership of our
+// group and/or our EID registrations (only to our own group) — hands those
+// for our group to our own Map-Server too, and sends them to g: one
+// multicast datagram, or one encapsulated copy per target. n.mu held.
+func (n *PushNode) register(g netip.Addr, targets []netip.Addr, membership, eids bool, now time.Time) []PushSend {
+	msgs := n.buildRegisters(membership, eids)
 	var out []PushSend
 	for _, msg := range msgs {
 		if g == n.cfg.Group {
@@ -583,10 +598,11 @@ func wrapLocal(n *PushNode, msg []byte, now time.Time) []PushSend {
 	return out
 }
 
-// buildRegisters signs the membership registration of our group and, when
-// withEIDs, one Map-Register per site (chunks of maxRecordsPerRegister)
-// for our EIDs. Each gets a fresh, increasing nonce. n.mu held.
-func (n *PushNode) buildRegisters(withEIDs bool) [][]byte {
+// buildRegisters signs the membership registration of our group (when
+// membership) and, when eids, one Map-Register per site (chunks of
+// maxRecordsPerRegister) for our EIDs and the TTL-0 records of withdrawn
+// ones (sent once). Each gets a fresh, increasing nonce. n.mu held.
+func (n *PushNode) buildRegisters(membership, eids bool) [][]byte {
 	ttl := uint32((n.cfg.RegistrationTTL + time.Minute - 1) / time.Minute)
 	xtr := &lisp.XTRInfo{XTRID: n.cfg.XTRID}
 	var msgs [][]byte
@@ -599,16 +615,20 @@ func (n *PushNode) buildRegisters(withEIDs bool) [][]byte {
 			n.st.RegistersBuilt++
 		}
 	}
-	sign(n.cfg.MembershipKeyID, n.cfg.MembershipKey, []lisp.MappingRecord{groupRecord(n.cfg.Group, []netip.Addr{n.cfg.RLOC}, ttl)})
-	if !withEIDs {
+	if membership {
+		sign(n.cfg.MembershipKeyID, n.cfg.MembershipKey, []lisp.MappingRecord{groupRecord(n.cfg.Group, []netip.Addr{n.cfg.RLOC}, ttl)})
+	}
+	if !eids {
 		return msgs
 	}
+	withdrawn := n.withdrawn
+	n.withdrawn = nil
 	loc := lisp.Locator{Priority: 1, Weight: 100, Local: true, Reachable: true, Address: lisp.IPAddr(n.cfg.RLOC)}
 	for _, site := range n.cfg.Sites {
 		var recs []lisp.MappingRecord
-		for _, e := range n.eids {
+		add := func(e PushEID, ttl uint32) {
 			if e.Site != site.Name {
-				continue
+				return
 			}
 			eid := lisp.IPAddr(e.Prefix.Addr())
 			if e.IID != 0 {
@@ -616,6 +636,12 @@ func (n *PushNode) buildRegisters(withEIDs bool) [][]byte {
 			}
 			recs = append(recs, lisp.MappingRecord{TTL: ttl, EIDMaskLen: uint8(e.Prefix.Bits()), Authoritative: true,
 				EID: eid, Locators: []lisp.Locator{loc}})
+		}
+		for _, e := range n.eids {
+			add(e, ttl)
+		}
+		for _, e := range withdrawn {
+			add(e, 0)
 		}
 		for len(recs) > 0 {
 			k := min(len(recs), maxRecordsPerRegister)

@@ -74,9 +74,9 @@ func TestPushSimConverge(t *testing.T) {
 				return ok && ns[0].Digest(s.now) != d0
 			})
 			sent := ns[3].Stats().RegistersSent - before
-			want := uint64(2) // membership + one site's Map-Register, multicast once each
+			want := uint64(1) // one site's Map-Register, multicast once
 			if tr == TransportUnicast {
-				want = 2 * 7
+				want = 7 // one copy per other member
 			}
 			if sent != want {
 				t.Errorf("change cost %d Map-Register datagrams, want %d", sent, want)
@@ -85,6 +85,18 @@ func TestPushSimConverge(t *testing.T) {
 				if _, ok := n.MapServer().Lookup(0, netip.MustParseAddr("10.200.3.4"), s.now); !ok {
 					t.Errorf("node %d lacks the new prefix", i)
 				}
+			}
+			// Removing it deregisters it everywhere at once (TTL-0 record),
+			// not after the registration TTL.
+			if err := ns[3].SetEIDs([]PushEID{pushEIDFor(3)}); err != nil {
+				t.Fatal(err)
+			}
+			s.runUntil(100*time.Millisecond, 3, "withdrawal", func() bool {
+				_, ok := simDigests(s.now, ns)
+				return ok && ns[0].Digest(s.now) == d0
+			})
+			if st := ns[5].MapServer().Stats(); st.Deregistrations != 1 {
+				t.Errorf("deregistrations %d", st.Deregistrations)
 			}
 		})
 	}
@@ -284,7 +296,7 @@ func TestPushDecapsulation(t *testing.T) {
 	ns := simGroup(s, 2, TransportUnicast, pushGroup4)
 	a, b := ns[0], ns[1]
 	b.mu.Lock()
-	msgs := b.buildRegisters(true)
+	msgs := b.buildRegisters(true, true)
 	b.mu.Unlock()
 	good, err := b.encapsulate(msgs[1], pushGroup4)
 	if err != nil {
@@ -439,7 +451,7 @@ func FuzzPushHandle(f *testing.F) {
 	s := newSimNet(f)
 	ns := simGroup(s, 2, TransportUnicast, pushGroup4)
 	ns[1].mu.Lock()
-	msgs := ns[1].buildRegisters(true)
+	msgs := ns[1].buildRegisters(true, true)
 	ns[1].mu.Unlock()
 	for _, m := range msgs {
 		f.Add(m, false)
