@@ -81,6 +81,13 @@ type Engine struct {
 	spec   Spec
 	tables atomic.Pointer[Tables]
 
+	// Publishing (control plane side, never the packet path): the tables
+	// the PSAV sources published last and the ITR's map-cache, merged into
+	// the one snapshot the loops read.
+	pubMu    sync.Mutex
+	base     *Tables
+	mapCache *MapCache
+
 	lisp       []lispPort // by port index
 	anyEncap   bool
 	missMu     sync.Mutex
@@ -109,7 +116,8 @@ func New(spec Spec) (*Engine, error) {
 		e.anyEncap = e.anyEncap || lp.encap
 		e.lisp = append(e.lisp, lp)
 	}
-	e.tables.Store(&Tables{Period: 60})
+	e.base = &Tables{Period: 60}
+	e.tables.Store(e.base)
 	return e, nil
 }
 
@@ -117,7 +125,33 @@ func New(spec Spec) (*Engine, error) {
 func (e *Engine) Spec() Spec { return e.spec }
 
 // Publish makes t the tables every poll loop uses from its next batch on.
-func (e *Engine) Publish(t *Tables) { e.tables.Store(t) }
+// Once PublishMapCache was called, the loops get a copy of t with that
+// map-cache in it: the PSAV sources (static schedule, ACS feed) and the
+// LISP ITR publish independently and this is the one place they meet.
+func (e *Engine) Publish(t *Tables) {
+	e.pubMu.Lock()
+	defer e.pubMu.Unlock()
+	e.base = t
+	e.tables.Store(e.merged())
+}
+
+// PublishMapCache replaces the map-cache in the current and every later
+// snapshot (nil: back to the map-cache of the published tables).
+func (e *Engine) PublishMapCache(mc *MapCache) {
+	e.pubMu.Lock()
+	defer e.pubMu.Unlock()
+	e.mapCache = mc
+	e.tables.Store(e.merged())
+}
+
+func (e *Engine) merged() *Tables {
+	if e.mapCache == nil || e.base == nil {
+		return e.base
+	}
+	t := *e.base
+	t.MapCache, t.Mappings = e.mapCache.table, e.mapCache.mappings
+	return &t
+}
 
 // Tables returns the current snapshot.
 func (e *Engine) Tables() *Tables { return e.tables.Load() }

@@ -163,6 +163,15 @@ func (b *MapCacheBuilder) Build(t *Tables) {
 	t.Mappings = b.m
 }
 
+// MapCache is a built map-cache for Engine.PublishMapCache.
+type MapCache struct {
+	table    *bart.Fast[uint32]
+	mappings []Mapping
+}
+
+// MapCache returns the built map-cache; the builder must not be used after.
+func (b *MapCacheBuilder) MapCache() *MapCache { return &MapCache{table: b.t, mappings: b.m} }
+
 // mapping returns dst's map-cache entry, or nil.
 func (t *Tables) mapping(dst *[16]byte) *Mapping {
 	if t.MapCache == nil {

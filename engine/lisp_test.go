@@ -457,3 +457,24 @@ func TestLISPSpecRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestPublishMapCache: the ITR's map-cache survives the PSAV sources'
+// publications and is merged into every snapshot.
+func TestPublishMapCache(t *testing.T) {
+	e := lispXTR(t, 65001, Policy{}, nil)
+	base := e.Tables()
+	b := NewMapCacheBuilder()
+	remoteEIDs(rloc2v4, rloc2v6)(b)
+	e.PublishMapCache(b.MapCache())
+	if out := process(e.NewProcessor(0), mustHex(t, v4In), vecNow); out.Out != 1 {
+		t.Fatal("map-cache not in the snapshot")
+	}
+	e.Publish(base) // a new PSAV snapshot (say, the next epoch's keys)
+	if e.Tables() == base || e.Tables().MapCache == nil || base.MapCache != nil {
+		t.Fatal("map-cache lost, or the published tables modified")
+	}
+	e.PublishMapCache(nil)
+	if e.Tables() != base {
+		t.Fatal("nil map-cache: tables not as published")
+	}
+}
