@@ -6,21 +6,28 @@ BIN       := bin
 STATICCHECK_VERSION := 2026.2.2
 export PATH := $(PATH):$(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build run run-acs test deps lint fuzz bench-engine bench-xdp proto clean
+.PHONY: all build run run-static run-hierarchy test deps lint fuzz bench-engine bench-xdp proto clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN)/psavd ./cmd/psavd
+	$(GO) build -o $(BIN)/psavbench ./cmd/psavbench
 
-# The lab: namespaces, veths, two ABRs on AF_XDP, legitimate and spoofed traffic.
+# The lab: namespaces, veths, two ABRs on AF_XDP, legitimate and spoofed
+# traffic. No key is configured: each ABR also runs its AS's ACS, and the keys
+# are negotiated over mutual TLS 1.3 (deploy/lab/default.toml).
 run: deps build
 	$(BIN)/psavd lab
 
-# The same lab with no key configured: each ABR also runs its AS's ACS, and
-# the keys are negotiated over mutual TLS 1.3 (deploy/lab/acs.toml).
-run-acs: deps build
-	$(BIN)/psavd lab -topology deploy/lab/acs.toml
+# The same lab with static keys and no ACS (deploy/lab/static.toml).
+run-static: deps build
+	$(BIN)/psavd lab -topology deploy/lab/static.toml
+
+# Four ASes in a two-level community tree: tags replaced at the community
+# borders (deploy/lab/hierarchy.toml).
+run-hierarchy: deps build
+	$(BIN)/psavd lab -topology deploy/lab/hierarchy.toml
 
 # Everything CI checks: formatting, vet, staticcheck, and all tests with the
 # race detector (the AF_XDP/namespace tests skip cleanly without root). One
@@ -64,6 +71,16 @@ bench-engine:
 # tagging and validating, with the ratios (docs/perf.md). Root; ~2 minutes.
 bench-xdp: build
 	$(GO) run ./bench/cmd/fwdbench -psavd $(BIN)/psavd -cases afxdp-bare,psavd-tag,psavd-validate -runs 5 -duration 4s -warmup 2s
+
+# The benchmark harness (not part of `make test`): sweeps of packet size, mix,
+# AS-Prefix table size and cores from bench/scenarios/$(SCENARIO).toml, psavd
+# against the same-run bare AF_XDP forwarder and kernel forwarding; JSON,
+# Markdown report and SVG charts in bench/results/<date-time>/. Root; the
+# default scenario takes about 5 minutes. PUBLISH=docs/bench copies the report.
+SCENARIO ?= default
+.PHONY: bench
+bench: build
+	$(BIN)/psavbench -psavd $(BIN)/psavd -scenario bench/scenarios/$(SCENARIO).toml $(if $(PUBLISH),-publish $(PUBLISH))
 
 # Regenerate control/acspb from its schema (generated code is committed).
 proto:

@@ -10,6 +10,10 @@
 //	psavctl status -acs HOST:PORT -asn N -cert F -key F -ca F [-json]
 //	    an ACS's view: epoch, peers (state, RTT, clock offset, last
 //	    heartbeat, TLS group), membership, ABRs — over mutual TLS.
+//	psavctl tables -acs HOST:PORT -asn N -cert F -key F -ca F [-json]
+//	    the tables the ACS of the operator's AS pushes to its ABRs: members
+//	    with prefixes and tag/validate peers, key epochs per peer (keys shown
+//	    as fingerprints only), community-border replace entries.
 package main
 
 import (
@@ -24,6 +28,7 @@ import (
 const usage = `usage:
   psavctl decent index -mode draft|lispers.net -mask N -modulus M -suffix S EID
   psavctl status -acs HOST:PORT -asn N -cert F -key F -ca F [-json]
+  psavctl tables -acs HOST:PORT -asn N -cert F -key F -ca F [-json]
   psavctl dns -server HOST:PORT -tls-name NAME -ca FILE [-count N] [-new-conn] QNAME [A|AAAA]
 `
 
@@ -38,6 +43,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if len(args) >= 1 && args[0] == "status" {
 		return status(args[1:], stdout, stderr)
+	}
+	if len(args) >= 1 && args[0] == "tables" {
+		return tables(args[1:], stdout, stderr)
 	}
 	fmt.Fprint(stderr, usage)
 	return 2

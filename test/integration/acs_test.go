@@ -117,6 +117,37 @@ func TestTwoACSProcesses(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), `"asn": 65002`) || !strings.Contains(string(out), `"tlsGroup": "X25519MLKEM768"`) {
 		t.Errorf("psavctl status -json of the other AS's ACS: %v\n%s", err, out)
 	}
+
+	// The tables each ACS pushes to its ABRs: the other AS is the tag and
+	// validate peer, and both sides hold the same key for some epoch
+	// (compared by fingerprint: psavctl never prints a key).
+	var keyLines [2]map[string]bool
+	for i, asn := range asns {
+		cf, kf := filepath.Join(al.dir, fmt.Sprintf("as%d.pem", asn)), filepath.Join(al.dir, fmt.Sprintf("as%d.key", asn))
+		out, err := exec.Command(ctl, "tables", "-acs", fmt.Sprintf("127.0.0.1:%d", ports[i]), "-asn", fmt.Sprint(asn),
+			"-cert", cf, "-key", kf, "-ca", al.caFile).CombinedOutput()
+		if err != nil {
+			t.Fatalf("psavctl tables of AS%d: %v\n%s", asn, err, out)
+		}
+		other := asns[1-i]
+		if !strings.Contains(string(out), fmt.Sprintf("tables of AS%d", asn)) ||
+			!regexp.MustCompile(fmt.Sprintf(`AS%d +AS%d +AS%d +\[`, other, other, other)).Match(out) {
+			t.Errorf("psavctl tables of AS%d:\n%s", asn, out)
+		}
+		keyLines[i] = map[string]bool{}
+		for _, m := range regexp.MustCompile(`\d+ \([0-9a-f]{8}\)`).FindAllString(string(out), -1) {
+			keyLines[i][m] = true
+		}
+	}
+	common := 0
+	for k := range keyLines[0] {
+		if keyLines[1][k] {
+			common++
+		}
+	}
+	if common == 0 {
+		t.Errorf("the two ACS push no common key: %v / %v", keyLines[0], keyLines[1])
+	}
 }
 
 // alliance is the trust material of a test alliance: a CA for the ACS and

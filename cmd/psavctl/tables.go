@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/netip"
+	"sort"
+	"text/tabwriter"
+
+	"github.com/psavd/psavd/control/acspb"
+)
+
+// tables asks an ACS of the operator's own AS for the tables it pushes to
+// its ABRs (one Feed snapshot, as an ABR named "psavctl" receives it): the
+// AS-Prefix table with each member's tag and validate peer, the epochs each
+// peer's keys cover, and the community-border replace entries. Keys are
+// secrets: only a short fingerprint of each is shown, enough to compare two
+// sides of a pair (SHA-256 of the key, first 4 octets).
+func tables(args []string, stdout, stderr io.Writer) int {
+	f := newACSFlags("tables", stderr)
+	conn, asn, err := f.dial(args)
+	if err != nil {
+		return fail(stderr, "tables", err)
+	}
+	defer conn.Close()
+	if *f.target != 0 && uint32(*f.target) != asn {
+		return fail(stderr, "tables", fmt.Errorf("an ACS feeds only the ABRs of its own AS: -target-asn must be -asn"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *f.timeout)
+	defer cancel()
+	st, err := acspb.NewACSClient(conn).Feed(ctx, &acspb.FeedRequest{Asn: asn, Abr: "psavctl"})
+	if err != nil {
+		return fail(stderr, "tables", fmt.Errorf("%s: %w", *f.addr, err))
+	}
+	for {
+		m, err := st.Recv()
+		if err != nil {
+			return fail(stderr, "tables", fmt.Errorf("%s: %w", *f.addr, err))
+		}
+		t := m.GetTables()
+		if t == nil {
+			continue // a heartbeat
+		}
+		if *f.asJSON {
+			if err := printJSON(stdout, redactKeys(t)); err != nil {
+				return fail(stderr, "tables", err)
+			}
+			return 0
+		}
+		printTables(stdout, t)
+		return 0
+	}
+}
+
+// redactKeys replaces every key by its fingerprint (for -json output).
+func redactKeys(t *acspb.Tables) *acspb.Tables {
+	for _, p := range t.Peers {
+		for _, k := range p.Keys {
+			k.Key = []byte(fingerprint(k.Key))
+		}
+	}
+	return t
+}
+
+func fingerprint(key []byte) string {
+	h := sha256.Sum256(key)
+	return hex.EncodeToString(h[:4])
+}
+
+func printTables(w io.Writer, t *acspb.Tables) {
+	fmt.Fprintf(w, "tables of AS%d, version %d, epochs of %d s from t0 = %d\n", t.LocalAsn, t.Version, t.PeriodSeconds, t.T0)
+	peer := func(i int32) string {
+		if i < 0 || int(i) >= len(t.Peers) {
+			return "-"
+		}
+		return fmt.Sprintf("AS%d", t.Peers[i].Asn)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nMEMBER\tTAG PEER\tVALIDATE PEER\tPREFIXES")
+	for _, m := range t.Members {
+		name := fmt.Sprintf("AS%d", m.Asn)
+		if m.Local {
+			name += " (local)"
+		}
+		var ps []string
+		for _, p := range m.Prefixes {
+			if a, ok := netip.AddrFromSlice(p.Addr); ok {
+				ps = append(ps, netip.PrefixFrom(a, int(p.Bits)).String())
+			}
+		}
+		sort.Strings(ps)
+		tag, val := peer(m.TagPeer), peer(m.ValidatePeer)
+		if m.Local {
+			tag, val = "", ""
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\n", name, tag, val, ps)
+	}
+	tw.Flush()
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nPEER\tEPOCHS (key fingerprint)")
+	for _, p := range t.Peers {
+		var ks string
+		for _, k := range p.Keys {
+			ks += fmt.Sprintf("%d (%s)  ", k.Epoch, fingerprint(k.Key))
+		}
+		fmt.Fprintf(tw, "AS%d\t%s\n", p.Asn, ks)
+	}
+	tw.Flush()
+	if len(t.Replace) > 0 {
+		member := func(i uint32) string {
+			if int(i) >= len(t.Members) {
+				return "?"
+			}
+			return fmt.Sprintf("AS%d", t.Members[i].Asn)
+		}
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "\nREPLACE (community border)\tFROM\tTO\tVALIDATE WITH\tTAG WITH")
+		for _, r := range t.Replace {
+			fmt.Fprintf(tw, "\t%s\t%s\t%s\t%s\n", member(r.SrcMember), member(r.DstMember), peer(r.InPeer), peer(r.OutPeer))
+		}
+		tw.Flush()
+	}
+}
