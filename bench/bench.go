@@ -307,9 +307,8 @@ func Run(ctx context.Context, sc Scenario, dut DUT) (res Result, err error) {
 	}
 
 	if sc.Observer != nil {
-		err := sc.Observer.Start(ctx, gns, sns)
 		defer func() { err = errors.Join(err, sc.Observer.Stop()) }()
-		if err != nil {
+		if err := sc.Observer.Start(ctx, gns, sns); err != nil {
 			return res, err
 		}
 	}

@@ -168,19 +168,28 @@ func ipChecksum(b []byte) uint16 {
 
 // ProbeFrame returns the template of the latency probes of a measurement:
 // an IPv4 frame of the tagged class (valid tag in the validating direction)
-// of max(size, MinProbeSize) octets with TOS gen.ProbeTOS, which the sink
+// of size octets (at least MinProbeSize; in the validating direction at
+// most 1498, so that it fits the MTU with its tag) with TOS gen.ProbeTOS, which the sink
 // passes to a packet socket instead of dropping. Its last ProbeTrailer
 // octets are rewritten with every send (the tag does not cover them: it
 // covers the addresses and the first octet of the UDP header).
 func ProbeFrame(size int, validating bool, keys bench.Keys, now time.Time) ([]byte, error) {
-	return frame(classTagged, false, max(size, MinProbeSize), validating, keys, now, gen.ProbeTOS)
+	size = max(size, MinProbeSize)
+	if validating {
+		// The probe leaves by a packet socket, which holds it to gen0's
+		// MTU (1500 + 14 octets) with the 16-octet tag included.
+		size = min(size, maxSocketFrame-tagLen)
+	}
+	return frame(classTagged, false, size, validating, keys, now, gen.ProbeTOS)
 }
 
 // The probe's trailer: magic, sequence number, send time (ns, CLOCK_REALTIME).
 const (
-	ProbeTrailer = 16
-	MinProbeSize = gen.MinFrameV4 + ProbeTrailer
-	probeMagic   = 0x50535650 // "PSVP"
+	tagLen         = 16        // a PSAV tag as the frames carry it (DESIGN §2.3)
+	maxSocketFrame = 1500 + 14 // the veths' MTU plus the Ethernet header
+	ProbeTrailer   = 16
+	MinProbeSize   = gen.MinFrameV4 + ProbeTrailer
+	probeMagic     = 0x50535650 // "PSVP"
 )
 
 // putTrailer writes the trailer at the end of frame f.

@@ -3,6 +3,7 @@ package harness
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/psavd/psavd/bench"
 	"github.com/psavd/psavd/bench/gen"
+	"github.com/psavd/psavd/bench/report"
 	"github.com/psavd/psavd/control/config"
 )
 
@@ -190,6 +192,13 @@ func TestProbeFrame(t *testing.T) {
 			t.Error("a frame without the magic was read as a probe")
 		}
 	}
+	// The largest probes fit a packet socket on a 1500-octet MTU.
+	for _, validating := range []bool{false, true} {
+		f, err := ProbeFrame(MaxSize+14, validating, keys, time.Now())
+		if err != nil || len(f) != maxSocketFrame {
+			t.Errorf("validating %v: largest probe %d octets (%v), want %d", validating, len(f), err, maxSocketFrame)
+		}
+	}
 	if _, _, ok := readTrailer(make([]byte, 20)); ok {
 		t.Error("short frame read as a probe")
 	}
@@ -279,5 +288,32 @@ func TestCPUs(t *testing.T) {
 	g, d = cpus(1000)
 	if len(g) != len(d) || len(d) == 0 {
 		t.Errorf("more cores than CPUs: gen %v dut %v", g, d)
+	}
+}
+
+// TestRatios checks that psavd's measurements are divided by the
+// baselines of their own size, IPv6 share and cores, and no other.
+func TestRatios(t *testing.T) {
+	pt := func(size int, ipv6 float64, cores int) report.Point {
+		return report.Point{Size: size, IPv6: ipv6, Cores: cores}
+	}
+	r := &report.Run{Measurements: []report.Measurement{
+		{Case: CaseBare, Point: pt(64, 0.5, 1), Mpps: 0.8, ProcNSPerPacket: 1000},
+		{Case: CaseKernel, Point: pt(64, 0.5, 1), Mpps: 0.4},
+		{Case: CaseBare, Point: pt(1500, 0.5, 1), Mpps: 0.5, ProcNSPerPacket: 2000},
+		{Case: CaseBare, Point: pt(64, 1, 1), Mpps: 2},
+		{Case: CaseTag, Point: report.Point{Size: 64, IPv6: 0.5, Cores: 1, Mix: "m", Prefixes: 1000}, Mpps: 0.6, ProcNSPerPacket: 1250},
+		{Case: CaseValidate, Point: report.Point{Size: 1500, IPv6: 0.5, Cores: 1, Mix: "m", Prefixes: 4}, Mpps: 0.45},
+		{Case: CaseTag, Point: report.Point{Size: 64, IPv6: 0.5, Cores: 2, Mix: "m", Prefixes: 4}, Mpps: 1},
+	}}
+	ratios(r)
+	for i, want := range []struct{ bare, kernel, cpu float64 }{{0.75, 1.5, 1.25}, {0.9, 0, 0}, {0, 0, 0}} {
+		m := r.Measurements[4+i]
+		if math.Abs(m.RatioBare-want.bare) > 1e-9 || math.Abs(m.RatioKernel-want.kernel) > 1e-9 || math.Abs(m.CPURatioBare-want.cpu) > 1e-9 {
+			t.Errorf("%s %+v: ratios %g %g %g, want %+v", m.Case, m.Point, m.RatioBare, m.RatioKernel, m.CPURatioBare, want)
+		}
+	}
+	if r.Measurements[0].RatioBare != 0 {
+		t.Error("a baseline got a ratio")
 	}
 }

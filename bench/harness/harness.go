@@ -130,6 +130,9 @@ func ratios(r *report.Run) {
 			switch b.Case {
 			case report.CaseBare:
 				r.Measurements[i].RatioBare = m.Mpps / b.Mpps
+				if b.ProcNSPerPacket > 0 {
+					r.Measurements[i].CPURatioBare = m.ProcNSPerPacket / b.ProcNSPerPacket
+				}
 			case report.CaseKernel:
 				r.Measurements[i].RatioKernel = m.Mpps / b.Mpps
 			}

@@ -17,6 +17,14 @@ const (
 // IsBaseline tells a baseline case from a psavd one.
 func IsBaseline(c string) bool { return c == CaseKernel || c == CaseBare }
 
+// caseColors keeps a case's colour the same in every chart.
+var caseColors = map[string]string{
+	CaseKernel:       "#0072B2",
+	CaseBare:         "#D55E00",
+	"psavd-tag":      "#009E73",
+	"psavd-validate": "#CC79A7",
+}
+
 // ChartFile is a chart and the file it goes to.
 type ChartFile struct {
 	File    string
@@ -57,7 +65,7 @@ func Charts(r *Run) []ChartFile {
 			if skip != nil && skip(c) {
 				continue
 			}
-			s := Series{Name: c}
+			s := Series{Name: c, Color: caseColors[c]}
 			for _, m := range r.Measurements {
 				if m.Case == c && r.atBase(m, free) {
 					s.Points = append(s.Points, XY{x(m), y(m)})
@@ -86,7 +94,8 @@ func Charts(r *Run) []ChartFile {
 					lo, hi = math.Min(lo, p.X), math.Max(hi, p.X)
 				}
 			}
-			ss = append(ss, Series{Name: CaseBare + " (no table)", Points: []XY{{lo, b.Mpps}, {hi, b.Mpps}}})
+			ss = append(ss, Series{Name: CaseBare + " (no table)", Color: caseColors[CaseBare],
+				Points: []XY{{lo, b.Mpps}, {hi, b.Mpps}}})
 		}
 		out = append(out, ChartFile{PrefixesChart, "Throughput against the number of prefixes in the AS-Prefix table", Chart{
 			Title: "Throughput vs AS-Prefix table size", XLabel: "prefixes in the table", YLabel: "delivered Mpps",
@@ -102,7 +111,7 @@ func Charts(r *Run) []ChartFile {
 		for _, m := range r.Measurements {
 			if m.Case == c && r.atBase(m) && len(m.Latency.Samples) > 0 {
 				cdf = append(cdf, Series{Name: fmt.Sprintf("%s (p50 %s, p99 %s µs)", c, us(m.Latency.P50), us(m.Latency.P99)),
-					Points: cdfPoints(m.Latency.Samples, 400)})
+					Color: caseColors[c], Points: cdfPoints(m.Latency.Samples, 400)})
 				break
 			}
 		}
@@ -218,13 +227,14 @@ func Markdown(r *Run, charts []ChartFile) string {
 		r.Settings.Warmup, r.Settings.Duration, r.Settings.Runs, r.Settings.ProbeRate, r.ScenarioFile)
 
 	b.WriteString("## psavd against the same-run baselines\n\n")
-	b.WriteString("| point | case | Mpps | ÷ afxdp-bare | ÷ kernel-forward | p50 / p99 µs | DUT CPU ns/pkt |\n|---|---|---|---|---|---|---|\n")
+	b.WriteString("| point | case | Mpps | ÷ afxdp-bare | ÷ kernel-forward | p50 / p99 µs | DUT CPU ns/pkt | CPU ÷ afxdp-bare |\n|---|---|---|---|---|---|---|---|\n")
 	for _, m := range r.Measurements {
 		if IsBaseline(m.Case) {
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | %s | %.3f | **%s** | %s | %s / %s | %s |\n", pointLabel(m.Point), m.Case, m.Mpps,
-			ratio(m.RatioBare), ratio(m.RatioKernel), us(m.Latency.P50), us(m.Latency.P99), nsPerPkt(m.ProcNSPerPacket))
+		fmt.Fprintf(&b, "| %s | %s | %.3f | **%s** | %s | %s / %s | %s | %s |\n", pointLabel(m.Point), m.Case, m.Mpps,
+			ratio(m.RatioBare), ratio(m.RatioKernel), us(m.Latency.P50), us(m.Latency.P99), nsPerPkt(m.ProcNSPerPacket),
+			ratio(m.CPURatioBare))
 	}
 	b.WriteString("\n")
 

@@ -94,6 +94,9 @@ type Measurement struct {
 	// share and cores (0: not measured).
 	RatioBare   float64 `json:"ratio_to_afxdp_bare,omitempty"`
 	RatioKernel float64 `json:"ratio_to_kernel_forward,omitempty"`
+	// CPURatioBare is ProcNSPerPacket ÷ the bare forwarder's: what psavd
+	// costs per packet in CPU against the same loop without processing.
+	CPURatioBare float64 `json:"cpu_ratio_to_afxdp_bare,omitempty"`
 	// Counters psavd printed when it stopped ("port counter" → packets).
 	PsavdCounters map[string]uint64 `json:"psavd_counters,omitempty"`
 }

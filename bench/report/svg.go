@@ -28,6 +28,8 @@ type Chart struct {
 type Series struct {
 	Name   string
 	Points []XY
+	// Color is an SVG colour; "" takes the palette's next one.
+	Color string
 }
 
 // XY is one point.
@@ -188,6 +190,9 @@ func (c *Chart) SVG() string {
 	// Series.
 	for i, s := range c.Series {
 		color := palette[i%len(palette)]
+		if s.Color != "" {
+			color = s.Color
+		}
 		var pts []string
 		var prev *XY
 		for _, p := range s.Points {
