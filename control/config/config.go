@@ -83,6 +83,12 @@ type Port struct {
 	Peer      string `toml:"peer"`
 	Queues    []int  `toml:"queues"`   // default: every RX queue the interface uses
 	XDPMode   string `toml:"xdp_mode"` // "auto" (default) | "native" | "generic"
+	// LISP (docs/config.md): "lisp" encapsulates what leaves by the port
+	// (routed forwarding, [lisp] rlocs), and decapsulates what arrives for
+	// the rlocs; mtu bounds the outer packet.
+	Encap            string `toml:"encap"`              // "none" (default) | "lisp"
+	MTU              int    `toml:"mtu"`                // IP MTU of the link, default 1500
+	UDP6ZeroChecksum bool   `toml:"udp6_zero_checksum"` // outer IPv6 UDP checksum 0 (RFC 6935/6936)
 }
 
 // Route is [[route]] (routed forwarding).
@@ -165,8 +171,7 @@ type Log struct {
 	Format string `toml:"format"` // console (default) | json
 }
 
-// LISP is [lisp] (DESIGN §4.1); read and checked for form only until the
-// LISP control plane lands.
+// LISP is [lisp] (DESIGN §4.1, plus the keys docs/config.md adds).
 type LISP struct {
 	InstanceID   uint32           `toml:"instance_id"`
 	RLOCs        []string         `toml:"rlocs"`
@@ -175,6 +180,11 @@ type LISP struct {
 	Database     []LISPDatabase   `toml:"database"`
 	RegisterTo   []LISPRegisterTo `toml:"register_to"`
 	MapResolvers []LISPResolver   `toml:"map_resolver"`
+
+	ControlListen string `toml:"control_listen"` // the xTR's UDP socket, default ":4342"
+	OnMiss        string `toml:"on_miss"`        // "drop" (default) | "native"
+	TooBig        string `toml:"too_big"`        // "icmp" (default) | "drop"
+	ICMPRate      int    `toml:"icmp_rate"`      // Packet Too Big per poll loop per second, default 100
 }
 
 // LISPMapServer is [lisp.map_server].
@@ -210,6 +220,7 @@ type LISPRegisterTo struct {
 	Key        string `toml:"key"`
 	KeyID      int    `toml:"key_id"`
 	WantNotify bool   `toml:"want_notify"`
+	AckNotify  bool   `toml:"ack_notify"` // answer Map-Notify with Map-Notify-Ack
 }
 
 // LISPResolver is [[lisp.map_resolver]].
@@ -349,6 +360,23 @@ func (c *Config) defaults() {
 	for i := range c.Ports {
 		if c.Ports[i].XDPMode == "" {
 			c.Ports[i].XDPMode = "auto"
+		}
+		if c.Ports[i].Encap == "" {
+			c.Ports[i].Encap = "none"
+		}
+	}
+	if l := c.LISP; l != nil {
+		if l.ControlListen == "" {
+			l.ControlListen = ":4342"
+		}
+		if l.OnMiss == "" {
+			l.OnMiss = "drop"
+		}
+		if l.TooBig == "" {
+			l.TooBig = "icmp"
+		}
+		if l.ICMPRate == 0 {
+			l.ICMPRate = 100
 		}
 	}
 	if c.ACS != nil {
@@ -533,6 +561,19 @@ func (c *Config) check() Problems {
 			k.oneOf(key+".role", p.Role, "ingress", "egress", "trust")
 		}
 		k.oneOf(key+".xdp_mode", p.XDPMode, "auto", "native", "generic")
+		k.oneOf(key+".encap", p.Encap, "none", "lisp")
+		if p.Encap == "lisp" {
+			if c.Engine.Forwarding != "routed" {
+				k.add(key+".encap", "lisp needs engine.forwarding = \"routed\" (the outer header needs a next hop)")
+			}
+			if c.LISP == nil || len(c.LISP.RLOCs) == 0 {
+				k.add(key+".encap", "lisp needs [lisp] rlocs (the outer source addresses)")
+			}
+		}
+		// 1906 = ports.MaxFrame − the Ethernet header: what a frame buffer holds.
+		if p.MTU != 0 && (p.MTU < 1280 || p.MTU > 1906) {
+			k.add(key+".mtu", "must be 1280 … 1906, is %d", p.MTU)
+		}
 		for j, q := range p.Queues {
 			if q < 0 {
 				k.add(fmt.Sprintf("%s.queues[%d]", key, j), "must not be negative")
@@ -772,10 +813,58 @@ func (c *Config) checkLISP(k *checker, l *LISP) {
 	for i, r := range l.MapResolvers {
 		addr(fmt.Sprintf("lisp.map_resolver[%d].address", i), r.Address)
 	}
+	k.oneOf("lisp.on_miss", l.OnMiss, "drop", "native")
+	k.oneOf("lisp.too_big", l.TooBig, "icmp", "drop")
+	if l.ICMPRate < 0 {
+		k.add("lisp.icmp_rate", "must not be negative")
+	}
+	if l.InstanceID >= 1<<24 {
+		k.add("lisp.instance_id", "must fit 24 bits (0 … 16777215)")
+	}
+	if len(l.Database) > 0 && len(l.RegisterTo) == 0 {
+		k.add("lisp.register_to", "missing: [[lisp.database]] is registered with at least one Map-Server")
+	}
+	if len(l.RegisterTo) > 0 && len(l.Database) == 0 {
+		k.add("lisp.database", "missing: nothing to register with [[lisp.register_to]]")
+	}
+	if len(l.MapResolvers) > 0 && len(l.RLOCs) == 0 {
+		k.add("lisp.rlocs", "missing: Map-Requests need an ITR-RLOC")
+	}
+	xtr := len(l.Database) > 0 || len(l.MapResolvers) > 0
+	if xtr {
+		k.hostPort("lisp.control_listen", l.ControlListen)
+		if ms := l.MapServer; ms != nil && sameSocket(ms.Listen, l.ControlListen) {
+			k.add("lisp.control_listen", "%q is the Map-Server's socket too (lisp.map_server.listen = %q): give the xTR another address or port", l.ControlListen, ms.Listen)
+		}
+	}
+	var v4, v6 int
+	for _, r := range l.RLOCs {
+		if a, err := netip.ParseAddr(r); err == nil {
+			if a.Unmap().Is4() {
+				v4++
+			} else {
+				v6++
+			}
+		}
+	}
+	if v4 > 1 || v6 > 1 {
+		k.add("lisp.rlocs", "at most one IPv4 and one IPv6 locator (the outer source addresses of encap ports)")
+	}
+}
+
+// sameSocket reports whether two host:port listen addresses would bind the
+// same UDP port on a shared address (an empty or unspecified host binds all).
+func sameSocket(a, b string) bool {
+	ha, pa, err1 := net.SplitHostPort(a)
+	hb, pb, err2 := net.SplitHostPort(b)
+	if err1 != nil || err2 != nil || pa != pb {
+		return false
+	}
+	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return ha == hb || wild(ha) || wild(hb)
 }
 
 // DropReasonNames are the engine's drop reasons as configured in
 // capture.reasons (kept here, not imported, so that the configuration does
 // not depend on the engine; a test checks they agree).
-var DropReasonNames = []string{"spoofed-local", "spoofed-inside", "no-tag", "bad-tag", "stale-epoch", "no-key", "no-room", "malformed", "no-route", "not-ip", "tx-full", "ttl-expired",
-	"lisp-miss", "lisp-negative", "lisp-no-rloc", "lisp-decap", "lisp-encap", "too-big"}
+var DropReasonNames = []string{"spoofed-local", "spoofed-inside", "no-tag", "bad-tag", "stale-epoch", "no-key", "no-room", "malformed", "no-route", "not-ip", "tx-full", "ttl-expired"}
