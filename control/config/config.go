@@ -867,4 +867,5 @@ func sameSocket(a, b string) bool {
 // DropReasonNames are the engine's drop reasons as configured in
 // capture.reasons (kept here, not imported, so that the configuration does
 // not depend on the engine; a test checks they agree).
-var DropReasonNames = []string{"spoofed-local", "spoofed-inside", "no-tag", "bad-tag", "stale-epoch", "no-key", "no-room", "malformed", "no-route", "not-ip", "tx-full", "ttl-expired"}
+var DropReasonNames = []string{"spoofed-local", "spoofed-inside", "no-tag", "bad-tag", "stale-epoch", "no-key", "no-room", "malformed", "no-route", "not-ip", "tx-full", "ttl-expired",
+	"lisp-miss", "lisp-negative", "lisp-no-rloc", "lisp-decap", "lisp-encap", "too-big"}
