@@ -31,6 +31,12 @@ var StaticTopology []byte
 //go:embed hierarchy.toml
 var HierarchyTopology []byte
 
+// FiveTopology is deploy/lab/five.toml: five ASes of a flat alliance around
+// a transit router, ten negotiated pairs, every host to every other.
+//
+//go:embed five.toml
+var FiveTopology []byte
+
 // Topology is a parsed topology file (see README.md for the format).
 type Topology struct {
 	Lab         LabSection  `toml:"lab"`

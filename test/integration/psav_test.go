@@ -168,6 +168,15 @@ func TestLabStatic(t *testing.T) {
 	}
 }
 
+// TestLabFive: five ACS of a flat alliance negotiate the ten pairs' keys
+// over mutual TLS 1.3 and their ABRs tag and validate traffic between every
+// two of them through AF_XDP (issue 3, must-show 1; deploy/lab/five.toml).
+func TestLabFive(t *testing.T) {
+	if out := runLab(t, lab.FiveTopology); !strings.Contains(out, "ACS: 5 ACS peer") {
+		t.Fatal("the five-AS lab did not run five ACS")
+	}
+}
+
 // TestLabHierarchy is the two-level community tree (issue 3, must-show 5;
 // deploy/lab/hierarchy.toml): packets between AS 65001 (community 1) and
 // AS 65004 (the root community) are tagged at the sender's ABR, validated
