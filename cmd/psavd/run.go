@@ -78,9 +78,6 @@ func newLogger(l config.Log) (*zap.Logger, error) {
 }
 
 func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
-	if c.LISP != nil {
-		return errors.New("the [lisp] role is not wired into psavd yet (see the open issues); remove [lisp] to run the other roles")
-	}
 	var dotCols []prometheus.Collector // the [adot.server]'s metrics
 	if c.ADoT != nil && c.ADoT.Server != nil {
 		srv, err := startDoTServer(c, log)
@@ -97,6 +94,11 @@ func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
 			return err
 		}
 		defer node.Close()
+	}
+	if c.LISP != nil && c.LISP.MapServer != nil {
+		if err := startMapServer(ctx, c, log); err != nil {
+			return err
+		}
 	}
 	if len(c.Ports) == 0 { // an ACS-only or DoT-server-only node: no data plane
 		if c.Metrics != nil {
@@ -119,6 +121,9 @@ func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
 	}
 	spec, err := static.Spec(c)
 	if err != nil {
+		return err
+	}
+	if err := lispSpec(c, &spec); err != nil {
 		return err
 	}
 	eng, err := engine.New(spec)
@@ -195,6 +200,11 @@ func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
 		sched.SetRoutes(rt)
 	}
 	eng.Publish(sched.At(time.Now().Unix()))
+	if c.LISP != nil {
+		if _, err := startXTR(ctx, c, eng, log); err != nil {
+			return err
+		}
+	}
 
 	// An ABR fed by its ACS: the tables above (this AS's prefixes, no keys)
 	// hold until the first snapshot arrives; from then on the feed owns them

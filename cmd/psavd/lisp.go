@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/psavd/psavd/control/config"
+	"github.com/psavd/psavd/control/lisp"
+	"github.com/psavd/psavd/control/lisp/mapserver"
+	"github.com/psavd/psavd/control/lisp/xtr"
+	"github.com/psavd/psavd/engine"
+	"go.uber.org/zap"
+)
+
+// lispSpec puts the LISP data-plane settings into the engine's spec: every
+// port with encap = "lisp" encapsulates from and decapsulates to the
+// [lisp] rlocs.
+func lispSpec(c *config.Config, s *engine.Spec) error {
+	for i, p := range c.Ports {
+		enc, err := engine.ParseEncap(p.Encap)
+		if err != nil {
+			return fmt.Errorf("%s: port[%d].encap: %w", c.File, i, err)
+		}
+		s.Ports[i].Encap, s.Ports[i].MTU, s.Ports[i].ZeroUDP6Checksum = enc, p.MTU, p.UDP6ZeroChecksum
+		if enc != engine.EncapLISP {
+			continue
+		}
+		s.Ports[i].InstanceID = c.LISP.InstanceID
+		for _, r := range c.LISP.RLOCs {
+			s.Ports[i].RLOCs = append(s.Ports[i].RLOCs, netip.MustParseAddr(r)) // checked by config
+		}
+	}
+	if l := c.LISP; l != nil {
+		s.Policy.LISPMissNative = l.OnMiss == "native"
+		s.Policy.DropTooBig = l.TooBig == "drop"
+		s.Policy.TooBigPerSecond = l.ICMPRate
+	}
+	return nil
+}
+
+// listenUDP opens the UDP socket of a LISP role.
+func listenUDP(c *config.Config, key, addr string) (*net.UDPConn, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s: %w", c.File, key, err)
+	}
+	conn, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s: %w", c.File, key, err)
+	}
+	return conn, nil
+}
+
+// startMapServer runs [lisp.map_server] with the [[lisp.site]]s until ctx
+// is done.
+func startMapServer(ctx context.Context, c *config.Config, log *zap.Logger) error {
+	l := c.LISP
+	var sites []mapserver.Site
+	for _, s := range l.Sites {
+		site := mapserver.Site{Name: s.Name, Key: []byte(s.Key), KeyID: uint16(s.KeyID), AcceptMoreSpecifics: s.AcceptMoreSpecifics}
+		for _, p := range s.EIDPrefixes {
+			site.EIDPrefixes = append(site.EIDPrefixes, mapserver.EIDPrefix{IID: l.InstanceID, Prefix: netip.MustParsePrefix(p)})
+		}
+		sites = append(sites, site)
+	}
+	ms, err := mapserver.New(mapserver.Config{Sites: sites})
+	if err != nil {
+		return fmt.Errorf("%s: [lisp.map_server]: %w", c.File, err)
+	}
+	conn, err := listenUDP(c, "lisp.map_server.listen", l.MapServer.Listen)
+	if err != nil {
+		return err
+	}
+	go func() {
+		defer conn.Close()
+		if err := ms.Serve(ctx, conn); err != nil && ctx.Err() == nil {
+			log.Error("Map-Server stopped", zap.Error(err))
+		}
+	}()
+	log.Info("LISP Map-Server and Map-Resolver", zap.String("listen", conn.LocalAddr().String()), zap.Int("sites", len(sites)))
+	return nil
+}
+
+// startXTR runs the ETR (when [[lisp.database]]) and the ITR (when
+// [[lisp.map_resolver]]) on lisp.control_listen; the ITR takes eng's
+// misses and publishes its map-cache into eng's snapshots. eng may be nil
+// (no data plane: the ETR alone).
+func startXTR(ctx context.Context, c *config.Config, eng *engine.Engine, log *zap.Logger) (*xtr.XTR, error) {
+	l := c.LISP
+	if len(l.Database) == 0 && len(l.MapResolvers) == 0 {
+		return nil, nil
+	}
+	cfg := xtr.Config{InstanceID: l.InstanceID, ASN: c.PSAV.ASN}
+	for _, r := range l.RLOCs {
+		cfg.RLOCs = append(cfg.RLOCs, netip.MustParseAddr(r))
+	}
+	for _, d := range l.Database {
+		m := xtr.Mapping{EID: netip.MustParsePrefix(d.EID)}
+		for _, r := range d.RLOCs {
+			m.Locators = append(m.Locators, xtr.Locator{Addr: netip.MustParseAddr(r.Address), Priority: uint8(r.Priority), Weight: uint8(r.Weight)})
+		}
+		cfg.Database = append(cfg.Database, m)
+	}
+	for _, r := range l.RegisterTo {
+		cfg.MapServers = append(cfg.MapServers, xtr.MapServer{
+			Addr: netip.AddrPortFrom(netip.MustParseAddr(r.Address), 4342),
+			Auth: lisp.AuthConfig{KeyID: uint16(r.KeyID), Key: []byte(r.Key)}, WantNotify: r.WantNotify, AckNotify: r.AckNotify,
+		})
+	}
+	for _, r := range l.MapResolvers {
+		cfg.MapResolvers = append(cfg.MapResolvers, netip.AddrPortFrom(netip.MustParseAddr(r.Address), 4342))
+	}
+	if eng != nil {
+		cfg.Misses, cfg.Publish = eng.Misses, eng.PublishMapCache
+	}
+	x, err := xtr.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: [lisp]: %w", c.File, err)
+	}
+	conn, err := listenUDP(c, "lisp.control_listen", l.ControlListen)
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		defer conn.Close()
+		if err := x.Serve(ctx, conn); err != nil && ctx.Err() == nil {
+			log.Error("LISP xTR stopped", zap.Error(err))
+		}
+	}()
+	log.Info("LISP xTR", zap.String("listen", conn.LocalAddr().String()),
+		zap.Int("database", len(cfg.Database)), zap.Int("map_servers", len(cfg.MapServers)), zap.Int("map_resolvers", len(cfg.MapResolvers)))
+	return x, nil
+}
