@@ -95,20 +95,32 @@ func Run(ctx context.Context, s *Scenario, o Options, scenarioText string) (*rep
 	if err != nil {
 		return nil, err
 	}
+	// Rounds: every measurement once per round, so that the runs of each
+	// (and the median kept) spread over the whole run alike — a spell of
+	// load from a neighbour then hits every case, not one, and ratios
+	// compare like with like.
 	plan := s.plan()
+	runs := make([][]run, len(plan))
+	total, done := len(plan)*s.Runs, 0
+	for round := range s.Runs {
+		for i, pm := range plan {
+			done++
+			if o.Progress != nil {
+				fmt.Fprintf(o.Progress, "[%d/%d] %s %s …\n", done, total, pm.cs, pm.point)
+			}
+			rn, err := s.runOnce(ctx, o, keys, pm)
+			if err != nil {
+				return r, fmt.Errorf("%s at %s (round %d): %w", pm.cs, pm.point, round+1, err)
+			}
+			runs[i] = append(runs[i], rn)
+			if o.Progress != nil {
+				fmt.Fprintf(o.Progress, "[%d/%d] %s %s: %.3f Mpps, loss %.0f%%, latency p50 %s\n", done, total, pm.cs, pm.point,
+					mpps(rn), 100*lossRatio(rn), p50(rn))
+			}
+		}
+	}
 	for i, pm := range plan {
-		if o.Progress != nil {
-			fmt.Fprintf(o.Progress, "[%d/%d] %s %s …\n", i+1, len(plan), pm.cs, pm.point)
-		}
-		m, err := s.measure(ctx, o, keys, pm)
-		if err != nil {
-			return r, fmt.Errorf("%s at %s: %w", pm.cs, pm.point, err)
-		}
-		r.Measurements = append(r.Measurements, m)
-		if o.Progress != nil {
-			fmt.Fprintf(o.Progress, "[%d/%d] %s %s: %.3f Mpps, loss %.0f%%, p50 %.0f µs\n", i+1, len(plan), pm.cs, pm.point,
-				m.Mpps, 100*m.Loss, m.Latency.P50)
-		}
+		r.Measurements = append(r.Measurements, summarize(pm, runs[i]))
 	}
 	ratios(r)
 	r.Machine.LoadAvgEnd = loadavg()
@@ -167,21 +179,15 @@ type run struct {
 	meanLen  float64
 }
 
-func (s *Scenario) measure(ctx context.Context, o Options, keys bench.Keys, pm measurement) (report.Measurement, error) {
-	var runs []run
-	for range s.Runs {
-		rn, err := s.runOnce(ctx, o, keys, pm)
-		if err != nil {
-			return report.Measurement{}, err
-		}
-		runs = append(runs, rn)
-	}
+// summarize makes the measurement of pm from its runs: the run with the
+// median delivered rate, and every run's rate.
+func summarize(pm measurement, runs []run) report.Measurement {
 	all := make([]float64, len(runs))
 	for i, rn := range runs {
 		all[i] = mpps(rn)
 	}
 	sorted := slices.Clone(runs)
-	sort.Slice(sorted, func(i, j int) bool { return mpps(sorted[i]) < mpps(sorted[j]) })
+	sort.SliceStable(sorted, func(i, j int) bool { return mpps(sorted[i]) < mpps(sorted[j]) })
 	rn := sorted[len(sorted)/2]
 
 	p := reportPoint(pm.point, pm.mix)
@@ -202,9 +208,7 @@ func (s *Scenario) measure(ctx context.Context, o Options, keys bench.Keys, pm m
 		RunsMpps:      all,
 		PsavdCounters: rn.counters,
 	}
-	if rn.res.Generated > 0 {
-		m.Loss = 1 - float64(delivered)/float64(rn.res.Generated)
-	}
+	m.Loss = lossRatio(rn)
 	lat := make([]float64, len(rn.obs.Latency))
 	for i, d := range rn.obs.Latency {
 		lat[i] = float64(d.Nanoseconds()) / 1e3
@@ -216,7 +220,24 @@ func (s *Scenario) measure(ctx context.Context, o Options, keys bench.Keys, pm m
 		}
 		m.CoresNSPerPacket = float64(rn.obs.CoresBusy.Nanoseconds()) / float64(delivered)
 	}
-	return m, nil
+	return m
+}
+
+func lossRatio(rn run) float64 {
+	if rn.res.Generated == 0 {
+		return 0
+	}
+	return 1 - float64(deliveredFrames(rn))/float64(rn.res.Generated)
+}
+
+// p50 is the median probe latency of one run, for the progress line.
+func p50(rn run) string {
+	if len(rn.obs.Latency) == 0 {
+		return "–"
+	}
+	l := slices.Clone(rn.obs.Latency)
+	slices.Sort(l)
+	return l[(len(l)-1)/2].Round(time.Microsecond).String()
 }
 
 // deliveredFrames is what the sink counted in the window minus the probes

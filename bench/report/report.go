@@ -179,12 +179,21 @@ func Write(dir string, r *Run) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	var paths []string
 	p := filepath.Join(dir, JSONFile)
 	if err := WriteJSON(p, r); err != nil {
 		return nil, err
 	}
-	paths = append(paths, p)
+	paths, err := WriteReport(dir, r)
+	return append([]string{p}, paths...), err
+}
+
+// WriteReport writes the Markdown report and its charts (not the JSON)
+// into dir, e.g. docs/bench, and returns the paths written.
+func WriteReport(dir string, r *Run) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	var paths []string
 	charts := Charts(r)
 	for _, c := range charts {
 		p := filepath.Join(dir, c.File)
@@ -193,7 +202,7 @@ func Write(dir string, r *Run) ([]string, error) {
 		}
 		paths = append(paths, p)
 	}
-	p = filepath.Join(dir, MarkdownFile)
+	p := filepath.Join(dir, MarkdownFile)
 	if err := os.WriteFile(p, []byte(Markdown(r, charts)), 0o644); err != nil {
 		return nil, err
 	}

@@ -31,7 +31,7 @@ func run() int {
 		scenario = flag.String("scenario", "bench/scenarios/default.toml", "scenario file")
 		psavdBin = flag.String("psavd", "", "psavd binary (default: go build ./cmd/psavd)")
 		out      = flag.String("out", "bench/results", "results go to OUT/<date-time>/")
-		publish  = flag.String("publish", "", "also copy the report and its charts into this directory (e.g. docs/bench)")
+		publish  = flag.String("publish", "", "also write the report and its charts (not the JSON) into this directory (e.g. docs/bench)")
 		verbose  = flag.Bool("v", false, "show psavd's output")
 		check    = flag.Bool("check", false, "only check the scenario and list its measurements")
 		child    = flag.String("serve-bare", "", "internal: be the bare AF_XDP forwarder (namespace,in,out,cpus,queues)")
@@ -90,7 +90,7 @@ func run() int {
 	if *verbose {
 		o.PsavdOutput = os.Stderr
 	}
-	fmt.Fprintf(os.Stderr, "psavbench: scenario %s, %d measurements\n", sc.Name, sc.Count())
+	fmt.Fprintf(os.Stderr, "psavbench: scenario %s, %d measurements × %d runs\n", sc.Name, sc.Count(), sc.Runs)
 	r, err := harness.Run(ctx, sc, o, string(text))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "psavbench: %v\n", err)
@@ -103,7 +103,7 @@ func run() int {
 		return 1
 	}
 	if *publish != "" {
-		if _, err := report.Write(*publish, r); err != nil {
+		if _, err := report.WriteReport(*publish, r); err != nil {
 			fmt.Fprintf(os.Stderr, "psavbench: publish: %v\n", err)
 			return 1
 		}
