@@ -457,11 +457,11 @@ func (x *XTR) Handle(pkt []byte, from netip.AddrPort, now time.Time) []mapserver
 		return x.notify(m, pkt, from, now)
 	case *lisp.ECM:
 		if req, ok := m.Message.(*lisp.MapRequest); ok {
-			return x.answer(req, m.Inner.Source, true)
+			return x.answer(req, m.Inner.Source, from, true)
 		}
 		x.stats.Unhandled++
 	case *lisp.MapRequest:
-		return x.answer(m, from, false)
+		return x.answer(m, from, from, false)
 	default:
 		x.stats.Unhandled++
 	}
@@ -496,11 +496,13 @@ func (x *XTR) notify(m *lisp.MapNotify, pkt []byte, from netip.AddrPort, now tim
 	return nil
 }
 
-// answer is the ETR's Map-Reply to a Map-Request for one of its EIDs: to
-// the ITR-RLOC of the inner source's family (encapsulated requests come
-// through a Map-Server), at the inner source port; plain requests are
-// answered to their source.
-func (x *XTR) answer(req *lisp.MapRequest, src netip.AddrPort, encapsulated bool) []mapserver.Outgoing {
+// answer is the ETR's Map-Reply to a Map-Request for one of its EIDs.
+// Encapsulated requests come through a Map-Server: the reply goes to the
+// ITR-RLOC of the family the request reached the Map-Server by (the outer
+// source's: the ITR's control socket listens there — the inner source's
+// family is the EID's, not necessarily one it listens on), else the first,
+// at the inner source port. Plain requests are answered to their source.
+func (x *XTR) answer(req *lisp.MapRequest, src, from netip.AddrPort, encapsulated bool) []mapserver.Outgoing {
 	if len(req.Records) == 0 {
 		x.stats.Malformed++
 		return nil
@@ -537,7 +539,7 @@ func (x *XTR) answer(req *lisp.MapRequest, src netip.AddrPort, encapsulated bool
 			if !first.IsValid() {
 				first = a.IP
 			}
-			if a.IP.Is4() == src.Addr().Is4() {
+			if a.IP.Unmap().Is4() == from.Addr().Unmap().Is4() {
 				to = netip.AddrPortFrom(a.IP, src.Port())
 				break
 			}
