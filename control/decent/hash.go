@@ -1,6 +1,6 @@
-// Package decent implements the LISP-Decent mapping system
-// (draft-farinacci-lisp-decent-07, DESIGN §3.4). This file is the pull-based
-// side's hashing: which DNS name, <index>.<suffix>, owns an EID.
+// Pull-based LISP-Decent hashing (DESIGN §3.4): which DNS name,
+// <index>.<suffix>, owns an EID. The package documentation is in doc.go.
+
 package decent
 
 import (

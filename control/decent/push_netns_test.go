@@ -1,11 +1,17 @@
 package decent
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -99,7 +105,7 @@ func (l *pushLab) ns(i int) string {
 // sockets are opened inside the namespace, the node runs in goroutines.
 func (l *pushLab) start(i int, cfg PushConfig) *labNode {
 	l.t.Helper()
-	ns := fmt.Sprintf("psv%s-n%d", l.topo.Tag, i)
+	ns := l.nsName(i)
 	if !slices.Contains(l.topo.Names(), ns) {
 		ns = l.ns(i)
 	}
@@ -375,3 +381,154 @@ func TestPushNetnsSeedGroup(t *testing.T) {
 		}
 	}
 }
+
+// TestPushNetnsTshark captures a unicast-replication group live on a
+// node's veth and has tshark (a decoder that is not ours) read it: the
+// encapsulated Map-Registers decode as LISP data (I bit, instance-ID
+// 0xffffff) carrying IP/UDP to G:4342 and a LISP Map-Register whose
+// Multicast Info LCAF is (0/0, G) with the sender in the RLE, or an EID
+// record; the external look-up's Map-Reply lists every member in its RLE.
+// Checksums are verified (transmit offload is turned off on the veths so
+// the capture holds real outer checksums).
+func TestPushNetnsTshark(t *testing.T) {
+	if _, err := exec.LookPath("tshark"); err != nil {
+		t.Skip("tshark not installed")
+	}
+	if _, err := exec.LookPath("ethtool"); err != nil {
+		t.Skip("ethtool not installed")
+	}
+	lab := newPushLab(t, true)
+	g := netip.MustParseAddr("239.1.1.1")
+	ids := []int{0, 1, 2, 50}
+	for _, i := range ids {
+		ns := lab.ns(i)
+		if _, err := netlab.Exec(ns, "ethtool", "-K", "eth0", "tx", "off"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := netlab.Run("ip", "netns", "exec", lab.sw, "ethtool", "-K", fmt.Sprintf("p%d", i), "tx", "off"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pcap := filepath.Join(t.TempDir(), "push.pcap")
+	if d := os.Getenv("PUSH_PCAP_DIR"); d != "" {
+		pcap = filepath.Join(d, "push.pcap")
+	}
+	capture := exec.Command("ip", "netns", "exec", lab.nsName(1), "tshark", "-n", "-q", "-i", "eth0", "-w", pcap,
+		"-f", "udp port 4341 or udp port 4342")
+	stderr, err := capture.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := capture.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			_ = capture.Process.Signal(syscall.SIGINT)
+			_ = capture.Wait()
+		}
+	}
+	defer stop()
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "Capture started") {
+				ready <- true
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(30 * time.Second):
+		t.Fatal("tshark did not start capturing")
+	}
+	for i := range 3 {
+		c := labConfig(i, g, TransportUnicast)
+		c.Members = []netip.Addr{labRLOC(0)}
+		lab.start(i, c)
+	}
+	ns := lab.pushNodes(0, 1, 2)
+	waitConverged(t, ns, 20*time.Second, "start", func(now time.Time) bool {
+		return len(ns[1].Members(g, now)) == 3 && len(ns[1].MapServer().Registrations(now)) == 3
+	})
+	var conn *net.UDPConn
+	if err := netlab.Do(lab.nsName(50), func() (err error) {
+		conn, err = net.ListenUDP("udp", &net.UDPAddr{IP: labRLOC(50).AsSlice()})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := LookupGroup(ctx, conn, netip.AddrPortFrom(labRLOC(1), 4342), labRLOC(50), g); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	stop()
+
+	fields := []string{"frame.protocols", "_ws.malformed", "_ws.expert.severity", "_ws.expert.message",
+		"lisp-data.flags.iid", "lisp-data.iid", "ip.src", "ip.dst", "udp.dstport", "ip.checksum.status", "udp.checksum.status",
+		"lisp.type", "lisp.lcaf.mcinfo.grp.ipv4", "lisp.lcaf.mcinfo.src.ipv4", "lisp.lcaf.rle_entry.ipv4",
+		"lisp.mapping.eid.ipv4", "lisp.loc.locator", "lisp.mreg.flags.xtrid"}
+	args := []string{"-r", pcap, "-n", "-d", "udp.port==4342,lisp", "-o", "ip.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE",
+		"-T", "fields", "-E", "separator=|", "-E", "occurrence=a", "-E", "aggregator=,"}
+	for _, f := range fields {
+		args = append(args, "-e", f)
+	}
+	out, err := exec.Command("tshark", args...).Output()
+	if err != nil {
+		t.Fatalf("tshark: %v", err)
+	}
+	var membership, eid, reply int
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		v := map[string]string{}
+		for i, x := range strings.Split(l, "|") {
+			v[fields[i]] = x
+		}
+		if v["_ws.malformed"] != "" || v["_ws.expert.severity"] != "" {
+			t.Errorf("tshark flags a frame: %s", l)
+		}
+		if strings.Contains(v["ip.checksum.status"], "0") || strings.Contains(v["udp.checksum.status"], "0") {
+			t.Errorf("bad checksum: %s", l)
+		}
+		switch {
+		case strings.Contains(v["frame.protocols"], "lisp-data"):
+			if !strings.Contains(v["frame.protocols"], "lisp-data:ip:udp:lisp") || v["lisp-data.flags.iid"] != "1" ||
+				v["lisp-data.iid"] != "16777215" || !strings.HasSuffix(v["ip.dst"], ",239.1.1.1") ||
+				v["udp.dstport"] != "4341,4342" || v["lisp.type"] != "3" || v["lisp.mreg.flags.xtrid"] != "1" {
+				t.Errorf("encapsulated Map-Register: %s", l)
+			}
+			src := strings.Split(v["ip.src"], ",")
+			switch {
+			case v["lisp.lcaf.mcinfo.grp.ipv4"] == "239.1.1.1" && v["lisp.lcaf.mcinfo.src.ipv4"] == "0.0.0.0":
+				membership++
+				if len(src) != 2 || v["lisp.lcaf.rle_entry.ipv4"] != src[1] {
+					t.Errorf("membership RLE %q from %v", v["lisp.lcaf.rle_entry.ipv4"], src)
+				}
+			case strings.HasPrefix(v["lisp.mapping.eid.ipv4"], "10."):
+				eid++
+				if len(src) != 2 || v["lisp.loc.locator"] != src[1] {
+					t.Errorf("EID locator %q from %v", v["lisp.loc.locator"], src)
+				}
+			default:
+				t.Errorf("encapsulated Map-Register with neither: %s", l)
+			}
+		case v["lisp.type"] == "2" && v["ip.dst"] == labRLOC(50).String(): // the external look-up's answer
+			reply++
+			if v["lisp.lcaf.mcinfo.grp.ipv4"] != "239.1.1.1" || v["lisp.lcaf.rle_entry.ipv4"] != "10.99.0.10,10.99.0.11,10.99.0.12" {
+				t.Errorf("group Map-Reply: %s", l)
+			}
+		}
+	}
+	t.Logf("tshark decoded %d encapsulated membership and %d EID Map-Registers, %d group Map-Replies", membership, eid, reply)
+	if membership == 0 || eid == 0 || reply == 0 {
+		t.Fatalf("capture lacks frames:\n%s", out)
+	}
+}
+
+// nsName is the full name of node i's namespace.
+func (l *pushLab) nsName(i int) string { return fmt.Sprintf("psv%s-n%d", l.topo.Tag, i) }
