@@ -4,13 +4,46 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 )
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// psavdBinary builds cmd/psavd once per test binary.
+func psavdBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		if binDir, buildErr = os.MkdirTemp("", "psavd-examples-"); buildErr != nil {
+			return
+		}
+		if out, err := exec.Command("go", "build", "-o", binDir, "../../cmd/psavd").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/psavd: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(binDir, "psavd")
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
 
 // TestBrokenDeploymentsRefused (issue 7, must-show 4) gives every file in
 // broken/ to the real `psavd check`. Each file says what is wrong with it in
@@ -23,11 +56,7 @@ func TestBrokenDeploymentsRefused(t *testing.T) {
 	if err != nil || len(files) < 8 {
 		t.Fatalf("broken examples: %v %v", files, err)
 	}
-	bin := filepath.Join(t.TempDir(), "psavd")
-	build := exec.Command("go", "build", "-o", bin, "../../cmd/psavd")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/psavd: %v\n%s", err, out)
-	}
+	bin := psavdBinary(t)
 	paths := regexp.MustCompile(`"/etc/psavd/([^"]+)"`)
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {

@@ -4,6 +4,7 @@ package examples
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -36,6 +37,14 @@ func TestExamplesAreSound(t *testing.T) {
 			fixed := strings.ReplaceAll(string(text), "/etc/psavd/", etc+"/")
 			if _, err := config.Parse(f, []byte(fixed)); err != nil {
 				t.Fatalf("%s is refused:\n%v", f, err)
+			}
+			// And by the real binary, as an operator (or the systemd unit) runs it.
+			given := filepath.Join(t.TempDir(), f)
+			if err := os.WriteFile(given, []byte(fixed), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := exec.Command(psavdBinary(t), "check", "-config", given).CombinedOutput(); err != nil {
+				t.Fatalf("psavd check %s: %v\n%s", f, err, out)
 			}
 		})
 	}
