@@ -111,7 +111,7 @@ func TestLISPEndToEnd(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	common := fmt.Sprintf(`
+	const common = `
 [[psav.member]]
 asn = 65001
 prefixes = ["198.51.100.0/24", "2001:db8:1::/48"]
@@ -132,7 +132,7 @@ encap = "lisp"
 mtu = 1500
 [metrics]
 listen = "127.0.0.1:9100"
-`)
+`
 	peer := func(asn int) string {
 		return fmt.Sprintf("[[psav.static_peer]]\nasn = %d\nstart_epoch = %d\ns0 = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\n",
 			asn, time.Now().Unix()/60-1)
