@@ -40,6 +40,9 @@ type Options struct {
 	PsavdOutput io.Writer
 }
 
+// maxRetries is how often a failed run is tried again.
+const maxRetries = 2
+
 // measurement is one planned measurement: a case at a point.
 type measurement struct {
 	cs    string
@@ -101,6 +104,7 @@ func Run(ctx context.Context, s *Scenario, o Options, scenarioText string) (*rep
 	// compare like with like.
 	plan := s.plan()
 	runs := make([][]run, len(plan))
+	failures := make([][]string, len(plan))
 	total, done := len(plan)*s.Runs, 0
 	for round := range s.Runs {
 		for i, pm := range plan {
@@ -109,6 +113,16 @@ func Run(ctx context.Context, s *Scenario, o Options, scenarioText string) (*rep
 				fmt.Fprintf(o.Progress, "[%d/%d] %s %s …\n", done, total, pm.cs, pm.point)
 			}
 			rn, err := s.runOnce(ctx, o, keys, pm)
+			// A run can fail for the machine's sake (the generator's thread
+			// starved for a whole window on a busy VM): try again, and say
+			// so in the report; a failure that repeats stops the run.
+			for try := 1; err != nil && try <= maxRetries && ctx.Err() == nil; try++ {
+				failures[i] = append(failures[i], fmt.Sprintf("round %d: %v", round+1, err))
+				if o.Progress != nil {
+					fmt.Fprintf(o.Progress, "[%d/%d] %s %s failed (%v), again\n", done, total, pm.cs, pm.point, err)
+				}
+				rn, err = s.runOnce(ctx, o, keys, pm)
+			}
 			if err != nil {
 				return r, fmt.Errorf("%s at %s (round %d): %w", pm.cs, pm.point, round+1, err)
 			}
@@ -120,7 +134,9 @@ func Run(ctx context.Context, s *Scenario, o Options, scenarioText string) (*rep
 		}
 	}
 	for i, pm := range plan {
-		r.Measurements = append(r.Measurements, summarize(pm, runs[i]))
+		m := summarize(pm, runs[i])
+		m.Failures = failures[i]
+		r.Measurements = append(r.Measurements, m)
 	}
 	ratios(r)
 	r.Machine.LoadAvgEnd = loadavg()

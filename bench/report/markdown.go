@@ -251,6 +251,15 @@ func Markdown(r *Run, charts []ChartFile) string {
 			m.Case, pointLabel(m.Point), m.Mpps, m.Gbps, m.OfferedMpps, 100*m.Loss, us(l.P50), us(l.P90), us(l.P99), us(l.P999), us(l.Max),
 			l.Received, l.Sent, nsPerPkt(m.ProcNSPerPacket), nsPerPkt(m.CoresNSPerPacket))
 	}
+	var failed []string
+	for _, m := range r.Measurements {
+		for _, f := range m.Failures {
+			failed = append(failed, fmt.Sprintf("- %s at %s, %s", m.Case, pointLabel(m.Point), f))
+		}
+	}
+	if len(failed) > 0 {
+		fmt.Fprintf(&b, "\nRuns that failed and were made again:\n\n%s\n", strings.Join(failed, "\n"))
+	}
 	b.WriteString(`
 How to read it: Mpps is what the sink counted over the window (probes not
 included); Gbps counts the frames as generated (no FCS, preamble or gap).

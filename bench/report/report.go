@@ -97,6 +97,8 @@ type Measurement struct {
 	// CPURatioBare is ProcNSPerPacket ÷ the bare forwarder's: what psavd
 	// costs per packet in CPU against the same loop without processing.
 	CPURatioBare float64 `json:"cpu_ratio_to_afxdp_bare,omitempty"`
+	// Failures are the runs that failed and were tried again (why).
+	Failures []string `json:"failures,omitempty"`
 	// Counters psavd printed when it stopped ("port counter" → packets).
 	PsavdCounters map[string]uint64 `json:"psavd_counters,omitempty"`
 }
