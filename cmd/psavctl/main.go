@@ -14,6 +14,13 @@
 //	    the tables the ACS of the operator's AS pushes to its ABRs: members
 //	    with prefixes and tag/validate peers, key epochs per peer (keys shown
 //	    as fingerprints only), community-border replace entries.
+//	psavctl counters -metrics HOST:PORT [-json] [-all]
+//	    a node's data-plane counters from its /metrics: per port frames
+//	    received and sent, actions, drops by reason; the AF_XDP sockets'
+//	    ring counters.
+//	psavctl top -metrics HOST:PORT [-interval 1s] [-n N]
+//	    the same as per-second rates, one block per interval, until
+//	    interrupted (or N blocks).
 package main
 
 import (
@@ -30,6 +37,8 @@ const usage = `usage:
   psavctl status -acs HOST:PORT -asn N -cert F -key F -ca F [-json]
   psavctl tables -acs HOST:PORT -asn N -cert F -key F -ca F [-json]
   psavctl dns -server HOST:PORT -tls-name NAME -ca FILE [-count N] [-new-conn] QNAME [A|AAAA]
+  psavctl counters -metrics HOST:PORT [-json] [-all]
+  psavctl top -metrics HOST:PORT [-interval 1s] [-n N]
 `
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -46,6 +55,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if len(args) >= 1 && args[0] == "tables" {
 		return tables(args[1:], stdout, stderr)
+	}
+	if len(args) >= 1 && args[0] == "counters" {
+		return counters(args[1:], stdout, stderr)
+	}
+	if len(args) >= 1 && args[0] == "top" {
+		return top(args[1:], stdout, stderr)
 	}
 	fmt.Fprint(stderr, usage)
 	return 2

@@ -226,7 +226,9 @@ listen = "127.0.0.1:9100"
 	ring := func(s scrape, counter string) float64 {
 		return s.sum("psavd_xdp_socket_total", map[string]string{"port": "outside", "counter": counter})
 	}
-	dead := func(s scrape) float64 { return s.sum("psavd_acs_events_total", map[string]string{"event": "dead-declared"}) }
+	dead := func(s scrape) float64 {
+		return s.sum("psavd_acs_events_total", map[string]string{"event": "dead-declared"})
+	}
 	before := map[string]scrape{abr1: m(abr1), abr2: m(abr2)}
 	sent0, err := g.Sent()
 	must(err)

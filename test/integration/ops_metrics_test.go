@@ -2,9 +2,11 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
+	"os/exec"
 	"sort"
 	"strings"
 	"testing"
@@ -311,6 +313,36 @@ func TestMetricsAccountForTraffic(t *testing.T) {
 			mapText(diff(after["abr2"].judged(), before["abr2"].judged())), arrived)
 	}
 	t.Logf("sent %d, delivered %v, dropped %v", totalSent, totalDelivered, totalDropped)
+
+	// psavctl counters reads the same numbers from the running node (no
+	// traffic moves them any more).
+	out, err := exec.Command("ip", "netns", "exec", env.NS("abr2"), psavctlBinary(t), "counters", "-json", "-metrics", "127.0.0.1:9100").Output()
+	if err != nil {
+		t.Fatalf("psavctl counters: %v", err)
+	}
+	var ctl struct {
+		Ports []struct {
+			Port      string             `json:"port"`
+			RxPackets float64            `json:"rx_packets"`
+			Actions   map[string]float64 `json:"actions"`
+			Drops     map[string]float64 `json:"drops"`
+		} `json:"ports"`
+	}
+	if err := json.Unmarshal(out, &ctl); err != nil {
+		t.Fatalf("psavctl counters -json: %v\n%s", err, out)
+	}
+	now := nodeMetrics(t, env, "abr2")
+	for _, p := range ctl.Ports {
+		on := map[string]string{"port": p.Port}
+		if p.RxPackets != now.sum("psavd_rx_packets_total", on) ||
+			p.Drops["no-tag"] != now.sum("psavd_drops_total", map[string]string{"port": p.Port, "reason": "no-tag"}) ||
+			p.Actions["validated"] != now.sum("psavd_packets_total", map[string]string{"port": p.Port, "action": "validated"}) {
+			t.Errorf("psavctl counters disagrees with /metrics on %s:\n%s", p.Port, out)
+		}
+	}
+	if len(ctl.Ports) != 2 {
+		t.Errorf("psavctl counters shows %d ports:\n%s", len(ctl.Ports), out)
+	}
 }
 
 // sendOpsFlow sends n packets of flow f: through a UDP socket of the sender

@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// PortCounters are one port's counters, as psavd exports them (by port of
+// arrival, except TxPackets: by port left by).
+type PortCounters struct {
+	Port      string            `json:"port"`
+	RxPackets uint64            `json:"rx_packets"`
+	RxBytes   uint64            `json:"rx_bytes"`
+	TxPackets uint64            `json:"tx_packets"`
+	Actions   map[string]uint64 `json:"actions"` // psavd_packets_total by action
+	Drops     map[string]uint64 `json:"drops"`   // psavd_drops_total by reason
+}
+
+// RingCounters are one AF_XDP socket's counters (psavd_xdp_socket_total).
+type RingCounters struct {
+	Port     string            `json:"port"`
+	Queue    string            `json:"queue"`
+	Counters map[string]uint64 `json:"counters"`
+}
+
+// NodeCounters is what `psavctl counters` shows of one node.
+type NodeCounters struct {
+	Ports         []*PortCounters `json:"ports"`
+	Rings         []*RingCounters `json:"rings"`
+	Epoch         *int64          `json:"epoch,omitempty"`
+	TablesVersion *uint64         `json:"tables_version,omitempty"`
+	PeersKeyed    *uint64         `json:"peers_keyed,omitempty"`
+}
+
+// scrapeCounters fetches http://addr/metrics and reads the data plane's
+// counters from it.
+func scrapeCounters(ctx context.Context, addr string) (*NodeCounters, error) {
+	url := addr
+	if !strings.Contains(url, "://") {
+		url = "http://" + addr
+	}
+	if !strings.HasSuffix(url, "/metrics") {
+		url = strings.TrimSuffix(url, "/") + "/metrics"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return parseCounters(resp.Body)
+}
+
+// parseCounters reads psavd's data-plane series from Prometheus text.
+func parseCounters(r io.Reader) (*NodeCounters, error) {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(r)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	n := &NodeCounters{}
+	ports := map[string]*PortCounters{}
+	port := func(name string) *PortCounters {
+		pc := ports[name]
+		if pc == nil {
+			pc = &PortCounters{Port: name, Actions: map[string]uint64{}, Drops: map[string]uint64{}}
+			ports[name] = pc
+			n.Ports = append(n.Ports, pc)
+		}
+		return pc
+	}
+	rings := map[[2]string]*RingCounters{}
+	for name, f := range fams {
+		for _, m := range f.GetMetric() {
+			l := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				l[lp.GetName()] = lp.GetValue()
+			}
+			var v float64
+			switch {
+			case m.Counter != nil:
+				v = m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				v = m.GetGauge().GetValue()
+			case m.Untyped != nil:
+				v = m.GetUntyped().GetValue()
+			default:
+				continue
+			}
+			u := uint64(max(v, 0))
+			switch name {
+			case "psavd_rx_packets_total":
+				port(l["port"]).RxPackets = u
+			case "psavd_rx_bytes_total":
+				port(l["port"]).RxBytes = u
+			case "psavd_tx_packets_total":
+				port(l["port"]).TxPackets = u
+			case "psavd_packets_total":
+				port(l["port"]).Actions[l["action"]] = u
+			case "psavd_drops_total":
+				port(l["port"]).Drops[l["reason"]] = u
+			case "psavd_xdp_socket_total":
+				k := [2]string{l["port"], l["queue"]}
+				rc := rings[k]
+				if rc == nil {
+					rc = &RingCounters{Port: k[0], Queue: k[1], Counters: map[string]uint64{}}
+					rings[k] = rc
+					n.Rings = append(n.Rings, rc)
+				}
+				rc.Counters[l["counter"]] = u
+			case "psavd_epoch":
+				e := int64(v)
+				n.Epoch = &e
+			case "psavd_tables_version":
+				n.TablesVersion = &u
+			case "psavd_peers_keyed":
+				n.PeersKeyed = &u
+			}
+		}
+	}
+	sort.Slice(n.Ports, func(i, j int) bool { return n.Ports[i].Port < n.Ports[j].Port })
+	sort.Slice(n.Rings, func(i, j int) bool {
+		a, b := n.Rings[i], n.Rings[j]
+		if a.Port != b.Port {
+			return a.Port < b.Port
+		}
+		qa, _ := strconv.Atoi(a.Queue)
+		qb, _ := strconv.Atoi(b.Queue)
+		return qa < qb
+	})
+	if len(n.Ports) == 0 && n.Epoch == nil {
+		return nil, fmt.Errorf("metrics: no psavd data-plane series (is this a psavd with ports?)")
+	}
+	return n, nil
+}
+
+// sortedKeys returns m's keys in order.
+func sortedKeys(m map[string]uint64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// counters is `psavctl counters -metrics HOST:PORT [-json]`.
+func counters(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("counters", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("metrics", "", "psavd's [metrics] listen address, host:port")
+	asJSON := fs.Bool("json", false, "print JSON")
+	all := fs.Bool("all", false, "show counters that are zero too")
+	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *addr == "" || fs.NArg() != 0 {
+		fmt.Fprint(stderr, "psavctl counters: need -metrics HOST:PORT\n")
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	n, err := scrapeCounters(ctx, *addr)
+	if err != nil {
+		fmt.Fprintf(stderr, "psavctl counters: %v\n", err)
+		return 1
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(n); err != nil {
+			fmt.Fprintf(stderr, "psavctl counters: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	printCounters(stdout, n, *all)
+	return 0
+}
+
+// printCounters prints a node's counters as tables: per port, what arrived
+// and what became of it, then the AF_XDP sockets' counters.
+func printCounters(w io.Writer, n *NodeCounters, all bool) {
+	if n.Epoch != nil {
+		fmt.Fprintf(w, "epoch %d", *n.Epoch)
+		if n.TablesVersion != nil {
+			fmt.Fprintf(w, ", tables version %d", *n.TablesVersion)
+		}
+		if n.PeersKeyed != nil {
+			fmt.Fprintf(w, ", %d peers keyed", *n.PeersKeyed)
+		}
+		fmt.Fprintln(w)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PORT\tCOUNTER\tPACKETS")
+	for _, p := range n.Ports {
+		fmt.Fprintf(tw, "%s\treceived\t%d\n", p.Port, p.RxPackets)
+		fmt.Fprintf(tw, "%s\treceived octets\t%d\n", p.Port, p.RxBytes)
+		for _, a := range sortedKeys(p.Actions) {
+			if v := p.Actions[a]; v != 0 || all {
+				fmt.Fprintf(tw, "%s\t%s\t%d\n", p.Port, a, v)
+			}
+		}
+		for _, r := range sortedKeys(p.Drops) {
+			if v := p.Drops[r]; v != 0 || all {
+				fmt.Fprintf(tw, "%s\tdrop %s\t%d\n", p.Port, r, v)
+			}
+		}
+		fmt.Fprintf(tw, "%s\ttransmitted\t%d\n", p.Port, p.TxPackets)
+	}
+	tw.Flush()
+	if len(n.Rings) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SOCKET\tCOUNTER\tVALUE")
+	for _, r := range n.Rings {
+		for _, c := range sortedKeys(r.Counters) {
+			if v := r.Counters[c]; v != 0 || all {
+				fmt.Fprintf(tw, "%s/%s\t%s\t%d\n", r.Port, r.Queue, c, v)
+			}
+		}
+	}
+	tw.Flush()
+}
