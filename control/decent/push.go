@@ -543,7 +543,7 @@ func (n *PushNode) Tick(now time.Time) []PushSend {
 		case changed && own:
 			// Our EIDs changed: only their Map-Register(s) go out.
 			out = append(out, n.register(g, ts, false, true, now)...)
-			if len(fresh) > 0 && n.cfg.Transport == TransportUnicast {
+			if len(fresh) > 0 { // and a newcomer our membership (multicast: to the group)
 				out = append(out, n.register(g, fresh, true, false, now)...)
 			}
 		case len(fresh) > 0:

@@ -33,8 +33,10 @@ func (s *PushSockets) Close() error {
 // the wildcard address of G's family (a multicast datagram to G is only
 // delivered to a socket bound to the wildcard or to G); with multicast, G
 // is joined on cfg.Interface, which is also where multicast is sent, with
-// hop limit MulticastTTL and loopback off (a node hands its own
-// Map-Registers to its Map-Server directly).
+// hop limit MulticastTTL, loopback off (a node hands its own Map-Registers
+// to its Map-Server directly) and, for IPv4, the RLOC as source address
+// (IPv6 takes the kernel's source selection: the RLOC should be the
+// interface's global address).
 func ListenPush(cfg PushConfig) (*PushSockets, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -79,7 +81,10 @@ func joinGroup(c *net.UDPConn, cfg PushConfig) error {
 			m := &unix.IPMreqn{Multiaddr: cfg.Group.As4(), Ifindex: int32(ifi.Index)}
 			serr = errors.Join(
 				unix.SetsockoptIPMreqn(s, unix.IPPROTO_IP, unix.IP_ADD_MEMBERSHIP, m),
-				unix.SetsockoptIPMreqn(s, unix.IPPROTO_IP, unix.IP_MULTICAST_IF, &unix.IPMreqn{Ifindex: int32(ifi.Index)}),
+				// The RLOC as source address: every member then records
+				// the same ETR address as the sender records for itself.
+				unix.SetsockoptIPMreqn(s, unix.IPPROTO_IP, unix.IP_MULTICAST_IF,
+					&unix.IPMreqn{Address: cfg.RLOC.As4(), Ifindex: int32(ifi.Index)}),
 				unix.SetsockoptInt(s, unix.IPPROTO_IP, unix.IP_MULTICAST_TTL, cfg.MulticastTTL),
 				unix.SetsockoptInt(s, unix.IPPROTO_IP, unix.IP_MULTICAST_LOOP, 0))
 			return

@@ -64,7 +64,9 @@ func TestPushSimConverge(t *testing.T) {
 					t.Fatalf("node %d: %+v", i, st)
 				}
 			}
-			// A change at node 3: a second prefix. Count what it costs.
+			// A change at node 3: a second prefix. Count what it costs, once
+			// every node has ticked since it learned the others.
+			s.step(100 * time.Millisecond)
 			before := ns[3].Stats().RegistersSent
 			d0 := ns[0].Digest(s.now)
 			if err := ns[3].SetEIDs([]PushEID{pushEIDFor(3), {Site: "as65001", Prefix: netip.MustParsePrefix("10.200.0.0/16")}}); err != nil {
@@ -483,4 +485,36 @@ func FuzzPushHandle(f *testing.F) {
 			t.Fatalf("registration set changed by a datagram that is no signed seed: %x", pkt)
 		}
 	})
+}
+
+// TestPushSimChangeMeetsNewcomer: a member whose EIDs change in the tick
+// where it first sees a newcomer sends the newcomer its membership too,
+// not only the changed EIDs.
+func TestPushSimChangeMeetsNewcomer(t *testing.T) {
+	for _, tr := range []Transport{TransportMulticast, TransportUnicast} {
+		t.Run(tr.String(), func(t *testing.T) {
+			s := newSimNet(t)
+			ns := simGroup(s, 3, tr, pushGroup4)
+			s.runUntil(100*time.Millisecond, 50, "convergence", func() bool { return len(ns[2].Members(pushGroup4, s.now)) == 3 })
+			s.step(100 * time.Millisecond)
+			c := pushTestConfig(3, nil)
+			c.Group, c.RLOC, c.Transport = pushGroup4, simRLOC(3), tr
+			c.Members = []netip.Addr{simRLOC(0)}
+			late := s.add(c)
+			late.mu.Lock()
+			late.lookupRR, late.nextLookup = 0, pushT0.Add(time.Hour) // learns members only from what they send
+			late.mu.Unlock()
+			s.step(100 * time.Millisecond) // the newcomer registers; node 0 hears it
+			if err := ns[0].SetEIDs([]PushEID{pushEIDFor(0), {Site: "as65001", Prefix: netip.MustParsePrefix("10.99.0.0/16")}}); err != nil {
+				t.Fatal(err)
+			}
+			s.step(100 * time.Millisecond)
+			if !slices.Contains(late.Members(pushGroup4, s.now), simRLOC(0)) {
+				t.Fatalf("newcomer lacks node 0's membership: %v", late.Members(pushGroup4, s.now))
+			}
+			if _, ok := late.MapServer().Lookup(0, netip.MustParseAddr("10.99.1.1"), s.now); !ok {
+				t.Fatal("newcomer lacks node 0's changed EIDs")
+			}
+		})
+	}
 }
