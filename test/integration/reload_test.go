@@ -20,7 +20,7 @@ import (
 // TestReloadUnderTraffic: SIGHUP swaps the tables while a stream crosses the
 // ABR, and no datagram is lost. Adding AS 65002 makes the same traffic leave
 // tagged; a broken file and a port change are refused and the running
-// configuration stays in force.
+// configuration stays in force. SIGTERM then leaves no XDP program behind.
 func TestReloadUnderTraffic(t *testing.T) {
 	skipUnlessLab(t)
 	bin := psavdBinary(t)
@@ -187,4 +187,21 @@ s0 = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 		t.Fatalf("only %d datagrams sent", n)
 	}
 	t.Logf("%d datagrams across three reloads, none lost", n)
+
+	// SIGTERM: the ports' XDP programs go with the process (bpf_links).
+	for _, ifname := range []string{"in", "out"} {
+		out, err := netlab.Exec(abr, "ip", "link", "show", "dev", ifname)
+		must(err)
+		if !strings.Contains(out, "xdp") {
+			t.Fatalf("no XDP program on %s while psavd runs:\n%s", ifname, out)
+		}
+	}
+	node.Stop()
+	for _, ifname := range []string{"in", "out"} {
+		out, err := netlab.Exec(abr, "ip", "link", "show", "dev", ifname)
+		must(err)
+		if strings.Contains(out, "xdp") {
+			t.Fatalf("XDP program left on %s after SIGTERM:\n%s", ifname, out)
+		}
+	}
 }
