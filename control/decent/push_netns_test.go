@@ -387,7 +387,7 @@ func TestPushNetnsSeedGroup(t *testing.T) {
 }
 
 // TestPushNetnsTshark captures a unicast-replication group live on a
-// node's veth and has tshark (a decoder that is not ours) read it: the
+// node's veth (tcpdump) and has tshark (a decoder that is not ours) read it: the
 // encapsulated Map-Registers decode as LISP data (I bit, instance-ID
 // 0xffffff) carrying IP/UDP to G:4342 and a LISP Map-Register whose
 // Multicast Info LCAF is (0/0, G) with the sender in the RLE, or an EID
@@ -398,8 +398,10 @@ func TestPushNetnsTshark(t *testing.T) {
 	if _, err := exec.LookPath("tshark"); err != nil {
 		t.Skip("tshark not installed")
 	}
-	if _, err := exec.LookPath("ethtool"); err != nil {
-		t.Skip("ethtool not installed")
+	for _, tool := range []string{"ethtool", "tcpdump"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skip(tool + " not installed")
+		}
 	}
 	lab := newPushLab(t, true)
 	g := netip.MustParseAddr("239.1.1.1")
@@ -417,8 +419,11 @@ func TestPushNetnsTshark(t *testing.T) {
 	if d := os.Getenv("PUSH_PCAP_DIR"); d != "" {
 		pcap = filepath.Join(d, "push.pcap")
 	}
-	capture := exec.Command("ip", "netns", "exec", lab.nsName(1), "tshark", "-n", "-q", "-i", "eth0", "-w", pcap,
-		"-f", "udp port 4341 or udp port 4342")
+	// tcpdump in immediate mode with -U takes and writes every packet as it
+	// comes (otherwise packets wait in the kernel's ring buffer and are lost
+	// at SIGINT), so the file is complete when it stops; tshark decodes it.
+	capture := exec.Command("ip", "netns", "exec", lab.nsName(1), "tcpdump", "-n", "-U", "--immediate-mode", "-i", "eth0", "-w", pcap,
+		"udp port 4341 or udp port 4342")
 	stderr, err := capture.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -439,7 +444,7 @@ func TestPushNetnsTshark(t *testing.T) {
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
-			if strings.Contains(sc.Text(), "Capture started") {
+			if strings.Contains(sc.Text(), "listening on") {
 				ready <- true
 			}
 		}
@@ -447,7 +452,7 @@ func TestPushNetnsTshark(t *testing.T) {
 	select {
 	case <-ready:
 	case <-time.After(30 * time.Second):
-		t.Fatal("tshark did not start capturing")
+		t.Fatal("tcpdump did not start capturing")
 	}
 	for i := range 3 {
 		c := labConfig(i, g, TransportUnicast)
