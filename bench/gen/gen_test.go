@@ -366,3 +366,68 @@ func TestFramesArriveIntact(t *testing.T) {
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// TestSinkPassesProbes checks that the sink counts every frame and hands
+// exactly the IPv4 frames with TOS ProbeTOS to the kernel (a packet socket
+// on its interface receives them and nothing else).
+func TestSinkPassesProbes(t *testing.T) {
+	gns, sns := pair(t)
+	sink, err := NewSink(sns, "s0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	var fd int
+	if err := netlab.Do(sns, func() error {
+		ifc, err := net.InterfaceByName("s0")
+		if err != nil {
+			return err
+		}
+		proto := int(htons(unix.ETH_P_ALL))
+		if fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, proto); err != nil {
+			return err
+		}
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 16<<20); err != nil {
+			return err
+		}
+		tv := unix.Timeval{Sec: 1}
+		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+			return err
+		}
+		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: uint16(proto), Ifindex: ifc.Index})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+
+	v4, v6, err := ScenarioFrames(genMAC, sinkMAC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe := append([]byte(nil), v4...)
+	probe[15] = ProbeTOS // the sink does not check the header checksum
+	// An IPv6 frame with the probe's octet at the same offset is not one.
+	v6tc := append([]byte(nil), v6...)
+	v6tc[15] = ProbeTOS
+	g := newGen(t, gns, v4, probe, v6, v6tc)
+	const k = 400
+	if err := g.Send(k); err != nil {
+		t.Fatal(err)
+	}
+	if c := waitCount(t, sink, k); c.Total() != k || c.IPv4 != k/2 || c.IPv6 != k/2 {
+		t.Fatalf("sink counted %v, want %d frames, half IPv4", c, k)
+	}
+	buf := make([]byte, 2048)
+	for i := 0; i < k/4; i++ {
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil {
+			t.Fatalf("after %d probes: %v", i, err)
+		}
+		if string(buf[:n]) != string(probe) {
+			t.Fatalf("frame %d passed to the kernel is not a probe: % x", i, buf[:n])
+		}
+	}
+	if n, _, err := unix.Recvfrom(fd, buf, 0); err == nil {
+		t.Errorf("a frame beyond the probes was passed: % x", buf[:n])
+	}
+}
