@@ -243,6 +243,7 @@ func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
 					outs[po] = queues[po][qi%len(queues[po])]
 				}
 			}
+			outs[pi] = port // back where it came from: ICMP Packet Too Big (LISP)
 			loops = append(loops, engine.Loop{In: pi, Port: port, Out: outs, CPU: cpus[len(loops)%len(cpus)]})
 		}
 	}

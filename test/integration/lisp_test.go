@@ -33,7 +33,8 @@ import (
 // decapsulates, validates, strips and routes to h2. IPv4-in-IPv4,
 // IPv6-in-IPv6 and IPv6-in-IPv4 (h2's two IPv6 prefixes are registered with
 // an IPv6 and an IPv4 RLOC); h2 gets h1's packet octet for octet but the
-// TTL. A packet encapsulated by the transit router with an untagged inner
+// TTL. Datagrams too big once tagged and encapsulated get ICMP / ICMPv6
+// Packet Too Big from abr1. A packet encapsulated by the transit router with an untagged inner
 // source of AS 65001 is dropped at abr2. Every LISP packet seen on tr's
 // links (Map-Register, Map-Notify, ECM, Map-Reply, data) is then decoded by
 // tshark as LISP without a malformed or expert mark.
@@ -256,6 +257,8 @@ want_notify = true
 			if !delivered {
 				t.Fatalf("nothing delivered to h2 for %s", c.dst)
 			}
+			// h1's own sniffer may report its copy after h2's.
+			at1.Wait(ctx, 5*time.Second, func([]lab.Captured) bool { return frameWith(at1, payload, true) != nil })
 			sent, got := lab.IPOf(frameWith(at1, payload, true)), lab.IPOf(frameWith(at2, payload, false))
 			if sent == nil || got == nil {
 				t.Fatal("sent or delivered frame not captured")
@@ -284,10 +287,50 @@ want_notify = true
 			}
 		})
 	}
+	// Too big once tagged and encapsulated (port MTU 1500): a 1460-octet
+	// IPv4 packet with DF (1460 + 16 + 36 > 1500) is answered with ICMP
+	// Fragmentation Needed, next-hop MTU 1448, from abr1's RLOC; a
+	// 1460-octet IPv6 packet (1460 + 16 + 56) with Packet Too Big, MTU 1428.
+	for _, c := range []struct {
+		dst     string
+		payload int
+		icmp    func(ip []byte) (ok bool, mtu uint32)
+		mtu     uint32
+	}{
+		{"203.0.113.10:4243", 1460 - 28, func(ip []byte) (bool, uint32) {
+			ok := ip[0]>>4 == 4 && ip[9] == 1 && ip[20] == 3 && ip[21] == 4 && netip.AddrFrom4([4]byte(ip[12:16])) == netip.MustParseAddr("10.0.1.1")
+			return ok, uint32(binary.BigEndian.Uint16(ip[26:28]))
+		}, 1448},
+		{"[2001:db8:2::10]:4243", 1460 - 48, func(ip []byte) (bool, uint32) {
+			ok := ip[0]>>4 == 6 && ip[6] == 58 && ip[40] == 2 && netip.AddrFrom16([16]byte(ip[8:24])) == netip.MustParseAddr("fd00:1::1")
+			return ok, binary.BigEndian.Uint32(ip[44:48])
+		}, 1428},
+	} {
+		big := strings.Repeat("B", c.payload-len("lisp-too-big"))
+		send(c.dst, "lisp-too-big"+big)
+		var mtu uint32
+		if !at1.Wait(ctx, 10*time.Second, func(fs []lab.Captured) bool {
+			for _, f := range fs {
+				if ip := lab.IPOf(f.Frame); !f.Outgoing && ip != nil && len(ip) > 48 && bytes.Contains(f.Frame, []byte("lisp-too-big")) {
+					if ok, m := c.icmp(ip); ok {
+						mtu = m
+						return true
+					}
+				}
+			}
+			return false
+		}) {
+			t.Fatalf("no Packet Too Big back to h1 for a %d-octet datagram to %s", c.payload, c.dst)
+		}
+		if mtu != c.mtu {
+			t.Errorf("Packet Too Big to %s says MTU %d, want %d", c.dst, mtu, c.mtu)
+		}
+	}
+
 	c1, err := lab.Scrape(ctx, abr1, "127.0.0.1:9100")
 	must(err)
-	if c1.Total("drops", "lisp-miss") < 1 || c1.Total("packets", "tagged") < 3 {
-		t.Errorf("abr1: want lisp-miss drops before the Map-Reply and 3 tagged; %v", c1)
+	if c1.Total("drops", "lisp-miss") < 1 || c1.Total("packets", "tagged") < 3 || c1.Total("packets", "icmp-too-big") < 2 {
+		t.Errorf("abr1: want lisp-miss drops before the Map-Reply, 3 tagged, 2 icmp-too-big; %v", c1)
 	}
 
 	// A LISP packet from tr with an untagged inner source of AS 65001.
