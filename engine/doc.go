@@ -1,7 +1,8 @@
 // Package engine is psavd's packet path: it judges each frame by the roles of
 // the port it arrived on and the port it leaves by (DESIGN §2.2), adds,
 // validates, replaces and strips PSAV tags (§2.3–2.4), and forwards by
-// cross-connect or by a static routing table (§2.1).
+// cross-connect or by a static routing table (§2.1), encapsulating in and
+// decapsulating from LISP (RFC 9300) on ports configured for it (lisp.go).
 //
 // The engine knows nothing of TOML or of the control plane. It reads its
 // tables from an immutable Tables snapshot that the control plane publishes
