@@ -76,7 +76,7 @@ bench-xdp: build
 # AS-Prefix table size and cores from bench/scenarios/$(SCENARIO).toml, psavd
 # against the same-run bare AF_XDP forwarder and kernel forwarding; JSON,
 # Markdown report and SVG charts in bench/results/<date-time>/. Root; the
-# default scenario takes about 5 minutes. PUBLISH=docs/bench copies the report.
+# default scenario takes about 6 minutes. PUBLISH=docs/bench copies the report.
 SCENARIO ?= default
 .PHONY: bench
 bench: build
