@@ -80,7 +80,9 @@ type Config struct {
 	MinBackoff, MaxBackoff time.Duration
 	// The ACS is silent after MissedHeartbeats × HeartbeatInterval without
 	// a heartbeat (armed by the first heartbeat of a stream): the stream is
-	// dropped, the client goes fail-static and reconnects.
+	// dropped, the client goes fail-static and reconnects. An ACS that
+	// announces a longer interval in its heartbeats gets that one instead
+	// (its [acs] heartbeat is not the ABR's to know).
 	HeartbeatInterval time.Duration
 	MissedHeartbeats  int
 	// Routes, if set, supplies Routes and Hops (routed forwarding) to every
@@ -269,6 +271,10 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 }
 
+// maxAnnouncedInterval bounds the heartbeat interval an ACS may announce:
+// beyond it the silence watchdog would keep a dead ACS's tables for long.
+const maxAnnouncedInterval = time.Minute
+
 // errSilent ends a stream whose ACS missed too many heartbeats.
 var errSilent = errors.New("abr: ACS silent (heartbeats missed)")
 
@@ -300,7 +306,7 @@ func (c *Client) attempt(parent context.Context) (heard bool, err error) {
 		if err != nil {
 			if cause := context.Cause(ctx); errors.Is(cause, errSilent) {
 				c.Counters.Silences.Add(1)
-				c.setState(FailStatic, "ACS silent", fmt.Errorf("no heartbeat for %d intervals of %s", c.cfg.MissedHeartbeats, c.cfg.HeartbeatInterval))
+				c.setState(FailStatic, "ACS silent", fmt.Errorf("no heartbeat for %s (%d intervals)", silence, c.cfg.MissedHeartbeats))
 				return heard, errSilent
 			}
 			return heard, err
@@ -315,6 +321,9 @@ func (c *Client) attempt(parent context.Context) (heard bool, err error) {
 		case *acspb.FeedMessage_Heartbeat:
 			c.Counters.Heartbeats.Add(1)
 			c.lastHeartbeat.Store(c.now().UnixNano())
+			if iv := time.Duration(b.Heartbeat.GetIntervalNanos()); iv > c.cfg.HeartbeatInterval && iv <= maxAnnouncedInterval {
+				silence = time.Duration(c.cfg.MissedHeartbeats) * iv
+			}
 			if watchdog == nil {
 				watchdog = time.AfterFunc(silence, func() { cancel(errSilent) })
 			} else {

@@ -32,6 +32,8 @@ type fakeACS struct {
 	msgs  []*acspb.FeedMessage
 	beat  time.Duration
 	beats int
+	// announce is the heartbeat interval the heartbeats carry (0: none).
+	announce time.Duration
 
 	mu   sync.Mutex
 	reqs []*acspb.FeedRequest
@@ -61,7 +63,7 @@ func (f *fakeACS) Feed(req *acspb.FeedRequest, s grpc.ServerStreamingServer[acsp
 		if f.beats >= 0 && seq > uint64(f.beats) {
 			continue // silent, stream still open
 		}
-		if err := s.Send(&acspb.FeedMessage{Body: &acspb.FeedMessage_Heartbeat{Heartbeat: &acspb.Heartbeat{Seq: seq, SendUnixNano: time.Now().UnixNano()}}}); err != nil {
+		if err := s.Send(&acspb.FeedMessage{Body: &acspb.FeedMessage_Heartbeat{Heartbeat: &acspb.Heartbeat{Seq: seq, SendUnixNano: time.Now().UnixNano(), IntervalNanos: int64(f.announce)}}}); err != nil {
 			return err
 		}
 	}
@@ -317,6 +319,27 @@ func TestSilentACS(t *testing.T) {
 	waitFor(t, "silence", func() bool { return c.Counters.Silences.Load() > 0 })
 	if eng.Tables().Version != 1 || c.Version() != 1 || c.State() == NeverConnected {
 		t.Fatalf("version %d, state %s", eng.Tables().Version, c.State())
+	}
+}
+
+// TestACSAnnouncesInterval: an ACS whose heartbeats come every 100 ms is
+// silent to an ABR configured for 20 ms × 3 — unless its heartbeats
+// announce a longer interval (here 1 s, so the ABR waits 3 s), which the
+// ABR then honours.
+func TestACSAnnouncesInterval(t *testing.T) {
+	p := newPKI(t)
+	for _, announce := range []time.Duration{time.Second, 0} {
+		f := &fakeACS{msgs: []*acspb.FeedMessage{tablesMsg(snapshot(t, 1, localASN, vecNow))}, beat: 100 * time.Millisecond, beats: -1, announce: announce}
+		_, addr := serve(t, "127.0.0.1:0", p.acs, f)
+		c := start(t, Config{Addr: addr, Identity: p.abr, Engine: newEngine(t), HeartbeatInterval: 20 * time.Millisecond, MissedHeartbeats: 3})
+		if announce == 0 {
+			waitFor(t, "silence without an announced interval", func() bool { return c.Counters.Silences.Load() > 0 })
+			continue
+		}
+		waitFor(t, "six heartbeats", func() bool { return c.Counters.Heartbeats.Load() >= 6 })
+		if n := c.Counters.Silences.Load(); n != 0 || c.State() != Connected {
+			t.Fatalf("announced 1 s: %d silences, state %s", n, c.State())
+		}
 	}
 }
 

@@ -182,7 +182,7 @@ func (sv *server) Feed(req *acspb.FeedRequest, st acspb.ACS_FeedServer) error {
 	heartbeat := func() error {
 		seq++
 		return st.Send(&acspb.FeedMessage{Body: &acspb.FeedMessage_Heartbeat{Heartbeat: &acspb.Heartbeat{
-			Seq: seq, SendUnixNano: n.now().UnixNano()}}})
+			Seq: seq, SendUnixNano: n.now().UnixNano(), IntervalNanos: int64(n.hb)}}})
 	}
 	for {
 		n.mu.Lock()

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/psavd/psavd/control/acspb"
 	"github.com/psavd/psavd/control/membership"
@@ -242,7 +243,12 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	n.lis = lis
 	n.ctx, n.cancel = context.WithCancel(ctx)
-	n.srv = grpc.NewServer(grpc.Creds(credentials.NewTLS(scfg)))
+	// Keepalive pings find a peer or ABR whose link was cut: without them
+	// its stream (and an ABR's feed) would count as open until TCP gives
+	// up, minutes later.
+	n.srv = grpc.NewServer(grpc.Creds(credentials.NewTLS(scfg)),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: max(n.hb, time.Second), Timeout: time.Duration(n.dead) * max(n.hb, time.Second)}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 500 * time.Millisecond, PermitWithoutStream: true}))
 	acspb.RegisterACSServer(n.srv, &server{n: n})
 	n.wg.Add(2)
 	go func() {

@@ -280,8 +280,12 @@ type Heartbeat struct {
 	EchoSeq          uint64                 `protobuf:"varint,3,opt,name=echo_seq,json=echoSeq,proto3" json:"echo_seq,omitempty"`                                // 0: nothing to echo yet
 	EchoSendUnixNano int64                  `protobuf:"varint,4,opt,name=echo_send_unix_nano,json=echoSendUnixNano,proto3" json:"echo_send_unix_nano,omitempty"` // the echoed heartbeat's send time (t1)
 	EchoRecvUnixNano int64                  `protobuf:"varint,5,opt,name=echo_recv_unix_nano,json=echoRecvUnixNano,proto3" json:"echo_recv_unix_nano,omitempty"` // when it was received (t2)
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The sender's heartbeat interval (Feed: the ACS's), so that the receiver
+	// declares it silent after missing a few of ITS heartbeats, whatever its
+	// own configuration. 0: not given.
+	IntervalNanos int64 `protobuf:"varint,6,opt,name=interval_nanos,json=intervalNanos,proto3" json:"interval_nanos,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Heartbeat) Reset() {
@@ -345,6 +349,13 @@ func (x *Heartbeat) GetEchoSendUnixNano() int64 {
 func (x *Heartbeat) GetEchoRecvUnixNano() int64 {
 	if x != nil {
 		return x.EchoRecvUnixNano
+	}
+	return 0
+}
+
+func (x *Heartbeat) GetIntervalNanos() int64 {
+	if x != nil {
+		return x.IntervalNanos
 	}
 	return 0
 }
@@ -1518,13 +1529,14 @@ const file_acs_proto_rawDesc = "" +
 	"\x05Hello\x12%\n" +
 	"\x0eschema_version\x18\x01 \x01(\rR\rschemaVersion\x12\x10\n" +
 	"\x03asn\x18\x02 \x01(\rR\x03asn\x12+\n" +
-	"\x11membership_digest\x18\x03 \x01(\fR\x10membershipDigest\"\xbc\x01\n" +
+	"\x11membership_digest\x18\x03 \x01(\fR\x10membershipDigest\"\xe3\x01\n" +
 	"\tHeartbeat\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12$\n" +
 	"\x0esend_unix_nano\x18\x02 \x01(\x03R\fsendUnixNano\x12\x19\n" +
 	"\becho_seq\x18\x03 \x01(\x04R\aechoSeq\x12-\n" +
 	"\x13echo_send_unix_nano\x18\x04 \x01(\x03R\x10echoSendUnixNano\x12-\n" +
-	"\x13echo_recv_unix_nano\x18\x05 \x01(\x03R\x10echoRecvUnixNano\"\x88\x01\n" +
+	"\x13echo_recv_unix_nano\x18\x05 \x01(\x03R\x10echoRecvUnixNano\x12%\n" +
+	"\x0einterval_nanos\x18\x06 \x01(\x03R\rintervalNanos\"\x88\x01\n" +
 	"\bProposal\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x0e\n" +
 	"\x02t0\x18\x02 \x01(\x03R\x02t0\x12%\n" +
