@@ -110,6 +110,9 @@ type Scenario struct {
 	// Observer, if set, watches the run from outside the DUT (probe
 	// packets, CPU time): see Observer.
 	Observer Observer
+	// Idle runs no generator: the DUT sees only what the Observer sends
+	// (e.g. latency probes without load). Frames and GenCPUs are unused.
+	Idle bool
 }
 
 // An Observer measures alongside a run (bench/harness: latency probes, the
@@ -313,28 +316,33 @@ func Run(ctx context.Context, sc Scenario, dut DUT) (res Result, err error) {
 		}
 	}
 
-	g, err := gen.New(gen.Config{NS: gns, Iface: GenIf, Frames: sc.Frames})
-	if err != nil {
-		return res, err
-	}
-	defer func() { err = errors.Join(err, g.Close()) }()
-
-	fctx, stop := context.WithCancel(ctx)
-	defer stop()
-	floodErr := make(chan error, 1)
-	go func() { floodErr <- g.Flood(fctx, sc.GenCPUs) }()
-	// The flood stops at the latest when Run returns.
-	defer func() {
-		stop()
-		if ferr := <-floodErr; ferr != nil {
-			err = errors.Join(err, ferr)
+	var g *gen.Generator
+	if !sc.Idle {
+		if g, err = gen.New(gen.Config{NS: gns, Iface: GenIf, Frames: sc.Frames}); err != nil {
+			return res, err
 		}
-	}()
+		defer func() { err = errors.Join(err, g.Close()) }()
+
+		fctx, stop := context.WithCancel(ctx)
+		defer stop()
+		floodErr := make(chan error, 1)
+		go func() { floodErr <- g.Flood(fctx, sc.GenCPUs) }()
+		// The flood stops at the latest when Run returns.
+		defer func() {
+			stop()
+			if ferr := <-floodErr; ferr != nil {
+				err = errors.Join(err, ferr)
+			}
+		}()
+	}
 
 	snapshot := func() (uint64, gen.Counts, time.Time, error) {
-		s, err := g.Sent()
-		if err != nil {
-			return 0, gen.Counts{}, time.Time{}, err
+		var s uint64
+		if g != nil {
+			var err error
+			if s, err = g.Sent(); err != nil {
+				return 0, gen.Counts{}, time.Time{}, err
+			}
 		}
 		c, err := sink.Counts()
 		return s, c, time.Now(), err
@@ -360,7 +368,7 @@ func Run(ctx context.Context, sc Scenario, dut DUT) (res Result, err error) {
 		sc.Observer.Window(true)
 	}
 	res.Window, res.Generated, res.Delivered = t1.Sub(t0), s1-s0, c1.Sub(c0)
-	if res.Generated == 0 {
+	if res.Generated == 0 && !sc.Idle {
 		return res, errors.New("bench: the generator sent nothing in the window")
 	}
 	if sc.Check != nil {

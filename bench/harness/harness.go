@@ -138,10 +138,53 @@ func Run(ctx context.Context, s *Scenario, o Options, scenarioText string) (*rep
 		m.Failures = failures[i]
 		r.Measurements = append(r.Measurements, m)
 	}
+	if s.IdleLatency {
+		if err := s.idleLatency(ctx, o, keys, plan, r); err != nil {
+			return r, err
+		}
+	}
 	ratios(r)
 	r.Machine.LoadAvgEnd = loadavg()
 	r.Elapsed = time.Since(start).Seconds()
 	return r, nil
+}
+
+// idleLatency runs every case of the base point once more with the probes
+// alone and records their latency in that case's base measurement.
+func (s *Scenario) idleLatency(ctx context.Context, o Options, keys bench.Keys, plan []measurement, r *report.Run) error {
+	for i, pm := range plan {
+		if pm.point != s.Base {
+			continue
+		}
+		if o.Progress != nil {
+			fmt.Fprintf(o.Progress, "[idle] %s %s: probes only …\n", pm.cs, pm.point)
+		}
+		var rn run
+		var err error
+		for try := 0; try <= maxRetries; try++ {
+			if rn, err = s.runOnceIdle(ctx, o, keys, pm, true); err == nil || ctx.Err() != nil {
+				break
+			}
+			r.Measurements[i].Failures = append(r.Measurements[i].Failures, fmt.Sprintf("idle latency: %v", err))
+		}
+		if err != nil {
+			return fmt.Errorf("%s at %s without load: %w", pm.cs, pm.point, err)
+		}
+		l := report.NewLatency(rn.obs.ProbesSent, micros(rn.obs.Latency))
+		r.Measurements[i].IdleLatency = &l
+		if o.Progress != nil {
+			fmt.Fprintf(o.Progress, "[idle] %s %s: %d/%d probes, latency p50 %s\n", pm.cs, pm.point, l.Received, l.Sent, p50(rn))
+		}
+	}
+	return nil
+}
+
+func micros(ds []time.Duration) []float64 {
+	out := make([]float64, len(ds))
+	for i, d := range ds {
+		out[i] = float64(d.Nanoseconds()) / 1e3
+	}
+	return out
 }
 
 // ratios fills in every psavd measurement's ratios against the baselines
@@ -225,11 +268,7 @@ func summarize(pm measurement, runs []run) report.Measurement {
 		PsavdCounters: rn.counters,
 	}
 	m.Loss = lossRatio(rn)
-	lat := make([]float64, len(rn.obs.Latency))
-	for i, d := range rn.obs.Latency {
-		lat[i] = float64(d.Nanoseconds()) / 1e3
-	}
-	m.Latency = report.NewLatency(rn.obs.ProbesSent, lat)
+	m.Latency = report.NewLatency(rn.obs.ProbesSent, micros(rn.obs.Latency))
 	if delivered > 0 {
 		if rn.obs.ProcCPU > 0 {
 			m.ProcNSPerPacket = float64(rn.obs.ProcCPU.Nanoseconds()) / float64(delivered)
@@ -273,6 +312,12 @@ func mpps(rn run) float64 {
 
 // runOnce makes one run of a measurement.
 func (s *Scenario) runOnce(ctx context.Context, o Options, keys bench.Keys, pm measurement) (run, error) {
+	return s.runOnceIdle(ctx, o, keys, pm, false)
+}
+
+// runOnceIdle makes one run of a measurement, without the generator's load
+// if idle (probes only).
+func (s *Scenario) runOnceIdle(ctx context.Context, o Options, keys bench.Keys, pm measurement, idle bool) (run, error) {
 	now := time.Now()
 	validating := pm.cs == CaseValidate
 	mix := pm.mix
@@ -292,7 +337,7 @@ func (s *Scenario) runOnce(ctx context.Context, o Options, keys bench.Keys, pm m
 	genCPUs, dutCPUs := cpus(pm.point.Cores)
 	sc := bench.Scenario{
 		Name: pm.point.String(), Frames: frames, Warmup: s.Warmup, Duration: s.Duration,
-		GenCPUs: genCPUs, DUTCPUs: dutCPUs, Queues: pm.point.Cores,
+		GenCPUs: genCPUs, DUTCPUs: dutCPUs, Queues: pm.point.Cores, Idle: idle,
 	}
 	var dut bench.DUT
 	var cmd *bench.Command

@@ -47,6 +47,7 @@ cases = ["afxdp-bare", "psavd-tag", "psavd-validate"]
 warmup = "300ms"
 duration = "700ms"
 probe_rate = 500
+idle_latency = true
 [base]
 mix = "m"
 prefixes = 1000
@@ -86,6 +87,9 @@ spoofed = 0.25
 		}
 		if m.ProcNSPerPacket <= 0 {
 			t.Errorf("%s: no CPU time measured", m.Case)
+		}
+		if m.IdleLatency == nil || m.IdleLatency.Received == 0 {
+			t.Errorf("%s: no probe came back without load: %+v", m.Case, m.IdleLatency)
 		}
 		if m.Case != CaseBare && m.RatioBare <= 0 {
 			t.Errorf("%s: no ratio to the bare forwarder", m.Case)

@@ -82,6 +82,9 @@ type Scenario struct {
 	// ProbeRate is the latency probes per second sent through the DUT
 	// while the load runs.
 	ProbeRate int
+	// IdleLatency adds, for every case at the base point, a run with the
+	// probes alone (no load): the DUT's latency when its rings are empty.
+	IdleLatency bool
 	// Base is the point every sweep starts from.
 	Base Point
 	// Sweep varies one dimension at a time around Base.
@@ -111,6 +114,7 @@ type file struct {
 	Duration    string   `toml:"duration"`
 	Runs        *int     `toml:"runs"`
 	ProbeRate   *int     `toml:"probe_rate"`
+	IdleLatency bool     `toml:"idle_latency"`
 	Base        struct {
 		Size     *int   `toml:"size"`
 		Mix      string `toml:"mix"`
@@ -167,6 +171,10 @@ func Parse(name string, b []byte) (*Scenario, error) {
 	s.Duration = c.duration("duration", f.Duration, 2*time.Second)
 	s.Runs = c.intIn("runs", f.Runs, 1, 1, 100)
 	s.ProbeRate = c.intIn("probe_rate", f.ProbeRate, 1000, 0, maxProbeRate)
+	s.IdleLatency = f.IdleLatency
+	if s.IdleLatency && s.ProbeRate == 0 {
+		c.add("idle_latency", "needs probes (probe_rate > 0)")
+	}
 
 	mixes := map[string]bool{}
 	for i, m := range s.Mixes {

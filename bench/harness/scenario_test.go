@@ -180,6 +180,13 @@ mix = ["nope"]`, "sweep.mix[0]", "no mix named"},
 		{"wrong type", `name = "x"
 cases = ["psavd-tag"]
 runs = "three"`, "", "runs"},
+		{"idle latency without probes", `name = "x"
+cases = ["psavd-tag"]
+probe_rate = 0
+idle_latency = true`, "idle_latency", "needs probes"},
+		{"idle latency not a bool", `name = "x"
+cases = ["psavd-tag"]
+idle_latency = "yes"`, "", "idle_latency"},
 		{"syntax", `name = "x`, "line 1", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

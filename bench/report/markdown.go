@@ -67,7 +67,7 @@ func Charts(r *Run) []ChartFile {
 			}
 			s := Series{Name: c, Color: caseColors[c]}
 			for _, m := range r.Measurements {
-				if m.Case == c && r.atBase(m, free) {
+				if m.Case == c && r.atBase(m, free) && !math.IsNaN(y(m)) {
 					s.Points = append(s.Points, XY{x(m), y(m)})
 					xs[x(m)] = true
 				}
@@ -106,6 +106,17 @@ func Charts(r *Run) []ChartFile {
 			Title: "Throughput vs cores", XLabel: "DUT cores (= veth queues)", YLabel: "delivered Mpps",
 			YFrom0: true, Series: ss}})
 	}
+	cpu := func(m Measurement) float64 {
+		if m.ProcNSPerPacket <= 0 {
+			return math.NaN() // not measured (no process)
+		}
+		return m.ProcNSPerPacket
+	}
+	if ss, n := series("size", func(m Measurement) float64 { return float64(m.Point.Size) }, cpu, nil); n > 1 {
+		out = append(out, ChartFile{CPUChart, "DUT process CPU per packet against packet size", Chart{
+			Title: "CPU per packet vs packet size", XLabel: "frame size (octets, before the tag)",
+			YLabel: "DUT process CPU ns / packet", YFrom0: true, Series: ss}})
+	}
 	var cdf []Series
 	for _, c := range r.cases() {
 		for _, m := range r.Measurements {
@@ -120,6 +131,18 @@ func Charts(r *Run) []ChartFile {
 		out = append(out, ChartFile{LatencyChart, "One-way latency of the probes at the base point, under load", Chart{
 			Title: fmt.Sprintf("Latency CDF under load (%d-octet frames)", r.Base.Size), XLabel: "one-way latency (µs)",
 			YLabel: "fraction of probes", XLog: true, YFrom0: true, Step: true, Series: cdf}})
+	}
+	var idle []Series
+	for _, m := range r.Measurements {
+		if l := m.IdleLatency; l != nil && len(l.Samples) > 0 && r.atBase(m) {
+			idle = append(idle, Series{Name: fmt.Sprintf("%s (p50 %s, p99 %s µs)", m.Case, us(l.P50), us(l.P99)),
+				Color: caseColors[m.Case], Points: cdfPoints(l.Samples, 400)})
+		}
+	}
+	if len(idle) > 0 {
+		out = append(out, ChartFile{IdleChart, "One-way latency of the probes at the base point, without load", Chart{
+			Title: "Latency CDF without load (probes only)", XLabel: "one-way latency (µs)",
+			YLabel: "fraction of probes", XLog: true, YFrom0: true, Step: true, Series: idle}})
 	}
 	return out
 }
@@ -240,6 +263,18 @@ func Markdown(r *Run, charts []ChartFile) string {
 
 	for _, c := range charts {
 		fmt.Fprintf(&b, "### %s\n\n![%s](%s)\n\n", c.Caption, c.Caption, c.File)
+	}
+
+	var idleRows []string
+	for _, m := range r.Measurements {
+		if l := m.IdleLatency; l != nil {
+			idleRows = append(idleRows, fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %d/%d |", m.Case, pointLabel(m.Point),
+				us(l.P50), us(l.P90), us(l.P99), us(l.Max), l.Received, l.Sent))
+		}
+	}
+	if len(idleRows) > 0 {
+		b.WriteString("## Latency without load (probes only)\n\n| case | point | p50 µs | p90 | p99 | max | probes rx/tx |\n|---|---|---|---|---|---|---|\n")
+		b.WriteString(strings.Join(idleRows, "\n") + "\n\n")
 	}
 
 	b.WriteString("## Every measurement\n\n")

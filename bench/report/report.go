@@ -85,6 +85,9 @@ type Measurement struct {
 	RunsMpps []float64 `json:"runs_mpps"`
 	// Latency of the probes sent in the window.
 	Latency Latency `json:"latency"`
+	// IdleLatency is the probes' latency with no load (base point only,
+	// if the scenario asks for it).
+	IdleLatency *Latency `json:"idle_latency,omitempty"`
 	// CPU per delivered packet: of the DUT process (utime+stime; 0
 	// without a process, e.g. kernel forwarding), and of the DUT's CPUs
 	// as a whole (everything non-idle on them, softirqs included).
@@ -171,6 +174,8 @@ const (
 	SizeChart      = "throughput-size.svg"
 	PrefixesChart  = "throughput-prefixes.svg"
 	LatencyChart   = "latency-cdf.svg"
+	IdleChart      = "latency-idle-cdf.svg"
+	CPUChart       = "cpu-size.svg"
 	CoresChart     = "throughput-cores.svg"
 	chartsFileMode = 0o644
 )

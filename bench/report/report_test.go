@@ -147,7 +147,7 @@ func sampleRun() *Run {
 	base := Point{Size: 64, Mix: "v4v6", IPv6: 0.5, Prefixes: 4, Cores: 1}
 	bare := func(size int, mpps float64) Measurement {
 		return Measurement{Case: CaseBare, Point: Point{Size: size, IPv6: 0.5, Cores: 1}, Mpps: mpps,
-			Latency: NewLatency(3, []float64{10, 20, 30})}
+			ProcNSPerPacket: 1000, Latency: NewLatency(3, []float64{10, 20, 30})}
 	}
 	tag := func(size, prefixes int, mpps float64) Measurement {
 		p := base
@@ -162,6 +162,9 @@ func sampleRun() *Run {
 			bare(64, 0.8), tag(64, 4, 0.72), bare(1500, 0.5), tag(1500, 4, 0.48),
 			tag(64, 1000000, 0.6),
 		}}
+	idle := NewLatency(2, []float64{5, 6})
+	r.Measurements[1].IdleLatency = &idle
+	r.Measurements = append(r.Measurements, Measurement{Case: CaseKernel, Point: Point{Size: 64, IPv6: 0.5, Cores: 1}, Mpps: 0.3})
 	for i, m := range r.Measurements {
 		if m.Case == "psavd-tag" {
 			b, _ := r.find(CaseBare, m.Point)
@@ -178,7 +181,7 @@ func TestWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{JSONFile, MarkdownFile, SizeChart, PrefixesChart, LatencyChart} {
+	for _, f := range []string{JSONFile, MarkdownFile, SizeChart, PrefixesChart, LatencyChart, CPUChart, IdleChart} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("%s not written: %v", f, err)
 		}
@@ -186,7 +189,7 @@ func TestWrite(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, CoresChart)); err == nil {
 		t.Errorf("cores chart written without a cores sweep")
 	}
-	if len(paths) != 5 {
+	if len(paths) != 7 {
 		t.Errorf("paths %v", paths)
 	}
 	back, err := ReadJSON(filepath.Join(dir, JSONFile))
@@ -198,12 +201,13 @@ func TestWrite(t *testing.T) {
 	}
 	md, _ := os.ReadFile(filepath.Join(dir, MarkdownFile))
 	for _, want := range []string{"](" + SizeChart + ")", "](" + PrefixesChart + ")", "](" + LatencyChart + ")",
-		"**0.900**", "**0.960**", "| psavd-tag | 64 B, mix v4v6, 1M prefixes, 1 core(s) |"} {
+		"**0.900**", "**0.960**", "| psavd-tag | 64 B, mix v4v6, 1M prefixes, 1 core(s) |",
+		"## Latency without load", "| psavd-tag | 64 B, mix v4v6, 4 prefixes, 1 core(s) | 5.0 | 6.0 | 6.0 | 6.0 | 2/2 |"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}
 	}
-	for _, f := range []string{SizeChart, PrefixesChart, LatencyChart} {
+	for _, f := range []string{SizeChart, PrefixesChart, LatencyChart, CPUChart, IdleChart} {
 		b, _ := os.ReadFile(filepath.Join(dir, f))
 		text, _ := checkSVG(t, string(b))
 		if !strings.Contains(text, "psavd-tag") {
@@ -212,9 +216,18 @@ func TestWrite(t *testing.T) {
 	}
 	// The size chart has both cases at both sizes; the prefixes chart
 	// psavd-tag at 4 and 1M plus the bare reference line.
+	// The size chart has the three cases (kernel-forward at 64 only); the
+	// prefixes chart psavd-tag at 4 and 1M plus the bare reference line;
+	// the CPU chart leaves out kernel-forward (no process); the idle chart
+	// has psavd-tag alone.
 	charts := Charts(r)
-	if len(charts) != 3 || len(charts[0].Chart.Series) != 2 || len(charts[1].Chart.Series) != 2 ||
-		len(charts[1].Chart.Series[0].Points) != 2 {
+	byFile := map[string]Chart{}
+	for _, c := range charts {
+		byFile[c.File] = c.Chart
+	}
+	if len(charts) != 5 || len(byFile[SizeChart].Series) != 3 || len(byFile[PrefixesChart].Series) != 2 ||
+		len(byFile[PrefixesChart].Series[0].Points) != 2 || len(byFile[CPUChart].Series) != 2 ||
+		len(byFile[IdleChart].Series) != 1 || len(byFile[LatencyChart].Series) != 2 {
 		t.Errorf("charts %+v", charts)
 	}
 }
