@@ -200,14 +200,16 @@ type missQueue struct {
 		addr [16]byte
 		iid  uint32
 	}
-	// producer-side filter: the destination queued last, so a burst of
-	// packets to one unknown destination queues it once.
+	// producer-side filter: the destination queued last and the second it
+	// was queued in, so a burst of packets to one unknown destination
+	// queues it once a second (the ITR may have given up on it since).
 	last    [16]byte
+	lastSec int64
 	lastSet bool
 }
 
-func (q *missQueue) push(addr *[16]byte, iid uint32) bool {
-	if q.lastSet && q.last == *addr {
+func (q *missQueue) push(addr *[16]byte, iid uint32, now int64) bool {
+	if q.lastSet && q.last == *addr && q.lastSec == now {
 		return true
 	}
 	t := q.tail.Load()
@@ -217,7 +219,7 @@ func (q *missQueue) push(addr *[16]byte, iid uint32) bool {
 	s := &q.slots[t%missQueueCap]
 	s.addr, s.iid = *addr, iid
 	q.tail.Store(t + 1)
-	q.last, q.lastSet = *addr, true
+	q.last, q.lastSec, q.lastSet = *addr, now, true
 	return true
 }
 
@@ -456,7 +458,7 @@ func (pr *Processor) planLISP(f []byte, p *parsed, t *Tables, out int16, plan *l
 		if m != nil {
 			iid = m.InstanceID
 		}
-		if !pr.misses.push(&p.dst, iid) {
+		if !pr.misses.push(&p.dst, iid, pr.now) {
 			pr.t.lisp[LISPMissQueueFull]++
 		}
 		if pr.e.spec.Policy.LISPMissNative {

@@ -299,6 +299,12 @@ func TestLISPMissAndNegative(t *testing.T) {
 	if m = e.Misses(m[:0]); len(m) != 0 {
 		t.Fatalf("queue not drained: %v", m)
 	}
+	// A second later the same destination is queued again (the ITR may
+	// have given up on it in between).
+	process(pr, mustHex(t, v4In), vecNow+1)
+	if m = e.Misses(m[:0]); len(m) != 1 {
+		t.Fatalf("misses a second later: %v", m)
+	}
 
 	// Miss, native policy: forwarded as if there were no LISP (tagged).
 	e = lispXTR(t, 65001, Policy{LISPMissNative: true}, nil)
