@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gaissmai/bart"
 	"github.com/psavd/psavd/control/lisp"
 	"github.com/psavd/psavd/control/lisp/mapserver"
 	"github.com/psavd/psavd/engine"
@@ -125,7 +126,8 @@ type XTR struct {
 	regNonce   uint64
 	lastNonce  map[netip.AddrPort]uint64 // Map-Server → nonce of the last Map-Register
 	cache      map[cacheKey]*Entry
-	pending    map[uint64]*pending // by nonce
+	index      map[uint32]*bart.Table[*Entry] // by instance: longest match over cache
+	pending    map[uint64]*pending            // by nonce
 	pendingEID map[cacheKey]*pending
 	hold       map[cacheKey]time.Time
 	tokens     int
@@ -195,7 +197,7 @@ func New(cfg Config) (*XTR, error) {
 		cfg.LocalPort = 4342
 	}
 	x := &XTR{
-		cfg: cfg, lastNonce: map[netip.AddrPort]uint64{}, cache: map[cacheKey]*Entry{},
+		cfg: cfg, lastNonce: map[netip.AddrPort]uint64{}, cache: map[cacheKey]*Entry{}, index: map[uint32]*bart.Table[*Entry]{},
 		pending: map[uint64]*pending{}, pendingEID: map[cacheKey]*pending{}, hold: map[cacheKey]time.Time{},
 		registered: map[netip.AddrPort]time.Time{},
 	}
@@ -257,14 +259,37 @@ func (x *XTR) Lookup(iid uint32, addr netip.Addr, now time.Time) (Entry, bool) {
 	return *e, true
 }
 
+// covering is the longest-match entry for addr, nil if none or if it has
+// expired (Tick removes it).
 func (x *XTR) covering(iid uint32, addr netip.Addr, now time.Time) *Entry {
-	var best *Entry
-	for k, e := range x.cache {
-		if k.iid == iid && k.eid.Contains(addr) && now.Before(e.Expires) && (best == nil || k.eid.Bits() > best.EID.Bits()) {
-			best = e
-		}
+	t := x.index[iid]
+	if t == nil {
+		return nil
 	}
-	return best
+	e, ok := t.Lookup(addr)
+	if !ok || !now.Before(e.Expires) {
+		return nil
+	}
+	return e
+}
+
+func (x *XTR) store(k cacheKey, e *Entry) {
+	x.cache[k] = e
+	t := x.index[k.iid]
+	if t == nil {
+		t = new(bart.Table[*Entry])
+		x.index[k.iid] = t
+	}
+	t.Insert(k.eid, e)
+	x.dirty = true
+}
+
+func (x *XTR) remove(k cacheKey) {
+	delete(x.cache, k)
+	if t := x.index[k.iid]; t != nil {
+		t.Delete(k.eid)
+	}
+	x.dirty = true
 }
 
 // Tick runs the timers: registrations, new misses, Map-Request (re)sends,
@@ -292,9 +317,8 @@ func (x *XTR) Tick(now time.Time) []mapserver.Outgoing {
 	out = append(out, x.sendRequests(now)...)
 	for k, e := range x.cache {
 		if !now.Before(e.Expires) {
-			delete(x.cache, k)
+			x.remove(k)
 			x.stats.Expired++
-			x.dirty = true
 		}
 	}
 	for k, until := range x.hold {
@@ -627,8 +651,7 @@ func (x *XTR) reply(m *lisp.MapReply, now time.Time) {
 			x.stats.MissesDropped++
 			continue
 		}
-		x.cache[k] = e
-		x.dirty = true
+		x.store(k, e)
 	}
 }
 
