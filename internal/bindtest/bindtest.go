@@ -2,7 +2,9 @@
 // and benchmarks: a fresh CA and server certificate, a TLS 1.3 DoT listener
 // with session tickets, optionally a TLS 1.2-only listener and a clear
 // UDP/TCP listener, and one authoritative zone. It is the single copy of the
-// launcher used by control/adot's interop tests and bench/dot.
+// launcher used by control/adot's interop tests, bench/dot and the
+// LISP-Decent pull test (which runs it in a network namespace, Options.NetNS,
+// and changes the zone with BIND.Reload).
 package bindtest
 
 import (
@@ -24,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -184,6 +187,16 @@ type Options struct {
 	Clear      bool   // also a clear UDP+TCP listener (ClearAddr)
 	// StartTimeout bounds the wait for the first DoT answer; default 30 s.
 	StartTimeout time.Duration
+
+	// NetNS, if set, runs named inside this network namespace (through
+	// "ip netns exec"); the namespace must already have ListenAddr.
+	NetNS string
+	// ListenAddr is the IPv4 address of every listener; default 127.0.0.1.
+	ListenAddr string
+	// Enter runs the readiness and reload checks (DoT queries made by this
+	// package) where ListenAddr is reachable, e.g. inside a namespace;
+	// default: in the calling process's namespace.
+	Enter func(fn func() error) error
 }
 
 // BIND is a running named.
@@ -192,11 +205,12 @@ type BIND struct {
 	PKI        *PKI   // CA and server certificate; PKI.CAPool verifies it
 	ServerName string
 	Zone       string
-	TLSAddr    string // TLS 1.3 DoT listener, "127.0.0.1:port"
+	TLSAddr    string // TLS 1.3 DoT listener, "127.0.0.1:port" (Options.ListenAddr)
 	TLS12Addr  string // TLS 1.2-only DoT listener, if Options.TLS12
 	ClearAddr  string // clear UDP+TCP listener, if Options.Clear
 
 	cmd     *exec.Cmd
+	enter   func(fn func() error) error
 	exited  chan struct{}
 	log     *lockedBuf
 	ownDir  bool
@@ -248,7 +262,14 @@ func Start(dir string, opts Options) (*BIND, error) {
 	if opts.StartTimeout <= 0 {
 		opts.StartTimeout = 30 * time.Second
 	}
-	b := &BIND{Dir: dir, ServerName: opts.ServerName, Zone: opts.Zone, log: &lockedBuf{}, exited: make(chan struct{})}
+	if opts.ListenAddr == "" {
+		opts.ListenAddr = "127.0.0.1"
+	}
+	if opts.Enter == nil {
+		opts.Enter = func(fn func() error) error { return fn() }
+	}
+	la := opts.ListenAddr
+	b := &BIND{Dir: dir, ServerName: opts.ServerName, Zone: opts.Zone, log: &lockedBuf{}, exited: make(chan struct{}), enter: opts.Enter}
 	if dir == "" {
 		d, err := os.MkdirTemp("", "bindtest-")
 		if err != nil {
@@ -271,23 +292,23 @@ func Start(dir string, opts Options) (*BIND, error) {
 	if err != nil {
 		return fail(err)
 	}
-	b.TLSAddr = "127.0.0.1:" + strconv.Itoa(p13)
-	fmt.Fprintf(&listen, "\tlisten-on port %d tls local-tls { 127.0.0.1; };\n", p13)
+	b.TLSAddr = net.JoinHostPort(la, strconv.Itoa(p13))
+	fmt.Fprintf(&listen, "\tlisten-on port %d tls local-tls { %s; };\n", p13, la)
 	if opts.TLS12 {
 		p12, err := FreePort()
 		if err != nil {
 			return fail(err)
 		}
-		b.TLS12Addr = "127.0.0.1:" + strconv.Itoa(p12)
-		fmt.Fprintf(&listen, "\tlisten-on port %d tls tls12-only { 127.0.0.1; };\n", p12)
+		b.TLS12Addr = net.JoinHostPort(la, strconv.Itoa(p12))
+		fmt.Fprintf(&listen, "\tlisten-on port %d tls tls12-only { %s; };\n", p12, la)
 	}
 	if opts.Clear {
 		pc, err := freeUDPTCPPort()
 		if err != nil {
 			return fail(err)
 		}
-		b.ClearAddr = "127.0.0.1:" + strconv.Itoa(pc)
-		fmt.Fprintf(&listen, "\tlisten-on port %d { 127.0.0.1; };\n", pc)
+		b.ClearAddr = net.JoinHostPort(la, strconv.Itoa(pc))
+		fmt.Fprintf(&listen, "\tlisten-on port %d { %s; };\n", pc, la)
 	}
 	conf := fmt.Sprintf(`
 options {
@@ -330,6 +351,15 @@ zone "%[3]s" {
 	if os.Geteuid() == 0 {
 		cmd.Args = append(cmd.Args, "-u", "root")
 	}
+	if opts.NetNS != "" {
+		// ip netns exec execs named: the child is named itself (Kill, the
+		// death signal and Reload's SIGHUP reach it).
+		ip, err := exec.LookPath("ip")
+		if err != nil {
+			return fail(fmt.Errorf("bindtest: NetNS needs iproute2: %w", err))
+		}
+		cmd = exec.Command(ip, append([]string{"netns", "exec", opts.NetNS}, cmd.Args...)...)
+	}
 	cmd.Stdout, cmd.Stderr = b.log, b.log
 	setDeathSignal(cmd) // dies with this process where supported
 	if err := cmd.Start(); err != nil {
@@ -346,7 +376,7 @@ zone "%[3]s" {
 			return nil, fmt.Errorf("bindtest: named exited early:\n%s", b.Log())
 		default:
 		}
-		if b.probe() == nil {
+		if b.enter(b.probe) == nil {
 			return b, nil
 		}
 		if time.Now().After(deadline) {
@@ -372,6 +402,85 @@ func (b *BIND) probe() error {
 		return fmt.Errorf("bindtest: probe: %s", dns.RcodeToString[r.Rcode])
 	}
 	return nil
+}
+
+// Reload replaces the zone file with zoneText, makes named reload it
+// (SIGHUP) and waits, up to timeout, until the zone's SOA is served over
+// TLS with zoneText's serial (so zoneText must bump it).
+func (b *BIND) Reload(zoneText string, timeout time.Duration) error {
+	serial, err := soaSerial(zoneText, b.Zone)
+	if err != nil {
+		return err
+	}
+	file := filepath.Join(b.Dir, "zone.db")
+	if err := os.WriteFile(file, []byte(zoneText), 0o644); err != nil {
+		return err
+	}
+	// named reloads a primary zone only if its file is newer than the last
+	// load; a rewrite within the same clock tick must still count.
+	future := time.Now().Add(2 * time.Second)
+	if err := os.Chtimes(file, future, future); err != nil {
+		return err
+	}
+	if b.cmd == nil || b.cmd.Process == nil {
+		return errors.New("bindtest: named not running")
+	}
+	if err := b.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		return fmt.Errorf("bindtest: SIGHUP: %w", err)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		var got uint32
+		err := b.enter(func() error {
+			var err error
+			got, err = b.servedSerial()
+			return err
+		})
+		if err == nil && got == serial {
+			return nil
+		}
+		select {
+		case <-b.exited:
+			return fmt.Errorf("bindtest: named exited during reload:\n%s", b.Log())
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bindtest: serial %d not served within %v (last %d, %v):\n%s", serial, timeout, got, err, b.Log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// soaSerial returns the serial of the SOA record in a zone file.
+func soaSerial(zoneText, origin string) (uint32, error) {
+	zp := dns.NewZoneParser(strings.NewReader(zoneText), origin, "")
+	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
+		if soa, isSOA := rr.(*dns.SOA); isSOA {
+			return soa.Serial, nil
+		}
+	}
+	if err := zp.Err(); err != nil {
+		return 0, fmt.Errorf("bindtest: zone text: %w", err)
+	}
+	return 0, errors.New("bindtest: zone text has no SOA")
+}
+
+// servedSerial asks the zone's SOA over TLS 1.3.
+func (b *BIND) servedSerial() (uint32, error) {
+	cl := &dns.Client{Net: "tcp-tls", Timeout: time.Second, TLSConfig: &tls.Config{
+		ServerName: b.ServerName, RootCAs: b.PKI.CAPool, MinVersion: tls.VersionTLS13}}
+	m := new(dns.Msg)
+	m.SetQuestion(b.Zone, dns.TypeSOA)
+	r, _, err := cl.Exchange(m, b.TLSAddr)
+	if err != nil {
+		return 0, err
+	}
+	for _, rr := range r.Answer {
+		if soa, ok := rr.(*dns.SOA); ok {
+			return soa.Serial, nil
+		}
+	}
+	return 0, fmt.Errorf("bindtest: no SOA in answer (%s)", dns.RcodeToString[r.Rcode])
 }
 
 // Stop kills named, waits for it and removes the directory if Start made
