@@ -22,7 +22,7 @@ type Collector struct {
 	mu    sync.Mutex
 	procs []*engine.Processor
 
-	rxPackets, rxBytes, txPackets, packets, drops, epoch, version, keyed *prometheus.Desc
+	rxPackets, rxBytes, txPackets, packets, drops, lisp, epoch, version, keyed *prometheus.Desc
 }
 
 // NewCollector returns a collector for eng's ports.
@@ -34,6 +34,7 @@ func NewCollector(eng *engine.Engine) *Collector {
 		txPackets: prometheus.NewDesc("psavd_tx_packets_total", "Frames transmitted, by port they left by.", []string{"port"}, nil),
 		packets:   prometheus.NewDesc("psavd_packets_total", "Frames forwarded, by port of arrival and action.", []string{"port", "action"}, nil),
 		drops:     prometheus.NewDesc("psavd_drops_total", "Frames dropped, by port of arrival and reason.", []string{"port", "reason"}, nil),
+		lisp:      prometheus.NewDesc("psavd_lisp_events_total", "What the LISP data plane did besides the action or drop (encapsulated, decapsulated, map-cache miss, miss not queued, native forward), by port of arrival.", []string{"port", "event"}, nil),
 		epoch:     prometheus.NewDesc("psavd_epoch", "Current PSAV epoch (DESIGN §2.5).", nil, nil),
 		version:   prometheus.NewDesc("psavd_tables_version", "Version of the table snapshot in use.", nil, nil),
 		keyed:     prometheus.NewDesc("psavd_peers_keyed", "Peers whose key for the current epoch the data plane holds.", nil, nil),
@@ -49,7 +50,7 @@ func (c *Collector) Add(p *engine.Processor) {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.rxPackets, c.rxBytes, c.txPackets, c.packets, c.drops, c.epoch, c.version, c.keyed} {
+	for _, d := range []*prometheus.Desc{c.rxPackets, c.rxBytes, c.txPackets, c.packets, c.drops, c.lisp, c.epoch, c.version, c.keyed} {
 		ch <- d
 	}
 }
@@ -59,16 +60,18 @@ type Totals struct {
 	RxPackets, RxBytes, TxPackets []uint64
 	Actions                       [][]uint64 // [port][action]
 	Drops                         [][]uint64 // [port][reason]
+	LISP                          [][]uint64 // [port][engine.LISPEvent]
 }
 
 // Sum adds up the counters of every loop.
 func (c *Collector) Sum() Totals {
 	n := len(c.eng.Spec().Ports)
 	t := Totals{RxPackets: make([]uint64, n), RxBytes: make([]uint64, n), TxPackets: make([]uint64, n),
-		Actions: make([][]uint64, n), Drops: make([][]uint64, n)}
+		Actions: make([][]uint64, n), Drops: make([][]uint64, n), LISP: make([][]uint64, n)}
 	for i := 0; i < n; i++ {
 		t.Actions[i] = make([]uint64, len(engine.Actions()))
 		t.Drops[i] = make([]uint64, len(engine.Reasons()))
+		t.LISP[i] = make([]uint64, len(engine.LISPEvents()))
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -83,6 +86,9 @@ func (c *Collector) Sum() Totals {
 		for i := range k.Drops {
 			t.Drops[in][i] += k.Drops[i].Load()
 		}
+		for i := range k.LISP {
+			t.LISP[in][i] += k.LISP[i].Load()
+		}
 		for out := range k.TxPackets {
 			t.TxPackets[out] += k.TxPackets[out].Load()
 		}
@@ -93,6 +99,10 @@ func (c *Collector) Sum() Totals {
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	t := c.Sum()
+	lispNode := false // LISP series only where a port encapsulates
+	for _, p := range c.eng.Spec().Ports {
+		lispNode = lispNode || p.Encap == engine.EncapLISP
+	}
 	for i, p := range c.eng.Spec().Ports {
 		ch <- prometheus.MustNewConstMetric(c.rxPackets, prometheus.CounterValue, float64(t.RxPackets[i]), p.Name)
 		ch <- prometheus.MustNewConstMetric(c.rxBytes, prometheus.CounterValue, float64(t.RxBytes[i]), p.Name)
@@ -102,6 +112,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		for _, r := range engine.Reasons() {
 			ch <- prometheus.MustNewConstMetric(c.drops, prometheus.CounterValue, float64(t.Drops[i][r]), p.Name, r.String())
+		}
+		if lispNode {
+			for _, e := range engine.LISPEvents() {
+				ch <- prometheus.MustNewConstMetric(c.lisp, prometheus.CounterValue, float64(t.LISP[i][e]), p.Name, e.String())
+			}
 		}
 	}
 	tb := c.eng.Tables()

@@ -5,8 +5,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/gaissmai/bart"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/psavd/psavd/engine"
 	"github.com/psavd/psavd/ports"
@@ -71,5 +75,64 @@ func TestCollectorSumsLoopsAndServes(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+}
+
+// A node with a LISP port also exports what its LISP data plane did: here
+// a packet to a destination with no map-cache entry is a miss (and, by the
+// default policy, a lisp-miss drop), counted on its port of arrival.
+func TestLISPEvents(t *testing.T) {
+	eng, err := engine.New(engine.Spec{Forwarding: engine.Routed, Ports: []engine.PortSpec{
+		{Name: "inside", Role: engine.RoleIngress, Peer: -1},
+		{Name: "outside", Role: engine.RoleEgress, Peer: -1, Encap: engine.EncapLISP, RLOCs: []netip.Addr{netip.MustParseAddr("192.0.2.1")}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := &engine.Tables{Version: 1, Period: 60, Routes: new(bart.Fast[uint32]),
+		Hops: []engine.NextHop{{Port: 1, DstMAC: [6]byte{2, 0, 0, 0, 0, 9}, SrcMAC: [6]byte{2, 0, 0, 0, 0, 8}}}}
+	tb.Routes.Insert(netip.MustParsePrefix("0.0.0.0/0"), 0)
+	pb := engine.NewPrefixTableBuilder() // the source is of the local AS
+	if err := pb.Add(netip.MustParsePrefix("198.51.100.0/24"), 0); err != nil {
+		t.Fatal(err)
+	}
+	tb.Prefixes = pb.Table()
+	tb.Members = []engine.Member{{ASN: 65001, Local: true, TagPeer: -1, ValidatePeer: -1}}
+	eng.Publish(tb)
+	c := NewCollector(eng)
+	p := eng.NewProcessor(0)
+	c.Add(p)
+	// Ethernet + IPv4 (UDP, 198.51.100.10 → 203.0.113.5, TTL 64) + 8 octets.
+	frame := []byte("\x02\x00\x00\x00\x00\x08\x02\x00\x00\x00\x00\x01\x08\x00" +
+		"\x45\x00\x00\x24\x00\x00\x00\x00\x40\x11\x00\x00\xc6\x33\x64\x0a\xcb\x00\x71\x05" +
+		"\x9c\x40\x00\x09\x00\x10\x00\x00psavlisp")
+	engine.IPv4(frame[14:34]).UpdateChecksum()
+	b := ports.NewBatch(1)
+	buf := make([]byte, ports.Headroom+ports.MaxFrame)
+	n := copy(buf[ports.Headroom:], frame)
+	b.Pkts = append(b.Pkts, ports.Packet{Buf: buf, Off: ports.Headroom, Len: n})
+	p.Process(b, eng.Tables(), 0)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			key := mf.GetName()
+			for _, l := range m.GetLabel() {
+				key += "," + l.GetName() + "=" + l.GetValue()
+			}
+			got[key] = m.GetCounter().GetValue()
+		}
+	}
+	if got["psavd_lisp_events_total,event=miss,port=inside"] != 1 || got["psavd_drops_total,port=inside,reason=lisp-miss"] != 1 {
+		t.Fatalf("LISP series: %v", got)
+	}
+	if _, ok := got["psavd_lisp_events_total,event=encapsulated,port=outside"]; !ok {
+		t.Fatal("LISP series missing for the LISP port")
 	}
 }
