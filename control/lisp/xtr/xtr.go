@@ -20,7 +20,9 @@ import (
 	"net"
 	"net/netip"
 	"sort"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gaissmai/bart"
@@ -48,6 +50,43 @@ type MapServer struct {
 	Auth       lisp.AuthConfig
 	WantNotify bool // M bit: ask for a Map-Notify
 	AckNotify  bool // answer Map-Notify with Map-Notify-Ack (the site's NotifyAck)
+	ProxyReply bool // P bit: the Map-Server answers Map-Requests for us
+}
+
+// Directory says where the ETR registers and where the ITR asks. Static
+// configuration (Static) and LISP-Decent (control/decent, wired in
+// cmd/psavd) implement it, so the xTR has one code path for both. Its
+// methods are called from Tick with the xTR's lock held: they must not
+// block (a directory that resolves names does so in the background and
+// answers from what it has).
+type Directory interface {
+	// MapServers returns the Map-Servers mapping m is registered with;
+	// none (yet) → it is registered as soon as there are some.
+	MapServers(m Mapping) []MapServer
+	// MapResolver returns where the next Map-Request for eid (in
+	// instance iid) goes; false when none is known (yet): the attempt
+	// counts as a try, and the request is sent at its next try.
+	MapResolver(iid uint32, eid netip.Addr) (netip.AddrPort, bool)
+}
+
+// Static is the Directory of static configuration: every mapping is
+// registered with every MapServer, Map-Requests go round robin over the
+// Resolvers.
+type Static struct {
+	Servers   []MapServer
+	Resolvers []netip.AddrPort
+	next      atomic.Uint64
+}
+
+// MapServers returns every configured Map-Server.
+func (s *Static) MapServers(Mapping) []MapServer { return s.Servers }
+
+// MapResolver returns the next resolver, round robin.
+func (s *Static) MapResolver(uint32, netip.Addr) (netip.AddrPort, bool) {
+	if len(s.Resolvers) == 0 {
+		return netip.AddrPort{}, false
+	}
+	return s.Resolvers[(s.next.Add(1)-1)%uint64(len(s.Resolvers))], true
 }
 
 // Config configures an XTR. Zero durations and counts take the defaults in
@@ -62,6 +101,11 @@ type Config struct {
 	RecordTTL  uint32      // minutes, in registrations and Map-Replies [1440]
 
 	MapResolvers []netip.AddrPort // ITR: where Map-Requests go
+
+	// Directory, when set, replaces MapServers and MapResolvers (which
+	// must then be empty): LISP-Decent picks the Map-Servers per mapping
+	// and the Map-Resolver per EID.
+	Directory Directory
 
 	RegisterFast  time.Duration // registration interval at first [20 s]
 	FastFor       time.Duration // … for this long after start [5 min]
@@ -91,6 +135,7 @@ type Stats struct {
 	Requests, Retries, RateLimited, GaveUp, MissesDropped   uint64
 	Replies, BadNonce, Negative, Expired                    uint64
 	RequestsAnswered, RequestsNotOurs, Malformed, Unhandled uint64
+	NoMapServer, NoResolver                                 uint64 // registrations / requests the Directory had no target for (yet)
 	CacheEntries, Pending                                   int
 }
 
@@ -132,8 +177,11 @@ type XTR struct {
 	hold       map[cacheKey]time.Time
 	tokens     int
 	tokenSec   int64
-	tries      int // round robin over resolvers
 	missBuf    []engine.Miss
+	dir        Directory
+	asks       bool                         // the ITR has somewhere to ask (static resolvers or a Directory)
+	regTargets string                       // the Map-Servers of the last registration round, to notice a change
+	servers    map[netip.AddrPort]MapServer // the Map-Servers last registered with (Map-Notify checks)
 	stats      Stats
 	dirty      bool
 	registered map[netip.AddrPort]time.Time // last authenticated Map-Notify
@@ -160,7 +208,10 @@ func New(cfg Config) (*XTR, error) {
 			return nil, fmt.Errorf("xtr: map-server %v: address and key needed", ms.Addr)
 		}
 	}
-	if len(cfg.MapResolvers) > 0 && len(cfg.RLOCs) == 0 {
+	if cfg.Directory != nil && (len(cfg.MapServers) > 0 || len(cfg.MapResolvers) > 0) {
+		return nil, errors.New("xtr: a Directory replaces MapServers and MapResolvers: give one or the other")
+	}
+	if (len(cfg.MapResolvers) > 0 || cfg.Directory != nil) && len(cfg.RLOCs) == 0 {
 		return nil, errors.New("xtr: Map-Requests need an ITR-RLOC")
 	}
 	def := func(d *time.Duration, v time.Duration) {
@@ -199,7 +250,11 @@ func New(cfg Config) (*XTR, error) {
 	x := &XTR{
 		cfg: cfg, lastNonce: map[netip.AddrPort]uint64{}, cache: map[cacheKey]*Entry{}, index: map[uint32]*bart.Table[*Entry]{},
 		pending: map[uint64]*pending{}, pendingEID: map[cacheKey]*pending{}, hold: map[cacheKey]time.Time{},
-		registered: map[netip.AddrPort]time.Time{},
+		registered: map[netip.AddrPort]time.Time{}, servers: map[netip.AddrPort]MapServer{},
+		dir: cfg.Directory, asks: cfg.Directory != nil || len(cfg.MapResolvers) > 0,
+	}
+	if x.dir == nil {
+		x.dir = &Static{Servers: cfg.MapServers, Resolvers: cfg.MapResolvers}
 	}
 	for i, m := range cfg.Database {
 		f := 0
@@ -300,13 +355,24 @@ func (x *XTR) Tick(now time.Time) []mapserver.Outgoing {
 	if x.started.IsZero() {
 		x.started, x.nextReg = now, now
 	}
-	if len(x.cfg.MapServers) > 0 && len(x.cfg.Database) > 0 && !now.Before(x.nextReg) {
-		out = append(out, x.registers()...)
-		every := x.cfg.RegisterEvery
-		if now.Sub(x.started) < x.cfg.FastFor {
-			every = x.cfg.RegisterFast
+	if len(x.cfg.Database) > 0 {
+		targets, key, missing := x.registerTargets()
+		// Registered at the interval, and at once when the Directory
+		// names other Map-Servers (a member joined, a name moved).
+		if !now.Before(x.nextReg) || key != x.regTargets {
+			out = append(out, x.registers(targets)...)
+			x.regTargets = key
+			every := x.cfg.RegisterEvery
+			if now.Sub(x.started) < x.cfg.FastFor {
+				every = x.cfg.RegisterFast
+			}
+			if missing {
+				// Some mapping had no Map-Server yet: soon again.
+				x.stats.NoMapServer++
+				every = min(every, time.Second)
+			}
+			x.nextReg = now.Add(every)
 		}
-		x.nextReg = now.Add(every)
 	}
 	if x.cfg.Misses != nil {
 		x.missBuf = x.cfg.Misses(x.missBuf[:0])
@@ -337,7 +403,7 @@ func (x *XTR) miss(m engine.Miss, now time.Time) {
 	if x.covering(m.InstanceID, m.Addr, now) != nil || x.pendingEID[k] != nil {
 		return
 	}
-	if until, held := x.hold[k]; (held && now.Before(until)) || len(x.cfg.MapResolvers) == 0 || len(x.pending) >= x.cfg.MaxPending {
+	if until, held := x.hold[k]; (held && now.Before(until)) || !x.asks || len(x.pending) >= x.cfg.MaxPending {
 		x.stats.MissesDropped++
 		return
 	}
@@ -375,8 +441,14 @@ func (x *XTR) sendRequests(now time.Time) []mapserver.Outgoing {
 			continue
 		}
 		x.tokens--
-		resolver := x.cfg.MapResolvers[(x.tries)%len(x.cfg.MapResolvers)]
-		x.tries++
+		resolver, ok := x.dir.MapResolver(p.iid, p.eid)
+		if !ok {
+			// Nowhere to ask yet (a name still resolving): a try.
+			x.stats.NoResolver++
+			p.tries++
+			p.next = now.Add(x.cfg.RequestTimeout)
+			continue
+		}
 		b, err := x.request(p, resolver)
 		if err != nil {
 			x.dropPending(p)
@@ -441,18 +513,56 @@ func (x *XTR) record(m Mapping) lisp.MappingRecord {
 	return r
 }
 
-// registers builds one Map-Register per Map-Server with every database
-// mapping. The nonce grows with every message and starts from the clock,
-// so it keeps growing across restarts (the Map-Server's replay check).
-func (x *XTR) registers() []mapserver.Outgoing {
-	var recs []lisp.MappingRecord
+// regTarget is one Map-Server and the database mappings registered with it.
+type regTarget struct {
+	ms   MapServer
+	recs []lisp.MappingRecord
+}
+
+// registerTargets asks the Directory where each database mapping goes and
+// groups the records by Map-Server (in database order; Map-Servers by
+// address). key names the Map-Servers and what each gets; missing is set
+// when some mapping had none.
+func (x *XTR) registerTargets() (ts []*regTarget, key string, missing bool) {
+	by := map[netip.AddrPort]*regTarget{}
 	for _, m := range x.cfg.Database {
-		recs = append(recs, x.record(m))
+		servers := x.dir.MapServers(m)
+		if len(servers) == 0 {
+			missing = true
+		}
+		for _, ms := range servers {
+			t := by[ms.Addr]
+			if t == nil {
+				t = &regTarget{ms: ms}
+				by[ms.Addr] = t
+				ts = append(ts, t)
+			}
+			t.recs = append(t.recs, x.record(m))
+		}
 	}
+	sort.Slice(ts, func(a, b int) bool { return ts[a].ms.Addr.Compare(ts[b].ms.Addr) < 0 })
+	var kb []byte
+	for _, t := range ts {
+		kb = append(kb, t.ms.Addr.String()...)
+		kb = append(kb, '=')
+		kb = strconv.AppendInt(kb, int64(len(t.recs)), 10)
+		kb = append(kb, ' ')
+	}
+	return ts, string(kb), missing
+}
+
+// registers builds one Map-Register per Map-Server with the database
+// mappings registered there. The nonce grows with every message and starts
+// from the clock, so it keeps growing across restarts (the Map-Server's
+// replay check).
+func (x *XTR) registers(targets []*regTarget) []mapserver.Outgoing {
 	var out []mapserver.Outgoing
-	for _, ms := range x.cfg.MapServers {
+	clear(x.servers) // a Map-Server no longer named is no longer listened to
+	for _, t := range targets {
+		ms := t.ms
+		x.servers[ms.Addr] = ms
 		x.regNonce = max(x.regNonce+1, uint64(x.cfg.Now().UnixNano()))
-		b, err := ms.Auth.Marshal(&lisp.MapRegister{WantMapNotify: ms.WantNotify, Nonce: x.regNonce, Records: recs})
+		b, err := ms.Auth.Marshal(&lisp.MapRegister{WantMapNotify: ms.WantNotify, ProxyReply: ms.ProxyReply, Nonce: x.regNonce, Records: t.recs})
 		if err != nil {
 			x.stats.Malformed++
 			continue
@@ -495,7 +605,7 @@ func (x *XTR) Handle(pkt []byte, from netip.AddrPort, now time.Time) []mapserver
 // notify checks a Map-Notify: from a Map-Server we registered with, its key,
 // the nonce of our last Map-Register to it.
 func (x *XTR) notify(m *lisp.MapNotify, pkt []byte, from netip.AddrPort, now time.Time) []mapserver.Outgoing {
-	for _, ms := range x.cfg.MapServers {
+	for _, ms := range x.servers {
 		if ms.Addr.Addr().Unmap() != from.Addr().Unmap() {
 			continue
 		}
