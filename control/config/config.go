@@ -180,6 +180,7 @@ type LISP struct {
 	Database     []LISPDatabase   `toml:"database"`
 	RegisterTo   []LISPRegisterTo `toml:"register_to"`
 	MapResolvers []LISPResolver   `toml:"map_resolver"`
+	Decent       *LISPDecent      `toml:"decent"` // LISP-Decent instead of register_to / map_resolver (decent.go)
 
 	ControlListen string `toml:"control_listen"` // the xTR's UDP socket, default ":4342"
 	OnMiss        string `toml:"on_miss"`        // "drop" (default) | "native"
@@ -821,7 +822,10 @@ func (c *Config) checkLISP(k *checker, l *LISP) {
 	if l.InstanceID >= 1<<24 {
 		k.add("lisp.instance_id", "must fit 24 bits (0 … 16777215)")
 	}
-	if len(l.Database) > 0 && len(l.RegisterTo) == 0 {
+	if l.Decent != nil {
+		c.checkDecent(k, l)
+	}
+	if len(l.Database) > 0 && len(l.RegisterTo) == 0 && l.Decent == nil {
 		k.add("lisp.register_to", "missing: [[lisp.database]] is registered with at least one Map-Server")
 	}
 	if len(l.RegisterTo) > 0 && len(l.Database) == 0 {
@@ -830,7 +834,7 @@ func (c *Config) checkLISP(k *checker, l *LISP) {
 	if len(l.MapResolvers) > 0 && len(l.RLOCs) == 0 {
 		k.add("lisp.rlocs", "missing: Map-Requests need an ITR-RLOC")
 	}
-	xtr := len(l.Database) > 0 || len(l.MapResolvers) > 0
+	xtr := len(l.Database) > 0 || len(l.MapResolvers) > 0 || l.Decent != nil
 	if xtr {
 		k.hostPort("lisp.control_listen", l.ControlListen)
 		if ms := l.MapServer; ms != nil && sameSocket(ms.Listen, l.ControlListen) {
