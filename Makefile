@@ -58,10 +58,16 @@ lint:
 	staticcheck ./...
 
 # Short fuzzing of every wire parser (the seed corpora run in `make test`).
+# Every fuzz target of every package (go test -list finds them), FUZZTIME
+# each; the seed corpora already run in `make test`.
+FUZZTIME ?= 30s
 fuzz:
-	$(GO) test ./engine -run XXX -fuzz FuzzParse -fuzztime 60s
-	$(GO) test ./engine -run XXX -fuzz FuzzInsertStrip -fuzztime 60s
-	$(GO) test ./engine -run XXX -fuzz FuzzProcess -fuzztime 60s
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "== $$pkg $$f"; \
+			$(GO) test $$pkg -run XXX -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s; \
+		done; \
+	done
 
 # Per-packet cost of the engine on the mem port (docs/perf.md).
 bench-engine:
