@@ -7,6 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/psavd/psavd/control/config"
+	"github.com/psavd/psavd/control/decent"
 	"github.com/psavd/psavd/control/lisp"
 	"github.com/psavd/psavd/control/lisp/mapserver"
 	"github.com/psavd/psavd/control/lisp/xtr"
@@ -54,17 +55,11 @@ func listenUDP(c *config.Config, key, addr string) (*net.UDPConn, error) {
 }
 
 // startMapServer runs [lisp.map_server] with the [[lisp.site]]s until ctx
-// is done.
-func startMapServer(ctx context.Context, c *config.Config, log *zap.Logger) error {
+// is done; in LISP-Decent pull mode with lisp.decent.owned, behind the
+// ownership check (dn's Guard).
+func startMapServer(ctx context.Context, c *config.Config, dn *decentNode, log *zap.Logger) error {
 	l := c.LISP
-	var sites []mapserver.Site
-	for _, s := range l.Sites {
-		site := mapserver.Site{Name: s.Name, Key: []byte(s.Key), KeyID: uint16(s.KeyID), AcceptMoreSpecifics: s.AcceptMoreSpecifics}
-		for _, p := range s.EIDPrefixes {
-			site.EIDPrefixes = append(site.EIDPrefixes, mapserver.EIDPrefix{IID: l.InstanceID, Prefix: netip.MustParsePrefix(p)})
-		}
-		sites = append(sites, site)
-	}
+	sites := l.MapServerSites()
 	ms, err := mapserver.New(mapserver.Config{Sites: sites})
 	if err != nil {
 		return fmt.Errorf("%s: [lisp.map_server]: %w", c.File, err)
@@ -73,9 +68,16 @@ func startMapServer(ctx context.Context, c *config.Config, log *zap.Logger) erro
 	if err != nil {
 		return err
 	}
+	serve := ms.Serve
+	if d := l.Decent; dn != nil && dn.pull != nil && len(d.Owned) > 0 {
+		dn.guard = &decent.Guard{Pull: dn.pull, Server: ms, Owned: d.Owned, Drop: d.DropMismatched, OnMismatch: func(e *decent.MismatchError) {
+			log.Warn("LISP-Decent registration for an index this Map-Server does not own", zap.Error(e))
+		}}
+		serve = dn.guard.Serve
+	}
 	go func() {
 		defer conn.Close()
-		if err := ms.Serve(ctx, conn); err != nil && ctx.Err() == nil {
+		if err := serve(ctx, conn); err != nil && ctx.Err() == nil {
 			log.Error("Map-Server stopped", zap.Error(err))
 		}
 	}()
@@ -84,12 +86,13 @@ func startMapServer(ctx context.Context, c *config.Config, log *zap.Logger) erro
 }
 
 // startXTR runs the ETR (when [[lisp.database]]) and the ITR (when
-// [[lisp.map_resolver]]) on lisp.control_listen; the ITR takes eng's
-// misses and publishes its map-cache into eng's snapshots. eng may be nil
-// (no data plane: the ETR alone).
-func startXTR(ctx context.Context, c *config.Config, eng *engine.Engine, log *zap.Logger) (*xtr.XTR, error) {
+// [[lisp.map_resolver]] or [lisp.decent]) on lisp.control_listen; the ITR
+// takes eng's misses and publishes its map-cache into eng's snapshots. eng
+// may be nil (no data plane: the ETR alone). With LISP-Decent (dn), dn's
+// directory says where to register and where to ask.
+func startXTR(ctx context.Context, c *config.Config, eng *engine.Engine, dn *decentNode, log *zap.Logger) (*xtr.XTR, error) {
 	l := c.LISP
-	if len(l.Database) == 0 && len(l.MapResolvers) == 0 {
+	if len(l.Database) == 0 && len(l.MapResolvers) == 0 && dn == nil {
 		return nil, nil
 	}
 	cfg := xtr.Config{InstanceID: l.InstanceID, ASN: c.PSAV.ASN}
@@ -112,6 +115,9 @@ func startXTR(ctx context.Context, c *config.Config, eng *engine.Engine, log *za
 	for _, r := range l.MapResolvers {
 		cfg.MapResolvers = append(cfg.MapResolvers, netip.AddrPortFrom(netip.MustParseAddr(r.Address), 4342))
 	}
+	if dn != nil {
+		cfg.Directory = dn.dir
+	}
 	if eng != nil {
 		cfg.Misses, cfg.Publish = eng.Misses, eng.PublishMapCache
 	}
@@ -130,6 +136,7 @@ func startXTR(ctx context.Context, c *config.Config, eng *engine.Engine, log *za
 		}
 	}()
 	log.Info("LISP xTR", zap.String("listen", conn.LocalAddr().String()),
-		zap.Int("database", len(cfg.Database)), zap.Int("map_servers", len(cfg.MapServers)), zap.Int("map_resolvers", len(cfg.MapResolvers)))
+		zap.Int("database", len(cfg.Database)), zap.Int("map_servers", len(cfg.MapServers)), zap.Int("map_resolvers", len(cfg.MapResolvers)),
+		zap.Bool("decent", dn != nil))
 	return x, nil
 }

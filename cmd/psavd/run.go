@@ -78,7 +78,7 @@ func newLogger(l config.Log) (*zap.Logger, error) {
 }
 
 func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
-	var dotCols []prometheus.Collector // the [adot.server]'s metrics
+	var dotCols []prometheus.Collector // the [adot.server]'s and [lisp.decent]'s metrics
 	if c.ADoT != nil && c.ADoT.Server != nil {
 		srv, err := startDoTServer(c, log)
 		if err != nil {
@@ -95,8 +95,13 @@ func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
 		}
 		defer node.Close()
 	}
+	dn, err := startDecent(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	dotCols = append(dotCols, dn.collectors()...)
 	if c.LISP != nil && c.LISP.MapServer != nil {
-		if err := startMapServer(ctx, c, log); err != nil {
+		if err := startMapServer(ctx, c, dn, log); err != nil {
 			return err
 		}
 	}
@@ -201,7 +206,7 @@ func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
 	}
 	eng.Publish(sched.At(time.Now().Unix()))
 	if c.LISP != nil {
-		if _, err := startXTR(ctx, c, eng, log); err != nil {
+		if _, err := startXTR(ctx, c, eng, dn, log); err != nil {
 			return err
 		}
 	}
@@ -470,8 +475,7 @@ func restartNeeded(a, b *config.Config) []string {
 
 // startDoTServer starts the [adot.server] role: an authoritative DNS-over-TLS
 // server for the configured zone, on its own address (no clear-text
-// listener). The [adot] client keys are checked at start but have no user
-// in psavd until LISP-Decent is wired in.
+// listener). The [adot] client is LISP-Decent pull mode's (decent.go).
 func startDoTServer(c *config.Config, log *zap.Logger) (*adot.Server, error) {
 	sc, err := c.ADoT.Server.ServerConfig(c.File)
 	if err != nil {
