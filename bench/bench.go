@@ -292,15 +292,16 @@ func Run(ctx context.Context, sc Scenario, dut DUT) (res Result, err error) {
 		env := Env{NS: mns, In: InIf, Out: OutIf, InMAC: InMAC, OutMAC: OutMAC,
 			GenMAC: GenMAC, SinkMAC: SinkMAC, CPUs: sc.DUTCPUs}
 		sctx, cancel := context.WithTimeout(ctx, time.Minute)
-		err := dut.Start(sctx, env)
+		serr := dut.Start(sctx, env)
 		cancel()
+		// Assigns Run's own err (a := here would hide a failed Stop).
 		defer func() {
 			if serr := dut.Stop(); serr != nil {
 				err = errors.Join(err, fmt.Errorf("bench: stop %s: %w", dut.Name(), serr))
 			}
 		}()
-		if err != nil {
-			return res, fmt.Errorf("bench: start %s: %w", dut.Name(), err)
+		if serr != nil {
+			return res, fmt.Errorf("bench: start %s: %w", dut.Name(), serr)
 		}
 		if len(sc.InNAPICPUs) > 0 {
 			if err := ThreadNAPI(mns, InIf, sc.InNAPICPUs); err != nil {
