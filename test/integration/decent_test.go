@@ -231,6 +231,14 @@ listen = "127.0.0.1:9100"
 	must(err)
 	defer at1out.Close()
 
+	// Each ABR's side of the transit, from before the start: Map-Notifies.
+	toABR := map[*decentAS]*lab.Sniffer{}
+	for i, a := range ases {
+		s, err := lab.Sniff(sw, fmt.Sprintf("p%d", i+1))
+		must(err)
+		defer s.Close()
+		toABR[a] = s
+	}
 	for _, a := range ases { // abr1 first: in pull mode it serves the zone
 		startPsavd(t, bin, a.ns, cfgs[a], true)
 	}
@@ -263,10 +271,8 @@ listen = "127.0.0.1:9100"
 		// Every ETR has had a Map-Notify from a remote Map-Server of its
 		// index (each index has two of the three: at least one remote).
 		for _, a := range ases {
-			port := "p" + a.rloc[len(a.rloc)-1:]
-			s, err := lab.Sniff(sw, port)
-			must(err)
-			got := s.Wait(ctx, time.Until(deadline), func(fs []lab.Captured) bool {
+			s := toABR[a]
+			if !s.Wait(ctx, time.Until(deadline), func(fs []lab.Captured) bool {
 				for _, f := range fs {
 					ip := lab.IPOf(f.Frame)
 					if p := lispPayload(f.Frame); f.Outgoing && ip != nil && len(p) > 0 && p[0]>>4 == 4 &&
@@ -275,10 +281,15 @@ listen = "127.0.0.1:9100"
 					}
 				}
 				return false
-			})
-			s.Close()
-			if !got {
-				t.Fatalf("AS %d: no Map-Notify to its ETR within 60 s", a.asn)
+			}) {
+				var seen []string
+				for _, f := range s.Frames() {
+					if p := lispPayload(f.Frame); len(p) > 0 && lispPort(f.Frame) != 0 {
+						ip := lab.IPOf(f.Frame)
+						seen = append(seen, fmt.Sprintf("%v→%v type %d out=%v", netip.AddrFrom4([4]byte(ip[12:16])), netip.AddrFrom4([4]byte(ip[16:20])), p[0]>>4, f.Outgoing))
+					}
+				}
+				t.Fatalf("AS %d: no Map-Notify to its ETR within 60 s; LISP frames on its link: %v", a.asn, seen)
 			}
 		}
 	}
