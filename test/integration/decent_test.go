@@ -55,13 +55,13 @@ func TestDecentEndToEndPush(t *testing.T) { decentEndToEnd(t, "push") }
 func TestDecentEndToEndPull(t *testing.T) { decentEndToEnd(t, "pull") }
 
 type decentAS struct {
-	asn              int
-	prefix, host     string // EID prefix, h's address
-	abrIn, hMAC      string // ABR inside address, h's MAC
-	inMAC, outMAC    string // ABR MACs
-	rloc, mapServer  string // transit addresses: RLOC, pull Map-Server
-	ns, hns          string
-	hsniff, outsniff *lab.Sniffer
+	asn             int
+	prefix, host    string // EID prefix, h's address
+	abrIn, hMAC     string // ABR inside address, h's MAC
+	inMAC, outMAC   string // ABR MACs
+	rloc, mapServer string // transit addresses: RLOC, pull Map-Server
+	ns, hns         string
+	hsniff          *lab.Sniffer
 }
 
 func decentEndToEnd(t *testing.T, mode string) {
