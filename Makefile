@@ -6,7 +6,7 @@ BIN       := bin
 STATICCHECK_VERSION := 2026.2.2
 export PATH := $(PATH):$(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build run run-static run-hierarchy test deps lint fuzz bench-engine bench-xdp proto clean
+.PHONY: all build run run-static run-lisp run-hierarchy test deps lint fuzz bench-engine bench-xdp proto clean
 
 all: build
 
@@ -23,6 +23,11 @@ run: deps build
 # The same lab with static keys and no ACS (deploy/lab/static.toml).
 run-static: deps build
 	$(BIN)/psavd lab -topology deploy/lab/static.toml
+
+# The ABRs as LISP xTRs with a Map-Server/Map-Resolver node: tagged packets
+# encapsulated across the transit (deploy/lab/lisp.toml).
+run-lisp: deps build
+	$(BIN)/psavd lab -topology deploy/lab/lisp.toml
 
 # Four ASes in a two-level community tree: tags replaced at the community
 # borders (deploy/lab/hierarchy.toml).

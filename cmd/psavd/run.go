@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"reflect"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -115,10 +116,17 @@ func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
 				return fmt.Errorf("%s: metrics.listen: %w", c.File, err)
 			}
 		}
-		role := "dot-server"
+		var roles []string
 		if node != nil {
-			role = "acs"
+			roles = append(roles, "acs")
 		}
+		if c.LISP != nil && c.LISP.MapServer != nil {
+			roles = append(roles, "map-server")
+		}
+		if c.ADoT != nil && c.ADoT.Server != nil {
+			roles = append(roles, "dot-server")
+		}
+		role := strings.Join(roles, "+")
 		log.Info("ready", zap.Uint32("asn", c.PSAV.ASN), zap.String("role", role))
 		<-ctx.Done()
 		log.Info("stopped")

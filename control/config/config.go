@@ -587,8 +587,8 @@ func (c *Config) check() Problems {
 			ifq[id] = key
 		}
 	}
-	if len(c.Ports) == 0 && c.ACS == nil && (c.ADoT == nil || c.ADoT.Server == nil) {
-		k.add("port", "no ports: at least two are needed to forward (only an ACS-only or DoT-server-only node has none)")
+	if len(c.Ports) == 0 && c.ACS == nil && (c.ADoT == nil || c.ADoT.Server == nil) && (c.LISP == nil || c.LISP.MapServer == nil) {
+		k.add("port", "no ports: at least two are needed to forward (only an ACS-only, DoT-server-only or Map-Server-only node has none)")
 	}
 	for i, p := range c.Ports {
 		key := fmt.Sprintf("port[%d].peer", i)

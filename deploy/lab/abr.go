@@ -88,6 +88,9 @@ func (e *Env) EngineConfig(name string) ([]byte, error) {
 	if err := toml.NewEncoder(&b).Encode(f); err != nil {
 		return nil, err
 	}
+	if n.ABR.Extra != "" {
+		fmt.Fprintf(&b, "\n# extra, verbatim from the topology\n%s\n", n.ABR.Extra)
+	}
 	return b.Bytes(), nil
 }
 

@@ -178,3 +178,10 @@ func (a *ABR) isPort(ifname string) bool {
 	}
 	return false
 }
+
+// routed reports whether the ABR forwards routed (DESIGN §2.1): its ports
+// then have addresses, like a router's.
+func (a *ABR) routed() bool {
+	f, _ := a.Engine["forwarding"].(string)
+	return f == "routed"
+}

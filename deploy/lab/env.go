@@ -140,12 +140,13 @@ func (e *Env) link(l Link) error {
 				return err
 			}
 		}
-		if nd := e.Topo.Node(end.Node); nd.ABR != nil && nd.ABR.isPort(end.Interface) {
+		if nd := e.Topo.Node(end.Node); nd.ABR != nil && nd.ABR.isPort(end.Interface) && !nd.ABR.routed() {
 			// A bump in the wire has no addresses on its ports; its own
 			// kernel must not talk on them either (router solicitations,
 			// MLD reports), or the ABR's counters would show traffic nobody
 			// sent. (Other interfaces of an ABR node, e.g. an ACS's
-			// management link, are configured like any host's.)
+			// management link, and the ports of a routed ABR, which are
+			// the kernel's interfaces too, are configured like any host's.)
 			if err := sysctl(ns, "net.ipv6.conf."+end.Interface+".disable_ipv6=1"); err != nil {
 				return err
 			}

@@ -37,6 +37,12 @@ var HierarchyTopology []byte
 //go:embed five.toml
 var FiveTopology []byte
 
+// LISPTopology is deploy/lab/lisp.toml: the ABRs as LISP xTRs, a
+// Map-Server/Map-Resolver node, tagged packets encapsulated across tr.
+//
+//go:embed lisp.toml
+var LISPTopology []byte
+
 // Topology is a parsed topology file (see README.md for the format).
 type Topology struct {
 	Lab         LabSection  `toml:"lab"`
@@ -60,6 +66,11 @@ type Community struct {
 // LabSection holds settings of the lab run itself.
 type LabSection struct {
 	Packets int `toml:"packets"` // per flow; 0 means 20
+	// Warmup lists "from>to" host pairs pinged (IPv4 and IPv6, until one
+	// answer or 10 s) before the flows, so that state the first packets
+	// would otherwise pay for — an ITR's map-cache, neighbour tables — is
+	// in place when the counted traffic starts.
+	Warmup []string `toml:"warmup"`
 }
 
 // PSAV is the part of every ABR's engine.toml [psav] section that all ABRs
@@ -96,6 +107,9 @@ type ABR struct {
 	// ASCN is the community of this AS (its membership record's), for
 	// ACS nodes; 0, the root, by default.
 	ASCN uint32 `toml:"ascn"`
+	// Extra is TOML appended verbatim to the generated engine.toml: the
+	// sections the lab does not model ([[route]], [lisp] …).
+	Extra string `toml:"extra"`
 }
 
 // Port is one [[port]] of the generated engine.toml.
@@ -106,6 +120,8 @@ type Port struct {
 	Peer      string `toml:"peer"`
 	Queues    []int  `toml:"queues,omitempty"`
 	XDPMode   string `toml:"xdp_mode,omitempty"`
+	Encap     string `toml:"encap,omitempty"`
+	MTU       int    `toml:"mtu,omitempty"`
 }
 
 // Link is a veth pair between two nodes.
@@ -311,8 +327,8 @@ func (t *Topology) check() error {
 			if n.ABR.Metrics == "" {
 				return fmt.Errorf("node[%d].abr.metrics: needed to read the counters", i)
 			}
-			if len(n.ABR.Ports) == 0 {
-				return fmt.Errorf("node[%d].abr.ports: none", i)
+			if len(n.ABR.Ports) == 0 && n.ABR.ACS == "" && n.ABR.Extra == "" {
+				return fmt.Errorf("node[%d].abr.ports: none (a node without ports needs a role: acs or extra)", i)
 			}
 		}
 	}
@@ -370,6 +386,15 @@ func (t *Topology) check() error {
 				return fmt.Errorf("node[%d].abr.ports[%d].peer: no port %q", i, j, p.Peer)
 			}
 		}
+	}
+	for i, w := range t.Lab.Warmup {
+		from, to, ok := strings.Cut(w, ">")
+		if !ok || t.Node(from) == nil || t.Node(to) == nil || t.Node(from).ABR != nil {
+			return fmt.Errorf("lab.warmup[%d]: %q is not \"<host>><node>\"", i, w)
+		}
+	}
+	if len(t.Flows) >= warmupFlow {
+		return fmt.Errorf("flow: at most %d flows", warmupFlow-1)
 	}
 	for i := range t.Flows {
 		if err := t.checkFlow(&t.Flows[i]); err != nil {

@@ -177,6 +177,15 @@ func TestLabFive(t *testing.T) {
 	}
 }
 
+// TestLabLISP: the ABRs are LISP xTRs registering with, and resolving
+// through, a Map-Server/Map-Resolver node; traffic between the ASes is
+// tagged inside and encapsulated across tr (issue 4; deploy/lab/lisp.toml).
+func TestLabLISP(t *testing.T) {
+	if out := runLab(t, lab.LISPTopology); !strings.Contains(out, "warm-up:") {
+		t.Fatal("the LISP lab did not warm up its map-caches")
+	}
+}
+
 // TestLabHierarchy is the two-level community tree (issue 3, must-show 5;
 // deploy/lab/hierarchy.toml): packets between AS 65001 (community 1) and
 // AS 65004 (the root community) are tagged at the sender's ABR, validated
