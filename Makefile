@@ -6,7 +6,7 @@ BIN       := bin
 STATICCHECK_VERSION := 2026.2.2
 export PATH := $(PATH):$(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build run run-static run-lisp run-hierarchy test deps lint fuzz bench-engine bench-xdp proto clean
+.PHONY: all build run run-static run-lisp run-decent-push run-decent-pull run-hierarchy test deps lint fuzz bench-engine bench-xdp proto clean
 
 all: build
 
@@ -28,6 +28,14 @@ run-static: deps build
 # encapsulated across the transit (deploy/lab/lisp.toml).
 run-lisp: deps build
 	$(BIN)/psavd lab -topology deploy/lab/lisp.toml
+
+# The LISP lab with mappings from LISP-Decent only: push (a registration
+# group) and pull (map-server names over DNS-over-TLS).
+run-decent-push: deps build
+	$(BIN)/psavd lab -topology deploy/lab/decent-push.toml
+
+run-decent-pull: deps build
+	$(BIN)/psavd lab -topology deploy/lab/decent-pull.toml
 
 # Four ASes in a two-level community tree: tags replaced at the community
 # borders (deploy/lab/hierarchy.toml).

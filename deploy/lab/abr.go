@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/psavd/psavd/internal/bindtest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,7 +90,11 @@ func (e *Env) EngineConfig(name string) ([]byte, error) {
 		return nil, err
 	}
 	if n.ABR.Extra != "" {
-		fmt.Fprintf(&b, "\n# extra, verbatim from the topology\n%s\n", n.ABR.Extra)
+		extra, err := e.expand(n.ABR.Extra)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(&b, "\n# extra, from the topology\n%s\n", extra)
 	}
 	return b.Bytes(), nil
 }
@@ -309,4 +314,23 @@ func (e *Env) addStandIn(name string, stop func() error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.abrs[name] = &node{name: name, done: make(chan struct{}), out: &tail{}, stop: stop}
+}
+
+// expand fills the placeholders of an extra section: {{dot_ca}},
+// {{dot_cert}}, {{dot_key}} (the run's DNS-over-TLS PKI, made on first use).
+func (e *Env) expand(extra string) (string, error) {
+	if !strings.Contains(extra, "{{dot_") {
+		return extra, nil
+	}
+	if e.Topo.Lab.DoTName == "" {
+		return "", fmt.Errorf("extra uses {{dot_…}} but [lab] dot_name is not set")
+	}
+	if e.dotPKI == nil {
+		pki, err := bindtest.NewPKI(e.Dir, e.Topo.Lab.DoTName)
+		if err != nil {
+			return "", err
+		}
+		e.dotPKI = pki
+	}
+	return strings.NewReplacer("{{dot_ca}}", e.dotPKI.CAFile, "{{dot_cert}}", e.dotPKI.CertFile, "{{dot_key}}", e.dotPKI.KeyFile).Replace(extra), nil
 }

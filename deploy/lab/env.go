@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"github.com/psavd/psavd/control/membership"
 	"github.com/psavd/psavd/control/pair"
+	"github.com/psavd/psavd/internal/bindtest"
 	"io"
 	"net"
 	"net/netip"
@@ -37,6 +38,7 @@ type Env struct {
 	// ACS mode (acs.go): the run's CA and community key, made on first use.
 	ca          *pair.TestCA
 	communities map[uint32]membership.Signer // endorsement key per ASCN
+	dotPKI      *bindtest.PKI                // [lab] dot_name: made on first use
 
 	log io.Writer
 

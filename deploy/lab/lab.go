@@ -126,6 +126,14 @@ func Run(ctx context.Context, opts Options, out io.Writer) (res Result, err erro
 	if err := waitForKeys(ctx, env, out); err != nil {
 		return res, err
 	}
+	if d, _ := time.ParseDuration(topo.Lab.Settle); d > 0 {
+		fmt.Fprintf(out, "settling for %v...\n", d)
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+	}
 	warmup(ctx, env, out)
 
 	// One marker watch per destination interface, for the whole run.

@@ -106,6 +106,10 @@ func ParseMetrics(r io.Reader) (Counters, error) {
 			metric, what = "drops", "reason"
 		case strings.HasPrefix(line, "psavd_packets_total{"):
 			metric, what = "packets", "action"
+		case strings.HasPrefix(line, "psavd_lisp_events_total{"):
+			// LISP events count as actions named lisp-<event>, so that a
+			// flow can require "abr1:lisp-encapsulated".
+			metric, what = "packets", "event"
 		case strings.HasPrefix(line, "psavd_peers_keyed "):
 			// A gauge without labels: keys of the current epoch in the data plane.
 			if v, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(line, "psavd_peers_keyed ")), 64); err == nil {
@@ -128,7 +132,11 @@ func ParseMetrics(r io.Reader) (Counters, error) {
 		if err != nil {
 			return nil, fmt.Errorf("metrics: %q: %v", line, err)
 		}
-		c[CounterKey{metric, labels["port"], labels[what]}] += v
+		name := labels[what]
+		if what == "event" {
+			name = "lisp-" + name
+		}
+		c[CounterKey{metric, labels["port"], name}] += v
 	}
 	return c, sc.Err()
 }

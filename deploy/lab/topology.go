@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 
@@ -43,6 +44,16 @@ var FiveTopology []byte
 //go:embed lisp.toml
 var LISPTopology []byte
 
+// DecentPushTopology and DecentPullTopology are deploy/lab/decent-push.toml
+// and decent-pull.toml: the LISP lab with its mappings from LISP-Decent
+// only (a push registration group; DNS-over-TLS names of map-servers).
+//
+//go:embed decent-push.toml
+var DecentPushTopology []byte
+
+//go:embed decent-pull.toml
+var DecentPullTopology []byte
+
 // Topology is a parsed topology file (see README.md for the format).
 type Topology struct {
 	Lab         LabSection  `toml:"lab"`
@@ -71,6 +82,14 @@ type LabSection struct {
 	// would otherwise pay for — an ITR's map-cache, neighbour tables — is
 	// in place when the counted traffic starts.
 	Warmup []string `toml:"warmup"`
+	// Settle is how long to wait after the nodes are ready (and keyed)
+	// before the warm-up and the flows, e.g. for a mapping system to
+	// converge ("5s"; default none).
+	Settle string `toml:"settle"`
+	// DoTName, if set, makes the run a CA and a DNS-over-TLS server
+	// certificate for this name; `extra` refers to the files as
+	// {{dot_ca}}, {{dot_cert}} and {{dot_key}}.
+	DoTName string `toml:"dot_name"`
 }
 
 // PSAV is the part of every ABR's engine.toml [psav] section that all ABRs
@@ -385,6 +404,11 @@ func (t *Topology) check() error {
 			if p.Peer != "" && !ports[p.Peer] {
 				return fmt.Errorf("node[%d].abr.ports[%d].peer: no port %q", i, j, p.Peer)
 			}
+		}
+	}
+	if t.Lab.Settle != "" {
+		if d, err := time.ParseDuration(t.Lab.Settle); err != nil || d < 0 || d > 5*time.Minute {
+			return fmt.Errorf("lab.settle: %q is not a duration up to 5m", t.Lab.Settle)
 		}
 	}
 	for i, w := range t.Lab.Warmup {

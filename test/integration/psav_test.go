@@ -186,6 +186,16 @@ func TestLabLISP(t *testing.T) {
 	}
 }
 
+// TestLabDecentPush and TestLabDecentPull: the LISP lab with no Map-Server
+// configured — the xTRs find each other's mappings through LISP-Decent, in
+// push mode (a registration group by unicast replication) and in pull mode
+// (map-servers named in a zone served over DNS-over-TLS by the lab's dns
+// node); every legitimate flow is counted encapsulated and decapsulated as
+// well as tagged and validated (issue 6; deploy/lab/decent-*.toml).
+func TestLabDecentPush(t *testing.T) { runLab(t, lab.DecentPushTopology) }
+
+func TestLabDecentPull(t *testing.T) { runLab(t, lab.DecentPullTopology) }
+
 // TestLabHierarchy is the two-level community tree (issue 3, must-show 5;
 // deploy/lab/hierarchy.toml): packets between AS 65001 (community 1) and
 // AS 65004 (the root community) are tagged at the sender's ABR, validated

@@ -62,6 +62,7 @@ func TestDirectoryRegistration(t *testing.T) {
 				_, ip, _ := unwrapEID(rec.EID)
 				m[o.To] = append(m[o.To], netip.PrefixFrom(ip, int(rec.EIDMaskLen)))
 			}
+			confirm(t, x, r, o.To, now) // the Map-Servers answer (no early retry)
 		}
 		return m
 	}

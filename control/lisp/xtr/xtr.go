@@ -136,6 +136,7 @@ type Stats struct {
 	Replies, BadNonce, Negative, Expired                    uint64
 	RequestsAnswered, RequestsNotOurs, Malformed, Unhandled uint64
 	NoMapServer, NoResolver                                 uint64 // registrations / requests the Directory had no target for (yet)
+	RegisterRetries                                         uint64 // rounds sent again early: a wanted Map-Notify did not come
 	CacheEntries, Pending                                   int
 }
 
@@ -185,6 +186,8 @@ type XTR struct {
 	stats      Stats
 	dirty      bool
 	registered map[netip.AddrPort]time.Time // last authenticated Map-Notify
+	lastReg    time.Time                    // when the last registration round was sent
+	retry      time.Duration                // next wait for a Map-Notify that did not come
 	dbByFamily [2][]int                     // database indexes by family, longest prefix first
 }
 
@@ -359,13 +362,27 @@ func (x *XTR) Tick(now time.Time) []mapserver.Outgoing {
 		targets, key, missing := x.registerTargets()
 		// Registered at the interval, and at once when the Directory
 		// names other Map-Servers (a member joined, a name moved).
-		if !now.Before(x.nextReg) || key != x.regTargets {
+		every := x.cfg.RegisterEvery
+		if now.Sub(x.started) < x.cfg.FastFor {
+			every = x.cfg.RegisterFast
+		}
+		if now.Before(x.nextReg) && key == x.regTargets && x.unconfirmed() && !now.Before(x.lastReg.Add(x.retry)) {
+			// A Map-Server that should have confirmed did not (the
+			// message was lost, or it was not up yet when we started):
+			// send again soon instead of at the next interval, backing off
+			// from 1 s to the interval; the schedule itself stays.
+			x.stats.RegisterRetries++
+			x.retry = min(2*x.retry, every)
 			out = append(out, x.registers(targets)...)
-			x.regTargets = key
-			every := x.cfg.RegisterEvery
-			if now.Sub(x.started) < x.cfg.FastFor {
-				every = x.cfg.RegisterFast
+			x.lastReg = now
+		}
+		if !now.Before(x.nextReg) || key != x.regTargets {
+			if x.retry == 0 || !x.unconfirmed() {
+				x.retry = time.Second
 			}
+			out = append(out, x.registers(targets)...)
+			x.lastReg = now
+			x.regTargets = key
 			if missing {
 				// Some mapping had no Map-Server yet: soon again.
 				x.stats.NoMapServer++
@@ -517,6 +534,20 @@ func (x *XTR) record(m Mapping) lisp.MappingRecord {
 type regTarget struct {
 	ms   MapServer
 	recs []lisp.MappingRecord
+}
+
+// unconfirmed reports whether a Map-Server of the last round that was asked
+// for a Map-Notify has not sent an authenticated one since.
+func (x *XTR) unconfirmed() bool {
+	if x.lastReg.IsZero() {
+		return false
+	}
+	for addr, ms := range x.servers {
+		if ms.WantNotify && x.registered[addr].Before(x.lastReg) {
+			return true
+		}
+	}
+	return false
 }
 
 // registerTargets asks the Directory where each database mapping goes and

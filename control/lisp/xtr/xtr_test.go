@@ -2,6 +2,7 @@ package xtr
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -74,7 +75,11 @@ func TestRegistrationSchedule(t *testing.T) {
 				}
 			}
 			sent = append(sent, now.Sub(t0))
+			confirm(t, x, r, ms, now)
 		}
+	}
+	if n := x.Stats().RegisterRetries; n != 0 {
+		t.Fatalf("%d early retries although every Map-Register was confirmed", n)
 	}
 	var want []time.Duration
 	for d := time.Duration(0); d < 5*time.Minute; d += 20 * time.Second {
@@ -413,4 +418,44 @@ func FuzzHandle(f *testing.F) {
 			t.Fatal("map-cache changed with no request outstanding")
 		}
 	})
+}
+
+// confirm answers Map-Register r as the Map-Server ms would: a Map-Notify
+// with its nonce and records, authenticated with the site key.
+func confirm(t *testing.T, x *XTR, r *lisp.MapRegister, ms netip.AddrPort, now time.Time) {
+	t.Helper()
+	b, err := lisp.AuthConfig{KeyID: lisp.KeyIDHMACSHA256128, Key: key}.Marshal(&lisp.MapNotify{Nonce: r.Nonce, Records: r.Records})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.Handle(b, ms, now)
+}
+
+// TestRegistrationRetry: a Map-Server that does not confirm (not up yet,
+// or the message lost) gets the registration again 1, 2, 4, 8, 16 s after
+// the last one (capped at the interval, 20 s), besides the schedule; once
+// it confirms, the plain schedule goes on.
+func TestRegistrationRetry(t *testing.T) {
+	ms := netip.MustParseAddrPort("198.51.100.1:4342")
+	now := t0
+	x := newXTR(t, Config{ASN: 65002, Database: etrDatabase(), Now: func() time.Time { return now },
+		MapServers: []MapServer{{Addr: ms, Auth: lisp.AuthConfig{KeyID: lisp.KeyIDHMACSHA256128, Key: key}, WantNotify: true}}})
+	var sent []time.Duration
+	for ; now.Before(t0.Add(2 * time.Minute)); now = now.Add(time.Second) {
+		for _, o := range x.Tick(now) {
+			sent = append(sent, now.Sub(t0))
+			if now.Sub(t0) >= 40*time.Second { // the Map-Server is up from 40 s on
+				r, err := lisp.ParseMapRegister(o.Data)
+				if err != nil {
+					t.Fatal(err)
+				}
+				confirm(t, x, r, ms, now)
+			}
+		}
+	}
+	want := []time.Duration{0, time.Second, 3 * time.Second, 7 * time.Second, 15 * time.Second,
+		20 * time.Second, 36 * time.Second, 40 * time.Second, 60 * time.Second, 80 * time.Second, 100 * time.Second}
+	if fmt.Sprint(sent) != fmt.Sprint(want) {
+		t.Fatalf("sent at %v, want %v", sent, want)
+	}
 }
