@@ -57,16 +57,16 @@ func listenUDP(c *config.Config, key, addr string) (*net.UDPConn, error) {
 // startMapServer runs [lisp.map_server] with the [[lisp.site]]s until ctx
 // is done; in LISP-Decent pull mode with lisp.decent.owned, behind the
 // ownership check (dn's Guard).
-func startMapServer(ctx context.Context, c *config.Config, dn *decentNode, log *zap.Logger) error {
+func startMapServer(ctx context.Context, c *config.Config, dn *decentNode, log *zap.Logger) (*mapserver.Server, error) {
 	l := c.LISP
 	sites := l.MapServerSites()
 	ms, err := mapserver.New(mapserver.Config{Sites: sites})
 	if err != nil {
-		return fmt.Errorf("%s: [lisp.map_server]: %w", c.File, err)
+		return nil, fmt.Errorf("%s: [lisp.map_server]: %w", c.File, err)
 	}
 	conn, err := listenUDP(c, "lisp.map_server.listen", l.MapServer.Listen)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	serve := ms.Serve
 	if d := l.Decent; dn != nil && dn.pull != nil && len(d.Owned) > 0 {
@@ -82,7 +82,7 @@ func startMapServer(ctx context.Context, c *config.Config, dn *decentNode, log *
 		}
 	}()
 	log.Info("LISP Map-Server and Map-Resolver", zap.String("listen", conn.LocalAddr().String()), zap.Int("sites", len(sites)))
-	return nil
+	return ms, nil
 }
 
 // startXTR runs the ETR (when [[lisp.database]]) and the ITR (when

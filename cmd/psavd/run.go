@@ -15,6 +15,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/psavd/psavd/control/lisp/mapserver"
+	"github.com/psavd/psavd/control/lisp/xtr"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/psavd/psavd/control/abr"
 	"github.com/psavd/psavd/control/acs"
@@ -79,7 +82,7 @@ func newLogger(l config.Log) (*zap.Logger, error) {
 }
 
 func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
-	var dotCols []prometheus.Collector // the [adot.server]'s and [lisp.decent]'s metrics
+	var dotCols []prometheus.Collector // the control-plane roles' metrics: [adot.server], [lisp.decent], Map-Server, xTR
 	if c.ADoT != nil && c.ADoT.Server != nil {
 		srv, err := startDoTServer(c, log)
 		if err != nil {
@@ -102,9 +105,11 @@ func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
 	}
 	dotCols = append(dotCols, dn.collectors()...)
 	if c.LISP != nil && c.LISP.MapServer != nil {
-		if err := startMapServer(ctx, c, dn, log); err != nil {
+		ms, err := startMapServer(ctx, c, dn, log)
+		if err != nil {
 			return err
 		}
+		dotCols = append(dotCols, mapserver.NewCollector(ms))
 	}
 	if len(c.Ports) == 0 { // an ACS-only or DoT-server-only node: no data plane
 		if c.Metrics != nil {
@@ -214,8 +219,12 @@ func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
 	}
 	eng.Publish(sched.At(time.Now().Unix()))
 	if c.LISP != nil {
-		if _, err := startXTR(ctx, c, eng, dn, log); err != nil {
+		x, err := startXTR(ctx, c, eng, dn, log)
+		if err != nil {
 			return err
+		}
+		if x != nil {
+			dotCols = append(dotCols, xtr.NewCollector(x))
 		}
 	}
 

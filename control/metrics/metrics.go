@@ -22,7 +22,7 @@ type Collector struct {
 	mu    sync.Mutex
 	procs []*engine.Processor
 
-	rxPackets, rxBytes, txPackets, packets, drops, lisp, epoch, version, keyed *prometheus.Desc
+	rxPackets, rxBytes, txPackets, packets, drops, lisp, epoch, version, keyed, size *prometheus.Desc
 }
 
 // NewCollector returns a collector for eng's ports.
@@ -38,6 +38,7 @@ func NewCollector(eng *engine.Engine) *Collector {
 		epoch:     prometheus.NewDesc("psavd_epoch", "Current PSAV epoch (DESIGN §2.5).", nil, nil),
 		version:   prometheus.NewDesc("psavd_tables_version", "Version of the table snapshot in use.", nil, nil),
 		keyed:     prometheus.NewDesc("psavd_peers_keyed", "Peers whose key for the current epoch the data plane holds.", nil, nil),
+		size:      prometheus.NewDesc("psavd_table_entries", "Entries of the snapshot in use, by table: members, prefixes (AS-Prefix), peers (AS-Tag), replace (community borders), routes, map-cache (LISP).", []string{"table"}, nil),
 	}
 }
 
@@ -50,7 +51,7 @@ func (c *Collector) Add(p *engine.Processor) {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.rxPackets, c.rxBytes, c.txPackets, c.packets, c.drops, c.lisp, c.epoch, c.version, c.keyed} {
+	for _, d := range []*prometheus.Desc{c.rxPackets, c.rxBytes, c.txPackets, c.packets, c.drops, c.lisp, c.epoch, c.version, c.keyed, c.size} {
 		ch <- d
 	}
 }
@@ -130,6 +131,19 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.epoch, prometheus.GaugeValue, float64(e))
 	ch <- prometheus.MustNewConstMetric(c.version, prometheus.GaugeValue, float64(tb.Version))
 	ch <- prometheus.MustNewConstMetric(c.keyed, prometheus.GaugeValue, float64(keyed))
+	sizes := map[string]int{"members": len(tb.Members), "peers": len(tb.Peers), "replace": len(tb.Replace)}
+	if tb.Prefixes != nil {
+		sizes["prefixes"] = tb.Prefixes.Size()
+	}
+	if tb.Routes != nil {
+		sizes["routes"] = tb.Routes.Size()
+	}
+	if tb.MapCache != nil {
+		sizes["map-cache"] = tb.MapCache.Size()
+	}
+	for _, name := range []string{"members", "prefixes", "peers", "replace", "routes", "map-cache"} {
+		ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(sizes[name]), name)
+	}
 }
 
 // Serve serves /metrics on addr until ctx is done, with the engine's

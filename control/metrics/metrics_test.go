@@ -126,8 +126,11 @@ func TestLISPEvents(t *testing.T) {
 			for _, l := range m.GetLabel() {
 				key += "," + l.GetName() + "=" + l.GetValue()
 			}
-			got[key] = m.GetCounter().GetValue()
+			got[key] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
 		}
+	}
+	if got["psavd_table_entries,table=prefixes"] != 1 || got["psavd_table_entries,table=routes"] != 1 || got["psavd_table_entries,table=members"] != 1 {
+		t.Fatalf("table sizes: %v", got)
 	}
 	if got["psavd_lisp_events_total,event=miss,port=inside"] != 1 || got["psavd_drops_total,port=inside,reason=lisp-miss"] != 1 {
 		t.Fatalf("LISP series: %v", got)
