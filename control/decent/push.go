@@ -395,35 +395,9 @@ func (n *PushNode) handleECM(pkt []byte, from netip.AddrPort, now time.Time) []P
 	if err != nil {
 		return nil
 	}
-	return []PushSend{{To: replyAddr(req, e, from), Data: b}}
+	return []PushSend{{To: mapserver.ReplyTo(req, e, from), Data: b}}
 }
 
-// replyAddr: the ITR-RLOC of the outer source's family (else the first IP
-// ITR-RLOC, else the outer source), at the inner UDP source port — as the
-// Map-Resolver does.
-func replyAddr(req *lisp.MapRequest, e *lisp.ECM, from netip.AddrPort) netip.AddrPort {
-	port := e.Inner.Source.Port()
-	if port == 0 {
-		port = from.Port()
-	}
-	var first netip.Addr
-	for _, r := range req.ITRRLOCs {
-		ip := r.IP.Unmap()
-		if !ip.IsValid() {
-			continue
-		}
-		if ip.Is4() == from.Addr().Is4() {
-			return netip.AddrPortFrom(ip, port)
-		}
-		if !first.IsValid() {
-			first = ip
-		}
-	}
-	if first.IsValid() {
-		return netip.AddrPortFrom(first, port)
-	}
-	return netip.AddrPortFrom(from.Addr(), port)
-}
 
 // groupEID is (0.0.0.0/0, G) or (::/0, G) as a Multicast Info LCAF.
 func groupEID(g netip.Addr) lisp.Address {

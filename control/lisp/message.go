@@ -3,6 +3,7 @@ package lisp
 import (
 	"encoding/binary"
 	"fmt"
+	"net/netip"
 )
 
 // Type is the 4-bit LISP control message type.
@@ -65,6 +66,27 @@ type MapRequest struct {
 	ITRRLOCs      []Address // 1..32
 	Records       []EIDRecord
 	MapReply      *MappingRecord
+}
+
+// ITRRLOCFor is where a reply to this request goes when the request reached
+// us from an address of from's family (RFC 9301 §5.3: an ITR-RLOC the
+// replier can reach): the first IP ITR-RLOC of that family, else the first
+// IP ITR-RLOC at all; ok is false when the request names none.
+func (m *MapRequest) ITRRLOCFor(from netip.Addr) (netip.Addr, bool) {
+	var first netip.Addr
+	for _, r := range m.ITRRLOCs {
+		ip := r.IP.Unmap()
+		if !ip.IsValid() {
+			continue
+		}
+		if ip.Is4() == from.Unmap().Is4() {
+			return ip, true
+		}
+		if !first.IsValid() {
+			first = ip
+		}
+	}
+	return first, first.IsValid()
 }
 
 // Type implements Message.

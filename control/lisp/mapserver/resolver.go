@@ -109,28 +109,16 @@ func requestEID(a lisp.Address) (iid uint32, ip netip.Addr, hasIID, ok bool) {
 	return 0, ip, false, false
 }
 
-// replyTo picks the ITR-RLOC of the outer source's family (else the first
-// IP ITR-RLOC, else the outer source) and the inner UDP source port.
-func replyTo(req *lisp.MapRequest, e *lisp.ECM, from netip.AddrPort) netip.AddrPort {
+// ReplyTo is where a Map-Reply to an Encapsulated Map-Request goes: the
+// ITR-RLOC of the outer source's family (else the first IP ITR-RLOC, else
+// the outer source), at the inner UDP source port.
+func ReplyTo(req *lisp.MapRequest, e *lisp.ECM, from netip.AddrPort) netip.AddrPort {
 	port := e.Inner.Source.Port()
 	if port == 0 {
 		port = from.Port()
 	}
-	var first netip.Addr
-	for _, r := range req.ITRRLOCs {
-		ip := r.IP.Unmap()
-		if !ip.IsValid() {
-			continue
-		}
-		if ip.Is4() == from.Addr().Is4() {
-			return netip.AddrPortFrom(ip, port)
-		}
-		if !first.IsValid() {
-			first = ip
-		}
-	}
-	if first.IsValid() {
-		return netip.AddrPortFrom(first, port)
+	if ip, ok := req.ITRRLOCFor(from.Addr()); ok {
+		return netip.AddrPortFrom(ip, port)
 	}
 	return netip.AddrPortFrom(from.Addr(), port)
 }
@@ -168,5 +156,5 @@ func (s *Server) handleRequest(pkt []byte, e *lisp.ECM, req *lisp.MapRequest, fr
 	if err != nil {
 		return nil
 	}
-	return []Outgoing{{To: replyTo(req, e, from), Data: b}}
+	return []Outgoing{{To: ReplyTo(req, e, from), Data: b}}
 }

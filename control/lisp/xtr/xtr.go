@@ -695,27 +695,12 @@ func (x *XTR) answer(req *lisp.MapRequest, src, from netip.AddrPort, encapsulate
 	}
 	to := src
 	if encapsulated {
-		var first netip.Addr
-		to = netip.AddrPort{}
-		for _, a := range req.ITRRLOCs {
-			if !a.IP.IsValid() {
-				continue
-			}
-			if !first.IsValid() {
-				first = a.IP
-			}
-			if a.IP.Unmap().Is4() == from.Addr().Unmap().Is4() {
-				to = netip.AddrPortFrom(a.IP, src.Port())
-				break
-			}
+		ip, ok := req.ITRRLOCFor(from.Addr())
+		if !ok {
+			x.stats.Malformed++
+			return nil
 		}
-		if !to.IsValid() {
-			if !first.IsValid() {
-				x.stats.Malformed++
-				return nil
-			}
-			to = netip.AddrPortFrom(first, src.Port())
-		}
+		to = netip.AddrPortFrom(ip, src.Port())
 	}
 	b, err := lisp.Marshal(&lisp.MapReply{Nonce: req.Nonce, Records: []lisp.MappingRecord{*rec}})
 	if err != nil {
