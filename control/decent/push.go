@@ -398,7 +398,6 @@ func (n *PushNode) handleECM(pkt []byte, from netip.AddrPort, now time.Time) []P
 	return []PushSend{{To: mapserver.ReplyTo(req, e, from), Data: b}}
 }
 
-
 // groupEID is (0.0.0.0/0, G) or (::/0, G) as a Multicast Info LCAF.
 func groupEID(g netip.Addr) lisp.Address {
 	unspec := netip.IPv4Unspecified()
