@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/psavd/psavd/control/pair"
+
 	"github.com/psavd/psavd/control/config"
 )
 
@@ -22,6 +24,11 @@ func TestExamplesAreSound(t *testing.T) {
 		t.Fatalf("examples: %v %v", files, err)
 	}
 	etc := t.TempDir()
+	ca, err := pair.NewTestCA("examples")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM := ca.PEM()
 	paths := regexp.MustCompile(`"/etc/psavd/([^"]+)"`)
 	for _, f := range files {
 		t.Run(f, func(t *testing.T) {
@@ -30,7 +37,11 @@ func TestExamplesAreSound(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, m := range paths.FindAllStringSubmatch(string(text), -1) {
-				if err := os.WriteFile(filepath.Join(etc, m[1]), nil, 0o600); err != nil {
+				var content []byte
+				if strings.HasSuffix(m[1], "ca.pem") {
+					content = caPEM // trust anchors are parsed at check time
+				}
+				if err := os.WriteFile(filepath.Join(etc, m[1]), content, 0o600); err != nil {
 					t.Fatal(err)
 				}
 			}
