@@ -302,23 +302,7 @@ listen = "127.0.0.1:9100"
 
 	send := func(from *decentAS, dst, payload string) {
 		t.Helper()
-		must(netlab.Do(from.hns, func() error {
-			c, err := net.Dial("udp", dst)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			_, err = c.Write([]byte(payload))
-			return err
-		}))
-	}
-	frameWith := func(s *lab.Sniffer, payload string, outgoing bool) []byte {
-		for _, f := range s.Frames() {
-			if f.Outgoing == outgoing && bytes.Contains(f.Frame, []byte(payload)) {
-				return f.Frame
-			}
-		}
-		return nil
+		must(sendDatagram(from.hns, dst, payload))
 	}
 	for _, c := range []struct{ from, to *decentAS }{{ases[0], ases[1]}, {ases[0], ases[2]}, {ases[2], ases[1]}} {
 		t.Run(fmt.Sprintf("AS%d-to-AS%d", c.from.asn, c.to.asn), func(t *testing.T) {

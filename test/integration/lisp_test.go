@@ -218,23 +218,7 @@ want_notify = true
 
 	send := func(dst, payload string) {
 		t.Helper()
-		must(netlab.Do(h1, func() error {
-			c, err := net.Dial("udp", dst)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			_, err = c.Write([]byte(payload))
-			return err
-		}))
-	}
-	frameWith := func(s *lab.Sniffer, payload string, outgoing bool) []byte {
-		for _, f := range s.Frames() {
-			if f.Outgoing == outgoing && bytes.Contains(f.Frame, []byte(payload)) {
-				return f.Frame
-			}
-		}
-		return nil
+		must(sendDatagram(h1, dst, payload))
 	}
 	for _, c := range []struct {
 		name, dst  string
@@ -485,4 +469,29 @@ func checkLISPWithTshark(t *testing.T, dir string, captured []lab.Captured) {
 			t.Errorf("no %s among the captured LISP frames (%v)", need, seen)
 		}
 	}
+}
+
+// sendDatagram sends one UDP datagram with payload to dst ("host:port")
+// from a socket in namespace ns.
+func sendDatagram(ns, dst, payload string) error {
+	return netlab.Do(ns, func() error {
+		c, err := net.Dial("udp", dst)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Write([]byte(payload))
+		return err
+	})
+}
+
+// frameWith returns the first frame s captured in the given direction
+// that carries payload, or nil.
+func frameWith(s *lab.Sniffer, payload string, outgoing bool) []byte {
+	for _, f := range s.Frames() {
+		if f.Outgoing == outgoing && bytes.Contains(f.Frame, []byte(payload)) {
+			return f.Frame
+		}
+	}
+	return nil
 }

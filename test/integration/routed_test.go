@@ -121,15 +121,7 @@ every = 1
 	defer at1.Close()
 	send := func(ns, dst, payload string) {
 		t.Helper()
-		must(netlab.Do(ns, func() error {
-			c, err := net.Dial("udp", dst)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			_, err = c.Write([]byte(payload))
-			return err
-		}))
+		must(sendDatagram(ns, dst, payload))
 	}
 	find := func(s *lab.Sniffer, payload string) func([]lab.Captured) bool {
 		return func(fs []lab.Captured) bool {
