@@ -3,16 +3,14 @@
 
 GO        ?= go
 BIN       := bin
-STATICCHECK_VERSION := 2026.2.2
-export PATH := $(PATH):$(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build run run-static run-lisp run-decent-push run-decent-pull run-hierarchy test deps lint fuzz bench-engine bench-xdp proto clean
+.PHONY: all build fresh-check run run-static run-lisp run-decent-push run-decent-pull run-hierarchy test deps lint fuzz bench-engine bench-xdp proto clean
 
 all: build
 
+# Every binary the README names.
 build:
-	$(GO) build -o $(BIN)/psavd ./cmd/psavd
-	$(GO) build -o $(BIN)/psavbench ./cmd/psavbench
+	$(GO) build -o $(BIN)/ ./cmd/psavd ./cmd/psavctl ./cmd/psavbench
 
 # The lab: namespaces, veths, two ABRs on AF_XDP, legitimate and spoofed
 # traffic. No key is configured: each ABR also runs its AS's ACS, and the keys
@@ -45,30 +43,26 @@ run-hierarchy: deps build
 # Everything CI checks: formatting, vet, staticcheck, and all tests with the
 # race detector (the AF_XDP/namespace tests skip cleanly without root). One
 # package at a time: the namespace tests send real traffic and must not
-# compete for the 2 CPUs with each other.
-test: deps lint
-	$(GO) test -race -count=1 -p 1 -timeout 20m ./...
+# compete for the 2 CPUs with each other. PSAVD_REQUIRE_TOOLS=1: a real peer
+# (tshark, BIND, kdig, stayrtr, …) that deps should have installed fails the
+# test that needs it instead of skipping it.
+test: deps fresh-check lint
+	PSAVD_REQUIRE_TOOLS=1 $(GO) test -race -count=1 -p 1 -timeout 20m ./...
 
-# Tools the tests use, installed only when missing (Debian/Ubuntu): tshark
-# checks our LISP messages against a real decoder, BIND (named), dig and kdig
-# are the real DNS-over-TLS peers of the ADoT tests, stayrtr the real RTR
-# server of the RPKI tests.
+# The Debian packages the tests use (real peers and decoders), installed only
+# when missing; the one list is tools/debian-packages.txt.
 deps:
-	@missing=""; \
-	for t in ip:iproute2 ethtool:ethtool tcpdump:tcpdump tshark:tshark named:bind9 dig:bind9-dnsutils kdig:knot-dnsutils stayrtr:stayrtr; do \
-		command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t##*:}"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing:$$missing"; \
-		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	tools/deps.sh
+
+# Proves the tools install from nothing (tools/fresh-check.sh): pinned by
+# module version, built with an empty GOBIN and a GOPATH of its own.
+fresh-check:
+	tools/fresh-check.sh
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
-	@command -v staticcheck >/dev/null 2>&1 || GOFLAGS= $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
-	staticcheck ./...
+	$(GO) tool staticcheck ./...
 
 # Short fuzzing of every wire parser (the seed corpora run in `make test`).
 # Every fuzz target of every package (go test -list finds them), FUZZTIME

@@ -6,15 +6,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/psavd/psavd/internal/testtool"
+
 	"github.com/psavd/psavd/internal/bindtest"
 )
 
 // TestRunShort runs every mode briefly against BIND and checks that each
 // produced results and that mode (c) really resumed. No timing assertions.
 func TestRunShort(t *testing.T) {
-	if _, err := bindtest.FindNamed(); err != nil {
-		t.Skip(err)
-	}
+	testtool.Path(t, "named", "bind9")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	const n = 50

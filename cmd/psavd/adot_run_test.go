@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/psavd/psavd/internal/testtool"
+
 	"github.com/miekg/dns"
 	"github.com/psavd/psavd/control/adot"
 	"github.com/psavd/psavd/internal/bindtest"
@@ -157,7 +159,9 @@ max_conns_per_client = 8
 		t.Fatalf("outside the zone: %v, want REFUSED", err)
 	}
 	queries := 5.0
-	if kdig, err := exec.LookPath("kdig"); err != nil {
+	if kdig, ok := testtool.Find("kdig"); !ok && testtool.Required() {
+		t.Fatal("kdig not installed (knot-dnsutils), and make test requires it")
+	} else if !ok {
 		t.Log("kdig not installed (knot-dnsutils): skipping its query")
 	} else {
 		out, err := exec.CommandContext(ctx, kdig, "@127.0.0.1", "-p", strconv.Itoa(dotPort), "+tls", "+tls-ca="+pki.CAFile,

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/psavd/psavd/internal/testtool"
+
 	"github.com/psavd/psavd/internal/bindtest"
 )
 
@@ -49,9 +51,7 @@ var bindOnce struct {
 // named is not installed.
 func startBIND(t *testing.T) *bindtest.BIND {
 	t.Helper()
-	if _, err := bindtest.FindNamed(); err != nil {
-		t.Skip("named (BIND 9) not installed: apt-get install bind9; skipping BIND interop tests")
-	}
+	testtool.Path(t, "named", "bind9")
 	bindOnce.Lock()
 	defer bindOnce.Unlock()
 	if bindOnce.b != nil {

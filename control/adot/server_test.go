@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/psavd/psavd/internal/testtool"
+
 	"github.com/miekg/dns"
 )
 
@@ -200,19 +202,16 @@ func TestOwnServerKdigDig(t *testing.T) {
 	_, b := startOwn(t, nil)
 	host, port, _ := net.SplitHostPort(b.addr)
 	for _, tool := range []struct {
-		bin  string
-		args []string
+		bin, pkg string
+		args     []string
 	}{
-		{"kdig", []string{"@" + host, "-p", port, "+tls", "+tls-ca=" + b.pki.CAFile, "+tls-hostname=" + testServerName,
+		{"kdig", "knot-dnsutils", []string{"@" + host, "-p", port, "+tls", "+tls-ca=" + b.pki.CAFile, "+tls-hostname=" + testServerName,
 			"+short", "1." + testZone, "AAAA"}},
-		{"dig", []string{"@" + host, "-p", port, "+tls", "+tls-ca=" + b.pki.CAFile, "+tls-hostname=" + testServerName,
+		{"dig", "bind9-dnsutils", []string{"@" + host, "-p", port, "+tls", "+tls-ca=" + b.pki.CAFile, "+tls-hostname=" + testServerName,
 			"+short", "1." + testZone, "A"}},
 	} {
 		t.Run(tool.bin, func(t *testing.T) {
-			bin, err := exec.LookPath(tool.bin)
-			if err != nil {
-				t.Skipf("%s not installed (knot-dnsutils / bind9-dnsutils)", tool.bin)
-			}
+			bin := testtool.Path(t, tool.bin, tool.pkg)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			out, err := exec.CommandContext(ctx, bin, tool.args...).CombinedOutput()

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/psavd/psavd/internal/testtool"
+
 	"github.com/psavd/psavd/control/adot"
 	"github.com/psavd/psavd/control/lisp"
 	"github.com/psavd/psavd/control/lisp/mapserver"
@@ -51,10 +53,7 @@ func newBindLab(t *testing.T, spec zoneSpec) *bindLab {
 	if why := netlab.Supported(); why != "" {
 		t.Skip(why)
 	}
-	named, err := bindtest.FindNamed()
-	if err != nil {
-		t.Skip(err)
-	}
+	named := testtool.Path(t, "named", "bind9")
 	l := &bindLab{t: t, topo: netlab.New()}
 	t.Cleanup(func() {
 		if err := l.topo.Close(); err != nil {

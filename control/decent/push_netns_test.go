@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/psavd/psavd/internal/testtool"
+
 	"github.com/psavd/psavd/internal/netlab"
 )
 
@@ -395,13 +397,8 @@ func TestPushNetnsSeedGroup(t *testing.T) {
 // Checksums are verified (transmit offload is turned off on the veths so
 // the capture holds real outer checksums).
 func TestPushNetnsTshark(t *testing.T) {
-	if _, err := exec.LookPath("tshark"); err != nil {
-		t.Skip("tshark not installed")
-	}
-	for _, tool := range []string{"ethtool", "tcpdump"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skip(tool + " not installed")
-		}
+	for _, tool := range []string{"tshark", "ethtool", "tcpdump"} {
+		testtool.Path(t, tool, tool)
 	}
 	lab := newPushLab(t, true)
 	g := netip.MustParseAddr("239.1.1.1")

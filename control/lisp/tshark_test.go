@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/psavd/psavd/internal/testtool"
 )
 
 // pcapFrames writes each payload as an Ethernet/IPv4/UDP frame
@@ -131,9 +133,7 @@ func runTshark(t *testing.T, pcap string, args ...string) []string {
 }
 
 func TestTshark(t *testing.T) {
-	if _, err := exec.LookPath("tshark"); err != nil {
-		t.Skip("tshark not installed")
-	}
+	testtool.Path(t, "tshark", "tshark")
 	names, frames, want := tsharkFrames(t)
 	dir := t.TempDir()
 	if d := os.Getenv("LISP_PCAP_DIR"); d != "" {

@@ -14,55 +14,20 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/psavd/psavd/internal/testtool"
 )
 
 // Interop with a real RTR cache: StayRTR (github.com/bgp/stayrtr) serving a
-// JSON VRP file the test writes. The binary is found as $STAYRTR, then on
-// PATH (Debian/Ubuntu: `apt-get install stayrtr`), then built with
-// `go install github.com/bgp/stayrtr/cmd/stayrtr@latest` into a temporary
-// GOBIN; if none works the test is skipped and says why.
-
-var (
-	stayrtrOnce sync.Once
-	stayrtrPath string
-	stayrtrWhy  string
-)
-
+// JSON VRP file the test writes. The binary is $STAYRTR, else the Debian
+// package's (tools/debian-packages.txt); without it the test is skipped and
+// says why (failed under make test).
 func findStayRTR(t *testing.T) string {
 	t.Helper()
-	stayrtrOnce.Do(func() {
-		if p := os.Getenv("STAYRTR"); p != "" {
-			stayrtrPath = p
-			return
-		}
-		if p, err := exec.LookPath("stayrtr"); err == nil {
-			stayrtrPath = p
-			return
-		}
-		if testing.Short() {
-			stayrtrWhy = "stayrtr not on PATH and -short set (not building it)"
-			return
-		}
-		gobin, err := os.MkdirTemp("", "psavd-stayrtr-")
-		if err != nil {
-			stayrtrWhy = err.Error()
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, "go", "install", "github.com/bgp/stayrtr/cmd/stayrtr@latest")
-		cmd.Env = append(os.Environ(), "GOBIN="+gobin, "GOFLAGS=")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			os.RemoveAll(gobin)
-			stayrtrWhy = fmt.Sprintf("stayrtr not on PATH and `go install github.com/bgp/stayrtr/cmd/stayrtr@latest` failed: %v\n%s", err, bytes.TrimSpace(out))
-			return
-		}
-		stayrtrPath = filepath.Join(gobin, "stayrtr") // left for the OS to clean: shared by every test of the run
-	})
-	if stayrtrPath == "" {
-		t.Skipf("no StayRTR binary, interop test skipped (install the Debian package `stayrtr` or set $STAYRTR): %s", stayrtrWhy)
+	if p := os.Getenv("STAYRTR"); p != "" {
+		return p
 	}
-	return stayrtrPath
+	return testtool.Path(t, "stayrtr", "stayrtr")
 }
 
 type jsonROA struct {

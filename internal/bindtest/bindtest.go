@@ -29,6 +29,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/psavd/psavd/internal/testtool"
+
 	"github.com/miekg/dns"
 )
 
@@ -43,11 +45,8 @@ var ErrNoNamed = errors.New("bindtest: named (BIND 9) not installed: apt-get ins
 
 // FindNamed returns the path of named: $PATH, then /usr/sbin/named.
 func FindNamed() (string, error) {
-	if p, err := exec.LookPath("named"); err == nil {
+	if p, ok := testtool.Find("named"); ok {
 		return p, nil
-	}
-	if _, err := os.Stat("/usr/sbin/named"); err == nil {
-		return "/usr/sbin/named", nil
 	}
 	return "", ErrNoNamed
 }

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/psavd/psavd/internal/testtool"
+
 	"github.com/vishvananda/netns"
 )
 
@@ -35,7 +37,7 @@ func Supported() string {
 	if os.Geteuid() != 0 {
 		return "needs root (network namespaces)"
 	}
-	if _, err := exec.LookPath("ip"); err != nil {
+	if _, ok := testtool.Find("ip"); !ok {
 		return "needs iproute2 (ip)"
 	}
 	return ""

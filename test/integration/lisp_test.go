@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/psavd/psavd/internal/testtool"
+
 	"github.com/psavd/psavd/deploy/lab"
 	"github.com/psavd/psavd/internal/netlab"
 	"github.com/psavd/psavd/ports/pcap"
@@ -410,7 +412,10 @@ func lispPort(f []byte) uint16 {
 // Map-Request), Map-Reply and data packets.
 func checkLISPWithTshark(t *testing.T, dir string, captured []lab.Captured) {
 	t.Helper()
-	if _, err := exec.LookPath("tshark"); err != nil {
+	if _, ok := testtool.Find("tshark"); !ok {
+		if testtool.Required() {
+			t.Fatal("tshark not installed, and make test requires it: LISP capture not decoded")
+		}
 		t.Log("tshark not installed: LISP capture not decoded")
 		return
 	}
