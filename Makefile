@@ -10,7 +10,7 @@ all: build
 
 # Every binary the README names.
 build:
-	$(GO) build -o $(BIN)/ ./cmd/psavd ./cmd/psavctl ./cmd/psavbench
+	$(GO) build -o $(BIN)/ ./cmd/psavd ./cmd/psavctl ./cmd/psavbench ./cmd/psavlab
 
 # The lab: namespaces, veths, two ABRs on AF_XDP, legitimate and spoofed
 # traffic. No key is configured: each ABR also runs its AS's ACS, and the keys

@@ -1,51 +1,48 @@
 package main
 
 import (
-	"context"
-	"flag"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
-	"os/signal"
+	"os/exec"
+	"path/filepath"
 	"syscall"
-
-	"github.com/psavd/psavd/deploy/lab"
 )
 
-// labCmd is `psavd lab` (make run): builds the topology in network
-// namespaces, runs psavd on the ABRs, sends legitimate and spoofed traffic
-// and prints what was delivered and dropped. Ctrl-C tears everything down.
+// labCmd is `psavd lab [args]` (make run). The lab is a binary of its own,
+// cmd/psavlab, so that psavd does not link it: labCmd replaces this process
+// with psavlab (so Ctrl-C and SIGTERM reach the lab directly), passing the
+// arguments through and this executable as the psavd the ABR nodes run.
 func labCmd(args []string) int {
-	fs := flag.NewFlagSet("lab", flag.ContinueOnError)
-	topo := fs.String("topology", "", "topology TOML (default: the built-in deploy/lab/default.toml)")
-	n := fs.Int("n", 20, "packets per flow")
-	verbose := fs.Bool("v", false, "show node logs and each step")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	opts := lab.Options{Topology: lab.DefaultTopology, PacketsPerFlow: *n, Verbose: *verbose}
-	if *topo != "" {
-		b, err := os.ReadFile(*topo)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "psavd lab: %v\n", err)
-			return 1
-		}
-		opts.Topology = b
-	}
 	self, err := os.Executable()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "psavd lab: %v\n", err)
 		return 1
 	}
-	opts.Psavd = self
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
-	defer stop()
-	// A closed output (`psavd lab | head`) must not kill the lab before it
-	// has stopped its nodes and deleted its namespaces: with SIGPIPE
-	// ignored, writes just fail and the run goes on to its teardown.
-	signal.Ignore(syscall.SIGPIPE)
-	if _, err := lab.Run(ctx, opts, os.Stdout); err != nil {
-		fmt.Fprintf(os.Stderr, "psavd lab: %v\n", err)
+	bin, err := findPsavlab(self)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "psavd lab needs the psavlab binary: make build (%v)\n", err)
 		return 1
 	}
-	return 0
+	argv := append([]string{bin, "-psavd", self}, args...)
+	err = syscall.Exec(bin, argv, os.Environ())
+	fmt.Fprintf(os.Stderr, "psavd lab: exec %s: %v\n", bin, err)
+	return 1
+}
+
+// findPsavlab returns psavlab next to the psavd executable self, else the
+// one in PATH.
+func findPsavlab(self string) (string, error) {
+	next := filepath.Join(filepath.Dir(self), "psavlab")
+	if st, err := os.Stat(next); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+		return next, nil
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	p, err := exec.LookPath("psavlab")
+	if err != nil {
+		return "", fmt.Errorf("not next to %s nor in PATH", self)
+	}
+	return filepath.Abs(p)
 }

@@ -5,6 +5,7 @@
 //	psavd check -config engine.toml     validate a configuration, start nothing
 //	psavd replay -config F -in IN.pcap -out OUT.pcap [-at UNIX] [-port NAME]
 //	psavd lab [-topology F] [-n N] [-v] build the lab in namespaces and show PSAV at work
+//	                                    (execs the psavlab binary next to psavd or in PATH)
 package main
 
 import (

@@ -1,4 +1,4 @@
-// Package lab is `psavd lab`: it builds a small network of ASes out of Linux
+// Package lab is `psavd lab` (the psavlab binary, cmd/psavlab): it builds a small network of ASes out of Linux
 // network namespaces and veth pairs on one machine (described by a TOML
 // topology, DefaultTopology by default), starts real psavd ABR nodes in it,
 // sends legitimate and spoofed traffic, and prints what was delivered and
@@ -31,9 +31,9 @@ const DefaultPackets = 20
 type Options struct {
 	// Topology is the TOML topology; nil means DefaultTopology.
 	Topology []byte
-	// Psavd is the psavd binary started in every ABR namespace (psavd lab
-	// passes its own executable); a bare name is looked up in PATH, a
-	// relative path is taken from the working directory.
+	// Psavd is the psavd binary started in every ABR namespace (psavlab's
+	// -psavd; `psavd lab` passes its own executable); a bare name is looked
+	// up in PATH, a relative path is taken from the working directory.
 	Psavd string
 	// Packets per flow; 0 means the topology's lab.packets, else 20.
 	PacketsPerFlow int
