@@ -29,7 +29,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/psavd/psavd/control/decent"
+	"github.com/psavd/psavd/control/decent/pull"
 )
 
 const usage = `usage:
@@ -80,19 +80,19 @@ func decentIndex(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, "psavctl decent index: need -modulus, -suffix and one EID string such as [0]240.0.1.0/24\n")
 		return 2
 	}
-	m, err := decent.ParseMode(*mode)
+	m, err := pull.ParseMode(*mode)
 	if err != nil {
 		fmt.Fprintf(stderr, "psavctl decent index: -mode: %v\n", err)
 		return 2
 	}
-	if m == decent.ModeLispersNet && *mask != 0 {
+	if m == pull.ModeLispersNet && *mask != 0 {
 		fmt.Fprintln(stderr, "psavctl decent index: note: lispers.net mode has no hash mask; -mask ignored")
 	}
-	i, err := decent.Index(m, fs.Arg(0), *mask, *modulus)
+	i, err := pull.Index(m, fs.Arg(0), *mask, *modulus)
 	if err != nil {
 		fmt.Fprintf(stderr, "psavctl decent index: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "%d\n%s\n", i, decent.Name(i, *suffix))
+	fmt.Fprintf(stdout, "%d\n%s\n", i, pull.Name(i, *suffix))
 	return 0
 }

@@ -13,7 +13,8 @@ import (
 
 	"github.com/psavd/psavd/control/adot"
 	"github.com/psavd/psavd/control/config"
-	"github.com/psavd/psavd/control/decent"
+	"github.com/psavd/psavd/control/decent/pull"
+	"github.com/psavd/psavd/control/decent/push"
 	"github.com/psavd/psavd/control/lisp"
 	"github.com/psavd/psavd/control/lisp/xtr"
 )
@@ -23,11 +24,11 @@ import (
 // in pull mode the hash-to-DNS look-up of map-servers over ADoT. Its
 // directory tells the xTR where to register and where to ask.
 type decentNode struct {
-	push   *decent.PushNode
+	push   *push.Node
 	group  netip.Addr
-	pull   *decent.Pull
+	pull   *pull.Node
 	client *adot.Client
-	guard  *decent.Guard // pull: the ownership check on [lisp.map_server], when lisp.decent.owned
+	guard  *pull.Guard // pull: the ownership check on [lisp.map_server], when lisp.decent.owned
 	dir    xtr.Directory
 }
 
@@ -44,14 +45,14 @@ func startDecent(ctx context.Context, c *config.Config, log *zap.Logger) (*decen
 		if err != nil {
 			return nil, err
 		}
-		pc.OnMismatch = func(m decent.PushMismatch) {
+		pc.OnMismatch = func(m push.Mismatch) {
 			log.Warn("LISP-Decent configuration mismatch", zap.String("what", m.String()))
 		}
-		node, err := decent.NewPush(pc)
+		node, err := push.New(pc)
 		if err != nil {
 			return nil, fmt.Errorf("%s: [lisp.decent]: %w", c.File, err)
 		}
-		socks, err := decent.ListenPush(pc)
+		socks, err := push.Listen(pc)
 		if err != nil {
 			return nil, fmt.Errorf("%s: [lisp.decent]: %w", c.File, err)
 		}
@@ -81,7 +82,7 @@ func startDecent(ctx context.Context, c *config.Config, log *zap.Logger) (*decen
 		return nil, err
 	}
 	pc.Resolver = client
-	p, err := decent.NewPull(pc)
+	p, err := pull.New(pc)
 	if err != nil {
 		client.Close()
 		return nil, fmt.Errorf("%s: [lisp.decent]: %w", c.File, err)
@@ -101,7 +102,7 @@ func startDecent(ctx context.Context, c *config.Config, log *zap.Logger) (*decen
 // (as this node's Map-Server holds it, ourselves included) and the ITR asks
 // its own node.
 type pushDirectory struct {
-	node  *decent.PushNode
+	node  *push.Node
 	group netip.Addr
 	port  uint16
 	self  netip.AddrPort
@@ -125,7 +126,7 @@ func (d *pushDirectory) MapResolver(uint32, netip.Addr) (netip.AddrPort, bool) {
 // for is resolved at once, every known one every second from the Pull's
 // cache (which re-resolves when the TTL runs out, at least every 30 s).
 type pullDirectory struct {
-	pull *decent.Pull
+	pull *pull.Node
 	iid  uint32
 	auth lisp.AuthConfig
 	log  *zap.Logger
@@ -142,7 +143,7 @@ type pullDirectory struct {
 // the last request.
 const askedFor = 10 * time.Minute
 
-func newPullDirectory(p *decent.Pull, iid uint32, auth lisp.AuthConfig, log *zap.Logger) *pullDirectory {
+func newPullDirectory(p *pull.Node, iid uint32, auth lisp.AuthConfig, log *zap.Logger) *pullDirectory {
 	return &pullDirectory{pull: p, iid: iid, auth: auth, log: log, kick: make(chan struct{}, 1),
 		known: map[uint64][]netip.AddrPort{}, rr: map[uint64]uint64{}, pinned: map[uint64]bool{}, asked: map[uint64]time.Time{}}
 }
@@ -227,11 +228,11 @@ func (d *pullDirectory) resolve(ctx context.Context) {
 		switch {
 		case err == nil:
 			d.known[i] = s
-		case errors.Is(err, decent.ErrNoMapServers):
+		case errors.Is(err, pull.ErrNoMapServers):
 			delete(d.known, i) // the name is gone: nowhere to register or ask
 		default:
 			if ctx.Err() == nil {
-				d.log.Debug("LISP-Decent name not resolved", zap.String("name", decent.Name(i, d.pull.Config().Suffix)), zap.Error(err))
+				d.log.Debug("LISP-Decent name not resolved", zap.String("name", pull.Name(i, d.pull.Config().Suffix)), zap.Error(err))
 			}
 		}
 		d.mu.Unlock()

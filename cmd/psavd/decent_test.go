@@ -11,7 +11,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/psavd/psavd/control/adot"
-	"github.com/psavd/psavd/control/decent"
+	"github.com/psavd/psavd/control/decent/pull"
+	"github.com/psavd/psavd/control/decent/push"
 	"github.com/psavd/psavd/control/lisp"
 	"github.com/psavd/psavd/control/lisp/mapserver"
 	"github.com/psavd/psavd/control/lisp/xtr"
@@ -42,7 +43,7 @@ func TestPullDirectory(t *testing.T) {
 	z := &zoneResolver{records: map[string][]netip.Addr{
 		"8." + suffix + ".": {netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("192.0.2.11")},
 	}}
-	p, err := decent.NewPull(decent.PullConfig{Mode: decent.ModeDraft, Mask: 8, Modulus: 16, Suffix: suffix, Resolver: z, Refresh: time.Millisecond})
+	p, err := pull.New(pull.Config{Mode: pull.ModeDraft, Mask: 8, Modulus: 16, Suffix: suffix, Resolver: z, Refresh: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +90,7 @@ func TestPullDirectory(t *testing.T) {
 // own membership is in), and the ITR asks its own node.
 func TestPushDirectory(t *testing.T) {
 	rloc, g := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("239.1.2.3")
-	node, err := decent.NewPush(decent.PushConfig{Group: g, RLOC: rloc, Transport: decent.TransportUnicast, MembershipKeyID: 2, MembershipKey: []byte("m"),
+	node, err := push.New(push.Config{Group: g, RLOC: rloc, Transport: push.TransportUnicast, MembershipKeyID: 2, MembershipKey: []byte("m"),
 		Sites: []mapserver.Site{{Name: "s", Key: []byte("k"), KeyID: 2, EIDPrefixes: []mapserver.EIDPrefix{{Prefix: netip.MustParsePrefix("203.0.113.0/24")}}}}})
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/psavd/psavd/control/config"
-	"github.com/psavd/psavd/control/decent"
+	"github.com/psavd/psavd/control/decent/pull"
 	"github.com/psavd/psavd/control/lisp"
 	"github.com/psavd/psavd/control/lisp/mapserver"
 	"github.com/psavd/psavd/control/lisp/xtr"
@@ -70,7 +70,7 @@ func startMapServer(ctx context.Context, c *config.Config, dn *decentNode, log *
 	}
 	serve := ms.Serve
 	if d := l.Decent; dn != nil && dn.pull != nil && len(d.Owned) > 0 {
-		dn.guard = &decent.Guard{Pull: dn.pull, Server: ms, Owned: d.Owned, Drop: d.DropMismatched, OnMismatch: func(e *decent.MismatchError) {
+		dn.guard = &pull.Guard{Node: dn.pull, Server: ms, Owned: d.Owned, Drop: d.DropMismatched, OnMismatch: func(e *pull.MismatchError) {
 			log.Warn("LISP-Decent registration for an index this Map-Server does not own", zap.Error(e))
 		}}
 		serve = dn.guard.Serve

@@ -8,7 +8,8 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/psavd/psavd/control/decent"
+	"github.com/psavd/psavd/control/decent/pull"
+	"github.com/psavd/psavd/control/decent/push"
 	"github.com/psavd/psavd/control/lisp"
 	"github.com/psavd/psavd/control/lisp/mapserver"
 )
@@ -99,15 +100,15 @@ func (l *LISP) DecentAuth() (lisp.AuthConfig, bool) {
 
 // DecentPull is the pull configuration of [lisp.decent] without its
 // Resolver (the [adot] client, made at start). The error is Problems.
-func (l *LISP) DecentPull(file string) (decent.PullConfig, error) {
+func (l *LISP) DecentPull(file string) (pull.Config, error) {
 	k := &checker{file: file}
 	d := l.Decent
-	cfg := decent.PullConfig{Mask: d.HashMask, Modulus: d.Modulus, Suffix: d.Suffix, InstanceID: l.InstanceID}
+	cfg := pull.Config{Mask: d.HashMask, Modulus: d.Modulus, Suffix: d.Suffix, InstanceID: l.InstanceID}
 	mode := d.HashMode
 	if mode == "" {
 		mode = "draft"
 	}
-	m, err := decent.ParseMode(mode)
+	m, err := pull.ParseMode(mode)
 	if err != nil {
 		k.add("lisp.decent.hash_mode", "%q is not one of draft, lispers.net", d.HashMode)
 	}
@@ -123,7 +124,7 @@ func (l *LISP) DecentPull(file string) (decent.PullConfig, error) {
 	if d.HashMask < 0 {
 		k.add("lisp.decent.hash_mask", "must not be negative, is %d", d.HashMask)
 	}
-	if d.HashMask > 0 && m == decent.ModeLispersNet {
+	if d.HashMask > 0 && m == pull.ModeLispersNet {
 		k.add("lisp.decent.hash_mask", "lispers.net mode hashes the whole EID string: no mask")
 	}
 	for i, o := range d.Owned {
@@ -142,10 +143,10 @@ func (l *LISP) DecentPull(file string) (decent.PullConfig, error) {
 // [[lisp.site]]s; it registers no EIDs itself (the xTR registers the
 // [[lisp.database]] with every member). The error is Problems, keys named
 // as in engine.toml.
-func (l *LISP) DecentPush(file string) (decent.PushConfig, error) {
+func (l *LISP) DecentPush(file string) (push.Config, error) {
 	k := &checker{file: file}
 	d := l.Decent
-	var cfg decent.PushConfig
+	var cfg push.Config
 	addr := func(key, s string) netip.Addr {
 		a, err := netip.ParseAddr(s)
 		if err != nil {
@@ -167,7 +168,7 @@ func (l *LISP) DecentPush(file string) (decent.PushConfig, error) {
 	if tr == "" {
 		tr = "multicast"
 	}
-	t, err := decent.ParseTransport(tr)
+	t, err := push.ParseTransport(tr)
 	if err != nil {
 		k.add("lisp.decent.transport", "%q is not one of multicast, unicast", d.Transport)
 	}
@@ -176,7 +177,7 @@ func (l *LISP) DecentPush(file string) (decent.PushConfig, error) {
 		cfg.Members = append(cfg.Members, addr(fmt.Sprintf("lisp.decent.members[%d]", i), m))
 	}
 	if d.CoreGroup != "" {
-		cfg.Core = &decent.SeedGroup{Group: addr("lisp.decent.core_group", d.CoreGroup)}
+		cfg.Core = &push.SeedGroup{Group: addr("lisp.decent.core_group", d.CoreGroup)}
 		for i, m := range d.CoreMembers {
 			cfg.Core.Members = append(cfg.Core.Members, addr(fmt.Sprintf("lisp.decent.core_members[%d]", i), m))
 		}
@@ -198,7 +199,7 @@ func (l *LISP) DecentPush(file string) (decent.PushConfig, error) {
 		return cfg, k.ps
 	}
 	if err := cfg.Validate(); err != nil {
-		for _, e := range err.(decent.ConfigErrors) {
+		for _, e := range err.(push.ConfigErrors) {
 			key := "lisp.decent." + strings.NewReplacer("core.group", "core_group", "core.members", "core_members").Replace(e.Field)
 			switch {
 			case e.Field == "rloc":
@@ -273,7 +274,7 @@ func (c *Config) checkDecent(k *checker, l *LISP) {
 	}
 	port := d.ControlPort
 	if port == 0 {
-		port = decent.DefaultLISPControlPort
+		port = push.DefaultLISPControlPort
 	}
 	if sameSocket(l.ControlListen, ":"+strconv.Itoa(port)) {
 		k.add("lisp.control_listen", "%q takes the push node's port %d (it listens on every address): give the xTR another port, e.g. \"<rloc>:4343\"", l.ControlListen, port)

@@ -7,7 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/psavd/psavd/control/decent"
+	"github.com/psavd/psavd/control/decent/pull"
+	"github.com/psavd/psavd/control/decent/push"
 )
 
 // decentBase is a routed xTR without register_to / map_resolver; the
@@ -87,7 +88,7 @@ func TestDecentConfigPush(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pc.Group != netip.MustParseAddr("239.1.2.3") || pc.RLOC != netip.MustParseAddr("192.0.2.1") || pc.Transport != decent.TransportMulticast ||
+	if pc.Group != netip.MustParseAddr("239.1.2.3") || pc.RLOC != netip.MustParseAddr("192.0.2.1") || pc.Transport != push.TransportMulticast ||
 		pc.Interface != "out" || len(pc.Members) != 1 || string(pc.MembershipKey) != "group-secret" || pc.MembershipKeyID != 2 ||
 		pc.RefreshInterval != 10*time.Second || pc.RegistrationTTL != 30*time.Second || len(pc.Sites) != 2 || len(pc.EIDs) != 0 ||
 		pc.ControlPort != 4342 || pc.DataPort != 4341 || pc.Core != nil {
@@ -107,7 +108,7 @@ func TestDecentConfigPush(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pc.RLOC != netip.MustParseAddr("2001:db8:ff::1") || pc.Transport != decent.TransportUnicast || pc.Core == nil ||
+	if pc.RLOC != netip.MustParseAddr("2001:db8:ff::1") || pc.Transport != push.TransportUnicast || pc.Core == nil ||
 		pc.Core.Group != netip.MustParseAddr("ff15::1") || len(pc.Core.Members) != 1 {
 		t.Fatalf("IPv6 push config %+v", pc)
 	}
@@ -122,14 +123,14 @@ func TestDecentConfigPull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pc.Mode != decent.ModeDraft || pc.Mask != 8 || pc.Modulus != 4 || pc.Suffix != "map-server.example.test" || c.LISP.Decent.Owned[1] != 2 {
+	if pc.Mode != pull.ModeDraft || pc.Mask != 8 || pc.Modulus != 4 || pc.Suffix != "map-server.example.test" || c.LISP.Decent.Owned[1] != 2 {
 		t.Fatalf("pull config %+v", pc)
 	}
 	c, err = Parse("x.toml", []byte(strings.Replace(strings.Replace(decentPull, `hash_mode = "draft"`, `hash_mode = "lispers.net"`, 1), "hash_mask = 8\n", "", 1)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pc, err = c.LISP.DecentPull(c.File); err != nil || pc.Mode != decent.ModeLispersNet {
+	if pc, err = c.LISP.DecentPull(c.File); err != nil || pc.Mode != pull.ModeLispersNet {
 		t.Fatalf("lispers.net: %+v %v", pc, err)
 	}
 }

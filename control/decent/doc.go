@@ -1,20 +1,14 @@
-// Package decent implements the LISP-Decent mapping system
-// (draft-farinacci-lisp-decent-07, DESIGN §3.4), in which the xTRs are
-// themselves the Map-Servers and Map-Resolvers.
+// Package decent is the LISP-Decent mapping system
+// (draft-farinacci-lisp-decent-07, docs/wire.md §3.4), in which the xTRs
+// are themselves the Map-Servers and Map-Resolvers. It holds no code: the
+// two modes share no wire format or state and live in the sub-packages.
 //
-// Pull mode (hash.go, pull*.go; PULL.md): an EID string hashes to an index
-// whose DNS name, <index>.<suffix>, lists the EID's map-servers; names are
-// resolved over ADoT, registrations go to every map-server of the name,
-// Map-Requests round robin, and a Guard reports registrations for indexes a
-// map-server does not own.
-//
-// Push mode (push*.go; PUSH.md): the members of a registration group G run
-// a Map-Server and Map-Resolver each and send every Map-Register to G, by IP
-// multicast or by LISP-encapsulated unicast replication (instance-ID
-// 0xffffff) to every RLOC of G's RLE; each member registers (0/0, G) with
-// itself as an RLE entry, so a look-up of G answers the membership. A core
-// seed-group holds the memberships of the other groups (layers), through
-// which a new node finds its group. PushNode.Digest compares members'
-// registration sets; registrations refused for configuration reasons are
-// reported as PushMismatch.
+//   - control/decent/push: registration groups. The members of a group G
+//     each run a Map-Server and Map-Resolver and send every Map-Register to
+//     G (IP multicast or LISP-encapsulated unicast replication); a core
+//     seed-group holds the memberships of the other groups.
+//   - control/decent/pull: hash-to-DNS-name look-ups. An EID string hashes
+//     to an index whose DNS name, <index>.<suffix>, lists the EID's
+//     map-servers (resolved over ADoT); it also builds that zone from a
+//     membership (pull.ZoneFeed, e.g. fed by a push.Node's Members).
 package decent

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/psavd/psavd/control/decent"
+	"github.com/psavd/psavd/control/decent/pull"
 	"github.com/psavd/psavd/deploy/lab"
 	"github.com/psavd/psavd/internal/bindtest"
 	"github.com/psavd/psavd/internal/netlab"
@@ -149,13 +149,13 @@ listen = "127.0.0.1:9100"
 	for _, a := range ases {
 		msAddrs = append(msAddrs, netip.MustParseAddr(a.mapServer))
 	}
-	owners := decent.IndexOwners(modulus, 2, msAddrs)
+	owners := pull.IndexOwners(modulus, 2, msAddrs)
 	var pki *bindtest.PKI
 	if mode == "pull" {
 		pki, err = bindtest.NewPKI(dir, "dns.decent.test")
 		must(err)
 		for _, a := range ases {
-			i, err := decent.Index(decent.ModeDraft, decent.EIDString(0, netip.MustParsePrefix(a.prefix)), mask, modulus)
+			i, err := pull.Index(pull.ModeDraft, pull.EIDString(0, netip.MustParsePrefix(a.prefix)), mask, modulus)
 			must(err)
 			t.Logf("AS %d: %s hashes to %d.%s → %v", a.asn, a.prefix, i, suffix, owners[i])
 		}

@@ -1,4 +1,4 @@
-package decent
+package pull
 
 import (
 	"context"
@@ -52,7 +52,7 @@ func buildZone(t testing.TB, spec zoneSpec) *adot.Zone {
 	for i, rrs := range spec {
 		m[fmt.Sprint(i)] = rrs
 	}
-	// TTL 1 h: with the clock injected into Pull, Refresh (≤ 30 s), not the
+	// TTL 1 h: with the clock injected into Node, Refresh (≤ 30 s), not the
 	// TTL, decides when a name is re-resolved (pull_ttl_test.go tests TTLs).
 	z, err := adot.ZoneFromMap(testSuffix+".", 3600, m)
 	if err != nil {
@@ -89,7 +89,7 @@ func testCert(t testing.TB) (tls.Certificate, *x509.CertPool) {
 }
 
 // lab: our DoT server for the zone, a DoT client without its own cache
-// (so that Pull's cache is what is tested), and map-servers 127.0.0.10+n,
+// (so that Node's cache is what is tested), and map-servers 127.0.0.10+n,
 // all on one UDP port.
 type lab struct {
 	dot    *adot.Server
@@ -106,7 +106,7 @@ type msNode struct {
 
 // newLab starts n map-servers; server n owns the indexes owned(n) under
 // the servers' configuration srvCfg (Resolver not needed there).
-func newLab(t *testing.T, n int, spec zoneSpec, srvCfg PullConfig, owned func(int) []uint64, drop bool) *lab {
+func newLab(t *testing.T, n int, spec zoneSpec, srvCfg Config, owned func(int) []uint64, drop bool) *lab {
 	t.Helper()
 	cert, pool := testCert(t)
 	dot, err := adot.NewServer(adot.ServerConfig{Addr: "127.0.0.1:0", Certificates: []tls.Certificate{cert}, Zone: buildZone(t, spec)})
@@ -128,7 +128,7 @@ func newLab(t *testing.T, n int, spec zoneSpec, srvCfg PullConfig, owned func(in
 	conns := listenSamePort(t, n)
 	l := &lab{dot: dot, client: client, port: conns[0].LocalAddr().(*net.UDPAddr).AddrPort().Port()}
 	srvCfg.Resolver = client
-	sp, err := NewPull(srvCfg)
+	sp, err := New(srvCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func newLab(t *testing.T, n int, spec zoneSpec, srvCfg PullConfig, owned func(in
 		if err != nil {
 			t.Fatal(err)
 		}
-		g := &Guard{Pull: sp, Server: srv, Owned: owned(i), Drop: drop, Tick: 20 * time.Millisecond}
+		g := &Guard{Node: sp, Server: srv, Owned: owned(i), Drop: drop, Tick: 20 * time.Millisecond}
 		g.OnMismatch = func(e *MismatchError) { t.Logf("map-server %d: %v", i, e) }
 		node := &msNode{addr: c.LocalAddr().(*net.UDPAddr).AddrPort(), srv: srv, guard: g}
 		l.ms = append(l.ms, node)
@@ -191,11 +191,11 @@ func listenSamePort(t *testing.T, n int) []*net.UDPConn {
 	return nil
 }
 
-// pull is a node's Pull against the lab.
-func (l *lab) pull(t *testing.T, cfg PullConfig) *Pull {
+// pull is a node's Node against the lab.
+func (l *lab) pull(t *testing.T, cfg Config) *Node {
 	t.Helper()
 	cfg.Resolver, cfg.ControlPort, cfg.Suffix = l.client, l.port, testSuffix
-	p, err := NewPull(cfg)
+	p, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +230,7 @@ func record(p netip.Prefix) lisp.MappingRecord {
 
 // register sends a Map-Register (M and P set) for eid through p and waits
 // for the Map-Notify of every map-server it went to; it returns those.
-func register(t *testing.T, p *Pull, c *net.UDPConn, eid netip.Prefix) []netip.AddrPort {
+func register(t *testing.T, p *Node, c *net.UDPConn, eid netip.Prefix) []netip.AddrPort {
 	t.Helper()
 	m := &lisp.MapRegister{ProxyReply: true, WantMapNotify: true, Nonce: nonceSeq.Add(1), Records: []lisp.MappingRecord{record(eid)}}
 	sent, err := p.Register(context.Background(), c, m, testAuth)

@@ -1,4 +1,4 @@
-package decent
+package push
 
 import (
 	"context"
@@ -15,21 +15,21 @@ import (
 	"github.com/psavd/psavd/control/lisp"
 )
 
-// PushSockets are a push node's two UDP sockets: Control on the LISP
+// Sockets are a push node's two UDP sockets: Control on the LISP
 // control port (unicast and, with multicast, the joined group G) and Data
 // on the LISP data port (encapsulated Map-Registers). Open them with
-// ListenPush; a socket opened inside a network namespace stays in it.
-type PushSockets struct {
+// Listen; a socket opened inside a network namespace stays in it.
+type Sockets struct {
 	Control *net.UDPConn
 	Data    *net.UDPConn
 }
 
 // Close closes both sockets.
-func (s *PushSockets) Close() error {
+func (s *Sockets) Close() error {
 	return errors.Join(s.Control.Close(), s.Data.Close())
 }
 
-// ListenPush opens the sockets for cfg (validated first): both bound to
+// Listen opens the sockets for cfg (validated first): both bound to
 // the wildcard address of G's family (a multicast datagram to G is only
 // delivered to a socket bound to the wildcard or to G); with multicast, G
 // is joined on cfg.Interface, which is also where multicast is sent, with
@@ -37,7 +37,7 @@ func (s *PushSockets) Close() error {
 // to its Map-Server directly) and, for IPv4, the RLOC as source address
 // (IPv6 takes the kernel's source selection: the RLOC should be the
 // interface's global address).
-func ListenPush(cfg PushConfig) (*PushSockets, error) {
+func Listen(cfg Config) (*Sockets, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -54,7 +54,7 @@ func ListenPush(cfg PushConfig) (*PushSockets, error) {
 		ctl.Close()
 		return nil, fmt.Errorf("decent push: data socket: %w", err)
 	}
-	s := &PushSockets{Control: ctl, Data: data}
+	s := &Sockets{Control: ctl, Data: data}
 	if cfg.Transport == TransportMulticast {
 		if err := joinGroup(ctl, cfg); err != nil {
 			s.Close()
@@ -65,7 +65,7 @@ func ListenPush(cfg PushConfig) (*PushSockets, error) {
 }
 
 // joinGroup joins G on cfg.Interface and sets the multicast send options.
-func joinGroup(c *net.UDPConn, cfg PushConfig) error {
+func joinGroup(c *net.UDPConn, cfg Config) error {
 	ifi, err := net.InterfaceByName(cfg.Interface)
 	if err != nil {
 		return fmt.Errorf("decent push: interface: %w", err)
@@ -104,10 +104,10 @@ func joinGroup(c *net.UDPConn, cfg PushConfig) error {
 
 // Run drives the node from its sockets until ctx is done (then it returns
 // nil) or a socket fails. The sockets are not closed.
-func (n *PushNode) Run(ctx context.Context, s *PushSockets) error {
+func (n *Node) Run(ctx context.Context, s *Sockets) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	send := func(out []PushSend) {
+	send := func(out []Send) {
 		for _, o := range out {
 			c := s.Control
 			if o.Encapsulated {
@@ -117,7 +117,7 @@ func (n *PushNode) Run(ctx context.Context, s *PushSockets) error {
 		}
 	}
 	errc := make(chan error, 2)
-	read := func(c *net.UDPConn, handle func([]byte, netip.AddrPort, time.Time) []PushSend) {
+	read := func(c *net.UDPConn, handle func([]byte, netip.AddrPort, time.Time) []Send) {
 		buf := make([]byte, 65536)
 		for {
 			k, from, err := c.ReadFromUDPAddrPort(buf)

@@ -1,8 +1,8 @@
-package decent
+package pull
 
-// Pull-based LISP-Decent (DESIGN §3.4, draft-farinacci-lisp-decent §5):
+// Pull-based LISP-Decent (docs/wire.md §3.4, draft-farinacci-lisp-decent §5):
 // an EID hashes to an index, the index names "<index>.<suffix>", and that
-// name's A and AAAA records are the map-servers of the EID. See PULL.md.
+// name's A and AAAA records are the map-servers of the EID. See README.md.
 
 import (
 	"context"
@@ -21,10 +21,10 @@ import (
 	"github.com/psavd/psavd/control/lisp"
 )
 
-// Defaults of PullConfig.
+// Defaults of Config.
 const (
 	DefaultControlPort = 4342
-	DefaultRefresh     = 30 * time.Second // DESIGN §3.4: re-resolve at least every 30 s
+	DefaultRefresh     = 30 * time.Second // docs/wire.md §3.4: re-resolve at least every 30 s
 	// resolveRetry bounds how often a failing name is re-queried while a
 	// previous (stale) answer is still being used.
 	resolveRetry = 5 * time.Second
@@ -38,7 +38,7 @@ type Resolver interface {
 // TTLResolver is an optional extension of Resolver that also reports the
 // TTL of the answer (*adot.Client does: the remaining lifetime of its
 // cached answer). When the Resolver implements it, a name is re-resolved
-// when its TTL runs out and at least every Refresh (DESIGN §3.4);
+// when its TTL runs out and at least every Refresh (docs/wire.md §3.4);
 // otherwise every Refresh.
 type TTLResolver interface {
 	LookupTTL(ctx context.Context, name string, qtype uint16) ([]netip.Addr, time.Duration, error)
@@ -49,9 +49,9 @@ var (
 	_ TTLResolver = (*adot.Client)(nil)
 )
 
-// PullConfig is the pull-mode configuration. Mode, Mask, Modulus, Suffix
+// Config is the pull-mode configuration. Mode, Mask, Modulus, Suffix
 // must be the same on every member of the mapping system.
-type PullConfig struct {
+type Config struct {
 	Mode       HashMode
 	Mask       int    // hash mask in octets (ModeDraft only); 0 = whole string
 	Modulus    uint64 // number of indexes; > 0
@@ -67,13 +67,13 @@ type PullConfig struct {
 	Now func() time.Time
 }
 
-// Pull maps EIDs to map-servers. Safe for concurrent use.
-type Pull struct {
-	cfg PullConfig
+// Node maps EIDs to map-servers. Safe for concurrent use.
+type Node struct {
+	cfg Config
 
 	mu    sync.Mutex
 	names map[string]*nameEntry
-	stats PullStats
+	stats Stats
 }
 
 type nameEntry struct {
@@ -83,8 +83,8 @@ type nameEntry struct {
 	valid   bool // servers holds an answer (possibly stale)
 }
 
-// PullStats are counters of a Pull.
-type PullStats struct {
+// Stats are counters of a Node.
+type Stats struct {
 	Resolutions   uint64 // names resolved (A+AAAA pairs queried)
 	ResolveErrors uint64 // resolutions that failed
 	StaleAnswers  uint64 // failed resolutions answered from the previous (stale) answer
@@ -95,8 +95,8 @@ type PullStats struct {
 // ErrNoMapServers: the name of an index resolved to no address.
 var ErrNoMapServers = errors.New("decent: no map-servers for index")
 
-// NewPull checks cfg and fills its defaults.
-func NewPull(cfg PullConfig) (*Pull, error) {
+// New checks cfg and fills its defaults.
+func New(cfg Config) (*Node, error) {
 	if cfg.Modulus == 0 {
 		return nil, errors.New("decent: modulus must be positive")
 	}
@@ -125,41 +125,41 @@ func NewPull(cfg PullConfig) (*Pull, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Pull{cfg: cfg, names: make(map[string]*nameEntry)}, nil
+	return &Node{cfg: cfg, names: make(map[string]*nameEntry)}, nil
 }
 
 // Config returns the effective configuration (defaults filled).
-func (p *Pull) Config() PullConfig { return p.cfg }
+func (p *Node) Config() Config { return p.cfg }
 
 // Stats returns a snapshot of the counters.
-func (p *Pull) Stats() PullStats {
+func (p *Node) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.stats
 }
 
 // index hashes an EID string with the shared configuration.
-func (p *Pull) index(input string) uint64 {
+func (p *Node) index(input string) uint64 {
 	i, err := Index(p.cfg.Mode, input, p.cfg.Mask, p.cfg.Modulus)
-	if err != nil { // NewPull validated mode, mask and modulus
+	if err != nil { // New validated mode, mask and modulus
 		panic(err)
 	}
 	return i
 }
 
 // IndexOf returns the index owning [iid]eid.
-func (p *Pull) IndexOf(iid uint32, eid netip.Prefix) uint64 {
+func (p *Node) IndexOf(iid uint32, eid netip.Prefix) uint64 {
 	return p.index(EIDString(iid, eid))
 }
 
 // NameOf returns "<index>.<suffix>" for [InstanceID]eid.
-func (p *Pull) NameOf(eid netip.Prefix) string {
+func (p *Node) NameOf(eid netip.Prefix) string {
 	return Name(p.IndexOf(p.cfg.InstanceID, eid), p.cfg.Suffix)
 }
 
 // IndexOfName parses "<index>.<suffix>" (case-insensitive, trailing dot
 // optional); the index must be below the modulus.
-func (p *Pull) IndexOfName(name string) (uint64, error) {
+func (p *Node) IndexOfName(name string) (uint64, error) {
 	n := strings.ToLower(strings.TrimSuffix(name, "."))
 	label, ok := strings.CutSuffix(n, "."+p.cfg.Suffix)
 	if !ok || label == "" || strings.Contains(label, ".") {
@@ -175,7 +175,7 @@ func (p *Pull) IndexOfName(name string) (uint64, error) {
 // RecordIndex returns the index owning a mapping record's EID as it is on
 // the wire: the IID of an Instance-ID LCAF (0 without one), an AS-Number
 // LCAF skipped, a unicast prefix or a Multicast Info LCAF (S, G).
-func (p *Pull) RecordIndex(r *lisp.MappingRecord) (uint64, string, error) {
+func (p *Node) RecordIndex(r *lisp.MappingRecord) (uint64, string, error) {
 	s, err := recordEIDString(r.EID, r.EIDMaskLen)
 	if err != nil {
 		return 0, "", err
@@ -222,19 +222,19 @@ func recordEIDString(a lisp.Address, mask uint8) (string, error) {
 
 // MapServers returns the map-servers of [InstanceID]eid: the A and AAAA
 // records of its name, with ControlPort, resolved at most Refresh ago.
-func (p *Pull) MapServers(ctx context.Context, eid netip.Prefix) ([]netip.AddrPort, error) {
+func (p *Node) MapServers(ctx context.Context, eid netip.Prefix) ([]netip.AddrPort, error) {
 	return p.MapServersOfIndex(ctx, p.IndexOf(p.cfg.InstanceID, eid))
 }
 
 // MapServersOfIndex is MapServers for an index.
-func (p *Pull) MapServersOfIndex(ctx context.Context, index uint64) ([]netip.AddrPort, error) {
+func (p *Node) MapServersOfIndex(ctx context.Context, index uint64) ([]netip.AddrPort, error) {
 	s, _, err := p.servers(ctx, Name(index, p.cfg.Suffix))
 	return s, err
 }
 
 // NextMapServer returns the map-server of [InstanceID]eid to send the next
 // Map-Request to: round robin over the name's current addresses.
-func (p *Pull) NextMapServer(ctx context.Context, eid netip.Prefix) (netip.AddrPort, error) {
+func (p *Node) NextMapServer(ctx context.Context, eid netip.Prefix) (netip.AddrPort, error) {
 	name := p.NameOf(eid)
 	s, e, err := p.servers(ctx, name)
 	if err != nil {
@@ -249,7 +249,7 @@ func (p *Pull) NextMapServer(ctx context.Context, eid netip.Prefix) (netip.AddrP
 
 // servers returns the cached or freshly resolved addresses of name. The
 // returned slice is never modified afterwards.
-func (p *Pull) servers(ctx context.Context, name string) ([]netip.AddrPort, *nameEntry, error) {
+func (p *Node) servers(ctx context.Context, name string) ([]netip.AddrPort, *nameEntry, error) {
 	now := p.cfg.Now()
 	p.mu.Lock()
 	e := p.names[name]
@@ -307,7 +307,7 @@ func (p *Pull) servers(ctx context.Context, name string) ([]netip.AddrPort, *nam
 // resolve queries A and AAAA. One failing family is tolerated when the
 // other answers; NXDOMAIN counts as an empty answer, not a failure (so a
 // removed name is not served from a stale answer); ttl is 0 when unknown.
-func (p *Pull) resolve(ctx context.Context, name string) ([]netip.Addr, time.Duration, error) {
+func (p *Node) resolve(ctx context.Context, name string) ([]netip.Addr, time.Duration, error) {
 	var (
 		addrs []netip.Addr
 		ttl   time.Duration
@@ -344,7 +344,7 @@ func (p *Pull) resolve(ctx context.Context, name string) ([]netip.Addr, time.Dur
 }
 
 // Flush forgets every resolved name (the next use re-resolves).
-func (p *Pull) Flush() {
+func (p *Node) Flush() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	clear(p.names)
@@ -358,7 +358,7 @@ var ErrMixedIndexes = errors.New("decent: Map-Register records hash to different
 // its records hash to (all records must hash to the same index). It
 // returns the map-servers it was sent to; a failed write to one of them
 // does not stop the others and is reported in the joined error.
-func (p *Pull) Register(ctx context.Context, conn *net.UDPConn, m *lisp.MapRegister, auth lisp.AuthConfig) ([]netip.AddrPort, error) {
+func (p *Node) Register(ctx context.Context, conn *net.UDPConn, m *lisp.MapRegister, auth lisp.AuthConfig) ([]netip.AddrPort, error) {
 	if len(m.Records) == 0 {
 		return nil, errors.New("decent: Map-Register without records")
 	}
@@ -399,7 +399,7 @@ func (p *Pull) Register(ctx context.Context, conn *net.UDPConn, m *lisp.MapRegis
 
 // Owns reports whether the map-server named myName ("<index>.<suffix>")
 // owns [InstanceID]eid under this configuration.
-func (p *Pull) Owns(eid netip.Prefix, myName string) bool {
+func (p *Node) Owns(eid netip.Prefix, myName string) bool {
 	i, err := p.IndexOfName(myName)
 	return err == nil && i == p.IndexOf(p.cfg.InstanceID, eid)
 }

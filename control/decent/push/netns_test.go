@@ -1,4 +1,4 @@
-package decent
+package push
 
 import (
 	"bufio"
@@ -35,8 +35,8 @@ type pushLab struct {
 
 type labNode struct {
 	ns     string
-	n      *PushNode
-	socks  *PushSockets
+	n      *Node
+	socks  *Sockets
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -105,17 +105,17 @@ func (l *pushLab) ns(i int) string {
 
 // start runs a node with cfg in namespace i (created if needed): its
 // sockets are opened inside the namespace, the node runs in goroutines.
-func (l *pushLab) start(i int, cfg PushConfig) *labNode {
+func (l *pushLab) start(i int, cfg Config) *labNode {
 	l.t.Helper()
 	ns := l.nsName(i)
 	if !slices.Contains(l.topo.Names(), ns) {
 		ns = l.ns(i)
 	}
-	var socks *PushSockets
-	if err := netlab.Do(ns, func() (err error) { socks, err = ListenPush(cfg); return err }); err != nil {
+	var socks *Sockets
+	if err := netlab.Do(ns, func() (err error) { socks, err = Listen(cfg); return err }); err != nil {
 		l.t.Fatal(err)
 	}
-	n, err := NewPush(cfg)
+	n, err := New(cfg)
 	if err != nil {
 		l.t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func (n *labNode) stop() {
 }
 
 // labConfig: node i of group g; short timers for the tests.
-func labConfig(i int, g netip.Addr, tr Transport) PushConfig {
+func labConfig(i int, g netip.Addr, tr Transport) Config {
 	c := pushTestConfig(i, nil)
 	c.Group, c.Transport, c.Interface = g, tr, "eth0"
 	c.RLOC = labRLOC(i)
@@ -151,7 +151,7 @@ func labConfig(i int, g netip.Addr, tr Transport) PushConfig {
 
 // waitConverged polls (no timing assertion: a generous deadline) until the
 // nodes have one digest and cond holds; it returns the time it took.
-func waitConverged(t testing.TB, ns []*PushNode, deadline time.Duration, what string, cond func(now time.Time) bool) time.Duration {
+func waitConverged(t testing.TB, ns []*Node, deadline time.Duration, what string, cond func(now time.Time) bool) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for {
@@ -167,8 +167,8 @@ func waitConverged(t testing.TB, ns []*PushNode, deadline time.Duration, what st
 	}
 }
 
-func (l *pushLab) pushNodes(ids ...int) []*PushNode {
-	var out []*PushNode
+func (l *pushLab) pushNodes(ids ...int) []*Node {
+	var out []*Node
 	for _, i := range ids {
 		out = append(out, l.nodes[i].n)
 	}
@@ -181,15 +181,15 @@ func (l *pushLab) multicastCarried(a, b int, g netip.Addr) bool {
 	l.t.Helper()
 	cfg := labConfig(b, g, TransportMulticast)
 	cfg.ControlPort, cfg.DataPort = 14342, 14341
-	var rx *PushSockets
-	if err := netlab.Do(l.nodes[b].ns, func() (err error) { rx, err = ListenPush(cfg); return err }); err != nil {
+	var rx *Sockets
+	if err := netlab.Do(l.nodes[b].ns, func() (err error) { rx, err = Listen(cfg); return err }); err != nil {
 		l.t.Fatal(err)
 	}
 	defer rx.Close()
 	cfg = labConfig(a, g, TransportMulticast)
 	cfg.ControlPort, cfg.DataPort = 14342, 14341
-	var tx *PushSockets
-	if err := netlab.Do(l.nodes[a].ns, func() (err error) { tx, err = ListenPush(cfg); return err }); err != nil {
+	var tx *Sockets
+	if err := netlab.Do(l.nodes[a].ns, func() (err error) { tx, err = Listen(cfg); return err }); err != nil {
 		l.t.Fatal(err)
 	}
 	defer tx.Close()
@@ -268,7 +268,7 @@ func TestPushNetns(t *testing.T) {
 			}
 
 			d0 := ns[0].Digest(time.Now())
-			if err := ns[3].SetEIDs([]PushEID{pushEIDFor(3), {Site: "as65001", Prefix: netip.MustParsePrefix("10.200.0.0/16")}}); err != nil {
+			if err := ns[3].SetEIDs([]EID{pushEIDFor(3), {Site: "as65001", Prefix: netip.MustParsePrefix("10.200.0.0/16")}}); err != nil {
 				t.Fatal(err)
 			}
 			el := waitConverged(t, ns, 20*time.Second, "change", func(now time.Time) bool {
@@ -346,7 +346,7 @@ func TestPushNetnsSeedGroup(t *testing.T) {
 		c.Members = []netip.Addr{labRLOC(0), labRLOC(1), labRLOC(2)}
 		lab.start(i, c)
 	}
-	layerCfg := func(i int) PushConfig {
+	layerCfg := func(i int) Config {
 		c := labConfig(i, layer, TransportUnicast)
 		c.Core = &SeedGroup{Group: core, Members: []netip.Addr{labRLOC(0)}}
 		return c

@@ -1,4 +1,4 @@
-package decent
+package pull
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package decent
+package push
 
 import (
 	"fmt"
@@ -61,7 +61,7 @@ func benchPush(b *testing.B, tr Transport, n int) {
 		return s
 	}
 	// Let the start-up's last "new member" sends finish before counting.
-	time.Sleep(3 * DefaultPushTick)
+	time.Sleep(3 * DefaultTick)
 	var times []time.Duration
 	msgs0 := sent()
 	b.ResetTimer()
@@ -70,12 +70,12 @@ func benchPush(b *testing.B, tr Transport, n int) {
 		// convergence (which follows a tick) it would always wait a whole
 		// TickInterval.
 		b.StopTimer()
-		time.Sleep(time.Duration(rand.Int64N(int64(DefaultPushTick))))
+		time.Sleep(time.Duration(rand.Int64N(int64(DefaultTick))))
 		b.StartTimer()
 		k := i % n
-		eids := []PushEID{pushEIDFor(k)}
+		eids := []EID{pushEIDFor(k)}
 		if (i/n)%2 == 0 {
-			eids = append(eids, PushEID{Site: "as65001", Prefix: netip.MustParsePrefix(fmt.Sprintf("10.%d.7.0/24", k))})
+			eids = append(eids, EID{Site: "as65001", Prefix: netip.MustParsePrefix(fmt.Sprintf("10.%d.7.0/24", k))})
 		}
 		d0 := ns[0].Digest(time.Now())
 		if err := ns[k].SetEIDs(eids); err != nil {

@@ -1,4 +1,4 @@
-package decent
+package push
 
 import (
 	"errors"
@@ -15,7 +15,7 @@ import (
 // registration per (G, member), and a look-up of G merges the RLEs of all
 // live members. mapserver.Server stores unicast EID prefixes only and
 // keeps one record per ETR without merging, so the membership registrations
-// of LISP-Decent are kept here. Not safe for concurrent use: PushNode
+// of LISP-Decent are kept here. Not safe for concurrent use: Node
 // holds its lock around it.
 type groupTable struct {
 	keyID   uint16

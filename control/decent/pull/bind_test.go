@@ -1,4 +1,4 @@
-package decent
+package pull
 
 import (
 	"errors"
@@ -39,7 +39,7 @@ func testBINDPlacement(t *testing.T, l *bindLab) {
 		{ModeLispersNet, 0, 4}, {ModeLispersNet, 0, 16},
 	} {
 		t.Run(fmt.Sprintf("%s/mask%d/mod%d", tc.mode, tc.mask, tc.modulus), func(t *testing.T) {
-			cfg := PullConfig{Mode: tc.mode, Mask: tc.mask, Modulus: tc.modulus}
+			cfg := Config{Mode: tc.mode, Mask: tc.mask, Modulus: tc.modulus}
 			ms := l.startMapServers(t, cfg, ownedMod(tc.modulus, 4), false)
 			p := l.pull(t, cfg)
 			c := l.xtrConn(t)
@@ -83,7 +83,7 @@ func testBINDPlacement(t *testing.T, l *bindLab) {
 // mask (as in the reference implementation) the /32 hashes elsewhere.
 func testBINDMoreSpecific(t *testing.T, l *bindLab) {
 	l.setZone(bindLayout(16, 4))
-	cfg := PullConfig{Mode: ModeDraft, Mask: 8, Modulus: 16}
+	cfg := Config{Mode: ModeDraft, Mask: 8, Modulus: 16}
 	ms := l.startMapServers(t, cfg, ownedMod(16, 4), false)
 	p := l.pull(t, cfg)
 	c := l.xtrConn(t)
@@ -137,15 +137,15 @@ func testBINDMoreSpecific(t *testing.T, l *bindLab) {
 }
 
 // Changing an A record in BIND's zone file (rewrite + reload, named not
-// restarted) moves registrations once Pull's cached answer runs out
-// (injected clock, Refresh 10 s), without restarting the xTR: same Pull,
+// restarted) moves registrations once Node's cached answer runs out
+// (injected clock, Refresh 10 s), without restarting the xTR: same Node,
 // same DoT client, same socket. Then an added A record → both map-servers
 // get it and Map-Requests alternate; a removed name → ErrNoMapServers.
 func testBINDZoneChange(t *testing.T, l *bindLab) {
 	const mod = 4
 	spec := bindLayout(mod, 4)
 	l.setZone(spec)
-	cfg := PullConfig{Mode: ModeDraft, Modulus: mod}
+	cfg := Config{Mode: ModeDraft, Modulus: mod}
 	eid := netip.MustParsePrefix("10.1.0.0/16")
 	k := mustIndex(ModeDraft, eid, 0, mod)
 	old, spare := int(k), 4
@@ -224,20 +224,20 @@ func testBINDZoneChange(t *testing.T, l *bindLab) {
 // reports it (and with Drop refuses it).
 func testBINDMismatch(t *testing.T, l *bindLab) {
 	l.setZone(bindLayout(4, 4))
-	srvCfg := PullConfig{Mode: ModeDraft, Modulus: 4}
+	srvCfg := Config{Mode: ModeDraft, Modulus: 4}
 	for _, tc := range []struct {
 		name string
-		node PullConfig
+		node Config
 		drop bool
 	}{
-		{"modulus", PullConfig{Mode: ModeDraft, Modulus: 3}, false},
-		{"modulus-drop", PullConfig{Mode: ModeDraft, Modulus: 3}, true},
-		{"mode", PullConfig{Mode: ModeLispersNet, Modulus: 4}, false},
+		{"modulus", Config{Mode: ModeDraft, Modulus: 3}, false},
+		{"modulus-drop", Config{Mode: ModeDraft, Modulus: 3}, true},
+		{"mode", Config{Mode: ModeLispersNet, Modulus: 4}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ms := l.startMapServers(t, srvCfg, ownedMod(4, 4), tc.drop)
 			p := l.pull(t, tc.node)
-			sp := ms[0].guard.Pull
+			sp := ms[0].guard.Node
 			var eid netip.Prefix
 			for _, e := range testEIDs() {
 				if p.IndexOf(0, e) != sp.IndexOf(0, e) {

@@ -1,4 +1,4 @@
-package decent
+package push
 
 import (
 	"bytes"
@@ -23,8 +23,8 @@ func simRLOC(i int) netip.Addr { return netip.AddrFrom4([4]byte{192, 0, 2, byte(
 
 // simGroup builds n nodes of group g; with unicast every node knows only
 // node 0's RLOC (static member) and finds the rest by look-ups.
-func simGroup(s *simNet, n int, tr Transport, g netip.Addr) []*PushNode {
-	var ns []*PushNode
+func simGroup(s *simNet, n int, tr Transport, g netip.Addr) []*Node {
+	var ns []*Node
 	for i := range n {
 		c := pushTestConfig(i, nil)
 		c.Group, c.RLOC, c.Transport = g, simRLOC(i), tr
@@ -69,7 +69,7 @@ func TestPushSimConverge(t *testing.T) {
 			s.step(100 * time.Millisecond)
 			before := ns[3].Stats().RegistersSent
 			d0 := ns[0].Digest(s.now)
-			if err := ns[3].SetEIDs([]PushEID{pushEIDFor(3), {Site: "as65001", Prefix: netip.MustParsePrefix("10.200.0.0/16")}}); err != nil {
+			if err := ns[3].SetEIDs([]EID{pushEIDFor(3), {Site: "as65001", Prefix: netip.MustParsePrefix("10.200.0.0/16")}}); err != nil {
 				t.Fatal(err)
 			}
 			s.runUntil(100*time.Millisecond, 5, "convergence after a change", func() bool {
@@ -91,7 +91,7 @@ func TestPushSimConverge(t *testing.T) {
 			}
 			// Removing it deregisters it everywhere at once (TTL-0 record),
 			// not after the registration TTL.
-			if err := ns[3].SetEIDs([]PushEID{pushEIDFor(3)}); err != nil {
+			if err := ns[3].SetEIDs([]EID{pushEIDFor(3)}); err != nil {
 				t.Fatal(err)
 			}
 			s.runUntil(100*time.Millisecond, 3, "withdrawal", func() bool {
@@ -151,14 +151,14 @@ func TestPushSimSeedGroups(t *testing.T) {
 	for _, tr := range []Transport{TransportMulticast, TransportUnicast} {
 		t.Run(tr.String(), func(t *testing.T) {
 			s := newSimNet(t)
-			var core, layer []*PushNode
+			var core, layer []*Node
 			for i := range 3 {
 				c := pushTestConfig(i, nil)
 				c.Group, c.RLOC, c.Transport = pushCore4, simRLOC(i), tr
 				c.Members = []netip.Addr{simRLOC(0), simRLOC(1), simRLOC(2)}
 				core = append(core, s.add(c))
 			}
-			addLayer := func(i int) *PushNode {
+			addLayer := func(i int) *Node {
 				c := pushTestConfig(i, nil)
 				c.Group, c.RLOC, c.Transport = pushGroup4, simRLOC(i), tr
 				c.Core = &SeedGroup{Group: pushCore4, Members: []netip.Addr{simRLOC(0)}}
@@ -202,8 +202,8 @@ func TestPushSimSeedGroups(t *testing.T) {
 
 func TestPushSimMismatch(t *testing.T) {
 	s := newSimNet(t)
-	var ns []*PushNode
-	var reported []PushMismatch
+	var ns []*Node
+	var reported []Mismatch
 	for i := range 3 {
 		c := pushTestConfig(i, nil)
 		c.Group, c.RLOC, c.Transport = pushGroup4, simRLOC(i), TransportMulticast
@@ -211,7 +211,7 @@ func TestPushSimMismatch(t *testing.T) {
 			c.Sites = pushSites([]byte("another site key"))
 		}
 		if i == 0 {
-			c.OnMismatch = func(m PushMismatch) { reported = append(reported, m) }
+			c.OnMismatch = func(m Mismatch) { reported = append(reported, m) }
 		}
 		ns = append(ns, s.add(c))
 	}
@@ -366,7 +366,7 @@ func TestPushDecapsulation(t *testing.T) {
 }
 
 func TestPushConfigValidate(t *testing.T) {
-	good := func() PushConfig {
+	good := func() Config {
 		c := pushTestConfig(1, nil)
 		c.Group, c.RLOC = pushGroup4, simRLOC(1)
 		return c
@@ -376,29 +376,29 @@ func TestPushConfigValidate(t *testing.T) {
 	}
 	cases := []struct {
 		field string
-		edit  func(*PushConfig)
+		edit  func(*Config)
 	}{
-		{"group", func(c *PushConfig) { c.Group = netip.MustParseAddr("10.0.0.1") }},
-		{"rloc", func(c *PushConfig) { c.RLOC = netip.MustParseAddr("2001:db8::1") }},
-		{"rloc", func(c *PushConfig) { c.RLOC = netip.Addr{} }},
-		{"interface", func(c *PushConfig) { c.Interface = "" }},
-		{"transport", func(c *PushConfig) { c.Transport = 7 }},
-		{"multicast_ttl", func(c *PushConfig) { c.MulticastTTL = 300 }},
-		{"members[1]", func(c *PushConfig) { c.Members = []netip.Addr{simRLOC(2), pushGroup4} }},
-		{"core.group", func(c *PushConfig) { c.Core = &SeedGroup{Group: pushGroup4, Members: []netip.Addr{simRLOC(0)}} }},
-		{"core.group", func(c *PushConfig) { c.Core = &SeedGroup{Group: netip.MustParseAddr("ff0e::1")} }},
-		{"core.members", func(c *PushConfig) { c.Transport = TransportUnicast; c.Core = &SeedGroup{Group: pushCore4} }},
-		{"core.members[0]", func(c *PushConfig) {
+		{"group", func(c *Config) { c.Group = netip.MustParseAddr("10.0.0.1") }},
+		{"rloc", func(c *Config) { c.RLOC = netip.MustParseAddr("2001:db8::1") }},
+		{"rloc", func(c *Config) { c.RLOC = netip.Addr{} }},
+		{"interface", func(c *Config) { c.Interface = "" }},
+		{"transport", func(c *Config) { c.Transport = 7 }},
+		{"multicast_ttl", func(c *Config) { c.MulticastTTL = 300 }},
+		{"members[1]", func(c *Config) { c.Members = []netip.Addr{simRLOC(2), pushGroup4} }},
+		{"core.group", func(c *Config) { c.Core = &SeedGroup{Group: pushGroup4, Members: []netip.Addr{simRLOC(0)}} }},
+		{"core.group", func(c *Config) { c.Core = &SeedGroup{Group: netip.MustParseAddr("ff0e::1")} }},
+		{"core.members", func(c *Config) { c.Transport = TransportUnicast; c.Core = &SeedGroup{Group: pushCore4} }},
+		{"core.members[0]", func(c *Config) {
 			c.Core = &SeedGroup{Group: pushCore4, Members: []netip.Addr{netip.MustParseAddr("::1")}}
 		}},
-		{"membership_key_id", func(c *PushConfig) { c.MembershipKeyID = 9 }},
-		{"membership_key", func(c *PushConfig) { c.MembershipKey = nil }},
-		{"site", func(c *PushConfig) { c.Sites[0].Key = nil }},
-		{"eid[0].site", func(c *PushConfig) { c.EIDs[0].Site = "nobody" }},
-		{"eid[0].prefix", func(c *PushConfig) { c.EIDs[0].Prefix = netip.MustParsePrefix("192.168.0.0/16") }},
-		{"eid[0].prefix", func(c *PushConfig) { c.EIDs[0].Prefix = netip.MustParsePrefix("10.1.2.3/16") }},
-		{"registration_ttl", func(c *PushConfig) { c.RegistrationTTL = c.RefreshInterval }},
-		{"data_port", func(c *PushConfig) { c.DataPort = 4342 }},
+		{"membership_key_id", func(c *Config) { c.MembershipKeyID = 9 }},
+		{"membership_key", func(c *Config) { c.MembershipKey = nil }},
+		{"site", func(c *Config) { c.Sites[0].Key = nil }},
+		{"eid[0].site", func(c *Config) { c.EIDs[0].Site = "nobody" }},
+		{"eid[0].prefix", func(c *Config) { c.EIDs[0].Prefix = netip.MustParsePrefix("192.168.0.0/16") }},
+		{"eid[0].prefix", func(c *Config) { c.EIDs[0].Prefix = netip.MustParsePrefix("10.1.2.3/16") }},
+		{"registration_ttl", func(c *Config) { c.RegistrationTTL = c.RefreshInterval }},
+		{"data_port", func(c *Config) { c.DataPort = 4342 }},
 	}
 	for _, tc := range cases {
 		c := good()
@@ -417,8 +417,8 @@ func TestPushConfigValidate(t *testing.T) {
 		if !found {
 			t.Errorf("%s: errors %v do not name the field", tc.field, es)
 		}
-		if _, err := NewPush(c); err == nil {
-			t.Errorf("%s: NewPush accepted", tc.field)
+		if _, err := New(c); err == nil {
+			t.Errorf("%s: New accepted", tc.field)
 		}
 	}
 	if tr, err := ParseTransport("unicast"); err != nil || tr != TransportUnicast {
@@ -505,7 +505,7 @@ func TestPushSimChangeMeetsNewcomer(t *testing.T) {
 			late.lookupRR, late.nextLookup = 0, pushT0.Add(time.Hour) // learns members only from what they send
 			late.mu.Unlock()
 			s.step(100 * time.Millisecond) // the newcomer registers; node 0 hears it
-			if err := ns[0].SetEIDs([]PushEID{pushEIDFor(0), {Site: "as65001", Prefix: netip.MustParsePrefix("10.99.0.0/16")}}); err != nil {
+			if err := ns[0].SetEIDs([]EID{pushEIDFor(0), {Site: "as65001", Prefix: netip.MustParsePrefix("10.99.0.0/16")}}); err != nil {
 				t.Fatal(err)
 			}
 			s.step(100 * time.Millisecond)

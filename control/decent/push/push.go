@@ -1,4 +1,4 @@
-package decent
+package push
 
 import (
 	"crypto/rand"
@@ -17,26 +17,26 @@ import (
 	"github.com/psavd/psavd/control/lisp/mapserver"
 )
 
-// PushSend is a datagram a PushNode wants sent: from the control socket
+// Send is a datagram a Node wants sent: from the control socket
 // (UDP 4342: multicast Map-Registers to G, Map-Requests, Map-Replies) or,
 // when Encapsulated, from the data socket to a member's UDP 4341.
-type PushSend struct {
+type Send struct {
 	To           netip.AddrPort
 	Data         []byte
 	Encapsulated bool
 }
 
-// PushMismatch is a registration from another node refused for a
+// Mismatch is a registration from another node refused for a
 // configuration reason: the sender's site keys, key ids, EID prefixes or
 // membership key differ from ours (or it is not a member at all).
-type PushMismatch struct {
+type Mismatch struct {
 	From       netip.AddrPort
 	Reason     mapserver.Reason // auth-failed, bad-key-id, unknown-site, prefix-not-allowed
 	Membership bool             // a (0/0, G) membership registration (else an EID registration)
 	Records    string           // the refused records' EIDs, for the log
 }
 
-func (m PushMismatch) String() string {
+func (m Mismatch) String() string {
 	kind := "EID"
 	if m.Membership {
 		kind = "membership"
@@ -48,8 +48,8 @@ func (m PushMismatch) String() string {
 var mismatchReasons = []mapserver.Reason{mapserver.ReasonAuthFailed, mapserver.ReasonBadKeyID,
 	mapserver.ReasonUnknownSite, mapserver.ReasonPrefixNotAllowed}
 
-// PushStats counts a PushNode's traffic.
-type PushStats struct {
+// Stats counts a Node's traffic.
+type Stats struct {
 	RegistersBuilt    uint64 // Map-Registers built (membership + EID, per refresh or change)
 	RegistersSent     uint64 // datagrams carrying them (each unicast copy counts)
 	RegistersReceived uint64 // Map-Registers received from the network (not our own)
@@ -65,20 +65,20 @@ type PushStats struct {
 	GroupRefused      map[mapserver.Reason]uint64
 }
 
-// PushNode is a push-mode LISP-Decent node (DESIGN §3.4, draft §4): a
+// Node is a push-mode LISP-Decent node (docs/wire.md §3.4, draft §4): a
 // Map-Server and Map-Resolver for its registration group plus the ETR side
 // that sends its registrations to the group. Its core — HandleControl,
 // HandleData, Tick — is a function of (state, datagram, time) returning the
 // datagrams to send; Run drives it from sockets. Safe for concurrent use.
-type PushNode struct {
-	cfg    PushConfig
+type Node struct {
+	cfg    Config
 	ms     *mapserver.Server
 	selfAP netip.AddrPort
 
 	mu          sync.Mutex
 	groups      *groupTable
-	eids        []PushEID
-	withdrawn   []PushEID // removed by SetEIDs, deregistered with the next change
+	eids        []EID
+	withdrawn   []EID // removed by SetEIDs, deregistered with the next change
 	nonce       uint64
 	dirty       bool
 	nextRefresh time.Time
@@ -88,8 +88,8 @@ type PushNode struct {
 	pending     map[uint64]pendingLookup
 	lookupRR    int
 	lastMembers []netip.Addr
-	st          PushStats
-	lastMis     []PushMismatch
+	st          Stats
+	lastMis     []Mismatch
 }
 
 type learnedRLE struct {
@@ -102,8 +102,8 @@ type pendingLookup struct {
 	sent  time.Time
 }
 
-// NewPush validates cfg (ConfigErrors) and returns a node.
-func NewPush(cfg PushConfig) (*PushNode, error) {
+// New validates cfg (ConfigErrors) and returns a node.
+func New(cfg Config) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -114,7 +114,7 @@ func NewPush(cfg PushConfig) (*PushNode, error) {
 	}
 	var r [2]byte
 	_, _ = rand.Read(r[:])
-	n := &PushNode{
+	n := &Node{
 		cfg: cfg, ms: ms, selfAP: netip.AddrPortFrom(cfg.RLOC, cfg.ControlPort),
 		groups: newGroupTable(cfg.MembershipKeyID, cfg.MembershipKey, cfg.RegistrationTTL, cfg.Replay),
 		eids:   slices.Clone(cfg.EIDs),
@@ -124,20 +124,20 @@ func NewPush(cfg PushConfig) (*PushNode, error) {
 		sentTo:  map[netip.Addr]map[netip.Addr]bool{},
 		learned: map[netip.Addr]learnedRLE{},
 		pending: map[uint64]pendingLookup{},
-		st:      PushStats{GroupRefused: map[mapserver.Reason]uint64{}},
+		st:      Stats{GroupRefused: map[mapserver.Reason]uint64{}},
 	}
 	return n, nil
 }
 
 // Config returns the node's configuration with defaults filled.
-func (n *PushNode) Config() PushConfig { return n.cfg }
+func (n *Node) Config() Config { return n.cfg }
 
 // MapServer is the node's local Map-Server for unicast EIDs.
-func (n *PushNode) MapServer() *mapserver.Server { return n.ms }
+func (n *Node) MapServer() *mapserver.Server { return n.ms }
 
 // SetEIDs replaces what this node registers; the change (registrations of
 // the EIDs, TTL-0 deregistrations of removed ones) is sent at the next Tick.
-func (n *PushNode) SetEIDs(eids []PushEID) error {
+func (n *Node) SetEIDs(eids []EID) error {
 	c := n.cfg
 	c.EIDs = eids
 	if err := c.Validate(); err != nil {
@@ -149,7 +149,7 @@ func (n *PushNode) SetEIDs(eids []PushEID) error {
 			n.withdrawn = append(n.withdrawn, old)
 		}
 	}
-	n.withdrawn = slices.DeleteFunc(n.withdrawn, func(e PushEID) bool { return slices.Contains(eids, e) })
+	n.withdrawn = slices.DeleteFunc(n.withdrawn, func(e EID) bool { return slices.Contains(eids, e) })
 	n.eids = slices.Clone(eids)
 	n.dirty = true
 	n.mu.Unlock()
@@ -157,7 +157,7 @@ func (n *PushNode) SetEIDs(eids []PushEID) error {
 }
 
 // Stats returns a snapshot of the counters.
-func (n *PushNode) Stats() PushStats {
+func (n *Node) Stats() Stats {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	st := n.st
@@ -166,7 +166,7 @@ func (n *PushNode) Stats() PushStats {
 }
 
 // Mismatches returns the last mismatches seen (at most 16).
-func (n *PushNode) Mismatches() []PushMismatch {
+func (n *Node) Mismatches() []Mismatch {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return slices.Clone(n.lastMis)
@@ -174,14 +174,14 @@ func (n *PushNode) Mismatches() []PushMismatch {
 
 // Members returns the RLE of group g as this node's Map-Server holds it
 // (what a look-up of g answers).
-func (n *PushNode) Members(g netip.Addr, now time.Time) []netip.Addr {
+func (n *Node) Members(g netip.Addr, now time.Time) []netip.Addr {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.groups.lookup(g, now)
 }
 
 // GroupRegistrations returns the live membership registrations.
-func (n *PushNode) GroupRegistrations(now time.Time) []GroupRegistration {
+func (n *Node) GroupRegistrations(now time.Time) []GroupRegistration {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.groups.list(now)
@@ -192,7 +192,7 @@ func (n *PushNode) GroupRegistrations(now time.Time) []GroupRegistration {
 // record as registered) and every membership registration (G, member,
 // source, RLE) — leaving out expiry times, so members holding the same
 // registrations have the same digest.
-func (n *PushNode) Digest(now time.Time) string {
+func (n *Node) Digest(now time.Time) string {
 	lines := n.registrationLines(now)
 	h := sha256.New()
 	for _, l := range lines {
@@ -203,7 +203,7 @@ func (n *PushNode) Digest(now time.Time) string {
 }
 
 // registrationLines is the canonical text the digest covers, sorted.
-func (n *PushNode) registrationLines(now time.Time) []string {
+func (n *Node) registrationLines(now time.Time) []string {
 	var lines []string
 	for _, r := range n.ms.Registrations(now) {
 		rec, _ := lisp.AppendMappingRecord(nil, &r.Record)
@@ -223,14 +223,14 @@ func (n *PushNode) registrationLines(now time.Time) []string {
 // HandleControl processes a datagram received on the control socket: a
 // Map-Register sent to the group by multicast, an ECM Map-Request, a
 // Map-Reply to our look-ups, or anything else the Map-Server handles.
-func (n *PushNode) HandleControl(pkt []byte, from netip.AddrPort, now time.Time) []PushSend {
+func (n *Node) HandleControl(pkt []byte, from netip.AddrPort, now time.Time) []Send {
 	if len(pkt) == 0 {
 		return nil
 	}
 	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-	var mis []PushMismatch
+	var mis []Mismatch
 	n.mu.Lock()
-	var out []PushSend
+	var out []Send
 	switch lisp.Type(pkt[0] >> 4) {
 	case lisp.TypeMapRegister:
 		n.st.RegistersReceived++
@@ -251,7 +251,7 @@ func (n *PushNode) HandleControl(pkt []byte, from netip.AddrPort, now time.Time)
 // header with the I bit and instance-ID 0xffffff, an inner IP/UDP header to
 // G port 4342, and a Map-Register, which goes to the Map-Server with the
 // inner source as its sender. Anything else is dropped and counted.
-func (n *PushNode) HandleData(pkt []byte, from netip.AddrPort, now time.Time) []PushSend {
+func (n *Node) HandleData(pkt []byte, from netip.AddrPort, now time.Time) []Send {
 	reg, src, ok := n.decapsulate(pkt)
 	n.mu.Lock()
 	if !ok {
@@ -269,7 +269,7 @@ func (n *PushNode) HandleData(pkt []byte, from netip.AddrPort, now time.Time) []
 
 // decapsulate checks a data-port packet and returns its Map-Register and
 // inner source.
-func (n *PushNode) decapsulate(pkt []byte) ([]byte, netip.AddrPort, bool) {
+func (n *Node) decapsulate(pkt []byte) ([]byte, netip.AddrPort, bool) {
 	h, inner, err := lisp.ParseDataHeader(pkt)
 	if err != nil || !h.IIDPresent || h.InstanceID != lisp.DecentInstanceID {
 		return nil, netip.AddrPort{}, false
@@ -284,7 +284,7 @@ func (n *PushNode) decapsulate(pkt []byte) ([]byte, netip.AddrPort, bool) {
 
 // encapsulate wraps a Map-Register for group g: LISP data header (I bit,
 // IID 0xffffff), inner IP/UDP from our RLOC:4342 to g:4342.
-func (n *PushNode) encapsulate(reg []byte, g netip.Addr) ([]byte, error) {
+func (n *Node) encapsulate(reg []byte, g netip.Addr) ([]byte, error) {
 	b, err := lisp.AppendDataHeader(make([]byte, 0, lisp.DataHeaderLen+48+len(reg)),
 		lisp.DataHeader{IIDPresent: true, InstanceID: lisp.DecentInstanceID})
 	if err != nil {
@@ -294,15 +294,15 @@ func (n *PushNode) encapsulate(reg []byte, g netip.Addr) ([]byte, error) {
 		Destination: netip.AddrPortFrom(g, n.cfg.ControlPort), TTL: uint8(n.cfg.MulticastTTL)}, reg)
 }
 
-func wrap(os []mapserver.Outgoing) []PushSend {
-	var out []PushSend
+func wrap(os []mapserver.Outgoing) []Send {
+	var out []Send
 	for _, o := range os {
-		out = append(out, PushSend{To: o.To, Data: o.Data})
+		out = append(out, Send{To: o.To, Data: o.Data})
 	}
 	return out
 }
 
-func (n *PushNode) report(mis []PushMismatch) {
+func (n *Node) report(mis []Mismatch) {
 	if n.cfg.OnMismatch == nil {
 		return
 	}
@@ -314,7 +314,7 @@ func (n *PushNode) report(mis []PushMismatch) {
 // handleRegister hands a Map-Register to the group table (membership
 // records) or the Map-Server (unicast EID records) and turns refusals for
 // configuration reasons into mismatches. n.mu held.
-func (n *PushNode) handleRegister(pkt []byte, from netip.AddrPort, now time.Time) ([]PushSend, []PushMismatch) {
+func (n *Node) handleRegister(pkt []byte, from netip.AddrPort, now time.Time) ([]Send, []Mismatch) {
 	m, err := lisp.ParseMapRegister(pkt)
 	if err != nil {
 		return wrap(n.ms.Handle(pkt, from, now)), nil // counted as malformed there
@@ -328,7 +328,7 @@ func (n *PushNode) handleRegister(pkt []byte, from netip.AddrPort, now time.Time
 		eids = append(eids, m.Records[i].EID.String()+"/"+fmt.Sprint(m.Records[i].EIDMaskLen))
 	}
 	var reason mapserver.Reason
-	var out []PushSend
+	var out []Send
 	switch groupRecs {
 	case 0:
 		before := n.ms.Stats().Refused
@@ -347,13 +347,13 @@ func (n *PushNode) handleRegister(pkt []byte, from netip.AddrPort, now time.Time
 	if !slices.Contains(mismatchReasons, reason) {
 		return out, nil
 	}
-	mm := PushMismatch{From: from, Reason: reason, Membership: groupRecs > 0, Records: strings.Join(eids, ",")}
+	mm := Mismatch{From: from, Reason: reason, Membership: groupRecs > 0, Records: strings.Join(eids, ",")}
 	n.st.Mismatches++
 	n.lastMis = append(n.lastMis, mm)
 	if len(n.lastMis) > 16 {
 		n.lastMis = n.lastMis[1:]
 	}
-	return out, []PushMismatch{mm}
+	return out, []Mismatch{mm}
 }
 
 // requestedGroup returns G when a Map-Request record asks for a group: a
@@ -371,7 +371,7 @@ func requestedGroup(r lisp.EIDRecord) (netip.Addr, bool) {
 
 // handleECM answers Map-Requests for group EIDs from the group table and
 // hands everything else to the Map-Server/Map-Resolver. n.mu held.
-func (n *PushNode) handleECM(pkt []byte, from netip.AddrPort, now time.Time) []PushSend {
+func (n *Node) handleECM(pkt []byte, from netip.AddrPort, now time.Time) []Send {
 	e, err := lisp.ParseECM(pkt)
 	if err != nil {
 		return wrap(n.ms.Handle(pkt, from, now))
@@ -395,7 +395,7 @@ func (n *PushNode) handleECM(pkt []byte, from netip.AddrPort, now time.Time) []P
 	if err != nil {
 		return nil
 	}
-	return []PushSend{{To: mapserver.ReplyTo(req, e, from), Data: b}}
+	return []Send{{To: mapserver.ReplyTo(req, e, from), Data: b}}
 }
 
 // groupEID is (0.0.0.0/0, G) or (::/0, G) as a Multicast Info LCAF.
@@ -422,7 +422,7 @@ func groupRecord(g netip.Addr, rle []netip.Addr, ttl uint32) lisp.MappingRecord 
 }
 
 // handleReply takes the answer to one of our look-ups in the core. n.mu held.
-func (n *PushNode) handleReply(pkt []byte, now time.Time) {
+func (n *Node) handleReply(pkt []byte, now time.Time) {
 	rep, err := lisp.ParseMapReply(pkt)
 	if err != nil {
 		return
@@ -459,7 +459,7 @@ const quickLookup = 200 * time.Millisecond
 // for our group, the configured members, the RLE our Map-Server holds and
 // the RLE the core answered; for the core group, its configured members
 // and the core's own answer.
-func (n *PushNode) targets(g netip.Addr, now time.Time) []netip.Addr {
+func (n *Node) targets(g netip.Addr, now time.Time) []netip.Addr {
 	var ts []netip.Addr
 	if g == n.cfg.Group {
 		ts = append(ts, n.cfg.Members...)
@@ -477,7 +477,7 @@ func (n *PushNode) targets(g netip.Addr, now time.Time) []netip.Addr {
 
 // Tick runs the timers at now: expiry, periodic and on-change registration,
 // registration to members seen for the first time, look-ups in the core.
-func (n *PushNode) Tick(now time.Time) []PushSend {
+func (n *Node) Tick(now time.Time) []Send {
 	out := wrap(n.ms.Tick(now))
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -540,15 +540,15 @@ func (n *PushNode) Tick(now time.Time) []PushSend {
 // group and/or our EID registrations (only to our own group) — hands those
 // for our group to our own Map-Server too, and sends them to g: one
 // multicast datagram, or one encapsulated copy per target. n.mu held.
-func (n *PushNode) register(g netip.Addr, targets []netip.Addr, membership, eids bool, now time.Time) []PushSend {
+func (n *Node) register(g netip.Addr, targets []netip.Addr, membership, eids bool, now time.Time) []Send {
 	msgs := n.buildRegisters(membership, eids)
-	var out []PushSend
+	var out []Send
 	for _, msg := range msgs {
 		if g == n.cfg.Group {
 			out = append(out, wrapLocal(n, msg, now)...)
 		}
 		if n.cfg.Transport == TransportMulticast {
-			out = append(out, PushSend{To: netip.AddrPortFrom(g, n.cfg.ControlPort), Data: msg})
+			out = append(out, Send{To: netip.AddrPortFrom(g, n.cfg.ControlPort), Data: msg})
 			n.st.RegistersSent++
 			continue
 		}
@@ -557,7 +557,7 @@ func (n *PushNode) register(g netip.Addr, targets []netip.Addr, membership, eids
 			continue
 		}
 		for _, t := range targets {
-			out = append(out, PushSend{To: netip.AddrPortFrom(t, n.cfg.DataPort), Data: enc, Encapsulated: true})
+			out = append(out, Send{To: netip.AddrPortFrom(t, n.cfg.DataPort), Data: enc, Encapsulated: true})
 			n.st.RegistersSent++
 		}
 	}
@@ -566,7 +566,7 @@ func (n *PushNode) register(g netip.Addr, targets []netip.Addr, membership, eids
 
 // wrapLocal hands one of our own Map-Registers to our Map-Server, as if
 // received from ourselves. n.mu held.
-func wrapLocal(n *PushNode, msg []byte, now time.Time) []PushSend {
+func wrapLocal(n *Node, msg []byte, now time.Time) []Send {
 	out, _ := n.handleRegister(msg, n.selfAP, now)
 	return out
 }
@@ -575,7 +575,7 @@ func wrapLocal(n *PushNode, msg []byte, now time.Time) []PushSend {
 // membership) and, when eids, one Map-Register per site (chunks of
 // maxRecordsPerRegister) for our EIDs and the TTL-0 records of withdrawn
 // ones (sent once). Each gets a fresh, increasing nonce. n.mu held.
-func (n *PushNode) buildRegisters(membership, eids bool) [][]byte {
+func (n *Node) buildRegisters(membership, eids bool) [][]byte {
 	ttl := uint32((n.cfg.RegistrationTTL + time.Minute - 1) / time.Minute)
 	xtr := &lisp.XTRInfo{XTRID: n.cfg.XTRID}
 	var msgs [][]byte
@@ -599,7 +599,7 @@ func (n *PushNode) buildRegisters(membership, eids bool) [][]byte {
 	loc := lisp.Locator{Priority: 1, Weight: 100, Local: true, Reachable: true, Address: lisp.IPAddr(n.cfg.RLOC)}
 	for _, site := range n.cfg.Sites {
 		var recs []lisp.MappingRecord
-		add := func(e PushEID, ttl uint32) {
+		add := func(e EID, ttl uint32) {
 			if e.Site != site.Name {
 				return
 			}
@@ -629,7 +629,7 @@ func (n *PushNode) buildRegisters(membership, eids bool) [][]byte {
 // members or core members (draft §4.2: an ITR looks its group up
 // periodically to learn membership changes) and, without multicast, one
 // for the core group to the next core member. n.mu held.
-func (n *PushNode) lookups(now time.Time) []PushSend {
+func (n *Node) lookups(now time.Time) []Send {
 	type query struct {
 		g       netip.Addr
 		servers []netip.Addr
@@ -642,7 +642,7 @@ func (n *PushNode) lookups(now time.Time) []PushSend {
 			qs = append(qs, query{n.cfg.Core.Group, core})
 		}
 	}
-	var out []PushSend
+	var out []Send
 	for _, q := range qs {
 		if len(q.servers) == 0 {
 			continue
@@ -657,7 +657,7 @@ func (n *PushNode) lookups(now time.Time) []PushSend {
 		}
 		n.pending[nonce] = pendingLookup{group: q.g, sent: now}
 		n.st.MapRequestsSent++
-		out = append(out, PushSend{To: netip.AddrPortFrom(server, n.cfg.ControlPort), Data: b})
+		out = append(out, Send{To: netip.AddrPortFrom(server, n.cfg.ControlPort), Data: b})
 	}
 	n.lookupRR++
 	// Until someone has answered with members, ask every second.

@@ -1,4 +1,4 @@
-package decent
+package push
 
 import (
 	"fmt"
@@ -24,17 +24,17 @@ func pushSites(key []byte) []mapserver.Site {
 }
 
 // pushEIDFor is what node i registers: 10.i.0.0/16.
-func pushEIDFor(i int) PushEID {
-	return PushEID{Site: "as65001", Prefix: netip.MustParsePrefix(fmt.Sprintf("10.%d.0.0/16", i))}
+func pushEIDFor(i int) EID {
+	return EID{Site: "as65001", Prefix: netip.MustParsePrefix(fmt.Sprintf("10.%d.0.0/16", i))}
 }
 
 // pushTestConfig is a node's configuration in the tests; the caller sets
 // Group, RLOC, Transport, Members and Core.
-func pushTestConfig(i int, now func() time.Time) PushConfig {
-	return PushConfig{
+func pushTestConfig(i int, now func() time.Time) Config {
+	return Config{
 		Interface:       "eth0",
 		MembershipKeyID: lisp.KeyIDHMACSHA256128, MembershipKey: pushMembershipKey,
-		Sites: pushSites(pushSiteKey), EIDs: []PushEID{pushEIDFor(i)},
+		Sites: pushSites(pushSiteKey), EIDs: []EID{pushEIDFor(i)},
 		RefreshInterval: 10 * time.Second, RegistrationTTL: 30 * time.Second, LookupInterval: 5 * time.Second,
 		Now: now,
 	}
@@ -48,7 +48,7 @@ func pushTestConfig(i int, now func() time.Time) PushConfig {
 type simNet struct {
 	t        testing.TB
 	now      time.Time
-	nodes    []*PushNode
+	nodes    []*Node
 	down     map[netip.Addr]bool
 	external map[netip.AddrPort][][]byte
 	sent     int // datagrams delivered or attempted
@@ -60,10 +60,10 @@ func newSimNet(t testing.TB) *simNet {
 
 func (s *simNet) clock() time.Time { return s.now }
 
-func (s *simNet) add(cfg PushConfig) *PushNode {
+func (s *simNet) add(cfg Config) *Node {
 	s.t.Helper()
 	cfg.Now = s.clock
-	n, err := NewPush(cfg)
+	n, err := New(cfg)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func (s *simNet) add(cfg PushConfig) *PushNode {
 	return n
 }
 
-func (s *simNet) node(a netip.Addr) *PushNode {
+func (s *simNet) node(a netip.Addr) *Node {
 	for _, n := range s.nodes {
 		if n.cfg.RLOC == a && !s.down[a] {
 			return n
@@ -81,8 +81,8 @@ func (s *simNet) node(a netip.Addr) *PushNode {
 }
 
 type simPkt struct {
-	from *PushNode
-	out  PushSend
+	from *Node
+	out  Send
 }
 
 func (s *simNet) deliver(q []simPkt) {
@@ -92,7 +92,7 @@ func (s *simNet) deliver(q []simPkt) {
 		s.sent++
 		src := p.from.selfAP
 		var replies []simPkt
-		push := func(n *PushNode, out []PushSend) {
+		push := func(n *Node, out []Send) {
 			for _, o := range out {
 				replies = append(replies, simPkt{n, o})
 			}
@@ -134,7 +134,7 @@ func (s *simNet) step(d time.Duration) {
 }
 
 // converged reports whether the live nodes in ns have one digest.
-func simDigests(now time.Time, ns []*PushNode) (map[string]int, bool) {
+func simDigests(now time.Time, ns []*Node) (map[string]int, bool) {
 	d := map[string]int{}
 	for _, n := range ns {
 		d[n.Digest(now)]++
@@ -156,7 +156,7 @@ func (s *simNet) runUntil(d time.Duration, max int, what string, cond func() boo
 	return 0
 }
 
-func rlocsOf(ns []*PushNode) []netip.Addr {
+func rlocsOf(ns []*Node) []netip.Addr {
 	var out []netip.Addr
 	for _, n := range ns {
 		out = append(out, n.cfg.RLOC)

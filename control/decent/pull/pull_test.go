@@ -1,4 +1,4 @@
-package decent
+package pull
 
 import (
 	"context"
@@ -67,7 +67,7 @@ func TestPullPlacement(t *testing.T) {
 		{ModeLispersNet, 0, 4}, {ModeLispersNet, 0, 16},
 	} {
 		t.Run(fmt.Sprintf("%s/mask%d/mod%d", tc.mode, tc.mask, tc.modulus), func(t *testing.T) {
-			cfg := PullConfig{Mode: tc.mode, Mask: tc.mask, Modulus: tc.modulus, Suffix: testSuffix}
+			cfg := Config{Mode: tc.mode, Mask: tc.mask, Modulus: tc.modulus, Suffix: testSuffix}
 			l := newLab(t, 4, layout(16, 4), cfg, ownedMod(tc.modulus, 4), false)
 			p := l.pull(t, cfg)
 			c := etr(t)
@@ -115,7 +115,7 @@ func TestPullPlacement(t *testing.T) {
 // where [0]240.0.1.0/24 was registered (index 8 of 16 → map-server 0) and
 // gets the /24 in a proxy Map-Reply.
 func TestPullMoreSpecificLookup(t *testing.T) {
-	cfg := PullConfig{Mode: ModeDraft, Mask: 8, Modulus: 16, Suffix: testSuffix}
+	cfg := Config{Mode: ModeDraft, Mask: 8, Modulus: 16, Suffix: testSuffix}
 	l := newLab(t, 4, layout(16, 4), cfg, ownedMod(16, 4), false)
 	p := l.pull(t, cfg)
 	c := etr(t)
@@ -170,7 +170,7 @@ func TestPullMoreSpecificLookup(t *testing.T) {
 // same way, and Map-Requests then alternate between the two.
 func TestPullZoneChange(t *testing.T) {
 	const mod = 4
-	cfg := PullConfig{Mode: ModeDraft, Modulus: mod, Suffix: testSuffix}
+	cfg := Config{Mode: ModeDraft, Modulus: mod, Suffix: testSuffix}
 	spec := layout(mod, 4)
 	// Server 4 (127.0.0.14) is the spare; it owns the moved index below.
 	eid := netip.MustParsePrefix("10.1.0.0/16")
@@ -247,20 +247,20 @@ func TestPullZoneChange(t *testing.T) {
 // reports it: here the registering node uses lispers.net hashing while the
 // map-servers use draft; and a modulus 3 vs 4 disagreement.
 func TestPullMismatch(t *testing.T) {
-	srvCfg := PullConfig{Mode: ModeDraft, Modulus: 4, Suffix: testSuffix}
+	srvCfg := Config{Mode: ModeDraft, Modulus: 4, Suffix: testSuffix}
 	for _, tc := range []struct {
 		name string
-		node PullConfig
+		node Config
 		drop bool
 	}{
-		{"mode", PullConfig{Mode: ModeLispersNet, Modulus: 4}, false},
-		{"modulus", PullConfig{Mode: ModeDraft, Modulus: 3}, false},
-		{"modulus-drop", PullConfig{Mode: ModeDraft, Modulus: 3}, true},
+		{"mode", Config{Mode: ModeLispersNet, Modulus: 4}, false},
+		{"modulus", Config{Mode: ModeDraft, Modulus: 3}, false},
+		{"modulus-drop", Config{Mode: ModeDraft, Modulus: 3}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l := newLab(t, 4, layout(4, 4), srvCfg, ownedMod(4, 4), tc.drop)
 			p := l.pull(t, tc.node)
-			sp := l.ms[0].guard.Pull
+			sp := l.ms[0].guard.Node
 			var eid netip.Prefix
 			for _, e := range testEIDs() {
 				if p.IndexOf(0, e) != sp.IndexOf(0, e) {
@@ -311,7 +311,7 @@ func TestPullResolveCache(t *testing.T) {
 		name: {netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("192.0.2.1")},
 	}}
 	clk := &clock{t: time.Unix(1_800_000_000, 0)}
-	p, err := NewPull(PullConfig{Modulus: 4, Suffix: testSuffix + ".", Resolver: f, Now: clk.Now, Refresh: time.Hour})
+	p, err := New(Config{Modulus: 4, Suffix: testSuffix + ".", Resolver: f, Now: clk.Now, Refresh: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,7 +365,7 @@ func TestPullResolveCache(t *testing.T) {
 
 	// TTLResolver: cached for min(TTL, Refresh).
 	f2 := &fakeResolver{answers: f.answers, ttl: 2 * time.Second}
-	p2, _ := NewPull(PullConfig{Modulus: 4, Suffix: testSuffix, Resolver: fakeTTLResolver{f2}, Now: clk.Now})
+	p2, _ := New(Config{Modulus: 4, Suffix: testSuffix, Resolver: fakeTTLResolver{f2}, Now: clk.Now})
 	p2.MapServers(ctx, eid)
 	clk.Add(time.Second)
 	p2.MapServers(ctx, eid)
@@ -378,18 +378,18 @@ func TestPullResolveCache(t *testing.T) {
 
 func TestPullConfigAndRecords(t *testing.T) {
 	f := &fakeResolver{}
-	for _, bad := range []PullConfig{
+	for _, bad := range []Config{
 		{Suffix: testSuffix, Resolver: f},
 		{Modulus: 4, Resolver: f},
 		{Modulus: 4, Suffix: testSuffix},
 		{Modulus: 4, Suffix: testSuffix, Resolver: f, Mask: -1},
 		{Modulus: 4, Suffix: testSuffix, Resolver: f, Mode: 7},
 	} {
-		if _, err := NewPull(bad); err == nil {
-			t.Errorf("NewPull(%+v) accepted", bad)
+		if _, err := New(bad); err == nil {
+			t.Errorf("New(%+v) accepted", bad)
 		}
 	}
-	p, _ := NewPull(PullConfig{Mode: ModeLispersNet, Modulus: 16, Suffix: "Map-Server.Example.Test.", Resolver: f, InstanceID: 0})
+	p, _ := New(Config{Mode: ModeLispersNet, Modulus: 16, Suffix: "Map-Server.Example.Test.", Resolver: f, InstanceID: 0})
 	for name, want := range map[string]int64{
 		"8.map-server.example.test": 8, "15.MAP-SERVER.example.test.": 15, "16.map-server.example.test": -1,
 		"x.map-server.example.test": -1, "8.other.test": -1, "map-server.example.test": -1, "1.2.map-server.example.test": -1,

@@ -1,4 +1,4 @@
-package decent
+package pull
 
 import (
 	"context"
@@ -37,7 +37,7 @@ func (e *MismatchError) Error() string {
 // *MismatchError for its first record that does not hash to one of owned.
 // Other messages and unparsable input return nil (the map-server counts
 // those itself).
-func (p *Pull) CheckRegister(pkt []byte, from netip.AddrPort, owned []uint64) error {
+func (p *Node) CheckRegister(pkt []byte, from netip.AddrPort, owned []uint64) error {
 	if len(pkt) == 0 || lisp.Type(pkt[0]>>4) != lisp.TypeMapRegister {
 		return nil
 	}
@@ -61,7 +61,7 @@ func (p *Pull) CheckRegister(pkt []byte, from netip.AddrPort, owned []uint64) er
 // Guard runs a mapserver.Server for one or more LISP-Decent indexes and
 // checks every Map-Register against them before the map-server sees it.
 type Guard struct {
-	Pull   *Pull
+	Node   *Node
 	Server *mapserver.Server
 	// Owned are the indexes whose names list this map-server; set before
 	// Serve, then change with SetOwned.
@@ -102,7 +102,7 @@ func (g *Guard) Handle(pkt []byte, from netip.AddrPort, now time.Time) []mapserv
 	g.mu.Lock()
 	owned := g.Owned
 	g.mu.Unlock()
-	if err := g.Pull.CheckRegister(pkt, from, owned); err != nil {
+	if err := g.Node.CheckRegister(pkt, from, owned); err != nil {
 		var me *MismatchError
 		if errors.As(err, &me) {
 			g.mu.Lock()

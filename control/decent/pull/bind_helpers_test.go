@@ -1,4 +1,4 @@
-package decent
+package pull
 
 import (
 	"context"
@@ -24,7 +24,7 @@ import (
 // own namespace ("sw") and, each in its own namespace on a veth to the
 // bridge, BIND 9 ("dns", 10.77.0.2, DoT on TLS 1.3), five map-servers
 // ("ms0"…"ms4", 10.77.0.(10+i), UDP 4342) and the xTR ("xtr",
-// 10.77.0.100), whose Pull, DoT client and LISP sockets all live in that
+// 10.77.0.100), whose Node, DoT client and LISP sockets all live in that
 // namespace.
 type bindLab struct {
 	t      *testing.T
@@ -32,7 +32,7 @@ type bindLab struct {
 	xtr    string   // namespace of the xTR
 	msNS   []string // namespace of map-server i
 	bind   *bindtest.BIND
-	client *adot.Client // the xTR's DoT client (cache off: Pull's cache is what is tested)
+	client *adot.Client // the xTR's DoT client (cache off: Node's cache is what is tested)
 	serial uint32
 }
 
@@ -135,7 +135,7 @@ func (l *bindLab) inXTR(fn func() error) error { return netlab.Do(l.xtr, fn) }
 
 // zoneText renders spec (index → "A <addr>" records, as in pull_test.go
 // but with the lab's addresses) under the current serial, TTL 1 h: with an
-// injected clock in Pull, Refresh decides when a name is re-resolved.
+// injected clock in Node, Refresh decides when a name is re-resolved.
 func (l *bindLab) zoneText(spec zoneSpec) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "$ORIGIN %s.\n$TTL 3600\n", testSuffix)
@@ -183,10 +183,10 @@ type bindMS struct {
 // startMapServers starts a fresh mapserver.Server behind a Guard on
 // 10.77.0.(10+i):4342 in namespace ms<i> for every map-server; server i
 // owns owned(i) under srvCfg. They stop (sockets closed) at t's cleanup.
-func (l *bindLab) startMapServers(t *testing.T, srvCfg PullConfig, owned func(int) []uint64, drop bool) []*bindMS {
+func (l *bindLab) startMapServers(t *testing.T, srvCfg Config, owned func(int) []uint64, drop bool) []*bindMS {
 	t.Helper()
-	srvCfg.Resolver, srvCfg.Suffix = l.client, testSuffix // the Guard only hashes; NewPull requires both
-	sp, err := NewPull(srvCfg)
+	srvCfg.Resolver, srvCfg.Suffix = l.client, testSuffix // the Guard only hashes; New requires both
+	sp, err := New(srvCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +218,7 @@ func (l *bindLab) startMapServers(t *testing.T, srvCfg PullConfig, owned func(in
 		if err != nil {
 			t.Fatal(err)
 		}
-		g := &Guard{Pull: sp, Server: srv, Owned: owned(i), Drop: drop, Tick: 20 * time.Millisecond}
+		g := &Guard{Node: sp, Server: srv, Owned: owned(i), Drop: drop, Tick: 20 * time.Millisecond}
 		g.OnMismatch = func(e *MismatchError) { t.Logf("map-server %d: %v", i, e) }
 		out = append(out, &bindMS{addr: ap, srv: srv, guard: g})
 		wg.Add(1)
@@ -250,11 +250,11 @@ func msRegistered(m *bindMS) []netip.Prefix {
 	return sortPrefixes(out)
 }
 
-// pull is the xTR's Pull (BIND through the xTR's DoT client, port 4342).
-func (l *bindLab) pull(t *testing.T, cfg PullConfig) *Pull {
+// pull is the xTR's Node (BIND through the xTR's DoT client, port 4342).
+func (l *bindLab) pull(t *testing.T, cfg Config) *Node {
 	t.Helper()
 	cfg.Resolver, cfg.Suffix = l.client, testSuffix
-	p, err := NewPull(cfg)
+	p, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,20 +276,20 @@ func (l *bindLab) xtrConn(t *testing.T) *net.UDPConn {
 }
 
 // mapServers is p.MapServers from the xTR's namespace.
-func (l *bindLab) mapServers(p *Pull, eid netip.Prefix) (s []netip.AddrPort, err error) {
+func (l *bindLab) mapServers(p *Node, eid netip.Prefix) (s []netip.AddrPort, err error) {
 	err = l.inXTR(func() (e error) { s, e = p.MapServers(context.Background(), eid); return e })
 	return s, err
 }
 
 // nextMapServer is p.NextMapServer from the xTR's namespace.
-func (l *bindLab) nextMapServer(p *Pull, eid netip.Prefix) (s netip.AddrPort, err error) {
+func (l *bindLab) nextMapServer(p *Node, eid netip.Prefix) (s netip.AddrPort, err error) {
 	err = l.inXTR(func() (e error) { s, e = p.NextMapServer(context.Background(), eid); return e })
 	return s, err
 }
 
 // sendRegister is p.Register (resolving from the xTR's namespace) of one
 // record for eid, M bit as given.
-func (l *bindLab) sendRegister(p *Pull, c *net.UDPConn, eid netip.Prefix, wantNotify bool) (sent []netip.AddrPort, err error) {
+func (l *bindLab) sendRegister(p *Node, c *net.UDPConn, eid netip.Prefix, wantNotify bool) (sent []netip.AddrPort, err error) {
 	m := &lisp.MapRegister{ProxyReply: true, WantMapNotify: wantNotify, Nonce: nonceSeq.Add(1), Records: []lisp.MappingRecord{record(eid)}}
 	err = l.inXTR(func() (e error) { sent, e = p.Register(context.Background(), c, m, testAuth); return e })
 	return sent, err
@@ -297,7 +297,7 @@ func (l *bindLab) sendRegister(p *Pull, c *net.UDPConn, eid netip.Prefix, wantNo
 
 // register sends a Map-Register for eid (M set) and waits for a Map-Notify
 // from every map-server it went to, across the bridge; it returns those.
-func (l *bindLab) register(t *testing.T, p *Pull, c *net.UDPConn, eid netip.Prefix) []netip.AddrPort {
+func (l *bindLab) register(t *testing.T, p *Node, c *net.UDPConn, eid netip.Prefix) []netip.AddrPort {
 	t.Helper()
 	sent, err := l.sendRegister(p, c, eid, true)
 	if err != nil {

@@ -1,11 +1,11 @@
-package decent
+package pull
 
 import (
 	"net/netip"
 	"testing"
 )
 
-// The vectors of DESIGN §3.4 (suffix map-server.example.test).
+// The vectors of docs/wire.md §3.4 (suffix map-server.example.test).
 func TestIndexVectors(t *testing.T) {
 	for _, v := range []struct {
 		input      string

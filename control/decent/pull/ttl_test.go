@@ -1,4 +1,4 @@
-package decent
+package pull
 
 import (
 	"context"
@@ -44,7 +44,7 @@ func TestPullFollowsTTL(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer client.Close()
-	p, err := NewPull(PullConfig{Mode: ModeDraft, Modulus: mod, Suffix: testSuffix, Resolver: client})
+	p, err := New(Config{Mode: ModeDraft, Modulus: mod, Suffix: testSuffix, Resolver: client})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestPullFollowsTTL(t *testing.T) {
 		if len(s) != 1 || s[0].Addr() != oldIP {
 			t.Fatalf("map-servers %v", s)
 		}
-		// Far below Refresh: only the TTL can have made Pull ask again.
+		// Far below Refresh: only the TTL can have made Node ask again.
 		if time.Since(changed) > DefaultRefresh/2 {
 			t.Fatalf("the new A record was not picked up within %v (TTL 1 s, Refresh %v)", DefaultRefresh/2, DefaultRefresh)
 		}

@@ -1,4 +1,4 @@
-package decent
+package pull
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"github.com/psavd/psavd/control/adot"
 )
 
-// The map-server zone from live membership (issue 5, DESIGN §3.5 "Server"):
+// The map-server zone from live membership (issue 5, docs/wire.md §3.5 "Server"):
 // the pull-based mapping system resolves <index>.<suffix> to the
 // map-servers that own an index. Where those map-servers are the members of
 // a push registration group, the zone can follow the group's membership

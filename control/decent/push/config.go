@@ -1,4 +1,4 @@
-package decent
+package push
 
 import (
 	"fmt"
@@ -42,13 +42,13 @@ func (t Transport) String() string {
 
 // Push defaults.
 const (
-	DefaultPushRefresh      = time.Minute     // membership and EID registrations re-sent
-	DefaultPushTTL          = 3 * time.Minute // registration lifetime (draft §4.2 of the Map-Server draft)
-	DefaultPushTick         = 100 * time.Millisecond
-	DefaultLISPDataPort     = 4341
-	DefaultLISPControlPort  = 4342
-	DefaultPushMulticastTTL = 16
-	maxRecordsPerRegister   = 32 // keeps a Map-Register well under 1500 octets
+	DefaultRefresh         = time.Minute     // membership and EID registrations re-sent
+	DefaultTTL             = 3 * time.Minute // registration lifetime (draft §4.2 of the Map-Server draft)
+	DefaultTick            = 100 * time.Millisecond
+	DefaultLISPDataPort    = 4341
+	DefaultLISPControlPort = 4342
+	DefaultMulticastTTL    = 16
+	maxRecordsPerRegister  = 32 // keeps a Map-Register well under 1500 octets
 )
 
 // SeedGroup is the core seed-group (draft §4.4) as a push node knows it:
@@ -58,21 +58,21 @@ type SeedGroup struct {
 	Members []netip.Addr // key "members": RLOCs of core members (one is enough)
 }
 
-// PushEID is one EID prefix this node registers (as an ETR, with its RLOC
+// EID is one EID prefix this node registers (as an ETR, with its RLOC
 // as the locator), signed with the key of the named site.
-type PushEID struct {
+type EID struct {
 	Site   string       // key "site": a name in Sites
 	IID    uint32       // key "iid"
 	Prefix netip.Prefix // key "prefix"
 }
 
-func (e PushEID) String() string { return fmt.Sprintf("%s:[%d]%v", e.Site, e.IID, e.Prefix) }
+func (e EID) String() string { return fmt.Sprintf("%s:[%d]%v", e.Site, e.IID, e.Prefix) }
 
-// PushConfig configures a push-mode LISP-Decent node. The field comments
+// Config configures a push-mode LISP-Decent node. The field comments
 // give the key each field is meant to have in a configuration section;
 // ConfigErrors name those keys. Every member of a group must share Sites,
 // MembershipKey(ID) and RegistrationTTL.
-type PushConfig struct {
+type Config struct {
 	Group     netip.Addr // "group": the registration group G (IPv4 or IPv6 multicast)
 	RLOC      netip.Addr // "rloc": this node's underlay address (same family as G)
 	Transport Transport  // "transport": multicast (default) | unicast
@@ -96,7 +96,7 @@ type PushConfig struct {
 	MembershipKey   []byte
 
 	Sites []mapserver.Site // "site": who may register what; identical in all members
-	EIDs  []PushEID        // "eid": what this node registers
+	EIDs  []EID            // "eid": what this node registers
 
 	RefreshInterval time.Duration // "refresh_interval": 60 s
 	RegistrationTTL time.Duration // "registration_ttl": 3 min; > refresh_interval
@@ -111,11 +111,11 @@ type PushConfig struct {
 
 	// OnMismatch is called (without locks held) for every registration
 	// from another member refused for a configuration reason.
-	OnMismatch func(PushMismatch)
+	OnMismatch func(Mismatch)
 	Now        func() time.Time
 }
 
-// ConfigError is one problem in a PushConfig: Field is the configuration
+// ConfigError is one problem in a Config: Field is the configuration
 // key (e.g. "core.members[1]", "eid[0].site").
 type ConfigError struct {
 	Field  string
@@ -124,7 +124,7 @@ type ConfigError struct {
 
 func (e ConfigError) Error() string { return e.Field + ": " + e.Reason }
 
-// ConfigErrors is every problem found by PushConfig.Validate.
+// ConfigErrors is every problem found by Config.Validate.
 type ConfigErrors []ConfigError
 
 func (es ConfigErrors) Error() string {
@@ -135,21 +135,21 @@ func (es ConfigErrors) Error() string {
 	return "decent push: " + strings.Join(s, "; ")
 }
 
-func (c *PushConfig) fill() {
+func (c *Config) fill() {
 	if c.MulticastTTL == 0 {
-		c.MulticastTTL = DefaultPushMulticastTTL
+		c.MulticastTTL = DefaultMulticastTTL
 	}
 	if c.RefreshInterval == 0 {
-		c.RefreshInterval = DefaultPushRefresh
+		c.RefreshInterval = DefaultRefresh
 	}
 	if c.RegistrationTTL == 0 {
-		c.RegistrationTTL = DefaultPushTTL
+		c.RegistrationTTL = DefaultTTL
 	}
 	if c.LookupInterval == 0 {
 		c.LookupInterval = c.RefreshInterval
 	}
 	if c.TickInterval == 0 {
-		c.TickInterval = DefaultPushTick
+		c.TickInterval = DefaultTick
 	}
 	if c.ControlPort == 0 {
 		c.ControlPort = DefaultLISPControlPort
@@ -166,7 +166,7 @@ func (c *PushConfig) fill() {
 }
 
 // Validate fills defaults and returns ConfigErrors (nil when sound).
-func (c *PushConfig) Validate() error {
+func (c *Config) Validate() error {
 	c.fill()
 	var es ConfigErrors
 	bad := func(field, format string, args ...any) {
@@ -256,7 +256,7 @@ func (c *PushConfig) Validate() error {
 	return nil
 }
 
-func (c *PushConfig) site(name string) *mapserver.Site {
+func (c *Config) site(name string) *mapserver.Site {
 	for i := range c.Sites {
 		if c.Sites[i].Name == name {
 			return &c.Sites[i]

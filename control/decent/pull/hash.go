@@ -1,7 +1,7 @@
-// Pull-based LISP-Decent hashing (DESIGN §3.4): which DNS name,
+// Pull-based LISP-Decent hashing (docs/wire.md §3.4): which DNS name,
 // <index>.<suffix>, owns an EID. The package documentation is in doc.go.
 
-package decent
+package pull
 
 import (
 	"crypto/hmac"
@@ -13,7 +13,7 @@ import (
 	"strconv"
 )
 
-// HashMode selects how an EID string becomes an index (DESIGN §3.4).
+// HashMode selects how an EID string becomes an index (docs/wire.md §3.4).
 type HashMode int
 
 const (
