@@ -98,7 +98,7 @@ func (g *Guard) SetOwned(owned []uint64) {
 
 // Handle checks pkt and passes it to the map-server unless it is a
 // mismatch and Drop is set.
-func (g *Guard) Handle(pkt []byte, from netip.AddrPort, now time.Time) []mapserver.Outgoing {
+func (g *Guard) Handle(pkt []byte, from netip.AddrPort, now time.Time) []lisp.Datagram {
 	g.mu.Lock()
 	owned := g.Owned
 	g.mu.Unlock()

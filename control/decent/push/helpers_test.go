@@ -82,7 +82,7 @@ func (s *simNet) node(a netip.Addr) *Node {
 
 type simPkt struct {
 	from *Node
-	out  Send
+	out  lisp.Datagram
 }
 
 func (s *simNet) deliver(q []simPkt) {
@@ -92,7 +92,7 @@ func (s *simNet) deliver(q []simPkt) {
 		s.sent++
 		src := p.from.selfAP
 		var replies []simPkt
-		push := func(n *Node, out []Send) {
+		push := func(n *Node, out []lisp.Datagram) {
 			for _, o := range out {
 				replies = append(replies, simPkt{n, o})
 			}

@@ -107,7 +107,7 @@ func joinGroup(c *net.UDPConn, cfg Config) error {
 func (n *Node) Run(ctx context.Context, s *Sockets) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	send := func(out []Send) {
+	send := func(out []lisp.Datagram) {
 		for _, o := range out {
 			c := s.Control
 			if o.Encapsulated {
@@ -117,7 +117,7 @@ func (n *Node) Run(ctx context.Context, s *Sockets) error {
 		}
 	}
 	errc := make(chan error, 2)
-	read := func(c *net.UDPConn, handle func([]byte, netip.AddrPort, time.Time) []Send) {
+	read := func(c *net.UDPConn, handle func([]byte, netip.AddrPort, time.Time) []lisp.Datagram) {
 		buf := make([]byte, 65536)
 		for {
 			k, from, err := c.ReadFromUDPAddrPort(buf)

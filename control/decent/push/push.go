@@ -17,15 +17,6 @@ import (
 	"github.com/psavd/psavd/control/lisp/mapserver"
 )
 
-// Send is a datagram a Node wants sent: from the control socket
-// (UDP 4342: multicast Map-Registers to G, Map-Requests, Map-Replies) or,
-// when Encapsulated, from the data socket to a member's UDP 4341.
-type Send struct {
-	To           netip.AddrPort
-	Data         []byte
-	Encapsulated bool
-}
-
 // Mismatch is a registration from another node refused for a
 // configuration reason: the sender's site keys, key ids, EID prefixes or
 // membership key differ from ours (or it is not a member at all).
@@ -223,14 +214,14 @@ func (n *Node) registrationLines(now time.Time) []string {
 // HandleControl processes a datagram received on the control socket: a
 // Map-Register sent to the group by multicast, an ECM Map-Request, a
 // Map-Reply to our look-ups, or anything else the Map-Server handles.
-func (n *Node) HandleControl(pkt []byte, from netip.AddrPort, now time.Time) []Send {
+func (n *Node) HandleControl(pkt []byte, from netip.AddrPort, now time.Time) []lisp.Datagram {
 	if len(pkt) == 0 {
 		return nil
 	}
 	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 	var mis []Mismatch
 	n.mu.Lock()
-	var out []Send
+	var out []lisp.Datagram
 	switch lisp.Type(pkt[0] >> 4) {
 	case lisp.TypeMapRegister:
 		n.st.RegistersReceived++
@@ -240,7 +231,7 @@ func (n *Node) HandleControl(pkt []byte, from netip.AddrPort, now time.Time) []S
 	case lisp.TypeECM:
 		out = n.handleECM(pkt, from, now)
 	default:
-		out = wrap(n.ms.Handle(pkt, from, now))
+		out = n.ms.Handle(pkt, from, now)
 	}
 	n.mu.Unlock()
 	n.report(mis)
@@ -251,7 +242,7 @@ func (n *Node) HandleControl(pkt []byte, from netip.AddrPort, now time.Time) []S
 // header with the I bit and instance-ID 0xffffff, an inner IP/UDP header to
 // G port 4342, and a Map-Register, which goes to the Map-Server with the
 // inner source as its sender. Anything else is dropped and counted.
-func (n *Node) HandleData(pkt []byte, from netip.AddrPort, now time.Time) []Send {
+func (n *Node) HandleData(pkt []byte, from netip.AddrPort, now time.Time) []lisp.Datagram {
 	reg, src, ok := n.decapsulate(pkt)
 	n.mu.Lock()
 	if !ok {
@@ -294,14 +285,6 @@ func (n *Node) encapsulate(reg []byte, g netip.Addr) ([]byte, error) {
 		Destination: netip.AddrPortFrom(g, n.cfg.ControlPort), TTL: uint8(n.cfg.MulticastTTL)}, reg)
 }
 
-func wrap(os []mapserver.Outgoing) []Send {
-	var out []Send
-	for _, o := range os {
-		out = append(out, Send{To: o.To, Data: o.Data})
-	}
-	return out
-}
-
 func (n *Node) report(mis []Mismatch) {
 	if n.cfg.OnMismatch == nil {
 		return
@@ -314,10 +297,10 @@ func (n *Node) report(mis []Mismatch) {
 // handleRegister hands a Map-Register to the group table (membership
 // records) or the Map-Server (unicast EID records) and turns refusals for
 // configuration reasons into mismatches. n.mu held.
-func (n *Node) handleRegister(pkt []byte, from netip.AddrPort, now time.Time) ([]Send, []Mismatch) {
+func (n *Node) handleRegister(pkt []byte, from netip.AddrPort, now time.Time) ([]lisp.Datagram, []Mismatch) {
 	m, err := lisp.ParseMapRegister(pkt)
 	if err != nil {
-		return wrap(n.ms.Handle(pkt, from, now)), nil // counted as malformed there
+		return n.ms.Handle(pkt, from, now), nil // counted as malformed there
 	}
 	groupRecs := 0
 	var eids []string
@@ -328,11 +311,11 @@ func (n *Node) handleRegister(pkt []byte, from netip.AddrPort, now time.Time) ([
 		eids = append(eids, m.Records[i].EID.String()+"/"+fmt.Sprint(m.Records[i].EIDMaskLen))
 	}
 	var reason mapserver.Reason
-	var out []Send
+	var out []lisp.Datagram
 	switch groupRecs {
 	case 0:
 		before := n.ms.Stats().Refused
-		out = wrap(n.ms.Handle(pkt, from, now))
+		out = n.ms.Handle(pkt, from, now)
 		for r, c := range n.ms.Stats().Refused {
 			if c > before[r] {
 				reason = r
@@ -371,18 +354,18 @@ func requestedGroup(r lisp.EIDRecord) (netip.Addr, bool) {
 
 // handleECM answers Map-Requests for group EIDs from the group table and
 // hands everything else to the Map-Server/Map-Resolver. n.mu held.
-func (n *Node) handleECM(pkt []byte, from netip.AddrPort, now time.Time) []Send {
+func (n *Node) handleECM(pkt []byte, from netip.AddrPort, now time.Time) []lisp.Datagram {
 	e, err := lisp.ParseECM(pkt)
 	if err != nil {
-		return wrap(n.ms.Handle(pkt, from, now))
+		return n.ms.Handle(pkt, from, now)
 	}
 	req, ok := e.Message.(*lisp.MapRequest)
 	if !ok || e.ToETR {
-		return wrap(n.ms.Handle(pkt, from, now))
+		return n.ms.Handle(pkt, from, now)
 	}
 	g, ok := requestedGroup(req.Records[0])
 	if !ok {
-		return wrap(n.ms.Handle(pkt, from, now))
+		return n.ms.Handle(pkt, from, now)
 	}
 	n.st.GroupRequests++
 	rle := n.groups.lookup(g, now)
@@ -395,7 +378,7 @@ func (n *Node) handleECM(pkt []byte, from netip.AddrPort, now time.Time) []Send 
 	if err != nil {
 		return nil
 	}
-	return []Send{{To: mapserver.ReplyTo(req, e, from), Data: b}}
+	return []lisp.Datagram{{To: mapserver.ReplyTo(req, e, from), Data: b}}
 }
 
 // groupEID is (0.0.0.0/0, G) or (::/0, G) as a Multicast Info LCAF.
@@ -477,8 +460,8 @@ func (n *Node) targets(g netip.Addr, now time.Time) []netip.Addr {
 
 // Tick runs the timers at now: expiry, periodic and on-change registration,
 // registration to members seen for the first time, look-ups in the core.
-func (n *Node) Tick(now time.Time) []Send {
-	out := wrap(n.ms.Tick(now))
+func (n *Node) Tick(now time.Time) []lisp.Datagram {
+	out := n.ms.Tick(now)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.groups.sweep(now)
@@ -540,15 +523,15 @@ func (n *Node) Tick(now time.Time) []Send {
 // group and/or our EID registrations (only to our own group) — hands those
 // for our group to our own Map-Server too, and sends them to g: one
 // multicast datagram, or one encapsulated copy per target. n.mu held.
-func (n *Node) register(g netip.Addr, targets []netip.Addr, membership, eids bool, now time.Time) []Send {
+func (n *Node) register(g netip.Addr, targets []netip.Addr, membership, eids bool, now time.Time) []lisp.Datagram {
 	msgs := n.buildRegisters(membership, eids)
-	var out []Send
+	var out []lisp.Datagram
 	for _, msg := range msgs {
 		if g == n.cfg.Group {
 			out = append(out, wrapLocal(n, msg, now)...)
 		}
 		if n.cfg.Transport == TransportMulticast {
-			out = append(out, Send{To: netip.AddrPortFrom(g, n.cfg.ControlPort), Data: msg})
+			out = append(out, lisp.Datagram{To: netip.AddrPortFrom(g, n.cfg.ControlPort), Data: msg})
 			n.st.RegistersSent++
 			continue
 		}
@@ -557,7 +540,7 @@ func (n *Node) register(g netip.Addr, targets []netip.Addr, membership, eids boo
 			continue
 		}
 		for _, t := range targets {
-			out = append(out, Send{To: netip.AddrPortFrom(t, n.cfg.DataPort), Data: enc, Encapsulated: true})
+			out = append(out, lisp.Datagram{To: netip.AddrPortFrom(t, n.cfg.DataPort), Data: enc, Encapsulated: true})
 			n.st.RegistersSent++
 		}
 	}
@@ -566,7 +549,7 @@ func (n *Node) register(g netip.Addr, targets []netip.Addr, membership, eids boo
 
 // wrapLocal hands one of our own Map-Registers to our Map-Server, as if
 // received from ourselves. n.mu held.
-func wrapLocal(n *Node, msg []byte, now time.Time) []Send {
+func wrapLocal(n *Node, msg []byte, now time.Time) []lisp.Datagram {
 	out, _ := n.handleRegister(msg, n.selfAP, now)
 	return out
 }
@@ -629,7 +612,7 @@ func (n *Node) buildRegisters(membership, eids bool) [][]byte {
 // members or core members (draft §4.2: an ITR looks its group up
 // periodically to learn membership changes) and, without multicast, one
 // for the core group to the next core member. n.mu held.
-func (n *Node) lookups(now time.Time) []Send {
+func (n *Node) lookups(now time.Time) []lisp.Datagram {
 	type query struct {
 		g       netip.Addr
 		servers []netip.Addr
@@ -642,7 +625,7 @@ func (n *Node) lookups(now time.Time) []Send {
 			qs = append(qs, query{n.cfg.Core.Group, core})
 		}
 	}
-	var out []Send
+	var out []lisp.Datagram
 	for _, q := range qs {
 		if len(q.servers) == 0 {
 			continue
@@ -657,7 +640,7 @@ func (n *Node) lookups(now time.Time) []Send {
 		}
 		n.pending[nonce] = pendingLookup{group: q.g, sent: now}
 		n.st.MapRequestsSent++
-		out = append(out, Send{To: netip.AddrPortFrom(server, n.cfg.ControlPort), Data: b})
+		out = append(out, lisp.Datagram{To: netip.AddrPortFrom(server, n.cfg.ControlPort), Data: b})
 	}
 	n.lookupRR++
 	// Until someone has answered with members, ask every second.

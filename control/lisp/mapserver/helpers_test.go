@@ -101,13 +101,13 @@ func ecmRequest(t testing.TB, from netip.AddrPort, eid lisp.Address, dst netip.A
 	return b
 }
 
-func request(t testing.TB, s *Server, ip string, now time.Time) []Outgoing {
+func request(t testing.TB, s *Server, ip string, now time.Time) []lisp.Datagram {
 	t.Helper()
 	a := netip.MustParseAddr(ip)
 	return s.Handle(ecmRequest(t, itr, lisp.IPAddr(a), a, uint8(a.BitLen()), 0x1234), itr, now)
 }
 
-func onlyOne(t testing.TB, out []Outgoing) Outgoing {
+func onlyOne(t testing.TB, out []lisp.Datagram) lisp.Datagram {
 	t.Helper()
 	if len(out) != 1 {
 		t.Fatalf("got %d outgoing datagrams, want 1", len(out))
@@ -115,7 +115,7 @@ func onlyOne(t testing.TB, out []Outgoing) Outgoing {
 	return out[0]
 }
 
-func parseReply(t testing.TB, o Outgoing) *lisp.MapReply {
+func parseReply(t testing.TB, o lisp.Datagram) *lisp.MapReply {
 	t.Helper()
 	r, err := lisp.ParseMapReply(o.Data)
 	if err != nil {

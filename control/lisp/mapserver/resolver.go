@@ -126,7 +126,7 @@ func ReplyTo(req *lisp.MapRequest, e *lisp.ECM, from netip.AddrPort) netip.AddrP
 // handleRequest answers an Encapsulated Map-Request for its first record:
 // a proxy Map-Reply (P bit), a forwarded ECM to the registering ETR, or a
 // negative Map-Reply.
-func (s *Server) handleRequest(pkt []byte, e *lisp.ECM, req *lisp.MapRequest, from netip.AddrPort, now time.Time) []Outgoing {
+func (s *Server) handleRequest(pkt []byte, e *lisp.ECM, req *lisp.MapRequest, from netip.AddrPort, now time.Time) []lisp.Datagram {
 	s.st.MapRequests++
 	iid, addr, hasIID, ok := requestEID(req.Records[0].EID)
 	if !ok {
@@ -136,7 +136,7 @@ func (s *Server) handleRequest(pkt []byte, e *lisp.ECM, req *lisp.MapRequest, fr
 	if ent != nil && !ent.proxy {
 		s.st.Forwarded++
 		// Forwarded unaltered: the ETR answers the ITR directly.
-		return []Outgoing{{To: netip.AddrPortFrom(ent.etrAddr.Addr(), s.cfg.ControlPort), Data: pkt}}
+		return []lisp.Datagram{{To: netip.AddrPortFrom(ent.etrAddr.Addr(), s.cfg.ControlPort), Data: pkt}}
 	}
 	var rec lisp.MappingRecord
 	if ent != nil {
@@ -156,5 +156,5 @@ func (s *Server) handleRequest(pkt []byte, e *lisp.ECM, req *lisp.MapRequest, fr
 	if err != nil {
 		return nil
 	}
-	return []Outgoing{{To: ReplyTo(req, e, from), Data: b}}
+	return []lisp.Datagram{{To: ReplyTo(req, e, from), Data: b}}
 }

@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/netip"
 	"time"
+
+	"github.com/psavd/psavd/control/lisp"
 )
 
 // Serve reads datagrams from conn, passes them to Handle and sends the
@@ -20,8 +22,8 @@ func (s *Server) Serve(ctx context.Context, conn *net.UDPConn) error {
 // from conn go to handle, its replies are sent, and tick runs every
 // interval, until ctx is done (then it returns nil) or reading fails. conn
 // is not closed.
-func ServeUDP(ctx context.Context, conn *net.UDPConn, handle func(pkt []byte, from netip.AddrPort, now time.Time) []Outgoing,
-	tick func(now time.Time) []Outgoing, interval time.Duration, now func() time.Time) error {
+func ServeUDP(ctx context.Context, conn *net.UDPConn, handle func(pkt []byte, from netip.AddrPort, now time.Time) []lisp.Datagram,
+	tick func(now time.Time) []lisp.Datagram, interval time.Duration, now func() time.Time) error {
 	done := make(chan struct{})
 	defer close(done)
 	go func() {

@@ -12,12 +12,6 @@ import (
 	"github.com/psavd/psavd/control/lisp"
 )
 
-// Outgoing is a datagram the Server wants sent.
-type Outgoing struct {
-	To   netip.AddrPort
-	Data []byte
-}
-
 // Reason is why a message was refused or dropped.
 type Reason string
 
@@ -151,14 +145,14 @@ func (s *Server) Stats() Stats {
 	return st
 }
 
-func (s *Server) refuse(r Reason) []Outgoing {
+func (s *Server) refuse(r Reason) []lisp.Datagram {
 	s.st.Refused[r]++
 	return nil
 }
 
 // Handle processes one received datagram from `from` at time now and
 // returns the datagrams to send. pkt is not retained.
-func (s *Server) Handle(pkt []byte, from netip.AddrPort, now time.Time) []Outgoing {
+func (s *Server) Handle(pkt []byte, from netip.AddrPort, now time.Time) []lisp.Datagram {
 	pkt = bytes.Clone(pkt) // decoded records may alias pkt and are stored
 	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 	m, err := lisp.Parse(pkt)
@@ -189,11 +183,11 @@ func (s *Server) Handle(pkt []byte, from netip.AddrPort, now time.Time) []Outgoi
 
 // Tick runs timers at now: it removes expired registrations and returns
 // due Map-Notify retransmissions.
-func (s *Server) Tick(now time.Time) []Outgoing {
+func (s *Server) Tick(now time.Time) []lisp.Datagram {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sweep(now)
-	var out []Outgoing
+	var out []lisp.Datagram
 	for k, p := range s.pending {
 		if now.Before(p.next) {
 			continue
@@ -206,7 +200,7 @@ func (s *Server) Tick(now time.Time) []Outgoing {
 		p.attempts++
 		p.next = now.Add(s.cfg.NotifyRetryInterval)
 		s.st.NotifyRetransmits++
-		out = append(out, Outgoing{To: p.to, Data: p.data})
+		out = append(out, lisp.Datagram{To: p.to, Data: p.data})
 	}
 	return out
 }
@@ -304,7 +298,7 @@ func etrOf(m *lisp.MapRegister, from netip.AddrPort) etrID {
 	return etrID("addr:" + from.Addr().String())
 }
 
-func (s *Server) handleRegister(pkt []byte, m *lisp.MapRegister, from netip.AddrPort, now time.Time) []Outgoing {
+func (s *Server) handleRegister(pkt []byte, m *lisp.MapRegister, from netip.AddrPort, now time.Time) []lisp.Datagram {
 	if len(m.Records) == 0 {
 		return s.refuse(ReasonMalformed)
 	}
@@ -378,7 +372,7 @@ func (s *Server) handleRegister(pkt []byte, m *lisp.MapRegister, from netip.Addr
 			site: site, to: from, data: b, attempts: 0, next: now.Add(s.cfg.NotifyRetryInterval),
 		}
 	}
-	return []Outgoing{{To: from, Data: b}}
+	return []lisp.Datagram{{To: from, Data: b}}
 }
 
 func (s *Server) replayOK(site *siteState, etr etrID, nonce uint64, now time.Time) bool {
@@ -460,7 +454,7 @@ func (s *Server) upsert(site *siteState, etr etrID, from netip.AddrPort, k regKe
 	s.regs[k] = append(es, e)
 }
 
-func (s *Server) handleAck(pkt []byte, m *lisp.MapNotifyAck, from netip.AddrPort) []Outgoing {
+func (s *Server) handleAck(pkt []byte, m *lisp.MapNotifyAck, from netip.AddrPort) []lisp.Datagram {
 	k := pendKey{from.Addr(), m.Nonce}
 	p := s.pending[k]
 	if p == nil {

@@ -352,9 +352,9 @@ func (x *XTR) remove(k cacheKey) {
 
 // Tick runs the timers: registrations, new misses, Map-Request (re)sends,
 // expiry; it publishes the map-cache when it changed.
-func (x *XTR) Tick(now time.Time) []mapserver.Outgoing {
+func (x *XTR) Tick(now time.Time) []lisp.Datagram {
 	x.mu.Lock()
-	var out []mapserver.Outgoing
+	var out []lisp.Datagram
 	if x.started.IsZero() {
 		x.started, x.nextReg = now, now
 	}
@@ -438,8 +438,8 @@ func (x *XTR) dropPending(p *pending) {
 }
 
 // sendRequests sends the Map-Requests that are due, within the rate.
-func (x *XTR) sendRequests(now time.Time) []mapserver.Outgoing {
-	var out []mapserver.Outgoing
+func (x *XTR) sendRequests(now time.Time) []lisp.Datagram {
+	var out []lisp.Datagram
 	for _, p := range x.pending {
 		if now.Before(p.next) {
 			continue
@@ -478,7 +478,7 @@ func (x *XTR) sendRequests(now time.Time) []mapserver.Outgoing {
 		p.tries++
 		p.next = now.Add(x.cfg.RequestTimeout)
 		x.stats.Requests++
-		out = append(out, mapserver.Outgoing{To: resolver, Data: b})
+		out = append(out, lisp.Datagram{To: resolver, Data: b})
 	}
 	return out
 }
@@ -586,8 +586,8 @@ func (x *XTR) registerTargets() (ts []*regTarget, key string, missing bool) {
 // mappings registered there. The nonce grows with every message and starts
 // from the clock, so it keeps growing across restarts (the Map-Server's
 // replay check).
-func (x *XTR) registers(targets []*regTarget) []mapserver.Outgoing {
-	var out []mapserver.Outgoing
+func (x *XTR) registers(targets []*regTarget) []lisp.Datagram {
+	var out []lisp.Datagram
 	clear(x.servers) // a Map-Server no longer named is no longer listened to
 	for _, t := range targets {
 		ms := t.ms
@@ -600,13 +600,13 @@ func (x *XTR) registers(targets []*regTarget) []mapserver.Outgoing {
 		}
 		x.lastNonce[ms.Addr] = x.regNonce
 		x.stats.Registers++
-		out = append(out, mapserver.Outgoing{To: ms.Addr, Data: b})
+		out = append(out, lisp.Datagram{To: ms.Addr, Data: b})
 	}
 	return out
 }
 
 // Handle processes one datagram from from and returns what to send.
-func (x *XTR) Handle(pkt []byte, from netip.AddrPort, now time.Time) []mapserver.Outgoing {
+func (x *XTR) Handle(pkt []byte, from netip.AddrPort, now time.Time) []lisp.Datagram {
 	msg, err := lisp.Parse(pkt)
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -635,7 +635,7 @@ func (x *XTR) Handle(pkt []byte, from netip.AddrPort, now time.Time) []mapserver
 
 // notify checks a Map-Notify: from a Map-Server we registered with, its key,
 // the nonce of our last Map-Register to it.
-func (x *XTR) notify(m *lisp.MapNotify, pkt []byte, from netip.AddrPort, now time.Time) []mapserver.Outgoing {
+func (x *XTR) notify(m *lisp.MapNotify, pkt []byte, from netip.AddrPort, now time.Time) []lisp.Datagram {
 	for _, ms := range x.servers {
 		if ms.Addr.Addr().Unmap() != from.Addr().Unmap() {
 			continue
@@ -655,7 +655,7 @@ func (x *XTR) notify(m *lisp.MapNotify, pkt []byte, from netip.AddrPort, now tim
 			return nil
 		}
 		x.stats.NotifyAcks++
-		return []mapserver.Outgoing{{To: from, Data: b}}
+		return []lisp.Datagram{{To: from, Data: b}}
 	}
 	x.stats.NotifiesRefused++
 	return nil
@@ -667,7 +667,7 @@ func (x *XTR) notify(m *lisp.MapNotify, pkt []byte, from netip.AddrPort, now tim
 // source's: the ITR's control socket listens there — the inner source's
 // family is the EID's, not necessarily one it listens on), else the first,
 // at the inner source port. Plain requests are answered to their source.
-func (x *XTR) answer(req *lisp.MapRequest, src, from netip.AddrPort, encapsulated bool) []mapserver.Outgoing {
+func (x *XTR) answer(req *lisp.MapRequest, src, from netip.AddrPort, encapsulated bool) []lisp.Datagram {
 	if len(req.Records) == 0 {
 		x.stats.Malformed++
 		return nil
@@ -708,7 +708,7 @@ func (x *XTR) answer(req *lisp.MapRequest, src, from netip.AddrPort, encapsulate
 		return nil
 	}
 	x.stats.RequestsAnswered++
-	return []mapserver.Outgoing{{To: to, Data: b}}
+	return []lisp.Datagram{{To: to, Data: b}}
 }
 
 // unwrapEID finds the IP (and the instance-ID) in an EID address, through

@@ -112,7 +112,7 @@ func itrFor(t testing.TB, misses *[]engine.Miss, pub **engine.MapCache, mod func
 	return newXTR(t, cfg)
 }
 
-func requestNonce(t testing.TB, o mapserver.Outgoing) uint64 {
+func requestNonce(t testing.TB, o lisp.Datagram) uint64 {
 	t.Helper()
 	m, err := lisp.ParseECM(o.Data)
 	if err != nil {
