@@ -19,6 +19,7 @@ import (
 	"github.com/psavd/psavd/control/acspb"
 	"github.com/psavd/psavd/control/pair"
 	"github.com/psavd/psavd/engine"
+	"github.com/psavd/psavd/internal/testpki"
 	"github.com/psavd/psavd/ports"
 )
 
@@ -75,22 +76,22 @@ func tablesMsg(m *acspb.Tables) *acspb.FeedMessage {
 
 // pki is an alliance CA with the certificates of AS 65001's ACS and ABR.
 type pki struct {
-	ca       *pair.TestCA
+	ca       *testpki.CA
 	acs, abr pair.Identity
 }
 
 func newPKI(t *testing.T) *pki {
 	t.Helper()
-	ca, err := pair.NewTestCA("alliance")
+	ca, err := testpki.NewCA("alliance")
 	if err != nil {
 		t.Fatal(err)
 	}
 	return &pki{ca: ca, acs: identity(t, ca, localASN), abr: identity(t, ca, localASN)}
 }
 
-func identity(t *testing.T, ca *pair.TestCA, asn uint32) pair.Identity {
+func identity(t *testing.T, ca *testpki.CA, asn uint32) pair.Identity {
 	t.Helper()
-	c, err := ca.Issue(asn, time.Time{}, time.Time{})
+	c, err := ca.IssueAS(asn, time.Time{}, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -348,7 +349,7 @@ func TestACSAnnouncesInterval(t *testing.T) {
 // retrying.
 func TestWrongServerCertificate(t *testing.T) {
 	p := newPKI(t)
-	rogueCA, err := pair.NewTestCA("rogue")
+	rogueCA, err := testpki.NewCA("rogue")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/psavd/psavd/control/membership"
 	"github.com/psavd/psavd/control/pair"
 	"github.com/psavd/psavd/engine"
+	"github.com/psavd/psavd/internal/testpki"
 )
 
 const (
@@ -33,7 +34,7 @@ const (
 // policy (community 0, flat alliance).
 type lab struct {
 	t      *testing.T
-	ca     *pair.TestCA
+	ca     *testpki.CA
 	comm   membership.Signer
 	policy *membership.Policy
 	addrs  map[uint32]string
@@ -46,7 +47,7 @@ type lab struct {
 
 func newLab(t *testing.T) *lab {
 	t.Helper()
-	ca, err := pair.NewTestCA("psav test alliance")
+	ca, err := testpki.NewCA("psav test alliance")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,10 +63,10 @@ func newLab(t *testing.T) *lab {
 		held: map[uint32]net.Listener{}, hb: 100 * time.Millisecond, dead: 5}
 }
 
-func (l *lab) identity(ca *pair.TestCA, asn uint32) pair.Identity {
+func (l *lab) identity(ca *testpki.CA, asn uint32) pair.Identity {
 	l.t.Helper()
 	now := time.Now()
-	cert, err := ca.Issue(asn, now.Add(-time.Hour), now.Add(24*time.Hour))
+	cert, err := ca.IssueAS(asn, now.Add(-time.Hour), now.Add(24*time.Hour))
 	if err != nil {
 		l.t.Fatal(err)
 	}
@@ -315,7 +316,7 @@ func TestFiveNodeMesh(t *testing.T) {
 
 func TestRefusals(t *testing.T) {
 	l := newLab(t)
-	other, err := pair.NewTestCA("another alliance")
+	other, err := testpki.NewCA("another alliance")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,21 +1,21 @@
 package pair
 
 import (
-	"crypto/x509"
-	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/psavd/psavd/internal/testpki"
 )
 
 func TestLoadIdentity(t *testing.T) {
-	ca, err := NewTestCA("alliance")
+	ca, err := testpki.NewCA("alliance")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := ca.Issue(65001, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	cert, err := ca.IssueAS(65001, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,12 +27,10 @@ func TestLoadIdentity(t *testing.T) {
 		}
 		return p
 	}
-	certFile := write("abr.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}))
-	der, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
-	if err != nil {
+	certFile, keyFile := filepath.Join(dir, "abr.pem"), filepath.Join(dir, "abr.key")
+	if err := testpki.WriteFiles(cert, certFile, keyFile); err != nil {
 		t.Fatal(err)
 	}
-	keyFile := write("abr.key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
 	caFile := write("ca.pem", ca.PEM())
 
 	id, err := LoadIdentity(65001, certFile, keyFile, caFile)

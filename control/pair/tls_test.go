@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/psavd/psavd/engine"
+	"github.com/psavd/psavd/internal/testpki"
 )
 
 const (
@@ -18,7 +19,7 @@ const (
 )
 
 type fixture struct {
-	ca     *TestCA
+	ca     *testpki.CA
 	idA    Identity
 	idB    Identity
 	idB2   Identity // AS 65003, same CA
@@ -28,7 +29,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	ca, err := NewTestCA("psav test alliance")
+	ca, err := testpki.NewCA("psav test alliance")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,9 +40,9 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-func (f *fixture) identity(t *testing.T, ca *TestCA, asn uint32) Identity {
+func (f *fixture) identity(t *testing.T, ca *testpki.CA, asn uint32) Identity {
 	t.Helper()
-	c, err := ca.Issue(asn, time.Time{}, time.Time{})
+	c, err := ca.IssueAS(asn, time.Time{}, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,6 +136,10 @@ func TestCertASN(t *testing.T) {
 	if err != nil || asn != asA {
 		t.Fatalf("CertASN = %d, %v", asn, err)
 	}
+	// The test PKI's name for an AS is this package's.
+	if testpki.ASURI(asA) != ASNURI(asA) || testpki.ASURI(4294967295) != ASNURI(4294967295) {
+		t.Fatalf("testpki.ASURI %q, pair.ASNURI %q", testpki.ASURI(asA), ASNURI(asA))
+	}
 	for _, uris := range [][]string{
 		nil,
 		{"psav:as"},
@@ -144,7 +149,7 @@ func TestCertASN(t *testing.T) {
 		{"psav:AS65001"},
 		{"psav:as65001", "psav:as65002"},
 	} {
-		c, err := f.ca.issue("AS65001", uris, time.Time{}, time.Time{})
+		c, err := f.ca.Issue(testpki.Request{CommonName: "AS65001", URIs: uris})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -152,7 +157,7 @@ func TestCertASN(t *testing.T) {
 			t.Errorf("%q: accepted as AS%d", uris, asn)
 		}
 	}
-	c, _ := f.ca.issue("x", []string{"https://example.net/", "psav:as4294967295"}, time.Time{}, time.Time{})
+	c, _ := f.ca.Issue(testpki.Request{CommonName: "x", URIs: []string{"https://example.net/", "psav:as4294967295"}})
 	if asn, err := CertASN(c.Leaf); err != nil || asn != 4294967295 {
 		t.Errorf("max ASN: %d, %v", asn, err)
 	}
@@ -253,7 +258,7 @@ func TestRefusals(t *testing.T) {
 	f := newFixture(t)
 
 	t.Run("other CA", func(t *testing.T) {
-		other, err := NewTestCA("rogue")
+		other, err := testpki.NewCA("rogue")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -275,7 +280,7 @@ func TestRefusals(t *testing.T) {
 	})
 
 	t.Run("expired", func(t *testing.T) {
-		c, err := f.ca.Issue(asA, time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour))
+		c, err := f.ca.IssueAS(asA, time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -287,7 +292,7 @@ func TestRefusals(t *testing.T) {
 			t.Errorf("expired client certificate: client %v, server %v", cerr, serr)
 		}
 		oldB := Identity{ASN: asB, Cert: c, CA: f.ca.Pool()}
-		oldB.Cert, _ = f.ca.Issue(asB, time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour))
+		oldB.Cert, _ = f.ca.IssueAS(asB, time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour))
 		_, _, cerr, _ = handshake(t, mustClient(t, f.idA, asB), mustServer(t, oldB))
 		if cerr == nil {
 			t.Error("client accepted an expired server certificate")

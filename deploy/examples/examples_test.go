@@ -10,9 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/psavd/psavd/control/pair"
-
 	"github.com/psavd/psavd/control/config"
+	"github.com/psavd/psavd/internal/testpki"
 )
 
 // Every example passes the configuration checker. The files an example
@@ -24,7 +23,7 @@ func TestExamplesAreSound(t *testing.T) {
 		t.Fatalf("examples: %v %v", files, err)
 	}
 	etc := t.TempDir()
-	ca, err := pair.NewTestCA("examples")
+	ca, err := testpki.NewCA("examples")
 	if err != nil {
 		t.Fatal(err)
 	}

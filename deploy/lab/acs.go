@@ -1,8 +1,6 @@
 package lab
 
 import (
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"net/netip"
 	"os"
@@ -10,7 +8,7 @@ import (
 	"time"
 
 	"github.com/psavd/psavd/control/membership"
-	"github.com/psavd/psavd/control/pair"
+	"github.com/psavd/psavd/internal/testpki"
 )
 
 // ACS mode: an ABR node whose topology gives `acs = "<listen address>"`
@@ -52,7 +50,7 @@ type acsPeer struct {
 // per run.
 func (e *Env) acsSection(n *Node) (*engineACS, error) {
 	if e.ca == nil {
-		ca, err := pair.NewTestCA("psavd lab " + e.Run)
+		ca, err := testpki.NewCA("psavd lab " + e.Run)
 		if err != nil {
 			return nil, err
 		}
@@ -62,25 +60,18 @@ func (e *Env) acsSection(n *Node) (*engineACS, error) {
 				return nil, err
 			}
 		}
-		if err := os.WriteFile(filepath.Join(e.Dir, "alliance-ca.pem"), ca.PEM(), 0o600); err != nil {
+		if err := ca.WriteFile(filepath.Join(e.Dir, "alliance-ca.pem")); err != nil {
 			return nil, err
 		}
 	}
 	asn := n.ABR.ASN
-	cert, err := e.ca.Issue(asn, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
-	if err != nil {
-		return nil, err
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	cert, err := e.ca.IssueAS(asn, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
 	if err != nil {
 		return nil, err
 	}
 	certFile := filepath.Join(e.Dir, n.Name+"-acs.pem")
 	keyFile := filepath.Join(e.Dir, n.Name+"-acs.key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+	if err := testpki.WriteFiles(cert, certFile, keyFile); err != nil {
 		return nil, err
 	}
 

@@ -6,9 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/psavd/psavd/control/membership"
-	"github.com/psavd/psavd/control/pair"
-	"github.com/psavd/psavd/internal/bindtest"
 	"io"
 	"net"
 	"net/netip"
@@ -17,7 +14,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/psavd/psavd/control/membership"
+	"github.com/psavd/psavd/internal/bindtest"
 	"github.com/psavd/psavd/internal/netlab"
+	"github.com/psavd/psavd/internal/testpki"
 )
 
 // Env is a built topology: its namespaces and links, the per-run PSAV seed,
@@ -36,7 +36,7 @@ type Env struct {
 	Dir string
 
 	// ACS mode (acs.go): the run's CA and community key, made on first use.
-	ca          *pair.TestCA
+	ca          *testpki.CA
 	communities map[uint32]membership.Signer // endorsement key per ASCN
 	dotPKI      *bindtest.PKI                // [lab] dot_name: made on first use
 

@@ -3,8 +3,6 @@ package integration
 import (
 	"bufio"
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -23,6 +21,7 @@ import (
 	"github.com/psavd/psavd/control/membership"
 	"github.com/psavd/psavd/control/pair"
 	"github.com/psavd/psavd/internal/netlab"
+	"github.com/psavd/psavd/internal/testpki"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 )
@@ -47,7 +46,7 @@ func TestTwoACSProcesses(t *testing.T) {
 	}
 	ca := al.ca
 	// psavctl's view: the Status RPC over mutual TLS, as AS 65001.
-	cert, err := ca.Issue(65001, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	cert, err := ca.IssueAS(65001, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,14 +153,14 @@ func TestTwoACSProcesses(t *testing.T) {
 // ABR certificates and one community key that endorses membership records.
 type alliance struct {
 	dir       string
-	ca        *pair.TestCA
+	ca        *testpki.CA
 	caFile    string
 	community membership.Signer
 }
 
 func newAlliance(t *testing.T) *alliance {
 	t.Helper()
-	ca, err := pair.NewTestCA("alliance")
+	ca, err := testpki.NewCA("alliance")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,16 +185,15 @@ func (al *alliance) write(t *testing.T, name string, data []byte) string {
 // certFiles issues a certificate for asn and writes it and its key as PEM.
 func (al *alliance) certFiles(t *testing.T, asn uint32) (certFile, keyFile string) {
 	t.Helper()
-	cert, err := al.ca.Issue(asn, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
+	cert, err := al.ca.IssueAS(asn, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
-	if err != nil {
+	certFile, keyFile = filepath.Join(al.dir, fmt.Sprintf("as%d.pem", asn)), filepath.Join(al.dir, fmt.Sprintf("as%d.key", asn))
+	if err := testpki.WriteFiles(cert, certFile, keyFile); err != nil {
 		t.Fatal(err)
 	}
-	return al.write(t, fmt.Sprintf("as%d.pem", asn), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})),
-		al.write(t, fmt.Sprintf("as%d.key", asn), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	return certFile, keyFile
 }
 
 // acsSection is the [acs] part of engine.toml for asn: certificate, the AS's
