@@ -1,0 +1,168 @@
+package xtr
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"net/netip"
+	"time"
+
+	"github.com/psavd/psavd/control/lisp"
+	"github.com/psavd/psavd/engine"
+)
+
+// pending is an outstanding Map-Request: the EID asked for, its nonce,
+// the sends so far and when the next is due.
+type pending struct {
+	iid   uint32
+	eid   netip.Addr
+	nonce uint64
+	tries int
+	next  time.Time
+}
+
+// drainMisses takes the destinations the engine missed (Config.Misses)
+// and starts their look-ups. x.mu held.
+func (x *XTR) drainMisses(now time.Time) {
+	if x.cfg.Misses != nil {
+		x.missBuf = x.cfg.Misses(x.missBuf[:0])
+		for _, m := range x.missBuf {
+			x.miss(m, now)
+		}
+	}
+}
+
+// miss starts a look-up for a destination the engine missed.
+func (x *XTR) miss(m engine.Miss, now time.Time) {
+	k := cacheKey{m.InstanceID, netip.PrefixFrom(m.Addr, m.Addr.BitLen())}
+	if x.covering(m.InstanceID, m.Addr, now) != nil || x.pendingEID[k] != nil {
+		return
+	}
+	if until, held := x.hold[k]; (held && now.Before(until)) || !x.asks || len(x.pending) >= x.cfg.MaxPending {
+		x.stats.MissesDropped++
+		return
+	}
+	p := &pending{iid: m.InstanceID, eid: m.Addr, nonce: randomNonce(), next: now}
+	for x.pending[p.nonce] != nil {
+		p.nonce = randomNonce()
+	}
+	x.pending[p.nonce] = p
+	x.pendingEID[k] = p
+}
+
+func (x *XTR) dropPending(p *pending) {
+	delete(x.pending, p.nonce)
+	delete(x.pendingEID, cacheKey{p.iid, netip.PrefixFrom(p.eid, p.eid.BitLen())})
+}
+
+// sendRequests sends the Map-Requests that are due, within the rate.
+func (x *XTR) sendRequests(now time.Time) []lisp.Datagram {
+	var out []lisp.Datagram
+	for _, p := range x.pending {
+		if now.Before(p.next) {
+			continue
+		}
+		if p.tries > x.cfg.RequestRetries {
+			x.dropPending(p)
+			x.hold[cacheKey{p.iid, netip.PrefixFrom(p.eid, p.eid.BitLen())}] = now.Add(x.cfg.HoldDown)
+			x.stats.GaveUp++
+			continue
+		}
+		if sec := now.Unix(); sec != x.tokenSec {
+			x.tokenSec, x.tokens = sec, x.cfg.RequestsPerSecond
+		}
+		if x.tokens == 0 {
+			x.stats.RateLimited++
+			continue
+		}
+		x.tokens--
+		resolver, ok := x.dir.MapResolver(p.iid, p.eid)
+		if !ok {
+			// Nowhere to ask yet (a name still resolving): a try.
+			x.stats.NoResolver++
+			p.tries++
+			p.next = now.Add(x.cfg.RequestTimeout)
+			continue
+		}
+		b, err := x.request(p, resolver)
+		if err != nil {
+			x.dropPending(p)
+			x.stats.Malformed++
+			continue
+		}
+		if p.tries > 0 {
+			x.stats.Retries++
+		}
+		p.tries++
+		p.next = now.Add(x.cfg.RequestTimeout)
+		x.stats.Requests++
+		out = append(out, lisp.Datagram{To: resolver, Data: b})
+	}
+	return out
+}
+
+// request encodes the Encapsulated Map-Request of p for resolver.
+func (x *XTR) request(p *pending, resolver netip.AddrPort) ([]byte, error) {
+	var itr []lisp.Address
+	src := netip.Addr{}
+	for _, r := range x.cfg.RLOCs {
+		itr = append(itr, lisp.IPAddr(r))
+		if !src.IsValid() && r.Is4() == p.eid.Is4() {
+			src = r
+		}
+	}
+	if !src.IsValid() { // the inner header's family is the EID's
+		src = netip.IPv6Loopback()
+		if p.eid.Is4() {
+			src = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+		}
+	}
+	return lisp.Marshal(&lisp.ECM{
+		Inner: lisp.InnerHeader{Source: netip.AddrPortFrom(src, x.cfg.LocalPort), Destination: netip.AddrPortFrom(p.eid, 4342), TTL: 64},
+		Message: &lisp.MapRequest{
+			Nonce: p.nonce, ITRRLOCs: itr,
+			Records: []lisp.EIDRecord{{MaskLen: uint8(p.eid.BitLen()), EID: x.eidAddress(p.iid, lisp.IPAddr(p.eid))}},
+		},
+	})
+}
+
+// reply takes a Map-Reply to one of our outstanding Map-Requests into the
+// map-cache; anything else (unknown nonce: late, duplicated or forged) is
+// counted and ignored.
+func (x *XTR) reply(m *lisp.MapReply, now time.Time) {
+	p := x.pending[m.Nonce]
+	if p == nil {
+		x.stats.BadNonce++
+		return
+	}
+	x.dropPending(p)
+	x.stats.Replies++
+	x.learn(m.Records, now)
+}
+
+// releaseHolds ends the hold-downs that are over. x.mu held.
+func (x *XTR) releaseHolds(now time.Time) {
+	for k, until := range x.hold {
+		if !now.Before(until) {
+			delete(x.hold, k)
+		}
+	}
+}
+
+// publishLocked builds the engine's map-cache from the live entries.
+func (x *XTR) publishLocked() {
+	if !x.dirty || x.cfg.Publish == nil {
+		return
+	}
+	x.dirty = false
+	b := engine.NewMapCacheBuilder()
+	for _, e := range x.cache {
+		_ = b.Add(e.EID, engine.Mapping{InstanceID: e.InstanceID, Action: e.Action, Locators: e.Locators}) // checked when they came in
+	}
+	x.cfg.Publish(b.MapCache())
+}
+
+func randomNonce() uint64 {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return binary.BigEndian.Uint64(b[:])
+}
