@@ -22,13 +22,13 @@ import (
 )
 
 // This file builds what the psavd cases need — tagged frames for the
-// validating case and psavd's configuration — from DESIGN §2.3–2.5 alone,
+// validating case and psavd's configuration — from docs/wire.md §2.3–2.5 alone,
 // independently of the engine: when psavd validates these frames, the
 // benchmark doubles as an interoperability check of the tag format.
 
 // TagKey returns K(e) = the first 16 octets of HMAC-SHA256(S(e), "psav tag
 // key"), where S(e0) = s0 and S(e+1) = HMAC-SHA256(S(e), "psav state")
-// (DESIGN §2.5). e must not be before e0.
+// (docs/wire.md §2.5). e must not be before e0.
 func TagKey(s0 [32]byte, e0, e uint64) ([16]byte, error) {
 	if e < e0 {
 		return [16]byte{}, fmt.Errorf("bench: epoch %d is before the start epoch %d", e, e0)
@@ -47,7 +47,7 @@ func TagKey(s0 [32]byte, e0, e uint64) ([16]byte, error) {
 }
 
 // TagFrame returns a copy of an Ethernet/IPv4 or Ethernet/IPv6 frame (no IP
-// options, no extension headers) with a PSAV tag inserted as DESIGN §2.3
+// options, no extension headers) with a PSAV tag inserted as docs/wire.md §2.3
 // says: an IPv4 option 0x9E of 14 octets and two NOPs, or an IPv6
 // Destination Options header with option 0x3B; the tag is SipHash-2-4 under
 // key over src16 ‖ dst16 ‖ first payload octet ‖ srcPrefixLen (§2.4).

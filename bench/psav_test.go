@@ -12,7 +12,7 @@ import (
 	"github.com/psavd/psavd/engine"
 )
 
-// The benchmark's own tag code (written from DESIGN) agrees with the
+// The benchmark's own tag code (written from docs/wire.md) agrees with the
 // engine's on keys and tags.
 func TestTagAgreesWithEngine(t *testing.T) {
 	k := Keys{E0: 100}

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Drop capture (DESIGN §2.2): a sampled copy of dropped frames, for
+// Drop capture (docs/wire.md §2.2): a sampled copy of dropped frames, for
 // forensics. The packet path only copies a sampled, rate-limited frame into
 // a preallocated slot of its loop's own ring — no allocation, no lock, no
 // system call; a writer elsewhere (control/capture) drains the rings into

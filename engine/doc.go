@@ -1,5 +1,5 @@
 // Package engine is psavd's packet path: it judges each frame by the roles of
-// the port it arrived on and the port it leaves by (DESIGN §2.2), adds,
+// the port it arrived on and the port it leaves by (docs/wire.md §2.2), adds,
 // validates, replaces and strips PSAV tags (§2.3–2.4), and forwards by
 // cross-connect or by a static routing table (§2.1), encapsulating in and
 // decapsulating from LISP (RFC 9300) on ports configured for it (lisp.go).

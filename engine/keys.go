@@ -6,7 +6,7 @@ import (
 	"encoding/binary"
 )
 
-// Key is a 16-octet tag key K(e) (DESIGN §2.5: the draft's "signature").
+// Key is a 16-octet tag key K(e) (docs/wire.md §2.5: the draft's "signature").
 type Key [16]byte
 
 // Halves returns the SipHash key words: k0 = octets 0–7 and k1 = octets 8–15,
@@ -66,7 +66,7 @@ func (m *StateMachine) Key(e uint64) (k Key, ok bool) {
 	return m.state.TagKey(), true
 }
 
-// Epoch returns e = floor((unix − t0) / period) (DESIGN §2.5), or -1 before t0.
+// Epoch returns e = floor((unix − t0) / period) (docs/wire.md §2.5), or -1 before t0.
 func Epoch(unix, t0, period int64) int64 {
 	if period <= 0 || unix < t0 {
 		return -1

@@ -9,7 +9,7 @@ import (
 	"github.com/google/gopacket/layers"
 )
 
-// The benchmark's addresses (DESIGN §4.1 example alliance): AS 65001 is the
+// The benchmark's addresses (docs/wire.md §4.1 example alliance): AS 65001 is the
 // inside of the ABR under test, AS 65002 a member on the outside.
 var (
 	InsideV4  = netip.MustParseAddr("198.51.100.10")  // AS 65001

@@ -185,7 +185,7 @@ func ProbeFrame(size int, validating bool, keys bench.Keys, now time.Time) ([]by
 
 // The probe's trailer: magic, sequence number, send time (ns, CLOCK_REALTIME).
 const (
-	tagLen         = 16        // a PSAV tag as the frames carry it (DESIGN §2.3)
+	tagLen         = 16        // a PSAV tag as the frames carry it (docs/wire.md §2.3)
 	maxSocketFrame = 1500 + 14 // the veths' MTU plus the Ethernet header
 	ProbeTrailer   = 16
 	MinProbeSize   = gen.MinFrameV4 + ProbeTrailer

@@ -15,7 +15,7 @@ import (
 	"github.com/psavd/psavd/control/adot"
 )
 
-// dnsLookup is `psavctl dns` (DESIGN §4.2): a look-up through the ADoT
+// dnsLookup is `psavctl dns` (docs/wire.md §4.2): a look-up through the ADoT
 // client, N times over one persistent connection (or, with -new-conn, over a
 // new connection each time, to show TLS session resumption), printing the
 // answers and, per query, whether the TLS session was new or resumed, the

@@ -2,9 +2,9 @@
 //
 //	psavctl decent index -mode draft|lispers.net -mask N -modulus M -suffix S EID
 //	    the index and DNS name that own an EID string such as [0]240.0.1.0/24
-//	    (DESIGN §3.4, §4.2): first line the index alone, second the name.
+//	    (docs/wire.md §3.4, §4.2): first line the index alone, second the name.
 //	psavctl dns -server HOST:PORT -tls-name NAME -ca FILE [-count N] QNAME [A|AAAA]
-//	    a look-up through the ADoT client (DESIGN §4.2), N times over one
+//	    a look-up through the ADoT client (docs/wire.md §4.2), N times over one
 //	    persistent connection: answers, and per query the TLS session (new or
 //	    resumed) and the round-trip time.
 //	psavctl status -acs HOST:PORT -asn N -cert F -key F -ca F [-json]

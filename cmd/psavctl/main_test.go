@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// The real binary, with the vectors of DESIGN §3.4, prints what §4.2 says:
+// The real binary, with the vectors of docs/wire.md §3.4, prints what §4.2 says:
 // the index alone on the first line, the name on the second.
 func TestDecentIndexCommand(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "psavctl")

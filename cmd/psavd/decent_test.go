@@ -39,7 +39,7 @@ func (z *zoneResolver) LookupInfo(_ context.Context, name string, qtype uint16) 
 // before that, none (the xTR retries); a name that moves moves them.
 func TestPullDirectory(t *testing.T) {
 	const suffix = "map-server.example.test"
-	eid := netip.MustParsePrefix("240.0.1.0/24") // DESIGN §3.4 vector: index 8 with mask 8, modulus 16
+	eid := netip.MustParsePrefix("240.0.1.0/24") // docs/wire.md §3.4 vector: index 8 with mask 8, modulus 16
 	z := &zoneResolver{records: map[string][]netip.Addr{
 		"8." + suffix + ".": {netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("192.0.2.11")},
 	}}

@@ -1,5 +1,5 @@
 // Command psavd is the PSAV border router: one binary for every role
-// engine.toml gives it (DESIGN §1). Subcommands:
+// engine.toml gives it (docs/wire.md §1). Subcommands:
 //
 //	psavd [run] -config engine.toml     run a node
 //	psavd check -config engine.toml     validate a configuration, start nothing

@@ -15,7 +15,7 @@ import (
 )
 
 // Frames from engine/testdata/vectors.py (an independent implementation of
-// DESIGN §2.3–2.5): S(e0) = 00 … 1f, e0 = 29000000, tagged in epoch e0+5.
+// docs/wire.md §2.3–2.5): S(e0) = 00 … 1f, e0 = 29000000, tagged in epoch e0+5.
 const (
 	replayV4In  = "020000000002020000000001080045000025123400004011024cc633640acb00710a1092003500110000707361762074657374"
 	replayV4Out = "020000000002020000000001080049000035123400004011496cc633640acb00710a9e0e7100c6abe194f26dc4f8451801011092003500110000707361762074657374"
@@ -77,7 +77,7 @@ func unhex(t *testing.T, s string) []byte {
 	return b
 }
 
-// TestReplayBinary runs the real psavd binary's replay command (DESIGN §4.2)
+// TestReplayBinary runs the real psavd binary's replay command (docs/wire.md §4.2)
 // on both ABRs of the vectors: AS 65001 tags exactly as the spec says, AS
 // 65002 validates and restores the original frames, and a spoofed frame is
 // left out and counted on stderr.

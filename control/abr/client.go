@@ -36,7 +36,7 @@ const (
 	// Connected: a Feed stream is up and the ACS is heard.
 	Connected
 	// FailStatic: the stream broke, the ACS is unreachable or silent; the
-	// engine keeps the last good tables (DESIGN §3.1) while the client
+	// engine keeps the last good tables (docs/wire.md §3.1) while the client
 	// reconnects.
 	FailStatic
 )
@@ -54,8 +54,8 @@ func (s State) String() string {
 const (
 	DefaultMinBackoff        = 500 * time.Millisecond
 	DefaultMaxBackoff        = 30 * time.Second
-	DefaultHeartbeatInterval = time.Second // DESIGN §3.1
-	DefaultMissedHeartbeats  = 3           // DESIGN §3.1
+	DefaultHeartbeatInterval = time.Second // docs/wire.md §3.1
+	DefaultMissedHeartbeats  = 3           // docs/wire.md §3.1
 )
 
 // Config configures a Client.
@@ -105,7 +105,7 @@ type Counters struct {
 	connectedOnce atomic.Bool
 }
 
-// Client keeps an ABR's engine fed from its ACS (DESIGN §3.1): it streams
+// Client keeps an ABR's engine fed from its ACS (docs/wire.md §3.1): it streams
 // table snapshots over mutually authenticated TLS 1.3, publishes every valid
 // one, and on any failure keeps the last good tables (fail-static) while it
 // reconnects with jittered exponential back-off.

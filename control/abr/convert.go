@@ -10,7 +10,7 @@ import (
 	"github.com/psavd/psavd/engine"
 )
 
-// KeyLen is the length of a tag key K(e) on the wire (DESIGN §2.5).
+// KeyLen is the length of a tag key K(e) on the wire (docs/wire.md §2.5).
 const KeyLen = len(engine.Key{})
 
 // maxMembers is the largest member index the prefix table can carry

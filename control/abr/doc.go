@@ -1,4 +1,4 @@
-// Package abr is the ABR's side of the ACS feed (DESIGN §2.7, §3.1): a
+// Package abr is the ABR's side of the ACS feed (docs/wire.md §2.7, §3.1): a
 // Client dials the AS Control Server of its own AS over mutually
 // authenticated TLS 1.3 (gRPC, service psavd.acs.v1.ACS, rpc Feed), turns
 // every pushed acspb.Tables into an immutable engine.Tables with Convert —

@@ -1,4 +1,4 @@
-// Package acs is an AS Control Server node (DESIGN §2.5–2.7, §3.1–3.2): it
+// Package acs is an AS Control Server node (docs/wire.md §2.5–2.7, §3.1–3.2): it
 // serves the gRPC service psavd.acs.v1.ACS over mutual TLS 1.3 and peers
 // with the other ACS of the alliance.
 //

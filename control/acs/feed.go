@@ -17,7 +17,7 @@ import (
 // Tables builds the snapshot pushed to this AS's ABRs at time now: the
 // members and their prefixes from the membership set, the keys of every
 // live pair for epochs e−1 … e+2 (keys only, never states), and the PSAV
-// hops of DESIGN §2.6 from the community tree: a member's tag and validate
+// hops of docs/wire.md §2.6 from the community tree: a member's tag and validate
 // peer is the neighbour on the tree path toward it (the member itself in
 // the flat alliance or inside one community), −1 while the pair with that
 // neighbour is not up; a border or parent peer also gets the replace

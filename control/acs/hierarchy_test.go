@@ -93,7 +93,7 @@ func peerASNOf(t *acspb.Tables, asn uint32, validate bool) uint32 {
 }
 
 // TestHierarchyTables checks the tables each ACS computes from the tree
-// (DESIGN §2.6) and then walks packets through four engines fed with them:
+// (docs/wire.md §2.6) and then walks packets through four engines fed with them:
 // a packet from AS 65001 to AS 65004 is tagged at 65001, validated and
 // replaced at both community borders (65002, 65003) and validated and
 // stripped at 65004, arriving byte for byte as sent; a spoofed one is

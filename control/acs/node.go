@@ -64,7 +64,7 @@ type Config struct {
 	MembershipDir    string
 	MembershipPolicy *membership.Policy
 
-	// Tree is the community hierarchy (DESIGN §2.6) from which the tables
+	// Tree is the community hierarchy (docs/wire.md §2.6) from which the tables
 	// of this AS's ABRs are computed; nil: the flat alliance (every member
 	// in community 0).
 	Tree *membership.Tree
@@ -438,7 +438,7 @@ func (n *Node) unregister(s *session) {
 	if ps.state == StateNegotiating && (ps.machine == nil || ps.machine.Removed()) {
 		ps.state = StateConnecting
 	}
-	// A machine that is up keeps running from the clock (DESIGN §2.5) until
+	// A machine that is up keeps running from the clock (docs/wire.md §2.5) until
 	// the peer is declared dead from missing heartbeats.
 }
 

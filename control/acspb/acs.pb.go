@@ -1,4 +1,4 @@
-// The wire schema of the PSAV control plane (DESIGN §3.1): what AS Control
+// The wire schema of the PSAV control plane (docs/wire.md §3.1): what AS Control
 // Servers say to each other, what they push to their ABRs, and what psavctl
 // asks. Every message is carried over mutual TLS 1.3 (control/pair builds the
 // TLS configurations; a peer's ASN is the URI SAN psav:as<N> of its
@@ -1213,7 +1213,7 @@ func (x *EpochKey) GetKey() []byte {
 	return nil
 }
 
-// Replace is one entry of the community-border table (DESIGN §2.6).
+// Replace is one entry of the community-border table (docs/wire.md §2.6).
 type Replace struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	SrcMember     uint32                 `protobuf:"varint,1,opt,name=src_member,json=srcMember,proto3" json:"src_member,omitempty"`

@@ -1,4 +1,4 @@
-// The wire schema of the PSAV control plane (DESIGN §3.1): what AS Control
+// The wire schema of the PSAV control plane (docs/wire.md §3.1): what AS Control
 // Servers say to each other, what they push to their ABRs, and what psavctl
 // asks. Every message is carried over mutual TLS 1.3 (control/pair builds the
 // TLS configurations; a peer's ASN is the URI SAN psav:as<N> of its

@@ -1,6 +1,6 @@
 // Package adot implements Authoritative DNS over TLS (RFC 7858 transport,
 // draft-hal-adot-operational-considerations) for psavd's pull-based
-// LISP-Decent mapping system (DESIGN.md §3.5).
+// LISP-Decent mapping system (docs/wire.md §3.5).
 //
 // Client: Lookup(ctx, name, qtype) resolves A/AAAA through persistent,
 // verified TLS 1.3 connections (TLS 1.2 only if Config.AllowTLS12), one

@@ -1,4 +1,4 @@
-// Package capture writes the engine's sampled dropped frames (DESIGN §2.2)
+// Package capture writes the engine's sampled dropped frames (docs/wire.md §2.2)
 // to pcap files for forensics: one file per (port of arrival, drop reason),
 // e.g. outside-no-tag.pcap, rotated by size (outside-no-tag.pcap.1, .2, …)
 // so a flood of spoofed traffic cannot fill the disk. Sampling and the rate

@@ -1,5 +1,5 @@
 // Package lisp is the LISP control-plane message codec used by psavd's ABRs
-// acting as xTRs and Map-Servers (DESIGN §3.3).
+// acting as xTRs and Map-Servers (docs/wire.md §3.3).
 //
 // It encodes and decodes the RFC 9301 control messages Map-Request,
 // Map-Reply, Map-Register, Map-Notify, Map-Notify-Ack and the Encapsulated

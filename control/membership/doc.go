@@ -1,4 +1,4 @@
-// Package membership holds the PSAV trust-alliance membership (DESIGN §3.2):
+// Package membership holds the PSAV trust-alliance membership (docs/wire.md §3.2):
 // one signed, community-endorsed record per AS, merged by every ACS with a
 // deterministic rule (highest version wins, ties by lowest hash) so that
 // flooding the same records in any order, with duplicates, leaves every ACS

@@ -54,7 +54,7 @@ type Record struct {
 	ASN  uint32
 	// ASCN is the community the AS belongs to; 0 is the top level (a flat
 	// alliance). The endorsement must come from a key of this community:
-	// the community is the AS's parent in the tree of DESIGN §2.6.
+	// the community is the AS's parent in the tree of docs/wire.md §2.6.
 	ASCN     uint32
 	Version  uint64
 	Key      PublicKey

@@ -38,7 +38,7 @@ const (
 	// ReasonStorage: valid, but could not be persisted, so not applied.
 	ReasonStorage
 	// ReasonRPKIUncovered: a prefix is not covered by a validated ROA for
-	// the record's ASN (DESIGN §3.2; only where RPKI data is available).
+	// the record's ASN (docs/wire.md §3.2; only where RPKI data is available).
 	ReasonRPKIUncovered
 	numReasons
 )

@@ -5,7 +5,7 @@ import (
 	"sort"
 )
 
-// Community is one node of the community tree (DESIGN §2.6). ASCN 0 is the
+// Community is one node of the community tree (docs/wire.md §2.6). ASCN 0 is the
 // root, the top-level alliance. Every other community hangs under a parent
 // and is joined to it by one key: between its Border AS (a member of this
 // community) and ParentPeer (a member of the parent community) — the link
@@ -180,7 +180,7 @@ func (t *Tree) Adjacent(a, b uint32, of ASCNOf) bool {
 }
 
 // Hops is what one AS needs from the tree to build its ABRs' tables
-// (DESIGN §2.6): for every other member, the PSAV hop toward it (which is
+// (docs/wire.md §2.6): for every other member, the PSAV hop toward it (which is
 // also the hop a packet from it arrives from, the path being symmetric),
 // and the replace entries for the pairs whose path passes through it.
 type Hops struct {

@@ -122,7 +122,7 @@ func TestNewTreeRefuses(t *testing.T) {
 }
 
 // TestTreeMatchesShortestPath checks Path against an independent model on
-// random hierarchies: the graph whose edges are the keys DESIGN §2.6 says
+// random hierarchies: the graph whose edges are the keys docs/wire.md §2.6 says
 // exist (every two ASes of one community, each border with its parent
 // peer). Communities form a tree of cliques, so the shortest path in that
 // graph is unique and is the PSAV path.

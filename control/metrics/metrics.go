@@ -35,7 +35,7 @@ func NewCollector(eng *engine.Engine) *Collector {
 		packets:   prometheus.NewDesc("psavd_packets_total", "Frames forwarded, by port of arrival and action.", []string{"port", "action"}, nil),
 		drops:     prometheus.NewDesc("psavd_drops_total", "Frames dropped, by port of arrival and reason.", []string{"port", "reason"}, nil),
 		lisp:      prometheus.NewDesc("psavd_lisp_events_total", "What the LISP data plane did besides the action or drop (encapsulated, decapsulated, map-cache miss, miss not queued, native forward), by port of arrival.", []string{"port", "event"}, nil),
-		epoch:     prometheus.NewDesc("psavd_epoch", "Current PSAV epoch (DESIGN §2.5).", nil, nil),
+		epoch:     prometheus.NewDesc("psavd_epoch", "Current PSAV epoch (docs/wire.md §2.5).", nil, nil),
 		version:   prometheus.NewDesc("psavd_tables_version", "Version of the table snapshot in use.", nil, nil),
 		keyed:     prometheus.NewDesc("psavd_peers_keyed", "Peers whose key for the current epoch the data plane holds.", nil, nil),
 		size:      prometheus.NewDesc("psavd_table_entries", "Entries of the snapshot in use, by table: members, prefixes (AS-Prefix), peers (AS-Tag), replace (community borders), routes, map-cache (LISP).", []string{"table"}, nil),

@@ -3,7 +3,7 @@ package pair
 import "errors"
 
 // Initiator reports whether local initiates the pair with peer: the lower
-// ASN proposes (DESIGN §2.5).
+// ASN proposes (docs/wire.md §2.5).
 func Initiator(local, peer uint32) bool { return local < peer }
 
 // Session names the two ends of one ACS↔ACS session: the AS that dialled it

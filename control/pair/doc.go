@@ -1,5 +1,5 @@
 // Package pair runs one PSAV state machine per ACS pair, seeded from the
-// mutually authenticated TLS 1.3 session between the two ACS (DESIGN §2.5,
+// mutually authenticated TLS 1.3 session between the two ACS (docs/wire.md §2.5,
 // §3.1).
 //
 //   - TLS: ServerConfig and ClientConfig build TLS-1.3-only configurations

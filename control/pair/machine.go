@@ -10,7 +10,7 @@ import (
 	"github.com/psavd/psavd/engine"
 )
 
-// Machine is the PSAV state machine of one ACS pair (DESIGN §2.5): the
+// Machine is the PSAV state machine of one ACS pair (docs/wire.md §2.5): the
 // current engine.StateMachine (holding only its current state, erased
 // forward), and at most one pending re-key that takes over at a future epoch
 // boundary e1. It runs from the clock alone: a dropped session does not stop
@@ -168,7 +168,7 @@ func (m *Machine) dropNext() {
 }
 
 // KeysAt returns the peer's keys for the epochs e−1 … e+2 around time unix
-// (DESIGN §2.4, as control/static publishes them): what an ACS hands its
+// (docs/wire.md §2.4, as control/static publishes them): what an ACS hands its
 // ABRs. Each epoch's key comes from the machine in force in that epoch: the
 // current one before a pending boundary e1, the re-keyed one from e1 on.
 // Once e−1 ≥ e1 the old machine is no longer needed and is erased. Epochs

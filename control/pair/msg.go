@@ -6,7 +6,7 @@ import (
 	"fmt"
 )
 
-// Negotiation messages (DESIGN §2.5, §3.1). They are transport-agnostic and
+// Negotiation messages (docs/wire.md §2.5, §3.1). They are transport-agnostic and
 // encoded compactly, big-endian, with a version and a type octet; the
 // decoder is strict (exact length, known version, type and values) so that
 // every accepted encoding is canonical. The schema will move into the

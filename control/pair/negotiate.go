@@ -9,7 +9,7 @@ import (
 	"github.com/psavd/psavd/engine"
 )
 
-// DefaultPeriod is P when none is configured (DESIGN §2.5).
+// DefaultPeriod is P when none is configured (docs/wire.md §2.5).
 const DefaultPeriod = 60
 
 // DefaultLead is how many epochs ahead of the current one a proposal starts

@@ -9,7 +9,7 @@ import (
 	"github.com/psavd/psavd/engine"
 )
 
-// ExporterLabel is the TLS exporter label of S0 (DESIGN §2.5).
+// ExporterLabel is the TLS exporter label of S0 (docs/wire.md §2.5).
 const ExporterLabel = "EXPORTER-psav-state-machine"
 
 // ExporterContext is the exporter context lowASN(4) ‖ highASN(4) ‖ e0(8),

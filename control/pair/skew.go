@@ -19,7 +19,7 @@ func ClockOffset(t1, t2, t3, t4 time.Time) (offset, rtt time.Duration) {
 }
 
 // SkewError is the alarm raised when the measured clock offset to a peer
-// exceeds P/4 (DESIGN §2.5): the proposal is refused and the operator must
+// exceeds P/4 (docs/wire.md §2.5): the proposal is refused and the operator must
 // be told.
 type SkewError struct {
 	Offset time.Duration // measured (peer − us)

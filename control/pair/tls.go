@@ -104,7 +104,7 @@ func (id *Identity) base() *tls.Config {
 	return &tls.Config{
 		// TLS 1.3 only. CurvePreferences is deliberately left unset: Go's
 		// default key exchange includes the hybrid post-quantum
-		// X25519MLKEM768 (DESIGN §3.1), and pinning curves could exclude it.
+		// X25519MLKEM768 (docs/wire.md §3.1), and pinning curves could exclude it.
 		MinVersion:   tls.VersionTLS13,
 		MaxVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{id.Cert},

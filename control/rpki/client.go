@@ -117,7 +117,7 @@ func NewClient(cfg Config) (*Client, error) {
 
 // Validator returns the current snapshot, or nil when there is no usable
 // RPKI data: nothing received yet, or the last data is older than the
-// cache's Expire Interval (RFC 8210 §6). DESIGN §3.2 applies the ROA check
+// cache's Expire Interval (RFC 8210 §6). docs/wire.md §3.2 applies the ROA check
 // only "where RPKI data is available", i.e. when this is non-nil.
 func (c *Client) Validator() *Validator {
 	v := c.snap.Load()

@@ -1,4 +1,4 @@
-// Package rpki is psavd's RPKI cross-check (DESIGN §3.2): an RPKI-to-Router
+// Package rpki is psavd's RPKI cross-check (docs/wire.md §3.2): an RPKI-to-Router
 // client (RTR, RFC 8210 version 1 with fallback to RFC 6810 version 0) that
 // keeps the validated ROA payloads (VRPs) of an RPKI cache, and a Validator
 // that tells whether a membership record's prefixes are covered by VRPs for

@@ -131,7 +131,7 @@ func (v *Validator) State(asn uint32, p netip.Prefix) State {
 // Covered reports whether every prefix is Valid for asn (RFC 6811): some VRP
 // with that ASN covers it with max length ≥ its length. uncovered lists the
 // prefixes that are not, in input order (NotFound and Invalid alike).
-// DESIGN §3.2: a membership record with uncovered prefixes is refused.
+// docs/wire.md §3.2: a membership record with uncovered prefixes is refused.
 // An empty prefix list is covered.
 func (v *Validator) Covered(asn uint32, prefixes []netip.Prefix) (ok bool, uncovered []netip.Prefix) {
 	for _, p := range prefixes {

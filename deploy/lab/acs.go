@@ -125,7 +125,7 @@ func (e *Env) acsSection(n *Node) (*engineACS, error) {
 		}
 		a.Communities = append(a.Communities, c)
 	}
-	// Each ACS peers with the ACS it shares a key with (DESIGN §2.6): all
+	// Each ACS peers with the ACS it shares a key with (docs/wire.md §2.6): all
 	// of its community, and across a border its counterpart. Membership
 	// floods along these sessions to every ACS of the tree.
 	tree, err := e.Topo.Tree()
@@ -170,7 +170,7 @@ func (a *ABR) isPort(ifname string) bool {
 	return false
 }
 
-// routed reports whether the ABR forwards routed (DESIGN §2.1): its ports
+// routed reports whether the ABR forwards routed (docs/wire.md §2.1): its ports
 // then have addresses, like a router's.
 func (a *ABR) routed() bool {
 	f, _ := a.Engine["forwarding"].(string)

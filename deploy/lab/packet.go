@@ -186,7 +186,7 @@ func Ethernet(dst, src net.HardwareAddr, ip []byte) []byte {
 }
 
 // TagBody is the 12 octets the IPv4 option and the IPv6 option share
-// (DESIGN §2.3): TagLen=7/AI=1, reserved, 64-bit tag, epoch octet, source
+// (docs/wire.md §2.3): TagLen=7/AI=1, reserved, 64-bit tag, epoch octet, source
 // prefix length.
 func TagBody(tag [8]byte, epoch, pfxLen uint8) []byte {
 	b := []byte{7<<4 | 1, 0}

@@ -64,7 +64,7 @@ type Topology struct {
 	Flows       []Flow      `toml:"flow"`
 }
 
-// Community is one community below the root of the community tree (DESIGN
+// Community is one community below the root of the community tree (docs/wire.md
 // §2.6), for ABR nodes that run an ACS: it becomes an [[acs.community]]
 // of every ACS, with a per-run endorsement key.
 type Community struct {

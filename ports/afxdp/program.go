@@ -175,7 +175,7 @@ func boundsCheck(sym string, end int32, fail string) asm.Instructions {
 //	R6 = ctx (struct xdp_md *), R7 = ctx->data, R8 = ctx->data_end,
 //	R9 = config flags; R0-R5 are scratch (clobbered by helper calls).
 //
-// Decisions (see DESIGN §2.1 and the package documentation):
+// Decisions (see docs/wire.md §2.1 and the package documentation):
 //
 //	"pass": XDP_PASS, the frame goes to the kernel stack;
 //	"ctl":  redirect to the queue's socket, XDP_PASS if there is none

@@ -106,7 +106,7 @@ func TestSpoofingFlood(t *testing.T) {
 		{65002, "198.51.100.128/25", abr2, "198.18.0.2:7443", pin, 65001, "198.18.0.1:7443"},
 	} {
 		acs := al.acsSection(t, a.asn, a.prefix, a.acs, a.peer, a.peerAddr)
-		// The contract's defaults (DESIGN §3.1), not the short test interval.
+		// The contract's defaults (docs/wire.md §3.1), not the short test interval.
 		acs = strings.Replace(acs, `heartbeat = "200ms"`, `heartbeat = "1s"`, 1)
 		cfg := fmt.Sprintf(`[psav]
 asn = %d

@@ -223,7 +223,7 @@ type probe struct {
 // checks them on every link:
 //
 //   - h1 → tr (after abr1): exactly one PSAV tag, well formed, with the tag
-//     value an independent implementation of DESIGN §2.4 computes; removing
+//     value an independent implementation of docs/wire.md §2.4 computes; removing
 //     it gives back the bytes h1 sent (TTL included: tr has not routed it yet).
 //   - tr → h2 (before abr2, and at h2): removing the tag from what tr sent
 //     gives exactly the bytes h2 received.

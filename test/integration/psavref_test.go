@@ -14,7 +14,7 @@ import (
 	"github.com/psavd/psavd/deploy/lab"
 )
 
-// An independent reading of DESIGN §2.3–2.5, written from the document and
+// An independent reading of docs/wire.md §2.3–2.5, written from the document and
 // not from the engine: the tests judge psavd's tags with it, so that a
 // mistake made the same way on both sides of one implementation still shows.
 
@@ -39,7 +39,7 @@ func tagKey(s0hex string, e0, e int64) ([16]byte, error) {
 	return k, nil
 }
 
-// refTag computes the 64-bit tag of DESIGN §2.4.
+// refTag computes the 64-bit tag of docs/wire.md §2.4.
 func refTag(key [16]byte, src, dst netip.Addr, firstOctet, pfxLen uint8) uint64 {
 	s, d := src.As16(), dst.As16() // IPv4 becomes ::ffff:a.b.c.d
 	msg := append(append(append([]byte{}, s[:]...), d[:]...), firstOctet, pfxLen)
@@ -131,7 +131,7 @@ func findTag(p []byte) (tagInfo, error) {
 }
 
 // strip removes a tag that stands alone (tagInfo.alone) and restores the
-// headers as DESIGN §2.3 says the tagger found them: options (or extension
+// headers as docs/wire.md §2.3 says the tagger found them: options (or extension
 // headers) before and after it, lengths, next header, checksum.
 func strip(p []byte) ([]byte, error) {
 	ti, err := findTag(p)

@@ -17,7 +17,7 @@ import (
 )
 
 // TestReplayTagRoundTrip runs the lab's probe packets through `psavd
-// replay` (DESIGN §4.2) with the lab's generated engine.toml files: abr1's
+// replay` (docs/wire.md §4.2) with the lab's generated engine.toml files: abr1's
 // inside port adds the tag, abr2's outside port validates and strips it. It
 // needs neither root nor AF_XDP, so it judges the engine's tags against the
 // reference on every machine, and tells an engine fault from a port fault

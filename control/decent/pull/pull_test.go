@@ -48,7 +48,7 @@ func testEIDs() []netip.Prefix {
 
 // Registrations land on exactly the map-servers the hash selects: 16 names
 // in the zone, name i → map-server i mod 4, for modulus 4, 8 and 16 in both
-// hash modes; the DESIGN vectors are checked where the mask fits.
+// hash modes; the docs/wire.md §3.4 vectors are checked where the mask fits.
 func TestPullPlacement(t *testing.T) {
 	vectors := map[string]struct {
 		mask            int

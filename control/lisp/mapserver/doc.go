@@ -1,5 +1,5 @@
 // Package mapserver is psavd's LISP Map-Server and Map-Resolver
-// (DESIGN §3.3, the LISP Map Server draft, RFC 9301).
+// (docs/wire.md §3.3, the LISP Map Server draft, RFC 9301).
 //
 // Map-Server: sites (Site) have a shared key, a key id and the EID prefixes
 // their ETRs may register (optionally more specifics). A Map-Register is
