@@ -124,6 +124,8 @@ type Node struct {
 	hb   time.Duration
 	dead int
 
+	failed chan error // the gRPC server's error, if it stops before Close
+
 	mu      sync.Mutex
 	peers   map[uint32]*peerState
 	version uint64         // tables version: bumped on every change of keys or membership and at every epoch boundary
@@ -183,6 +185,7 @@ func New(cfg Config) (*Node, error) {
 		hb: cfg.Heartbeat, dead: cfg.DeadAfter,
 		peers:   map[uint32]*peerState{},
 		version: 1, changed: make(chan struct{}), abrs: map[string]int{},
+		failed: make(chan error, 1),
 	}
 	n.ppol = cfg.PairPolicy
 	n.ppol.T0, n.ppol.Period = cfg.T0, cfg.Period
@@ -255,6 +258,10 @@ func (n *Node) Start(ctx context.Context) error {
 		defer n.wg.Done()
 		if err := n.srv.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			n.log.Warn("serve", zap.Error(err))
+			select {
+			case n.failed <- err:
+			default:
+			}
 		}
 	}()
 	go func() { defer n.wg.Done(); n.deadLoop() }()
@@ -267,6 +274,10 @@ func (n *Node) Start(ctx context.Context) error {
 	n.log.Info("acs started", zap.String("listen", lis.Addr().String()))
 	return nil
 }
+
+// Failed yields the error of the gRPC server if it stops serving before
+// Close (its listener failed): the node's supervisor then stops the node.
+func (n *Node) Failed() <-chan error { return n.failed }
 
 // Addr is the listening address (after Start).
 func (n *Node) Addr() net.Addr { return n.lis.Addr() }
