@@ -1,5 +1,5 @@
 // Package dot benchmarks DNS query round-trip time against a local BIND 9
-// (started by internal/bindtest) in four modes, in one run:
+// (started by internal/bindserver) in four modes, in one run:
 //
 //   - udp:        clear UDP with miekg/dns (dns.Client{Net: "udp"}, a new
 //     socket per query, as dns.Client.Exchange does);
@@ -28,7 +28,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/psavd/psavd/control/adot"
-	"github.com/psavd/psavd/internal/bindtest"
+	"github.com/psavd/psavd/internal/bindserver"
 )
 
 // Mode is one way of sending the queries.
@@ -55,7 +55,7 @@ type Options struct {
 	Name    string        // default "0.map-server.example.test."
 	QType   uint16        // default dns.TypeA
 	Modes   []Mode        // default AllModes
-	Named   string        // named binary; default bindtest.FindNamed
+	Named   string        // named binary; default bindserver.FindNamed
 	Timeout time.Duration // per query; default 3 s
 }
 
@@ -121,7 +121,7 @@ func fmtDur(d time.Duration) string {
 
 // Run starts BIND with a TLS 1.3 DoT listener and a clear UDP/TCP listener
 // on 127.0.0.1, serving map-server.example.test (A/AAAA for 0…3), runs the
-// modes and stops BIND. It returns an error wrapping bindtest.ErrNoNamed if
+// modes and stops BIND. It returns an error wrapping bindserver.ErrNoNamed if
 // named is not installed.
 func Run(ctx context.Context, o Options) (Results, error) {
 	if o.Queries <= 0 {
@@ -131,7 +131,7 @@ func Run(ctx context.Context, o Options) (Results, error) {
 		o.Warmup = 10
 	}
 	if o.Name == "" {
-		o.Name = "0." + bindtest.DefaultZone
+		o.Name = "0." + bindserver.DefaultZone
 	}
 	o.Name = dns.Fqdn(o.Name)
 	if o.QType == 0 {
@@ -143,14 +143,14 @@ func Run(ctx context.Context, o Options) (Results, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = 3 * time.Second
 	}
-	b, err := bindtest.Start("", bindtest.Options{Named: o.Named, Clear: true})
+	b, err := bindserver.Start("", bindserver.Options{Named: o.Named, Clear: true})
 	if err != nil {
 		return Results{}, err
 	}
 	defer b.Stop()
 
 	var r Results
-	if named, err := bindtest.FindNamed(); o.Named == "" && err == nil {
+	if named, err := bindserver.FindNamed(); o.Named == "" && err == nil {
 		o.Named = named
 	}
 	if out, err := exec.Command(o.Named, "-v").Output(); err == nil {
@@ -178,7 +178,7 @@ type querier interface {
 	close()
 }
 
-func runMode(ctx context.Context, b *bindtest.BIND, o Options, m Mode) (ModeResult, error) {
+func runMode(ctx context.Context, b *bindserver.BIND, o Options, m Mode) (ModeResult, error) {
 	q, err := newQuerier(b, o, m)
 	if err != nil {
 		return ModeResult{}, err
@@ -254,7 +254,7 @@ func Percentile(sorted []time.Duration, p float64) time.Duration {
 	return sorted[rank-1]
 }
 
-func newQuerier(b *bindtest.BIND, o Options, m Mode) (querier, error) {
+func newQuerier(b *bindserver.BIND, o Options, m Mode) (querier, error) {
 	base := adot.Config{Servers: []string{b.TLSAddr}, ServerName: b.ServerName, RootCAs: b.PKI.CAPool,
 		DialTimeout: o.Timeout, HandshakeTimeout: o.Timeout, QueryTimeout: o.Timeout, MaxCacheEntries: -1}
 	switch m {

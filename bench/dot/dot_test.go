@@ -8,7 +8,7 @@ import (
 
 	"github.com/psavd/psavd/internal/testtool"
 
-	"github.com/psavd/psavd/internal/bindtest"
+	"github.com/psavd/psavd/internal/bindserver"
 )
 
 // TestRunShort runs every mode briefly against BIND and checks that each
@@ -19,7 +19,7 @@ func TestRunShort(t *testing.T) {
 	defer cancel()
 	const n = 50
 	r, err := Run(ctx, Options{Queries: n})
-	if errors.Is(err, bindtest.ErrNoNamed) {
+	if errors.Is(err, bindserver.ErrNoNamed) {
 		t.Skip(err)
 	}
 	if err != nil {

@@ -24,7 +24,8 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/psavd/psavd/control/adot"
-	"github.com/psavd/psavd/internal/bindtest"
+	"github.com/psavd/psavd/internal/bindserver"
+	"github.com/psavd/psavd/internal/testpki"
 )
 
 // TestDoTServerNode runs the real psavd binary as a DoT-server-only node
@@ -37,15 +38,15 @@ func TestDoTServerNode(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	pki, err := bindtest.NewPKI(dir, "ns.example.test")
+	pki, err := testpki.NewServerPKI(dir, "ns.example.test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	dotPort, err := bindtest.FreePort()
+	dotPort, err := bindserver.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	metricsPort, err := bindtest.FreePort()
+	metricsPort, err := bindserver.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}

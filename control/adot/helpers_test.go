@@ -8,20 +8,21 @@ import (
 
 	"github.com/psavd/psavd/internal/testtool"
 
-	"github.com/psavd/psavd/internal/bindtest"
+	"github.com/psavd/psavd/internal/bindserver"
+	"github.com/psavd/psavd/internal/testpki"
 )
 
 const (
-	testServerName = bindtest.DefaultServerName
-	testZone       = bindtest.DefaultZone
+	testServerName = bindserver.DefaultServerName
+	testZone       = bindserver.DefaultZone
 )
 
 // testPKI is a throw-away CA and a server certificate it signed.
-type testPKI = bindtest.PKI
+type testPKI = testpki.ServerPKI
 
 func newPKI(t testing.TB, dir string, names ...string) *testPKI {
 	t.Helper()
-	p, err := bindtest.NewPKI(dir, names...)
+	p, err := testpki.NewServerPKI(dir, names...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +31,7 @@ func newPKI(t testing.TB, dir string, names ...string) *testPKI {
 
 func freePort(t testing.TB) int {
 	t.Helper()
-	p, err := bindtest.FreePort()
+	p, err := bindserver.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,17 +40,17 @@ func freePort(t testing.TB) int {
 
 // zoneText is the test zone: i.map-server.example.test has 192.0.2.(10+i)
 // and 2001:db8::(10+i) for i in 0..3.
-func zoneText() string { return bindtest.ZoneText(testZone) }
+func zoneText() string { return bindserver.ZoneText(testZone) }
 
 var bindOnce struct {
 	sync.Mutex
-	b *bindtest.BIND
+	b *bindserver.BIND
 }
 
 // startBIND starts one named (TLS 1.3 and TLS 1.2-only listeners) for the
 // whole test binary run on first use (stopped by TestMain), or skips if
 // named is not installed.
-func startBIND(t *testing.T) *bindtest.BIND {
+func startBIND(t *testing.T) *bindserver.BIND {
 	t.Helper()
 	testtool.Path(t, "named", "bind9")
 	bindOnce.Lock()
@@ -57,8 +58,8 @@ func startBIND(t *testing.T) *bindtest.BIND {
 	if bindOnce.b != nil {
 		return bindOnce.b
 	}
-	b, err := bindtest.Start("", bindtest.Options{TLS12: true})
-	if errors.Is(err, bindtest.ErrNoNamed) {
+	b, err := bindserver.Start("", bindserver.Options{TLS12: true})
+	if errors.Is(err, bindserver.ErrNoNamed) {
 		t.Skip(err)
 	}
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/psavd/psavd/internal/bindtest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/psavd/psavd/internal/testpki"
 
 	"github.com/BurntSushi/toml"
 )
@@ -326,7 +327,7 @@ func (e *Env) expand(extra string) (string, error) {
 		return "", fmt.Errorf("extra uses {{dot_…}} but [lab] dot_name is not set")
 	}
 	if e.dotPKI == nil {
-		pki, err := bindtest.NewPKI(e.Dir, e.Topo.Lab.DoTName)
+		pki, err := testpki.NewServerPKI(e.Dir, e.Topo.Lab.DoTName)
 		if err != nil {
 			return "", err
 		}

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/psavd/psavd/control/membership"
-	"github.com/psavd/psavd/internal/bindtest"
 	"github.com/psavd/psavd/internal/netlab"
 	"github.com/psavd/psavd/internal/testpki"
 )
@@ -38,7 +37,7 @@ type Env struct {
 	// ACS mode (acs.go): the run's CA and community key, made on first use.
 	ca          *testpki.CA
 	communities map[uint32]membership.Signer // endorsement key per ASCN
-	dotPKI      *bindtest.PKI                // [lab] dot_name: made on first use
+	dotPKI      *testpki.ServerPKI           // [lab] dot_name: made on first use
 
 	log io.Writer
 

@@ -16,8 +16,8 @@ import (
 
 	"github.com/psavd/psavd/control/decent/pull"
 	"github.com/psavd/psavd/deploy/lab"
-	"github.com/psavd/psavd/internal/bindtest"
 	"github.com/psavd/psavd/internal/netlab"
+	"github.com/psavd/psavd/internal/testpki"
 )
 
 // TestDecentEndToEndPush and TestDecentEndToEndPull (issue 6, must-show
@@ -150,9 +150,9 @@ listen = "127.0.0.1:9100"
 		msAddrs = append(msAddrs, netip.MustParseAddr(a.mapServer))
 	}
 	owners := pull.IndexOwners(modulus, 2, msAddrs)
-	var pki *bindtest.PKI
+	var pki *testpki.ServerPKI
 	if mode == "pull" {
-		pki, err = bindtest.NewPKI(dir, "dns.decent.test")
+		pki, err = testpki.NewServerPKI(dir, "dns.decent.test")
 		must(err)
 		for _, a := range ases {
 			i, err := pull.Index(pull.ModeDraft, pull.EIDString(0, netip.MustParsePrefix(a.prefix)), mask, modulus)

@@ -16,7 +16,7 @@ import (
 	"github.com/psavd/psavd/control/adot"
 	"github.com/psavd/psavd/control/lisp"
 	"github.com/psavd/psavd/control/lisp/mapserver"
-	"github.com/psavd/psavd/internal/bindtest"
+	"github.com/psavd/psavd/internal/bindserver"
 	"github.com/psavd/psavd/internal/netlab"
 )
 
@@ -31,7 +31,7 @@ type bindLab struct {
 	topo   *netlab.Topology
 	xtr    string   // namespace of the xTR
 	msNS   []string // namespace of map-server i
-	bind   *bindtest.BIND
+	bind   *bindserver.BIND
 	client *adot.Client // the xTR's DoT client (cache off: Node's cache is what is tested)
 	serial uint32
 }
@@ -98,7 +98,7 @@ func newBindLab(t *testing.T, spec zoneSpec) *bindLab {
 	}
 
 	l.serial = 1
-	b, err := bindtest.Start("", bindtest.Options{
+	b, err := bindserver.Start("", bindserver.Options{
 		Named: named, Zone: testSuffix + ".", ZoneText: l.zoneText(spec),
 		NetNS: dnsNS, ListenAddr: bindDNSAddr.String(),
 		// named's readiness is checked from the xTR, across the bridge.

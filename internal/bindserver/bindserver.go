@@ -1,24 +1,18 @@
-// Package bindtest starts a throw-away BIND 9 named(8) on loopback for tests
-// and benchmarks: a fresh CA and server certificate, a TLS 1.3 DoT listener
-// with session tickets, optionally a TLS 1.2-only listener and a clear
-// UDP/TCP listener, and one authoritative zone. It is the single copy of the
-// launcher used by control/adot's interop tests, bench/dot and the
-// LISP-Decent pull test (which runs it in a network namespace, Options.NetNS,
-// and changes the zone with BIND.Reload).
-package bindtest
+// Package bindserver starts a throw-away BIND 9 named(8) — a real DNS
+// server to test against — on loopback for tests and benchmarks: a fresh CA
+// and server certificate (internal/testpki.NewServerPKI), a TLS 1.3 DoT
+// listener with session tickets, optionally a TLS 1.2-only listener and a
+// clear UDP/TCP listener, and one authoritative zone. It is the single copy
+// of the launcher used by control/adot's interop tests, bench/dot, psavd's
+// DoT run test and the LISP-Decent pull tests (which run it in a network
+// namespace, Options.NetNS, and change the zone with BIND.Reload).
+package bindserver
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -29,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/psavd/psavd/internal/testpki"
 	"github.com/psavd/psavd/internal/testtool"
 
 	"github.com/miekg/dns"
@@ -41,99 +36,15 @@ const (
 )
 
 // ErrNoNamed is returned by Start (and FindNamed) when named is not installed.
-var ErrNoNamed = errors.New("bindtest: named (BIND 9) not installed: apt-get install bind9")
+var ErrNoNamed = errors.New("bindserver: named (BIND 9) not installed: apt-get install bind9")
 
-// FindNamed returns the path of named: $PATH, then /usr/sbin/named.
+// FindNamed returns the path of named: PATH, then /usr/sbin and /sbin
+// (testtool.Find).
 func FindNamed() (string, error) {
 	if p, ok := testtool.Find("named"); ok {
 		return p, nil
 	}
 	return "", ErrNoNamed
-}
-
-// PKI is a throw-away CA and a server certificate it signed.
-type PKI struct {
-	CAPool   *x509.CertPool
-	CAPEM    []byte
-	Leaf     *x509.Certificate
-	Cert     tls.Certificate
-	CertFile string // leaf PEM ("" unless written to a directory)
-	KeyFile  string
-	CAFile   string
-}
-
-// NewPKI makes a P-256 CA and a server certificate for names (names[0] is
-// also the CN), valid from an hour ago for a day. If dir is not empty the
-// leaf, key and CA are written there as server.crt, server.key and ca.crt.
-func NewPKI(dir string, names ...string) (*PKI, error) {
-	if len(names) == 0 {
-		return nil, errors.New("bindtest: NewPKI needs at least one name")
-	}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: "psavd test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return nil, err
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return nil, err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano() + 1),
-		Subject:      pkix.Name{CommonName: names[0]},
-		DNSNames:     names,
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return nil, err
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
-	p := &PKI{CAPool: x509.NewCertPool(), Leaf: leaf}
-	p.CAPool.AddCert(ca)
-	p.CAPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
-	if p.Cert, err = tls.X509KeyPair(certPEM, keyPEM); err != nil {
-		return nil, err
-	}
-	if dir != "" {
-		p.CertFile = filepath.Join(dir, "server.crt")
-		p.KeyFile = filepath.Join(dir, "server.key")
-		p.CAFile = filepath.Join(dir, "ca.crt")
-		for f, b := range map[string][]byte{p.CertFile: certPEM, p.KeyFile: keyPEM, p.CAFile: p.CAPEM} {
-			if err := os.WriteFile(f, b, 0o600); err != nil {
-				return nil, err
-			}
-		}
-	}
-	return p, nil
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
@@ -159,7 +70,7 @@ func freeUDPTCPPort() (int, error) {
 			return p, nil
 		}
 	}
-	return 0, errors.New("bindtest: no port free for both UDP and TCP")
+	return 0, errors.New("bindserver: no port free for both UDP and TCP")
 }
 
 // ZoneText is the standard test zone for origin (with trailing dot):
@@ -200,8 +111,8 @@ type Options struct {
 
 // BIND is a running named.
 type BIND struct {
-	Dir        string // working directory (named.conf, zone, keys)
-	PKI        *PKI   // CA and server certificate; PKI.CAPool verifies it
+	Dir        string             // working directory (named.conf, zone, keys)
+	PKI        *testpki.ServerPKI // CA and server certificate; PKI.CAPool verifies it
 	ServerName string
 	Zone       string
 	TLSAddr    string // TLS 1.3 DoT listener, "127.0.0.1:port" (Options.ListenAddr)
@@ -270,7 +181,7 @@ func Start(dir string, opts Options) (*BIND, error) {
 	la := opts.ListenAddr
 	b := &BIND{Dir: dir, ServerName: opts.ServerName, Zone: opts.Zone, log: &lockedBuf{}, exited: make(chan struct{}), enter: opts.Enter}
 	if dir == "" {
-		d, err := os.MkdirTemp("", "bindtest-")
+		d, err := os.MkdirTemp("", "bindserver-")
 		if err != nil {
 			return nil, err
 		}
@@ -283,7 +194,7 @@ func Start(dir string, opts Options) (*BIND, error) {
 		return nil, err
 	}
 	var err error
-	if b.PKI, err = NewPKI(b.Dir, opts.ServerName); err != nil {
+	if b.PKI, err = testpki.NewServerPKI(b.Dir, opts.ServerName); err != nil {
 		return fail(err)
 	}
 	var listen strings.Builder
@@ -355,7 +266,7 @@ zone "%[3]s" {
 		// death signal and Reload's SIGHUP reach it).
 		ip, err := exec.LookPath("ip")
 		if err != nil {
-			return fail(fmt.Errorf("bindtest: NetNS needs iproute2: %w", err))
+			return fail(fmt.Errorf("bindserver: NetNS needs iproute2: %w", err))
 		}
 		cmd = exec.Command(ip, append([]string{"netns", "exec", opts.NetNS}, cmd.Args...)...)
 	}
@@ -372,7 +283,7 @@ zone "%[3]s" {
 		select {
 		case <-b.exited:
 			_ = b.Stop()
-			return nil, fmt.Errorf("bindtest: named exited early:\n%s", b.Log())
+			return nil, fmt.Errorf("bindserver: named exited early:\n%s", b.Log())
 		default:
 		}
 		if b.enter(b.probe) == nil {
@@ -380,13 +291,13 @@ zone "%[3]s" {
 		}
 		if time.Now().After(deadline) {
 			_ = b.Stop()
-			return nil, fmt.Errorf("bindtest: named did not answer on %s within %v:\n%s", b.TLSAddr, opts.StartTimeout, b.Log())
+			return nil, fmt.Errorf("bindserver: named did not answer on %s within %v:\n%s", b.TLSAddr, opts.StartTimeout, b.Log())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 }
 
-// probe asks 0.<zone> A over TLS 1.3 (miekg/dns; bindtest must not import
+// probe asks 0.<zone> A over TLS 1.3 (miekg/dns; bindserver must not import
 // control/adot, whose own tests use this package).
 func (b *BIND) probe() error {
 	cl := &dns.Client{Net: "tcp-tls", Timeout: time.Second, TLSConfig: &tls.Config{
@@ -398,7 +309,7 @@ func (b *BIND) probe() error {
 		return err
 	}
 	if r.Rcode != dns.RcodeSuccess {
-		return fmt.Errorf("bindtest: probe: %s", dns.RcodeToString[r.Rcode])
+		return fmt.Errorf("bindserver: probe: %s", dns.RcodeToString[r.Rcode])
 	}
 	return nil
 }
@@ -422,10 +333,10 @@ func (b *BIND) Reload(zoneText string, timeout time.Duration) error {
 		return err
 	}
 	if b.cmd == nil || b.cmd.Process == nil {
-		return errors.New("bindtest: named not running")
+		return errors.New("bindserver: named not running")
 	}
 	if err := b.cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		return fmt.Errorf("bindtest: SIGHUP: %w", err)
+		return fmt.Errorf("bindserver: SIGHUP: %w", err)
 	}
 	deadline := time.Now().Add(timeout)
 	for {
@@ -440,11 +351,11 @@ func (b *BIND) Reload(zoneText string, timeout time.Duration) error {
 		}
 		select {
 		case <-b.exited:
-			return fmt.Errorf("bindtest: named exited during reload:\n%s", b.Log())
+			return fmt.Errorf("bindserver: named exited during reload:\n%s", b.Log())
 		default:
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("bindtest: serial %d not served within %v (last %d, %v):\n%s", serial, timeout, got, err, b.Log())
+			return fmt.Errorf("bindserver: serial %d not served within %v (last %d, %v):\n%s", serial, timeout, got, err, b.Log())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -459,9 +370,9 @@ func soaSerial(zoneText, origin string) (uint32, error) {
 		}
 	}
 	if err := zp.Err(); err != nil {
-		return 0, fmt.Errorf("bindtest: zone text: %w", err)
+		return 0, fmt.Errorf("bindserver: zone text: %w", err)
 	}
-	return 0, errors.New("bindtest: zone text has no SOA")
+	return 0, errors.New("bindserver: zone text has no SOA")
 }
 
 // servedSerial asks the zone's SOA over TLS 1.3.
@@ -479,7 +390,7 @@ func (b *BIND) servedSerial() (uint32, error) {
 			return soa.Serial, nil
 		}
 	}
-	return 0, fmt.Errorf("bindtest: no SOA in answer (%s)", dns.RcodeToString[r.Rcode])
+	return 0, fmt.Errorf("bindserver: no SOA in answer (%s)", dns.RcodeToString[r.Rcode])
 }
 
 // Stop kills named, waits for it and removes the directory if Start made

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package bindtest
+package bindserver
 
 import "os/exec"
 

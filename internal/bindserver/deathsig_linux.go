@@ -1,4 +1,4 @@
-package bindtest
+package bindserver
 
 import (
 	"os/exec"
