@@ -224,7 +224,7 @@ func TestPsavdConfig(t *testing.T) {
 			t.Fatalf("%d prefixes: %v", n, err)
 		}
 		got := 0
-		seen := map[string]bool{}
+		seen := map[netip.Prefix]bool{}
 		for _, m := range c.PSAV.Members {
 			got += len(m.Prefixes)
 			for _, p := range m.Prefixes {
@@ -232,7 +232,7 @@ func TestPsavdConfig(t *testing.T) {
 					t.Fatalf("prefix %s twice", p)
 				}
 				seen[p] = true
-				pf := netip.MustParsePrefix(p)
+				pf := p
 				for _, a := range []netip.Addr{gen.InsideV4, gen.OutsideV4, gen.InsideV6, gen.OutsideV6,
 					NonMemberV4, NonMemberV6, SpoofedV4, SpoofedV6} {
 					if pf.Contains(a) && m.ASN >= fillerASNBase {

@@ -27,25 +27,11 @@ func startACS(ctx context.Context, c *config.Config, log *zap.Logger) (*acs.Node
 	if err != nil {
 		return nil, fmt.Errorf("%s: [acs]: %w", c.File, err)
 	}
-	hb, _ := time.ParseDuration(a.Heartbeat) // checked by config
-	anchors := map[uint32][]membership.PublicKey{}
-	for _, cm := range a.Communities {
-		for _, s := range cm.Keys {
-			k, _ := membership.ParsePublicKey(s) // checked by config
-			anchors[cm.ASCN] = append(anchors[cm.ASCN], k)
-		}
-	}
-	var communities []membership.Community
-	for _, cm := range a.Communities {
-		if cm.ASCN != 0 {
-			communities = append(communities, membership.Community{ASCN: cm.ASCN, Parent: cm.Parent, Border: cm.Border, ParentPeer: cm.ParentPeer})
-		}
-	}
-	tree, err := membership.NewTree(communities)
+	tree, err := membership.NewTree(a.Communities)
 	if err != nil {
 		return nil, fmt.Errorf("%s: acs.community: %w", c.File, err)
 	}
-	policy, err := membership.NewPolicy(anchors)
+	policy, err := membership.NewPolicy(a.Anchors)
 	if err != nil {
 		return nil, fmt.Errorf("%s: acs.community: %w", c.File, err)
 	}
@@ -55,7 +41,7 @@ func startACS(ctx context.Context, c *config.Config, log *zap.Logger) (*acs.Node
 	}
 	if c.RPKI != nil {
 		// Where RPKI data is available, a record whose prefixes are not
-		// covered by ROAs for its ASN is refused (DESIGN §3.2). Until the
+		// covered by ROAs for its ASN is refused (docs/wire.md §3.2). Until the
 		// first complete download there is no data, and nothing is refused.
 		rc, err := rpki.NewClient(rpki.Config{Addr: c.RPKI.Server, Logger: log.Named("rpki")})
 		if err != nil {
@@ -80,7 +66,7 @@ func startACS(ctx context.Context, c *config.Config, log *zap.Logger) (*acs.Node
 	}
 	node, err := acs.New(acs.Config{
 		ASN: c.PSAV.ASN, Identity: id, Listen: a.Listen, Peers: peers,
-		Heartbeat: hb, DeadAfter: a.DeadAfter,
+		Heartbeat: a.Heartbeat, DeadAfter: a.DeadAfter,
 		T0: c.PSAV.T0, Period: uint32(c.PSAV.EpochSeconds),
 		Membership: set, MembershipPolicy: policy, Tree: tree,
 		Logger: log.Named("acs"),

@@ -39,12 +39,12 @@ func startDecent(ctx context.Context, c *config.Config, log *zap.Logger) (*decen
 		return nil, nil
 	}
 	l := c.LISP
-	auth, _ := l.DecentAuth() // checked by config when there is a database
-	if l.Decent.Mode == "push" {
-		pc, err := l.DecentPush(c.File)
-		if err != nil {
-			return nil, err
-		}
+	var auth lisp.AuthConfig // without lisp.decent.site there is no database to sign
+	if a := l.Decent.Auth; a != nil {
+		auth = *a
+	}
+	if l.Decent.Push != nil {
+		pc := *l.Decent.Push
 		pc.OnMismatch = func(m push.Mismatch) {
 			log.Warn("LISP-Decent configuration mismatch", zap.String("what", m.String()))
 		}
@@ -68,19 +68,11 @@ func startDecent(ctx context.Context, c *config.Config, log *zap.Logger) (*decen
 		return &decentNode{push: node, group: pc.Group, dir: &pushDirectory{node: node, group: pc.Group, port: pc.ControlPort,
 			self: netip.AddrPortFrom(pc.RLOC, pc.ControlPort), auth: auth}}, nil
 	}
-	cc, err := c.ADoT.ClientConfig(c.File)
-	if err != nil {
-		return nil, err
-	}
-	client, err := adot.NewClient(cc)
+	client, err := adot.NewClient(*c.ADoT.Client)
 	if err != nil {
 		return nil, fmt.Errorf("%s: [adot]: %w", c.File, err)
 	}
-	pc, err := l.DecentPull(c.File)
-	if err != nil {
-		client.Close()
-		return nil, err
-	}
+	pc := *l.Decent.Pull
 	pc.Resolver = client
 	p, err := pull.New(pc)
 	if err != nil {

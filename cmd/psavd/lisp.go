@@ -4,42 +4,14 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/netip"
 
 	"github.com/psavd/psavd/control/config"
 	"github.com/psavd/psavd/control/decent/pull"
-	"github.com/psavd/psavd/control/lisp"
 	"github.com/psavd/psavd/control/lisp/mapserver"
 	"github.com/psavd/psavd/control/lisp/xtr"
 	"github.com/psavd/psavd/engine"
 	"go.uber.org/zap"
 )
-
-// lispSpec puts the LISP data-plane settings into the engine's spec: every
-// port with encap = "lisp" encapsulates from and decapsulates to the
-// [lisp] rlocs.
-func lispSpec(c *config.Config, s *engine.Spec) error {
-	for i, p := range c.Ports {
-		enc, err := engine.ParseEncap(p.Encap)
-		if err != nil {
-			return fmt.Errorf("%s: port[%d].encap: %w", c.File, i, err)
-		}
-		s.Ports[i].Encap, s.Ports[i].MTU, s.Ports[i].ZeroUDP6Checksum = enc, p.MTU, p.UDP6ZeroChecksum
-		if enc != engine.EncapLISP {
-			continue
-		}
-		s.Ports[i].InstanceID = c.LISP.InstanceID
-		for _, r := range c.LISP.RLOCs {
-			s.Ports[i].RLOCs = append(s.Ports[i].RLOCs, netip.MustParseAddr(r)) // checked by config
-		}
-	}
-	if l := c.LISP; l != nil {
-		s.Policy.LISPMissNative = l.OnMiss == "native"
-		s.Policy.DropTooBig = l.TooBig == "drop"
-		s.Policy.TooBigPerSecond = l.ICMPRate
-	}
-	return nil
-}
 
 // listenUDP opens the UDP socket of a LISP role.
 func listenUDP(c *config.Config, key, addr string) (*net.UDPConn, error) {
@@ -59,7 +31,7 @@ func listenUDP(c *config.Config, key, addr string) (*net.UDPConn, error) {
 // ownership check (dn's Guard).
 func startMapServer(ctx context.Context, c *config.Config, dn *decentNode, log *zap.Logger) (*mapserver.Server, error) {
 	l := c.LISP
-	sites := l.MapServerSites()
+	sites := l.Sites
 	ms, err := mapserver.New(mapserver.Config{Sites: sites})
 	if err != nil {
 		return nil, fmt.Errorf("%s: [lisp.map_server]: %w", c.File, err)
@@ -69,7 +41,7 @@ func startMapServer(ctx context.Context, c *config.Config, dn *decentNode, log *
 		return nil, err
 	}
 	serve := ms.Serve
-	if d := l.Decent; dn != nil && dn.pull != nil && len(d.Owned) > 0 {
+	if d := l.Decent; dn != nil && dn.pull != nil && d != nil && len(d.Owned) > 0 {
 		dn.guard = &pull.Guard{Node: dn.pull, Server: ms, Owned: d.Owned, Drop: d.DropMismatched, OnMismatch: func(e *pull.MismatchError) {
 			log.Warn("LISP-Decent registration for an index this Map-Server does not own", zap.Error(e))
 		}}
@@ -92,29 +64,11 @@ func startMapServer(ctx context.Context, c *config.Config, dn *decentNode, log *
 // directory says where to register and where to ask.
 func startXTR(ctx context.Context, c *config.Config, eng *engine.Engine, dn *decentNode, log *zap.Logger) (*xtr.XTR, error) {
 	l := c.LISP
-	if len(l.Database) == 0 && len(l.MapResolvers) == 0 && dn == nil {
+	if !l.XTR() {
 		return nil, nil
 	}
-	cfg := xtr.Config{InstanceID: l.InstanceID, ASN: c.PSAV.ASN}
-	for _, r := range l.RLOCs {
-		cfg.RLOCs = append(cfg.RLOCs, netip.MustParseAddr(r))
-	}
-	for _, d := range l.Database {
-		m := xtr.Mapping{EID: netip.MustParsePrefix(d.EID)}
-		for _, r := range d.RLOCs {
-			m.Locators = append(m.Locators, xtr.Locator{Addr: netip.MustParseAddr(r.Address), Priority: uint8(r.Priority), Weight: uint8(r.Weight)})
-		}
-		cfg.Database = append(cfg.Database, m)
-	}
-	for _, r := range l.RegisterTo {
-		cfg.MapServers = append(cfg.MapServers, xtr.MapServer{
-			Addr: netip.AddrPortFrom(netip.MustParseAddr(r.Address), 4342),
-			Auth: lisp.AuthConfig{KeyID: uint16(r.KeyID), Key: []byte(r.Key)}, WantNotify: r.WantNotify, AckNotify: r.AckNotify,
-		})
-	}
-	for _, r := range l.MapResolvers {
-		cfg.MapResolvers = append(cfg.MapResolvers, netip.AddrPortFrom(netip.MustParseAddr(r.Address), 4342))
-	}
+	cfg := xtr.Config{InstanceID: l.InstanceID, ASN: c.PSAV.ASN, RLOCs: l.RLOCs, Database: l.Database,
+		MapServers: l.RegisterTo, MapResolvers: l.MapResolvers}
 	if dn != nil {
 		cfg.Directory = dn.dir
 	}

@@ -5,11 +5,10 @@ import (
 	"testing"
 
 	"github.com/psavd/psavd/control/config"
-	"github.com/psavd/psavd/control/static"
 	"github.com/psavd/psavd/engine"
 )
 
-// TestLISPSpec: [lisp] and the port keys reach the engine's spec, and the
+// TestLISPSpec: [lisp] and the port keys reach the engine's spec (Config.EngineSpec), and the
 // result is an engine New accepts.
 func TestLISPSpec(t *testing.T) {
 	c, err := config.Parse("x.toml", []byte(`
@@ -42,13 +41,7 @@ icmp_rate = 5
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := static.Spec(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := lispSpec(c, &s); err != nil {
-		t.Fatal(err)
-	}
+	s := c.EngineSpec()
 	in, out := s.Ports[0], s.Ports[1]
 	if in.Encap != engine.EncapNone || len(in.RLOCs) != 0 ||
 		out.Encap != engine.EncapLISP || out.MTU != 1400 || !out.ZeroUDP6Checksum || out.InstanceID != 7 ||

@@ -16,7 +16,7 @@ import (
 	"github.com/psavd/psavd/ports/pcap"
 )
 
-// replayCmd is `psavd replay` (DESIGN §4.2): the real pipeline over a
+// replayCmd is `psavd replay` (docs/wire.md §4.2): the real pipeline over a
 // capture, as if every frame arrived on -port at time -at (default: each
 // frame's own capture time). What leaves goes to -out; drops are counted on
 // stderr.
@@ -47,10 +47,7 @@ func replayCmd(args []string) int {
 }
 
 func replay(c *config.Config, inPath, outPath string, at int64, portName string, report io.Writer) error {
-	spec, err := static.Spec(c)
-	if err != nil {
-		return err
-	}
+	spec := c.EngineSpec()
 	if spec.Forwarding == engine.Routed {
 		return fmt.Errorf("replay of routed forwarding needs next-hop MACs from a live system; use cross-connect")
 	}
@@ -70,7 +67,7 @@ func replay(c *config.Config, inPath, outPath string, at int64, portName string,
 	if err != nil {
 		return err
 	}
-	sched, err := static.New(c)
+	sched, err := static.New(c.PSAV)
 	if err != nil {
 		return err
 	}

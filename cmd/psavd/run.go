@@ -65,7 +65,7 @@ func runCmd(args []string) int {
 
 func newLogger(l config.Log) (*zap.Logger, error) {
 	var zc zap.Config
-	if l.Format == "json" {
+	if l.JSON {
 		zc = zap.NewProductionConfig()
 	} else {
 		zc = zap.NewDevelopmentConfig()
@@ -73,11 +73,7 @@ func newLogger(l config.Log) (*zap.Logger, error) {
 		zc.DisableStacktrace = true
 		zc.Development = false
 	}
-	lvl, err := zapcore.ParseLevel(l.Level)
-	if err != nil {
-		return nil, err
-	}
-	zc.Level = zap.NewAtomicLevelAt(lvl)
+	zc.Level = zap.NewAtomicLevelAt(l.Level)
 	return zc.Build()
 }
 
@@ -137,18 +133,12 @@ func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
 		log.Info("stopped")
 		return nil
 	}
-	spec, err := static.Spec(c)
-	if err != nil {
-		return err
-	}
-	if err := lispSpec(c, &spec); err != nil {
-		return err
-	}
+	spec := c.EngineSpec()
 	eng, err := engine.New(spec)
 	if err != nil {
 		return err
 	}
-	sched, err := static.New(c)
+	sched, err := static.New(c.PSAV)
 	if err != nil {
 		return err
 	}
@@ -167,15 +157,8 @@ func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
 	for pi, p := range c.Ports {
 		ifc, ok := ifaces[p.Interface]
 		if !ok {
-			mode := afxdp.ModeAuto
-			switch p.XDPMode {
-			case "native":
-				mode = afxdp.ModeNative
-			case "generic":
-				mode = afxdp.ModeGeneric
-			}
 			ifc, err = afxdp.OpenInterface(p.Interface, afxdp.Options{
-				Mode: mode, Frames: c.Engine.Frames, RingSize: c.Engine.RingSize,
+				Mode: p.XDPMode, Frames: c.Engine.Frames, RingSize: c.Engine.RingSize,
 				CrossConnect: spec.Forwarding == engine.CrossConnect,
 			})
 			if err != nil {
@@ -211,7 +194,7 @@ func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
 	}
 
 	if spec.Forwarding == engine.Routed {
-		rt, err := static.Routes(c, spec, interfaceMAC(c), neighbourMAC(c))
+		rt, err := static.Routes(c.Routes, interfaceMAC(c), neighbourMAC(c))
 		if err != nil {
 			return fmt.Errorf("%s: %w", c.File, err)
 		}
@@ -278,17 +261,10 @@ func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
 		for i, p := range spec.Ports {
 			names[i] = p.Name
 		}
-		if capw, err = capture.New(cp.Dir, cp.Snap, cp.MaxBytes, cp.Keep, names); err != nil {
+		if capw, err = capture.New(cp.Dir, cp.Sampling.Snap, cp.MaxBytes, cp.Keep, names); err != nil {
 			return fmt.Errorf("%s: capture.dir: %w", c.File, err)
 		}
-		capCfg = engine.CaptureConfig{Every: cp.Every, PerSecond: cp.PerSecond, Snap: cp.Snap}
-		for _, name := range cp.Reasons {
-			for _, r := range engine.Reasons() {
-				if r.String() == name {
-					capCfg.Reasons[r] = true
-				}
-			}
-		}
+		capCfg = cp.Sampling
 		capCtx, capStop := context.WithCancel(context.Background())
 		capDone := make(chan error, 1)
 		go func() { capDone <- capw.Run(capCtx, 200*time.Millisecond) }()
@@ -299,7 +275,7 @@ func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
 				log.Warn("drop capture", zap.Error(err))
 			}
 		}()
-		log.Info("drop capture", zap.String("dir", cp.Dir), zap.Uint32("every", cp.Every), zap.Uint32("per_second", cp.PerSecond))
+		log.Info("drop capture", zap.String("dir", cp.Dir), zap.Uint32("every", capCfg.Every), zap.Uint32("per_second", capCfg.PerSecond))
 	}
 	if c.Metrics != nil {
 		others := []prometheus.Collector{metrics.NewRingCollector(rings)}
@@ -386,47 +362,37 @@ func runNode(ctx context.Context, c *config.Config, log *zap.Logger) error {
 	return err
 }
 
-func interfaceMAC(c *config.Config) func(string) (net.HardwareAddr, error) {
-	return func(port string) (net.HardwareAddr, error) {
-		for _, p := range c.Ports {
-			if p.Name == port {
-				l, err := netlink.LinkByName(p.Interface)
-				if err != nil {
-					return nil, err
-				}
-				return l.Attrs().HardwareAddr, nil
-			}
+func interfaceMAC(c *config.Config) func(int) (net.HardwareAddr, error) {
+	return func(port int) (net.HardwareAddr, error) {
+		l, err := netlink.LinkByName(c.Ports[port].Interface)
+		if err != nil {
+			return nil, err
 		}
-		return nil, fmt.Errorf("no port %q", port)
+		return l.Attrs().HardwareAddr, nil
 	}
 }
 
-func neighbourMAC(c *config.Config) func(string, netip.Addr) (net.HardwareAddr, error) {
-	return func(port string, ip netip.Addr) (net.HardwareAddr, error) {
-		for _, p := range c.Ports {
-			if p.Name != port {
-				continue
-			}
-			l, err := netlink.LinkByName(p.Interface)
-			if err != nil {
-				return nil, err
-			}
-			family := netlink.FAMILY_V4
-			if ip.Is6() {
-				family = netlink.FAMILY_V6
-			}
-			neighs, err := netlink.NeighList(l.Attrs().Index, family)
-			if err != nil {
-				return nil, err
-			}
-			for _, n := range neighs {
-				if a, ok := netip.AddrFromSlice(n.IP); ok && a.Unmap() == ip && len(n.HardwareAddr) == 6 {
-					return n.HardwareAddr, nil
-				}
-			}
-			return nil, fmt.Errorf("no neighbour entry for %s on %s (give next_hop_mac, or make sure the next hop is reachable)", ip, p.Interface)
+func neighbourMAC(c *config.Config) func(int, netip.Addr) (net.HardwareAddr, error) {
+	return func(port int, ip netip.Addr) (net.HardwareAddr, error) {
+		p := c.Ports[port]
+		l, err := netlink.LinkByName(p.Interface)
+		if err != nil {
+			return nil, err
 		}
-		return nil, fmt.Errorf("no port %q", port)
+		family := netlink.FAMILY_V4
+		if ip.Is6() {
+			family = netlink.FAMILY_V6
+		}
+		neighs, err := netlink.NeighList(l.Attrs().Index, family)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range neighs {
+			if a, ok := netip.AddrFromSlice(n.IP); ok && a.Unmap() == ip && len(n.HardwareAddr) == 6 {
+				return n.HardwareAddr, nil
+			}
+		}
+		return nil, fmt.Errorf("no neighbour entry for %s on %s (give next_hop_mac, or make sure the next hop is reachable)", ip, p.Interface)
 	}
 }
 
@@ -452,13 +418,13 @@ func reload(cur *config.Config, spec engine.Spec, pub *static.Publisher, log *za
 		log.Error("reload refused: these sections need a restart; the running configuration stays", zap.Strings("changed", what))
 		return cur
 	}
-	sched, err := static.New(next)
+	sched, err := static.New(next.PSAV)
 	if err != nil {
 		log.Error("reload refused", zap.Error(err))
 		return cur
 	}
 	if spec.Forwarding == engine.Routed {
-		rt, err := static.Routes(next, spec, interfaceMAC(next), neighbourMAC(next))
+		rt, err := static.Routes(next.Routes, interfaceMAC(next), neighbourMAC(next))
 		if err != nil {
 			log.Error("reload refused", zap.Error(err))
 			return cur
@@ -471,8 +437,11 @@ func reload(cur *config.Config, spec engine.Spec, pub *static.Publisher, log *za
 }
 
 // restartNeeded names the sections that differ between a and b and cannot
-// change while running: everything but [psav] and [[route]].
-func restartNeeded(a, b *config.Config) []string {
+// change while running: everything but [psav] and [[route]]. The files are
+// compared as written (Config.Source): writing out a default that was
+// absent counts as a change.
+func restartNeeded(cur, next *config.Config) []string {
+	a, b := cur.Source, next.Source
 	var what []string
 	for _, d := range []struct {
 		name string
@@ -494,11 +463,8 @@ func restartNeeded(a, b *config.Config) []string {
 // server for the configured zone, on its own address (no clear-text
 // listener). The [adot] client is LISP-Decent pull mode's (decent.go).
 func startDoTServer(c *config.Config, log *zap.Logger) (*adot.Server, error) {
-	sc, err := c.ADoT.Server.ServerConfig(c.File)
-	if err != nil {
-		return nil, err
-	}
-	srv, err := adot.NewServer(sc)
+	sc := c.ADoT.Server
+	srv, err := adot.NewServer(*sc)
 	if err != nil {
 		return nil, fmt.Errorf("%s: [adot.server]: %w", c.File, err)
 	}

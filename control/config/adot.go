@@ -1,7 +1,6 @@
 package config
 
 import (
-	"cmp"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -15,116 +14,83 @@ import (
 	"time"
 
 	"github.com/psavd/psavd/control/adot"
+	"github.com/psavd/psavd/control/config/schema"
 )
 
 // ADoT is [adot]: the DNS-over-TLS client of the pull-based mapping system
-// (DESIGN §3.5) and, in [adot.server], the optional authoritative DoT
-// server role. Durations are Go durations ("3s"); empty keys take the
-// defaults of control/adot (docs/config.md lists them).
+// (docs/wire.md §3.5) and the authoritative DoT server of [adot.server],
+// as control/adot takes them (the CA pool loaded, the certificate loaded,
+// the zone built). Every default of docs/config.md is filled in.
 type ADoT struct {
-	Servers           []string `toml:"servers"`     // DoT servers of the mapping zone, "host:port" or "host" (port 853)
-	ServerName        string   `toml:"server_name"` // name verified in their certificate; default: the host of each server
-	CA                string   `toml:"ca"`          // PEM trust anchors; default: the system pool
-	SPKIPins          []string `toml:"spki_pins"`   // base64 SHA-256 of the leaf's SubjectPublicKeyInfo
-	MinTLS            string   `toml:"min_tls"`     // "1.3" (default) | "1.2"
-	Fallback          string   `toml:"fallback"`    // "" (never clear text) | "plaintext"
-	FallbackServers   []string `toml:"fallback_servers"`
-	DialTimeout       string   `toml:"dial_timeout"`
-	HandshakeTimeout  string   `toml:"handshake_timeout"`
-	QueryTimeout      string   `toml:"query_timeout"`
-	IdleTimeout       string   `toml:"idle_timeout"`
-	MinTTL            string   `toml:"min_ttl"` // cache floor
-	MaxTTL            string   `toml:"max_ttl"` // cache ceiling
-	MaxConnsPerServer int      `toml:"max_conns_per_server"`
-	Attempts          int      `toml:"attempts"`
-
-	Server *ADoTServer `toml:"server"`
+	Client *adot.Config       // nil without adot.servers
+	Server *adot.ServerConfig // nil without [adot.server]
 }
 
-// ADoTServer is [adot.server]: an authoritative DoT server for one zone.
-type ADoTServer struct {
-	Listen            string              `toml:"listen"`    // TLS address, e.g. "192.0.2.53:853"
-	Cert              string              `toml:"cert"`      // PEM certificate chain
-	Key               string              `toml:"key"`       // PEM private key
-	Zone              string              `toml:"zone"`      // origin, e.g. "map-server.example.test"
-	ZoneFile          string              `toml:"zone_file"` // RFC 1035 master file (or records)
-	TTL               uint32              `toml:"ttl"`       // TTL of records (default 30 s)
-	Records           map[string][]string `toml:"records"`   // owner → ["A 192.0.2.10", …]
-	MinTLS            string              `toml:"min_tls"`
-	MaxConns          int                 `toml:"max_conns"`
-	MaxConnsPerClient int                 `toml:"max_conns_per_client"`
-	MaxQueriesPerConn int                 `toml:"max_queries_per_conn"`
-	IdleTimeout       string              `toml:"idle_timeout"`
-	HandshakeTimeout  string              `toml:"handshake_timeout"`
-	TicketRotation    string              `toml:"ticket_rotation"`
-}
+// Defaults and bounds of [adot] and [adot.server] (docs/config.md).
+const (
+	adotTimeout       = 3 * time.Second  // dial, handshake and query timeouts
+	adotIdle          = 20 * time.Second // the client's idle_timeout
+	maxADoTTimeout    = time.Minute      // of one attempt's dial, handshake or query
+	maxADoTIdle       = time.Hour        // idle_timeout, client and server
+	maxADoTTTL        = 7 * 24 * time.Hour
+	maxADoTAttempts   = 10
+	maxADoTConns      = 64 // per server, client
+	adotServerTTL     = 30
+	maxADoTServerTTL  = 1<<31 - 1 // RFC 2181 §8
+	adotMaxConns      = 1024
+	adotMaxPerClient  = 32
+	adotMaxQueries    = 10000
+	adotServerIdle    = 10 * time.Second
+	adotHandshake     = 5 * time.Second
+	adotRotation      = time.Hour
+	maxADoTServerConn = 1_000_000
+	maxADoTRotation   = 7 * 24 * time.Hour // TLS 1.3 tickets live at most a week (RFC 8446 §4.6.1)
+)
 
-func (a *ADoT) defaults() {
-	if a.MinTLS == "" {
-		a.MinTLS = "1.3"
-	}
-	if s := a.Server; s != nil {
-		if s.MinTLS == "" {
-			s.MinTLS = "1.3"
-		}
-		if s.TTL == 0 {
-			s.TTL = 30
-		}
-	}
-}
+// adotClientKeys are the client keys that are refused without servers.
+var adotClientKeys = []string{"attempts", "ca", "dial_timeout", "fallback", "fallback_servers", "handshake_timeout", "idle_timeout",
+	"max_conns_per_server", "max_ttl", "min_ttl", "query_timeout", "server_name", "spki_pins"}
 
-// duration parses an optional positive duration.
-func (k *checker) duration(key, s string) time.Duration {
-	if s == "" {
-		return 0
+func (c *Config) checkADoT(k *checker, f *schema.File) {
+	a := f.ADoT
+	if a == nil {
+		return
 	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d <= 0 {
-		k.add(key, "%q is not a positive duration (like 3s)", s)
-		return 0
-	}
-	return d
-}
-
-func (k *checker) notNegative(key string, v int) {
-	if v < 0 {
-		k.add(key, "must not be negative, is %d", v)
-	}
-}
-
-func (c *Config) checkADoT(k *checker, a *ADoT) {
-	if len(a.Servers) > 0 {
-		if _, err := a.ClientConfig(c.File); err != nil {
-			k.ps = append(k.ps, err.(Problems)...)
-		}
+	c.ADoT = &ADoT{}
+	if len(a.Servers) > 0 || k.set("adot.servers") {
+		c.ADoT.Client = clientConfig(k, a)
 	} else {
 		if a.Server == nil {
 			k.add("adot.servers", "missing: [adot] needs the DoT servers of the mapping zone, [adot.server], or both")
 		}
 		// Client keys without servers would silently do nothing.
-		for key, set := range map[string]bool{"server_name": a.ServerName != "", "ca": a.CA != "", "spki_pins": len(a.SPKIPins) > 0,
-			"fallback": a.Fallback != "", "fallback_servers": len(a.FallbackServers) > 0, "dial_timeout": a.DialTimeout != "",
-			"handshake_timeout": a.HandshakeTimeout != "", "query_timeout": a.QueryTimeout != "", "idle_timeout": a.IdleTimeout != "",
-			"min_ttl": a.MinTTL != "", "max_ttl": a.MaxTTL != "", "max_conns_per_server": a.MaxConnsPerServer != 0, "attempts": a.Attempts != 0} {
-			if set {
+		for _, key := range adotClientKeys {
+			if k.set("adot." + key) {
 				k.add("adot."+key, "a client setting, but adot.servers is empty (the client is off)")
 			}
 		}
 	}
 	if s := a.Server; s != nil {
-		if _, err := s.ServerConfig(c.File); err != nil {
-			k.ps = append(k.ps, err.(Problems)...)
-		}
+		c.ADoT.Server = serverConfig(k, s)
 	}
 }
 
-// ClientConfig returns the adot client configuration of [adot], loading the
-// CA file; file is the configuration file's name, for problems. The error
-// is Problems.
-func (a *ADoT) ClientConfig(file string) (adot.Config, error) {
-	k := &checker{file: file}
-	cfg := adot.Config{Servers: a.Servers, ServerName: a.ServerName, SPKIPins: a.SPKIPins,
-		FallbackServers: a.FallbackServers, MaxConnsPerServer: a.MaxConnsPerServer, Attempts: a.Attempts}
+// count checks a number of things: a negative one is reported as such,
+// others outside [lo, hi] as between does.
+func count(k *checker, key string, v, lo, hi int) bool {
+	if v < 0 {
+		k.add(key, "must not be negative, is %d", v)
+		return false
+	}
+	return between(k, key, v, lo, hi)
+}
+
+// clientConfig checks the client keys of [adot] and compiles them, the CA
+// file loaded.
+func clientConfig(k *checker, a *schema.ADoT) *adot.Config {
+	before := len(k.ps)
+	cfg := &adot.Config{Servers: append([]string(nil), a.Servers...), ServerName: a.ServerName, SPKIPins: append([]string(nil), a.SPKIPins...),
+		FallbackServers: append([]string(nil), a.FallbackServers...)}
 	if len(a.Servers) == 0 {
 		k.add("adot.servers", "missing")
 	}
@@ -150,9 +116,10 @@ func (a *ADoT) ClientConfig(file string) (adot.Config, error) {
 			k.add(fmt.Sprintf("adot.spki_pins[%d]", i), "%q is not the base64 of a SHA-256 (32 octets)", p)
 		}
 	}
-	k.oneOf("adot.min_tls", a.MinTLS, "1.3", "1.2")
-	cfg.AllowTLS12 = a.MinTLS == "1.2"
-	if a.Fallback != "" {
+	if v := orDefault(k.set("adot.min_tls"), a.MinTLS, "1.3"); k.oneOf("adot.min_tls", v, "1.3", "1.2") {
+		cfg.AllowTLS12 = v == "1.2"
+	}
+	if k.set("adot.fallback") {
 		k.oneOf("adot.fallback", a.Fallback, adot.FallbackPlaintext)
 		cfg.Fallback = a.Fallback
 	} else if len(a.FallbackServers) > 0 {
@@ -163,41 +130,42 @@ func (a *ADoT) ClientConfig(file string) (adot.Config, error) {
 			k.add(fmt.Sprintf("adot.fallback_servers[%d]", i), "empty")
 		}
 	}
-	if a.CA != "" {
+	if k.set("adot.ca") {
 		cfg.RootCAs = k.caPool("adot.ca", a.CA)
 	}
-	cfg.DialTimeout = k.duration("adot.dial_timeout", a.DialTimeout)
-	cfg.HandshakeTimeout = k.duration("adot.handshake_timeout", a.HandshakeTimeout)
-	cfg.QueryTimeout = k.duration("adot.query_timeout", a.QueryTimeout)
-	cfg.IdleTimeout = k.duration("adot.idle_timeout", a.IdleTimeout)
-	cfg.MinTTL = k.duration("adot.min_ttl", a.MinTTL)
-	cfg.MaxTTL = k.duration("adot.max_ttl", a.MaxTTL)
-	if lo, hi := cmp.Or(cfg.MinTTL, adot.DefaultMinTTL), cmp.Or(cfg.MaxTTL, adot.DefaultMaxTTL); lo > hi {
-		k.add("adot.max_ttl", "the ceiling %v is below the floor min_ttl %v", hi, lo)
+	cfg.DialTimeout = k.duration("adot.dial_timeout", a.DialTimeout, adotTimeout, time.Millisecond, maxADoTTimeout)
+	cfg.HandshakeTimeout = k.duration("adot.handshake_timeout", a.HandshakeTimeout, adotTimeout, time.Millisecond, maxADoTTimeout)
+	cfg.QueryTimeout = k.duration("adot.query_timeout", a.QueryTimeout, adotTimeout, time.Millisecond, maxADoTTimeout)
+	cfg.IdleTimeout = k.duration("adot.idle_timeout", a.IdleTimeout, adotIdle, time.Second, maxADoTIdle)
+	cfg.MinTTL = k.duration("adot.min_ttl", a.MinTTL, adot.DefaultMinTTL, time.Millisecond, maxADoTTTL)
+	cfg.MaxTTL = k.duration("adot.max_ttl", a.MaxTTL, adot.DefaultMaxTTL, time.Millisecond, maxADoTTTL)
+	if cfg.MinTTL > cfg.MaxTTL {
+		k.add("adot.max_ttl", "the ceiling %v is below the floor min_ttl %v", cfg.MaxTTL, cfg.MinTTL)
 	}
-	k.notNegative("adot.max_conns_per_server", a.MaxConnsPerServer)
-	k.notNegative("adot.attempts", a.Attempts)
-	if len(k.ps) > 0 {
-		return cfg, k.ps
+	cfg.MaxConnsPerServer = orDefault(k.set("adot.max_conns_per_server"), a.MaxConnsPerServer, 1)
+	count(k, "adot.max_conns_per_server", cfg.MaxConnsPerServer, 1, maxADoTConns)
+	cfg.Attempts = orDefault(k.set("adot.attempts"), a.Attempts, 1)
+	count(k, "adot.attempts", cfg.Attempts, 1, maxADoTAttempts)
+	if len(k.ps) > before {
+		return cfg
 	}
-	if _, err := adot.NewClient(cfg); err != nil { // anything the checks above missed
+	cl, err := adot.NewClient(*cfg) // anything the checks above missed
+	if err != nil {
 		k.add("adot", "%v", err)
-		return cfg, k.ps
+		return cfg
 	}
-	return cfg, nil
+	cl.Close()
+	return cfg
 }
 
-// ServerConfig returns the adot server configuration of [adot.server],
-// loading the certificate and building the zone; file is the configuration
-// file's name, relative zone_file paths are taken as given. The error is
-// Problems.
-func (s *ADoTServer) ServerConfig(file string) (adot.ServerConfig, error) {
-	k := &checker{file: file}
-	cfg := adot.ServerConfig{Addr: s.Listen, MaxConns: s.MaxConns, MaxConnsPerIP: s.MaxConnsPerClient,
-		MaxQueriesPerConn: s.MaxQueriesPerConn}
+// serverConfig checks [adot.server] and compiles it: the certificate
+// loaded and the zone built (relative zone_file paths are taken as given).
+func serverConfig(k *checker, s *schema.ADoTServer) *adot.ServerConfig {
+	cfg := &adot.ServerConfig{Addr: s.Listen}
 	k.hostPort("adot.server.listen", s.Listen)
-	k.oneOf("adot.server.min_tls", s.MinTLS, "1.3", "1.2")
-	cfg.AllowTLS12 = s.MinTLS == "1.2"
+	if v := orDefault(k.set("adot.server.min_tls"), s.MinTLS, "1.3"); k.oneOf("adot.server.min_tls", v, "1.3", "1.2") {
+		cfg.AllowTLS12 = v == "1.2"
+	}
 	switch {
 	case s.Cert == "":
 		k.add("adot.server.cert", "missing")
@@ -211,25 +179,30 @@ func (s *ADoTServer) ServerConfig(file string) (adot.ServerConfig, error) {
 			cfg.Certificates = []tls.Certificate{cert}
 		}
 	}
-	k.notNegative("adot.server.max_conns", s.MaxConns)
-	k.notNegative("adot.server.max_conns_per_client", s.MaxConnsPerClient)
-	k.notNegative("adot.server.max_queries_per_conn", s.MaxQueriesPerConn)
-	if s.MaxConns > 0 && s.MaxConnsPerClient > s.MaxConns {
-		k.add("adot.server.max_conns_per_client", "%d is more than max_conns (%d)", s.MaxConnsPerClient, s.MaxConns)
+	cfg.MaxConns = orDefault(k.set("adot.server.max_conns"), s.MaxConns, adotMaxConns)
+	cfg.MaxConnsPerIP = orDefault(k.set("adot.server.max_conns_per_client"), s.MaxConnsPerClient, adotMaxPerClient)
+	cfg.MaxQueriesPerConn = orDefault(k.set("adot.server.max_queries_per_conn"), s.MaxQueriesPerConn, adotMaxQueries)
+	count(k, "adot.server.max_conns", cfg.MaxConns, 1, maxADoTServerConn)
+	if count(k, "adot.server.max_conns_per_client", cfg.MaxConnsPerIP, 1, maxADoTServerConn) && cfg.MaxConnsPerIP > cfg.MaxConns {
+		k.add("adot.server.max_conns_per_client", "%d is more than max_conns (%d)", cfg.MaxConnsPerIP, cfg.MaxConns)
 	}
-	cfg.IdleTimeout = k.duration("adot.server.idle_timeout", s.IdleTimeout)
-	cfg.HandshakeTimeout = k.duration("adot.server.handshake_timeout", s.HandshakeTimeout)
-	cfg.TicketRotation = k.duration("adot.server.ticket_rotation", s.TicketRotation)
-	if cfg.TicketRotation > 0 && cfg.TicketRotation < time.Minute {
+	count(k, "adot.server.max_queries_per_conn", cfg.MaxQueriesPerConn, 1, 1<<30)
+	cfg.IdleTimeout = k.duration("adot.server.idle_timeout", s.IdleTimeout, adotServerIdle, 100*time.Millisecond, maxADoTIdle)
+	cfg.HandshakeTimeout = k.duration("adot.server.handshake_timeout", s.HandshakeTimeout, adotHandshake, 100*time.Millisecond, maxADoTTimeout)
+	cfg.TicketRotation = k.duration("adot.server.ticket_rotation", s.TicketRotation, adotRotation, time.Nanosecond, maxADoTRotation)
+	if cfg.TicketRotation < time.Minute {
 		k.add("adot.server.ticket_rotation", "%v is below 1m: clients would rarely resume", cfg.TicketRotation)
 	}
-	cfg.Zone = s.zone(k)
-	return cfg, k.problems()
+	ttl := orDefault(k.set("adot.server.ttl"), s.TTL, adotServerTTL)
+	if between(k, "adot.server.ttl", ttl, 1, maxADoTServerTTL) {
+		cfg.Zone = zone(k, s, ttl)
+	}
+	return cfg
 }
 
-// zone builds the zone from zone_file or records; each bad record is
-// reported at its owner's key.
-func (s *ADoTServer) zone(k *checker) *adot.Zone {
+// zone builds the zone from zone_file or records, their TTL ttl; each bad
+// record is reported at its owner's key.
+func zone(k *checker, s *schema.ADoTServer, ttl uint32) *adot.Zone {
 	if s.Zone == "" {
 		k.add("adot.server.zone", "missing (the zone's origin, e.g. \"map-server.example.test\")")
 		return nil
@@ -259,7 +232,7 @@ func (s *ADoTServer) zone(k *checker) *adot.Zone {
 		bad := false
 		for _, o := range owners {
 			// One owner at a time first, so that the problem names it.
-			if _, err := adot.ZoneFromMap(s.Zone, s.TTL, map[string][]string{o: s.Records[o]}); err != nil {
+			if _, err := adot.ZoneFromMap(s.Zone, ttl, map[string][]string{o: s.Records[o]}); err != nil {
 				k.add(fmt.Sprintf("adot.server.records.%q", o), "%v", err)
 				bad = true
 			}
@@ -267,20 +240,13 @@ func (s *ADoTServer) zone(k *checker) *adot.Zone {
 		if bad {
 			return nil
 		}
-		z, err := adot.ZoneFromMap(s.Zone, s.TTL, s.Records)
+		z, err := adot.ZoneFromMap(s.Zone, ttl, s.Records)
 		if err != nil {
 			k.add("adot.server.records", "%v", err)
 		}
 		return z
 	}
 	return nil
-}
-
-func (k *checker) problems() error {
-	if len(k.ps) == 0 {
-		return nil
-	}
-	return k.ps
 }
 
 // caPool reads PEM trust anchors.

@@ -3,6 +3,8 @@ package config
 import (
 	"strings"
 	"testing"
+
+	"github.com/psavd/psavd/control/config/schema"
 )
 
 // FuzzADoTServerZone: the zone of [adot.server] as the configuration gives
@@ -20,10 +22,10 @@ func FuzzADoTServerZone(f *testing.F) {
 		if len(origin)+len(o1)+len(v1)+len(o2)+len(v2) > 2048 {
 			return
 		}
-		s := &ADoTServer{Zone: origin, TTL: ttl, Records: map[string][]string{o1: {v1}}}
+		s := &schema.ADoTServer{Zone: origin, TTL: ttl, Records: map[string][]string{o1: {v1}}}
 		s.Records[o2] = append(s.Records[o2], v2)
 		k := &checker{file: "fuzz.toml"}
-		z := s.zone(k)
+		z := zone(k, s, s.TTL)
 		if (z == nil) == (len(k.ps) == 0) {
 			t.Fatalf("zone %v with problems %v", z != nil, k.ps)
 		}

@@ -41,7 +41,7 @@ func TestACSCommunityTree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cm := c.ACS.Communities[1]; cm.Border != 65002 || cm.ParentPeer != 65003 {
+	if cm := c.ACS.Communities[0]; len(c.ACS.Communities) != 1 || cm.ASCN != 1 || cm.Border != 65002 || cm.ParentPeer != 65003 || len(c.ACS.Anchors[0]) != 1 || len(c.ACS.Anchors[1]) != 1 {
 		t.Fatalf("%+v", cm)
 	}
 	for _, bad := range []struct{ name, communities, key, reason string }{

@@ -41,7 +41,7 @@ func TestExampleFileIsSound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.PSAV.EpochSeconds != 60 || c.Engine.Batch != 64 || c.Engine.Forwarding != "cross-connect" {
+	if c.PSAV.EpochSeconds != 60 || c.Engine.Batch != 64 || c.Engine.Forwarding != engine.CrossConnect {
 		t.Fatalf("defaults not applied: %+v", c)
 	}
 }
@@ -114,7 +114,8 @@ func TestCaptureSection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Capture.Every != 100 || c.Capture.Snap != 256 || c.Capture.Keep != 5 {
+	if c.Capture.Sampling.Every != 100 || c.Capture.Sampling.Snap != 256 || c.Capture.Keep != 5 || c.Capture.Sampling.PerSecond != 10 ||
+		c.Capture.MaxBytes != 10<<20 || !c.Capture.Sampling.Reasons[engine.DropNoTag] {
 		t.Fatalf("defaults %+v", c.Capture)
 	}
 	_, err = Parse("c.toml", []byte(good+"\n[capture]\nreasons = [\"no-tagg\"]\n"))

@@ -84,18 +84,15 @@ func TestDecentConfigPush(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc, err := c.LISP.DecentPush(c.File)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pc := c.LISP.Decent.Push
 	if pc.Group != netip.MustParseAddr("239.1.2.3") || pc.RLOC != netip.MustParseAddr("192.0.2.1") || pc.Transport != push.TransportMulticast ||
 		pc.Interface != "out" || len(pc.Members) != 1 || string(pc.MembershipKey) != "group-secret" || pc.MembershipKeyID != 2 ||
 		pc.RefreshInterval != 10*time.Second || pc.RegistrationTTL != 30*time.Second || len(pc.Sites) != 2 || len(pc.EIDs) != 0 ||
 		pc.ControlPort != 4342 || pc.DataPort != 4341 || pc.Core != nil {
 		t.Fatalf("push config %+v", pc)
 	}
-	if a, ok := c.LISP.DecentAuth(); !ok || string(a.Key) != "k1" || a.KeyID != 2 {
-		t.Fatalf("auth %+v %v", a, ok)
+	if a := c.LISP.Decent.Auth; a == nil || string(a.Key) != "k1" || a.KeyID != 2 || c.LISP.Decent.Pull != nil {
+		t.Fatalf("auth %+v", a)
 	}
 	// An IPv6 group takes the IPv6 RLOC; a core seed-group.
 	text := strings.NewReplacer(`group = "239.1.2.3"`, "group = \"ff15::1:1\"\ncore_group = \"ff15::1\"\ncore_members = [\"2001:db8:ff::9\"]\ntransport = \"unicast\"",
@@ -104,10 +101,7 @@ func TestDecentConfigPush(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc, err = c.LISP.DecentPush(c.File)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pc = c.LISP.Decent.Push
 	if pc.RLOC != netip.MustParseAddr("2001:db8:ff::1") || pc.Transport != push.TransportUnicast || pc.Core == nil ||
 		pc.Core.Group != netip.MustParseAddr("ff15::1") || len(pc.Core.Members) != 1 {
 		t.Fatalf("IPv6 push config %+v", pc)
@@ -119,10 +113,7 @@ func TestDecentConfigPull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc, err := c.LISP.DecentPull(c.File)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pc := c.LISP.Decent.Pull
 	if pc.Mode != pull.ModeDraft || pc.Mask != 8 || pc.Modulus != 4 || pc.Suffix != "map-server.example.test" || c.LISP.Decent.Owned[1] != 2 {
 		t.Fatalf("pull config %+v", pc)
 	}
@@ -130,8 +121,8 @@ func TestDecentConfigPull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pc, err = c.LISP.DecentPull(c.File); err != nil || pc.Mode != pull.ModeLispersNet {
-		t.Fatalf("lispers.net: %+v %v", pc, err)
+	if pc = c.LISP.Decent.Pull; pc.Mode != pull.ModeLispersNet {
+		t.Fatalf("lispers.net: %+v", pc)
 	}
 }
 

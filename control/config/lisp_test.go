@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/psavd/psavd/engine"
 )
 
 // goodLISP is a routed xTR: port "outside" encapsulates, [lisp] registers
@@ -47,8 +49,8 @@ func TestLISPConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.LISP.ControlListen != ":4342" || c.LISP.OnMiss != "drop" || c.LISP.TooBig != "icmp" || c.LISP.ICMPRate != 100 ||
-		c.Ports[0].Encap != "none" || c.Ports[1].Encap != "lisp" || !c.LISP.RegisterTo[0].AckNotify {
+	if c.LISP.ControlListen != ":4342" || c.Engine.Policy.LISPMissNative || c.Engine.Policy.DropTooBig || c.Engine.Policy.TooBigPerSecond != 100 ||
+		c.Ports[0].Encap != engine.EncapNone || c.Ports[1].Encap != engine.EncapLISP || !c.LISP.RegisterTo[0].AckNotify {
 		t.Fatalf("defaults/keys: %+v %+v", c.LISP, c.Ports)
 	}
 	for _, x := range []struct{ name, from, to, key, reason string }{

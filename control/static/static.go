@@ -1,15 +1,14 @@
-// Package static builds the engine's configuration and tables from
-// engine.toml for nodes whose keys are configured rather than negotiated:
+// Package static builds the engine's tables from the typed configuration
+// (control/config) for nodes whose keys are configured rather than negotiated:
 // the AS-Prefix table from [[psav.member]], and one state machine per
 // [[psav.static_peer]] run from its configured S(e0) by the clock alone
-// (DESIGN §2.5). A Schedule publishes a fresh snapshot at every epoch
+// (docs/wire.md §2.5). A Schedule publishes a fresh snapshot at every epoch
 // boundary, with keys for e−1 … e+2, so a validator can always take a
 // packet tagged one epoch early or late.
 package static
 
 import (
 	"context"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"net/netip"
@@ -22,32 +21,6 @@ import (
 	"github.com/psavd/psavd/engine"
 )
 
-// Spec converts the [[port]] and [engine] sections into an engine.Spec.
-func Spec(c *config.Config) (engine.Spec, error) {
-	s := engine.Spec{Forwarding: engine.CrossConnect}
-	if c.Engine.Forwarding == "routed" {
-		s.Forwarding = engine.Routed
-	}
-	s.Policy.ForwardSpoofedInside = c.Engine.SpoofedInside == "forward"
-	s.Policy.DropNoRoom = c.Engine.NoRoom == "drop"
-	idx := map[string]int{}
-	for i, p := range c.Ports {
-		idx[p.Name] = i
-	}
-	for _, p := range c.Ports {
-		r, err := engine.ParseRole(p.Role)
-		if err != nil {
-			return s, err
-		}
-		peer := -1
-		if j, ok := idx[p.Peer]; ok {
-			peer = j
-		}
-		s.Ports = append(s.Ports, engine.PortSpec{Name: p.Name, Role: r, Peer: peer})
-	}
-	return s, nil
-}
-
 // Schedule turns the static configuration into table snapshots over time.
 type Schedule struct {
 	t0, period int64
@@ -59,35 +32,28 @@ type Schedule struct {
 	routes     *engine.Tables
 }
 
-// New builds the schedule: the AS-Prefix table and the state machines.
-func New(c *config.Config) (*Schedule, error) {
-	s := &Schedule{t0: c.PSAV.T0, period: c.PSAV.EpochSeconds}
+// New builds the schedule from [psav]: the AS-Prefix table and the state
+// machines.
+func New(p config.PSAV) (*Schedule, error) {
+	s := &Schedule{t0: p.T0, period: p.EpochSeconds}
 	b := engine.NewPrefixTableBuilder()
 	peerIdx := map[uint32]int32{}
-	for _, sp := range c.PSAV.StaticPeers {
-		raw, err := hex.DecodeString(sp.S0)
-		if err != nil || len(raw) != 32 {
-			return nil, fmt.Errorf("psav.static_peer AS%d: s0 is not 64 hex digits", sp.ASN)
-		}
+	for _, sp := range p.StaticPeers {
 		peerIdx[sp.ASN] = int32(len(s.machines))
-		s.machines = append(s.machines, engine.NewStateMachine(uint64(sp.StartEpoch), engine.State(raw)))
+		s.machines = append(s.machines, engine.NewStateMachine(sp.StartEpoch, sp.S0))
 		s.peerASN = append(s.peerASN, sp.ASN)
 	}
-	t := &engine.Tables{T0: c.PSAV.T0, Period: c.PSAV.EpochSeconds}
-	for i, m := range c.PSAV.Members {
+	t := &engine.Tables{T0: p.T0, Period: p.EpochSeconds}
+	for i, m := range p.Members {
 		// A flat alliance (§2.6, one community): the tag and validate peer
 		// of a member is the member itself, when we share a state machine.
 		peer, ok := peerIdx[m.ASN]
 		if !ok {
 			peer = -1
 		}
-		t.Members = append(t.Members, engine.Member{ASN: m.ASN, Local: m.ASN == c.PSAV.ASN, TagPeer: peer, ValidatePeer: peer})
-		for _, ps := range m.Prefixes {
-			p, err := netip.ParsePrefix(ps)
-			if err != nil {
-				return nil, err
-			}
-			if err := b.Add(p, i); err != nil {
+		t.Members = append(t.Members, engine.Member{ASN: m.ASN, Local: m.ASN == p.ASN, TagPeer: peer, ValidatePeer: peer})
+		for _, pf := range m.Prefixes {
+			if err := b.Add(pf, i); err != nil {
 				return nil, err
 			}
 		}
@@ -198,34 +164,27 @@ func (p *Publisher) Run(ctx context.Context, now func() time.Time) {
 	}
 }
 
-// Routes builds the routed-forwarding table. mac returns the MAC of an
-// interface, and neighbour the kernel's neighbour entry for a next hop.
-func Routes(c *config.Config, spec engine.Spec, mac func(port string) (net.HardwareAddr, error), neighbour func(port string, ip netip.Addr) (net.HardwareAddr, error)) (*engine.Tables, error) {
-	idx := map[string]int{}
-	for i, p := range spec.Ports {
-		idx[p.Name] = i
-	}
+// Routes builds the routed-forwarding table from [[route]]. mac returns
+// the MAC of a port's interface, and neighbour the kernel's neighbour
+// entry for a next hop on a port (ports are indexes of Config.Ports).
+func Routes(routes []config.Route, mac func(port int) (net.HardwareAddr, error), neighbour func(port int, ip netip.Addr) (net.HardwareAddr, error)) (*engine.Tables, error) {
 	t := &engine.Tables{Routes: new(bart.Fast[uint32])}
-	for i, r := range c.Routes {
-		p := netip.MustParsePrefix(r.Prefix)
-		port := idx[r.Port]
+	for i, r := range routes {
 		src, err := mac(r.Port)
 		if err != nil {
 			return nil, fmt.Errorf("route[%d].port: %w", i, err)
 		}
-		var dst net.HardwareAddr
-		if r.NextHopMAC != "" {
-			dst, _ = net.ParseMAC(r.NextHopMAC)
-		} else {
-			dst, err = neighbour(r.Port, netip.MustParseAddr(r.NextHop))
+		dst := r.NextHopMAC
+		if dst == nil {
+			dst, err = neighbour(r.Port, r.NextHop)
 			if err != nil {
 				return nil, fmt.Errorf("route[%d].next_hop: %w", i, err)
 			}
 		}
-		hop := engine.NextHop{Port: int16(port)}
+		hop := engine.NextHop{Port: int16(r.Port)}
 		copy(hop.SrcMAC[:], src)
 		copy(hop.DstMAC[:], dst)
-		t.Routes.Insert(p.Masked(), uint32(len(t.Hops)))
+		t.Routes.Insert(r.Prefix, uint32(len(t.Hops)))
 		t.Hops = append(t.Hops, hop)
 	}
 	return t, nil

@@ -46,7 +46,7 @@ func TestScheduleWindow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(c)
+	s, err := New(c.PSAV)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestScheduleWindow(t *testing.T) {
 	}
 
 	// A fresh schedule at e0 (window clipped at e0: no keys before it).
-	s, _ = New(c)
+	s, _ = New(c.PSAV)
 	tb = s.At(29000000*60 + 1)
 	k0, k1, ok = tb.Peers[0].Key(29000000)
 	w0, w1 = want(keyE0)
@@ -91,7 +91,7 @@ func TestScheduleWindow(t *testing.T) {
 		t.Fatal("a key before e0")
 	}
 	// Before e0 the peer has no keys at all.
-	s, _ = New(c)
+	s, _ = New(c.PSAV)
 	tb = s.At(28000000 * 60)
 	if _, _, ok := tb.Peers[0].Key(28000000); ok {
 		t.Fatal("keys long before e0")

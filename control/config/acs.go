@@ -1,0 +1,141 @@
+package config
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/psavd/psavd/control/config/schema"
+	"github.com/psavd/psavd/control/membership"
+)
+
+// ACS is [acs] (docs/wire.md §4.1, plus membership_dir, record and
+// [[acs.community]] of docs/config.md).
+type ACS struct {
+	Listen        string // host:port
+	Cert, Key, CA string // PEM files (they exist)
+	Heartbeat     time.Duration
+	DeadAfter     int
+	Peers         []ACSPeer
+	MembershipDir string
+	Record        string // this AS's own record to publish at start; "" none
+
+	// Anchors are the keys that endorse membership records, by ASCN (0:
+	// the flat alliance); Communities the community tree (docs/wire.md
+	// §2.6): every [[acs.community]] but the root, checked by
+	// membership.NewTree.
+	Anchors     map[uint32][]membership.PublicKey
+	Communities []membership.Community
+}
+
+// ACSPeer is one [[acs.peer]].
+type ACSPeer struct {
+	ASN     uint32
+	Address string // host:port
+}
+
+// Bounds of [acs]. A heartbeat below 100 ms would flood the peers (and
+// 1 ns panics a ticker-driven session); above a minute a dead peer goes
+// unnoticed for long. The heartbeat must also be shorter than an epoch, so
+// that every epoch sees one. heartbeat × dead_after, the time to declare a
+// peer dead, is not bound to the epoch: the key window (e−1 … e+2) carries
+// tagging across a few epochs whatever it is.
+const (
+	MinHeartbeat = 100 * time.Millisecond
+	MaxHeartbeat = time.Minute
+	MaxDeadAfter = 100
+)
+
+func (c *Config) checkACS(k *checker, f *schema.File) {
+	a := f.ACS
+	if a == nil {
+		return
+	}
+	t := &ACS{Listen: a.Listen, Cert: a.Cert, Key: a.Key, CA: a.CA, MembershipDir: a.MembershipDir, Record: a.Record,
+		Anchors: map[uint32][]membership.PublicKey{}}
+	c.ACS = t
+	k.hostPort("acs.listen", a.Listen)
+	k.existingFile("acs.cert", a.Cert)
+	k.existingFile("acs.key", a.Key)
+	k.existingFile("acs.ca", a.CA)
+	t.Heartbeat = k.duration("acs.heartbeat", a.Heartbeat, time.Second, MinHeartbeat, MaxHeartbeat)
+	if p := time.Duration(c.PSAV.EpochSeconds) * time.Second; p > 0 && t.Heartbeat >= p {
+		k.add("acs.heartbeat", "%s is not shorter than an epoch (psav.epoch_seconds = %d): every epoch needs a heartbeat", shortDuration(t.Heartbeat), c.PSAV.EpochSeconds)
+	}
+	t.DeadAfter = orDefault(k.set("acs.dead_after"), a.DeadAfter, 3)
+	if t.DeadAfter < 1 {
+		k.add("acs.dead_after", "must be at least 1")
+	} else if t.DeadAfter > MaxDeadAfter {
+		k.add("acs.dead_after", "must be at most %d, is %d", MaxDeadAfter, t.DeadAfter)
+	}
+	for i, p := range a.Peers {
+		if p.ASN == 0 {
+			k.add(fmt.Sprintf("acs.peer[%d].asn", i), "missing")
+		} else if p.ASN == f.PSAV.ASN {
+			k.add(fmt.Sprintf("acs.peer[%d].asn", i), "is this AS itself")
+		}
+		k.hostPort(fmt.Sprintf("acs.peer[%d].address", i), p.Address)
+		t.Peers = append(t.Peers, ACSPeer{ASN: p.ASN, Address: p.Address})
+	}
+	if a.MembershipDir == "" {
+		k.add("acs.membership_dir", "missing (a directory where membership records are kept across restarts)")
+	}
+	if a.Record != "" {
+		k.existingFile("acs.record", a.Record)
+	}
+	if len(a.Communities) == 0 {
+		k.add("acs.community", "missing: at least one [[acs.community]] with the keys that endorse membership records")
+	}
+	seen := map[uint32]bool{}
+	for _, cm := range a.Communities {
+		seen[cm.ASCN] = true
+	}
+	treeOK := true
+	for i, cm := range a.Communities {
+		if len(cm.Keys) == 0 {
+			k.add(fmt.Sprintf("acs.community[%d].keys", i), "missing")
+		}
+		for j := 0; j < i; j++ {
+			if a.Communities[j].ASCN == cm.ASCN {
+				k.add(fmt.Sprintf("acs.community[%d].ascn", i), "community %d is given twice (also acs.community[%d])", cm.ASCN, j)
+				treeOK = false
+			}
+		}
+		f := func(key string) string { return fmt.Sprintf("acs.community[%d].%s", i, key) }
+		if cm.ASCN == 0 {
+			if cm.Parent != 0 || cm.Border != 0 || cm.ParentPeer != 0 {
+				k.add(f("ascn"), "community 0 is the root of the tree: it takes no parent, border or parent_peer")
+				treeOK = false
+			}
+		} else {
+			if !seen[cm.Parent] {
+				k.add(f("parent"), "community %d is not configured: add its [[acs.community]] with the keys that endorse its members", cm.Parent)
+				treeOK = false
+			}
+			if cm.Border == 0 {
+				k.add(f("border"), "missing: the AS of community %d that holds the key to its parent community", cm.ASCN)
+				treeOK = false
+			}
+			if cm.ParentPeer == 0 {
+				k.add(f("parent_peer"), "missing: the AS of community %d that holds the key with the border", cm.Parent)
+				treeOK = false
+			}
+			t.Communities = append(t.Communities, membership.Community{ASCN: cm.ASCN, Parent: cm.Parent, Border: cm.Border, ParentPeer: cm.ParentPeer})
+		}
+		for j, key := range cm.Keys {
+			pk, err := membership.ParsePublicKey(key)
+			if err != nil {
+				k.add(fmt.Sprintf("acs.community[%d].keys[%d]", i, j), "%v", err)
+				continue
+			}
+			t.Anchors[cm.ASCN] = append(t.Anchors[cm.ASCN], pk)
+		}
+	}
+	if treeOK {
+		if _, err := membership.NewTree(t.Communities); err != nil {
+			k.add("acs.community", "%v", err)
+		}
+	}
+	if len(f.PSAV.StaticPeers) > 0 {
+		k.add("psav.static_peer", "an ACS negotiates its keys: remove the static peers")
+	}
+}

@@ -1,0 +1,61 @@
+package config
+
+import (
+	"fmt"
+
+	"github.com/psavd/psavd/control/config/schema"
+	"github.com/psavd/psavd/engine"
+)
+
+// Engine is [engine]. Policy also holds [lisp]'s data-plane choices
+// (on_miss, too_big, icmp_rate), filled by the [lisp] check.
+type Engine struct {
+	Forwarding engine.Forwarding // default cross-connect
+	CPUs       []int             // poll loops pinned round robin; nil: every CPU
+	Batch      int               // frames per batch, 1 … 1024, default 64
+	Frames     int               // UMEM frames per socket, a power of two, 2×batch … 1048576, default 4096
+	RingSize   int               // AF_XDP ring size, a power of two, 64 … 65536, default 2048
+	Policy     engine.Policy
+}
+
+// MaxCPU bounds engine.cpus: a CPU number at or above it cannot be put in
+// an affinity mask (CPU_SETSIZE).
+const MaxCPU = 1024
+
+func (c *Config) checkEngine(k *checker, f *schema.File) {
+	e := f.Engine
+	fwd := orDefault(k.set("engine.forwarding"), e.Forwarding, "cross-connect")
+	if k.oneOf("engine.forwarding", fwd, "cross-connect", "routed") && fwd == "routed" {
+		c.Engine.Forwarding = engine.Routed
+	}
+	if si := orDefault(k.set("engine.spoofed_inside"), e.SpoofedInside, "drop"); k.oneOf("engine.spoofed_inside", si, "drop", "forward") {
+		c.Engine.Policy.ForwardSpoofedInside = si == "forward"
+	}
+	if nr := orDefault(k.set("engine.no_room"), e.NoRoom, "forward"); k.oneOf("engine.no_room", nr, "forward", "drop") {
+		c.Engine.Policy.DropNoRoom = nr == "drop"
+	}
+	c.Engine.Batch = orDefault(k.set("engine.batch"), e.Batch, 64)
+	between(k, "engine.batch", c.Engine.Batch, 1, 1024)
+	c.Engine.RingSize = orDefault(k.set("engine.ring_size"), e.RingSize, 2048)
+	if r := c.Engine.RingSize; r < 64 || r > 1<<16 || r&(r-1) != 0 {
+		k.add("engine.ring_size", "must be a power of two 64 … 65536, is %d", r)
+	}
+	c.Engine.Frames = orDefault(k.set("engine.frames"), e.Frames, 4096)
+	if fr := c.Engine.Frames; fr < 2*c.Engine.Batch || fr > 1<<20 || fr&(fr-1) != 0 {
+		k.add("engine.frames", "must be a power of two ≥ 2 × batch and ≤ 1048576, is %d", fr)
+	}
+	for i, cpu := range e.CPUs {
+		if cpu < 0 {
+			k.add(fmt.Sprintf("engine.cpus[%d]", i), "must not be negative")
+		} else if cpu >= MaxCPU {
+			k.add(fmt.Sprintf("engine.cpus[%d]", i), "must be below %d, is %d", MaxCPU, cpu)
+		}
+	}
+	if k.set("engine.cpus") && len(e.CPUs) == 0 {
+		k.add("engine.cpus", "empty: leave the key out to use every CPU")
+	}
+	c.Engine.CPUs = append([]int(nil), e.CPUs...)
+	if len(c.Engine.CPUs) == 0 {
+		c.Engine.CPUs = nil
+	}
+}

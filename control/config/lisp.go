@@ -1,0 +1,172 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/psavd/psavd/control/config/schema"
+	"github.com/psavd/psavd/control/lisp"
+	"github.com/psavd/psavd/control/lisp/mapserver"
+	"github.com/psavd/psavd/control/lisp/xtr"
+)
+
+// LISP is [lisp] (docs/wire.md §4.1, plus the keys docs/config.md adds).
+// Its data-plane choices (on_miss, too_big, icmp_rate) are in
+// Engine.Policy; the locators and the instance reach the encap ports
+// through Config.EngineSpec.
+type LISP struct {
+	InstanceID uint32       // 24 bits
+	RLOCs      []netip.Addr // at most one IPv4 (unmapped) and one IPv6
+	MapServer  *LISPMapServer
+	// Sites are the [[lisp.site]]s as the Map-Server takes them, their EID
+	// prefixes in InstanceID.
+	Sites        []mapserver.Site
+	Database     []xtr.Mapping
+	RegisterTo   []xtr.MapServer  // on port 4342
+	MapResolvers []netip.AddrPort // on port 4342
+	Decent       *Decent          // [lisp.decent]
+	// ControlListen is the xTR's UDP socket (host:port), default ":4342".
+	ControlListen string
+}
+
+// XTR reports whether the node runs an xTR: an ETR for a database, an ITR
+// for map-resolvers, or both with LISP-Decent.
+func (l *LISP) XTR() bool {
+	return len(l.Database) > 0 || len(l.MapResolvers) > 0 || l.Decent != nil
+}
+
+// LISPMapServer is [lisp.map_server].
+type LISPMapServer struct {
+	Listen string // host:port, UDP
+}
+
+// Bounds of [lisp].
+const (
+	MaxInstanceID = 1<<24 - 1
+	MaxICMPRate   = 1_000_000
+)
+
+// lispControlPort is the LISP control port (RFC 9301) of Map-Servers and
+// Map-Resolvers given by address alone.
+const lispControlPort = 4342
+
+func (c *Config) checkLISP(k *checker, f *schema.File) {
+	l := f.LISP
+	if l == nil {
+		return
+	}
+	t := &LISP{InstanceID: l.InstanceID, ControlListen: orDefault(k.set("lisp.control_listen"), l.ControlListen, ":4342")}
+	c.LISP = t
+	keyID := func(key string, id int) bool {
+		if id != 1 && id != 2 {
+			k.add(key, "must be 1 (HMAC-SHA-1-96) or 2 (HMAC-SHA-256-128), is %d", id)
+			return false
+		}
+		return true
+	}
+	if l.InstanceID > MaxInstanceID {
+		k.add("lisp.instance_id", "must fit 24 bits (0 … 16777215)")
+	}
+	var v4, v6 int
+	for i, r := range l.RLOCs {
+		if a, ok := k.addr(fmt.Sprintf("lisp.rlocs[%d]", i), r); ok {
+			a = a.Unmap()
+			if a.Is4() {
+				v4++
+			} else {
+				v6++
+			}
+			t.RLOCs = append(t.RLOCs, a)
+		}
+	}
+	if v4 > 1 || v6 > 1 {
+		k.add("lisp.rlocs", "at most one IPv4 and one IPv6 locator (the outer source addresses of encap ports)")
+	}
+	if l.MapServer != nil {
+		k.hostPort("lisp.map_server.listen", l.MapServer.Listen)
+		t.MapServer = &LISPMapServer{Listen: l.MapServer.Listen}
+	}
+	siteNames := map[string]int{}
+	for i, s := range l.Sites {
+		key := fmt.Sprintf("lisp.site[%d]", i)
+		if s.Name == "" {
+			k.add(key+".name", "missing")
+		} else if j, dup := siteNames[s.Name]; dup {
+			k.add(key+".name", "%q is already lisp.site[%d]", s.Name, j)
+		} else {
+			siteNames[s.Name] = i
+		}
+		if s.Key == "" {
+			k.add(key+".key", "missing")
+		}
+		keyID(key+".key_id", s.KeyID)
+		site := mapserver.Site{Name: s.Name, Key: []byte(s.Key), KeyID: uint16(s.KeyID), AcceptMoreSpecifics: s.AcceptMoreSpecifics}
+		for j, p := range s.EIDPrefixes {
+			if pp, ok := k.prefix(fmt.Sprintf("%s.eid_prefixes[%d]", key, j), p); ok {
+				site.EIDPrefixes = append(site.EIDPrefixes, mapserver.EIDPrefix{IID: l.InstanceID, Prefix: pp})
+			}
+		}
+		t.Sites = append(t.Sites, site)
+	}
+	for i, d := range l.Database {
+		key := fmt.Sprintf("lisp.database[%d]", i)
+		var m xtr.Mapping
+		m.EID, _ = k.prefix(key+".eid", d.EID)
+		for j, r := range d.RLOCs {
+			rk := fmt.Sprintf("%s.rlocs[%d]", key, j)
+			a, _ := k.addr(rk+".address", r.Address)
+			between(k, rk+".priority", r.Priority, 0, 255)
+			between(k, rk+".weight", r.Weight, 0, 255)
+			m.Locators = append(m.Locators, xtr.Locator{Addr: a.Unmap(), Priority: uint8(r.Priority), Weight: uint8(r.Weight)})
+		}
+		t.Database = append(t.Database, m)
+	}
+	for i, r := range l.RegisterTo {
+		key := fmt.Sprintf("lisp.register_to[%d]", i)
+		a, _ := k.addr(key+".address", r.Address)
+		if r.Key == "" {
+			k.add(key+".key", "missing")
+		}
+		keyID(key+".key_id", r.KeyID)
+		t.RegisterTo = append(t.RegisterTo, xtr.MapServer{Addr: netip.AddrPortFrom(a.Unmap(), lispControlPort),
+			Auth: lisp.AuthConfig{KeyID: uint16(r.KeyID), Key: []byte(r.Key)}, WantNotify: r.WantNotify, AckNotify: r.AckNotify})
+	}
+	for i, r := range l.MapResolvers {
+		a, _ := k.addr(fmt.Sprintf("lisp.map_resolver[%d].address", i), r.Address)
+		t.MapResolvers = append(t.MapResolvers, netip.AddrPortFrom(a.Unmap(), lispControlPort))
+	}
+
+	// The data plane's LISP policy.
+	if v := orDefault(k.set("lisp.on_miss"), l.OnMiss, "drop"); k.oneOf("lisp.on_miss", v, "drop", "native") {
+		c.Engine.Policy.LISPMissNative = v == "native"
+	}
+	if v := orDefault(k.set("lisp.too_big"), l.TooBig, "icmp"); k.oneOf("lisp.too_big", v, "icmp", "drop") {
+		c.Engine.Policy.DropTooBig = v == "drop"
+	}
+	c.Engine.Policy.TooBigPerSecond = orDefault(k.set("lisp.icmp_rate"), l.ICMPRate, 100)
+	if r := c.Engine.Policy.TooBigPerSecond; r < 0 {
+		k.add("lisp.icmp_rate", "must not be negative")
+	} else if r == 0 || r > MaxICMPRate {
+		// 0 would be the engine's default, not "none": too_big = "drop" is.
+		k.add("lisp.icmp_rate", "must be 1 … %d, is %d (too_big = \"drop\" sends none)", MaxICMPRate, r)
+	}
+
+	if l.Decent != nil {
+		c.checkDecent(k, f, t)
+	}
+	if len(l.Database) > 0 && len(l.RegisterTo) == 0 && l.Decent == nil {
+		k.add("lisp.register_to", "missing: [[lisp.database]] is registered with at least one Map-Server")
+	}
+	if len(l.RegisterTo) > 0 && len(l.Database) == 0 {
+		k.add("lisp.database", "missing: nothing to register with [[lisp.register_to]]")
+	}
+	if len(l.MapResolvers) > 0 && len(l.RLOCs) == 0 {
+		k.add("lisp.rlocs", "missing: Map-Requests need an ITR-RLOC")
+	}
+	if len(l.Database) > 0 || len(l.MapResolvers) > 0 || l.Decent != nil {
+		k.hostPort("lisp.control_listen", t.ControlListen)
+		if ms := l.MapServer; ms != nil && sameSocket(ms.Listen, t.ControlListen) {
+			k.add("lisp.control_listen", "%q is the Map-Server's socket too (lisp.map_server.listen = %q): give the xTR another address or port", t.ControlListen, ms.Listen)
+		}
+	}
+}
