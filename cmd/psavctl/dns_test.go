@@ -1,22 +1,14 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/psavd/psavd/control/adot"
+	"github.com/psavd/psavd/internal/testpki"
 )
 
 // psavctl dns against our own DNS-over-TLS server on loopback: answers, one
@@ -28,11 +20,11 @@ func TestDNSCommand(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	cert, certPEM := selfSigned(t, "ns.example.test")
-	caFile := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(caFile, certPEM, 0o600); err != nil {
+	pki, err := testpki.NewServerPKI(dir, "ns.example.test")
+	if err != nil {
 		t.Fatal(err)
 	}
+	cert, caFile := pki.Cert, pki.CAFile
 	zone, err := adot.ZoneFromMap("map-server.example.test.", 60, map[string][]string{
 		"0.map-server.example.test.": {"A 192.0.2.1", "A 192.0.2.2", "AAAA 2001:db8::1"},
 	})
@@ -71,20 +63,4 @@ func TestDNSCommand(t *testing.T) {
 	if err == nil || !strings.Contains(out, "failed (tls)") {
 		t.Errorf("wrong TLS name: %v\n%s", err, out)
 	}
-}
-
-func selfSigned(t *testing.T, name string) (tls.Certificate, []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }

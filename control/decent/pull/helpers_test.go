@@ -2,14 +2,9 @@ package pull
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
-	"math/big"
 	"net"
 	"net/netip"
 	"slices"
@@ -21,6 +16,7 @@ import (
 	"github.com/psavd/psavd/control/adot"
 	"github.com/psavd/psavd/control/lisp"
 	"github.com/psavd/psavd/control/lisp/mapserver"
+	"github.com/psavd/psavd/internal/testpki"
 )
 
 const testSuffix = "map-server.example.test"
@@ -61,31 +57,15 @@ func buildZone(t testing.TB, spec zoneSpec) *adot.Zone {
 	return z
 }
 
-// testCert is a self-signed certificate for ns.example.test.
+// testCert is a server certificate for ns.example.test and the pool of the
+// CA that issued it.
 func testCert(t testing.TB) (tls.Certificate, *x509.CertPool) {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p, err := testpki.NewServerPKI("", "ns.example.test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ns.example.test"},
-		DNSNames: []string{"ns.example.test"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true,
-		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(c)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k, Leaf: c}, pool
+	return p.Cert, p.CAPool
 }
 
 // lab: our DoT server for the zone, a DoT client without its own cache
