@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/psavd/psavd/engine/header"
 	"github.com/psavd/psavd/ports"
 )
 
@@ -81,12 +82,18 @@ type Engine struct {
 	spec   Spec
 	tables atomic.Pointer[Tables]
 
-	// Publishing (control plane side, never the packet path): the tables
-	// the PSAV sources published last and the ITR's map-cache, merged into
-	// the one snapshot the loops read.
+	// Publishing (control plane side, never the packet path). The tables
+	// come in three independent parts, each published by its own owner
+	// through its own atomic pointer: the PSAV part (members, prefixes,
+	// keys: the static schedule or the ACS feed), the routes (routed
+	// forwarding: the configuration, reloadable while an ACS feeds the
+	// node) and the ITR's map-cache. A publish composes the three into the
+	// one snapshot the loops load once per batch, so a batch always sees
+	// one consistent combination and no publisher copies another's part.
 	pubMu    sync.Mutex
-	base     *Tables
-	mapCache *MapCache
+	psav     atomic.Pointer[Tables]
+	routes   atomic.Pointer[Routes]
+	mapCache atomic.Pointer[MapCache]
 
 	lisp       []lispPort // by port index
 	anyEncap   bool
@@ -116,40 +123,66 @@ func New(spec Spec) (*Engine, error) {
 		e.anyEncap = e.anyEncap || lp.encap
 		e.lisp = append(e.lisp, lp)
 	}
-	e.base = &Tables{Period: 60}
-	e.tables.Store(e.base)
+	e.psav.Store(&Tables{Period: 60})
+	e.tables.Store(e.psav.Load())
 	return e, nil
 }
 
 // Spec returns the engine's configuration.
 func (e *Engine) Spec() Spec { return e.spec }
 
-// Publish makes t the tables every poll loop uses from its next batch on.
-// Once PublishMapCache was called, the loops get a copy of t with that
-// map-cache in it: the PSAV sources (static schedule, ACS feed) and the
-// LISP ITR publish independently and this is the one place they meet.
+// Publish makes t the PSAV part of the tables (members, prefixes, keys,
+// replace entries, epoch clock) that every poll loop uses from its next
+// batch on. Routes and map-cache are published on their own (PublishRoutes,
+// PublishMapCache) and composed with t here; where one was never published,
+// t's own is used (tests and tools that build one whole snapshot).
 func (e *Engine) Publish(t *Tables) {
 	e.pubMu.Lock()
 	defer e.pubMu.Unlock()
-	e.base = t
-	e.tables.Store(e.merged())
+	e.psav.Store(t)
+	e.tables.Store(e.compose())
+}
+
+// PublishRoutes replaces the routed-forwarding table in the current and
+// every later snapshot, whoever publishes the PSAV part.
+func (e *Engine) PublishRoutes(r *Routes) {
+	e.pubMu.Lock()
+	defer e.pubMu.Unlock()
+	e.routes.Store(r)
+	e.tables.Store(e.compose())
 }
 
 // PublishMapCache replaces the map-cache in the current and every later
-// snapshot (nil: back to the map-cache of the published tables).
+// snapshot (nil: back to the map-cache of the PSAV part, if any).
 func (e *Engine) PublishMapCache(mc *MapCache) {
 	e.pubMu.Lock()
 	defer e.pubMu.Unlock()
-	e.mapCache = mc
-	e.tables.Store(e.merged())
+	e.mapCache.Store(mc)
+	e.tables.Store(e.compose())
 }
 
-func (e *Engine) merged() *Tables {
-	if e.mapCache == nil || e.base == nil {
-		return e.base
+// PSAVTables returns the PSAV part last published, without routes or
+// map-cache.
+func (e *Engine) PSAVTables() *Tables { return e.psav.Load() }
+
+// PublishedRoutes returns the routes last published (nil: none).
+func (e *Engine) PublishedRoutes() *Routes { return e.routes.Load() }
+
+// compose builds the snapshot the loops read from the three parts; called
+// with pubMu held.
+func (e *Engine) compose() *Tables {
+	p := e.psav.Load()
+	r, mc := e.routes.Load(), e.mapCache.Load()
+	if (r == nil || r.Table == p.Routes) && (mc == nil || mc.table == p.MapCache) {
+		return p // nothing to compose: the loops read what was published
 	}
-	t := *e.base
-	t.MapCache, t.Mappings = e.mapCache.table, e.mapCache.mappings
+	t := *p
+	if r != nil {
+		t.Routes, t.Hops = r.Table, r.Hops
+	}
+	if mc != nil {
+		t.MapCache, t.Mappings = mc.table, mc.mappings
+	}
 	return &t
 }
 
@@ -293,7 +326,7 @@ func (pr *Processor) one(pkt *ports.Packet, t *Tables, epoch int64) int16 {
 			// A tag from inside is never trusted: overwrite it.
 			writeOptData(optData(pkt.Frame(), p), tag, byte(epoch), srcBits)
 			if p.kind == kindIPv4 {
-				IPv4(pkt.Frame()[p.l3:]).UpdateChecksum()
+				header.IPv4(pkt.Frame()[p.l3:]).UpdateChecksum()
 			}
 		} else if !insertTag(pkt, p, tag, byte(epoch), srcBits) {
 			if pr.e.spec.Policy.DropNoRoom {
@@ -334,7 +367,7 @@ func (pr *Processor) one(pkt *ports.Packet, t *Tables, epoch int64) int16 {
 		}
 		writeOptData(optData(pkt.Frame(), p), ComputeTag(k0, k1, &p.src, &p.dst, p.firstOctet, srcBits), byte(epoch), srcBits)
 		if p.kind == kindIPv4 {
-			IPv4(pkt.Frame()[p.l3:]).UpdateChecksum()
+			header.IPv4(pkt.Frame()[p.l3:]).UpdateChecksum()
 		}
 		act = ActReplaced
 
@@ -423,7 +456,7 @@ func ttlExpired(f []byte, p *parsed) bool {
 func rewriteRouted(f []byte, p *parsed, hop *NextHop) {
 	switch p.kind {
 	case kindIPv4:
-		h := IPv4(f[p.l3:])
+		h := header.IPv4(f[p.l3:])
 		h[8]--
 		h.UpdateChecksum()
 	case kindIPv6:

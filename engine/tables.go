@@ -33,7 +33,8 @@ type Tables struct {
 	// for). A pair not in it is carried through unchanged.
 	Replace map[uint64]ReplaceEntry
 
-	// Routes (routed forwarding only): prefix → index into Hops.
+	// Routes (routed forwarding only): prefix → index into Hops. Published
+	// on their own (Engine.PublishRoutes) and composed into the snapshot.
 	Routes *bart.Fast[uint32]
 	Hops   []NextHop
 
@@ -41,6 +42,13 @@ type Tables struct {
 	// with a MapCacheBuilder.
 	MapCache *bart.Fast[uint32]
 	Mappings []Mapping
+}
+
+// Routes is the routed-forwarding part of the tables: prefix → index into
+// Hops. Immutable once published.
+type Routes struct {
+	Table *bart.Fast[uint32]
+	Hops  []NextHop
 }
 
 // Member is one AS (or AS community) of the alliance.

@@ -85,9 +85,6 @@ type Config struct {
 	// (its [acs] heartbeat is not the ABR's to know).
 	HeartbeatInterval time.Duration
 	MissedHeartbeats  int
-	// Routes, if set, supplies Routes and Hops (routed forwarding) to every
-	// snapshot published, as static.Schedule.SetRoutes does.
-	Routes *engine.Tables
 	// Now replaces time.Now (tests).
 	Now func() time.Time
 }
@@ -355,10 +352,7 @@ func (c *Client) accept(m *acspb.Tables) error {
 	if m.GetLocalAsn() != c.cfg.Identity.ASN {
 		return &ConvertError{Field: "local_asn", Msg: fmt.Sprintf("AS%d is not this ABR's AS%d", m.GetLocalAsn(), c.cfg.Identity.ASN)}
 	}
-	if r := c.cfg.Routes; r != nil {
-		t.Routes, t.Hops = r.Routes, r.Hops
-	}
-	c.cfg.Engine.Publish(t)
+	c.cfg.Engine.Publish(t) // the PSAV part: the node publishes its routes on their own
 	c.version.Store(t.Version)
 	c.lastUpdate.Store(c.now().UnixNano())
 	c.Counters.Published.Add(1)

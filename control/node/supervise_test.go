@@ -13,7 +13,7 @@ import (
 
 // waitFor polls cond (no timing assertion: a generous bound only stops a
 // hung test).
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {
@@ -40,10 +40,10 @@ func TestSupervisorRestartsFailingRole(t *testing.T) {
 			return errors.New("socket closed")
 		}
 	}})
-	waitFor(t, "first run ready", func() bool { ok, _ := s.Ready(); return ok })
+	waitUntil(t, "first run ready", func() bool { ok, _ := s.Ready(); return ok })
 	fail <- struct{}{}
-	waitFor(t, "restart", func() bool { return runs.Load() == 2 })
-	waitFor(t, "ready again", func() bool { ok, _ := s.Ready(); return ok })
+	waitUntil(t, "restart", func() bool { return runs.Load() == 2 })
+	waitUntil(t, "ready again", func() bool { ok, _ := s.Ready(); return ok })
 	if r := s.Roles(); len(r) != 1 || r[0].Restarts != 1 || !strings.Contains(r[0].LastError, "socket closed") {
 		t.Fatalf("roles = %+v", r)
 	}
@@ -101,7 +101,7 @@ func TestSupervisorNotReadyWhileRoleDown(t *testing.T) {
 		t.Fatalf("ready before the role said so: %v %v", ok, down)
 	}
 	close(release)
-	waitFor(t, "ready", func() bool { ok, _ := s.Ready(); return ok })
+	waitUntil(t, "ready", func() bool { ok, _ := s.Ready(); return ok })
 }
 
 func TestSupervisorPanicIsAFailure(t *testing.T) {
@@ -134,7 +134,7 @@ func TestSupervisorStopRole(t *testing.T) {
 		<-ctx.Done()
 		return nil
 	}})
-	waitFor(t, "ready", func() bool { ok, _ := s.Ready(); return ok })
+	waitUntil(t, "ready", func() bool { ok, _ := s.Ready(); return ok })
 	s.Stop("removable")
 	if r := s.Roles(); len(r) != 0 {
 		t.Fatalf("roles after Stop: %+v", r)

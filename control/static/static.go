@@ -29,7 +29,6 @@ type Schedule struct {
 	machines   []*engine.StateMachine // by peer index
 	peerASN    []uint32
 	version    uint64
-	routes     *engine.Tables
 }
 
 // New builds the schedule from [psav]: the AS-Prefix table and the state
@@ -63,13 +62,6 @@ func New(p config.PSAV) (*Schedule, error) {
 	return s, nil
 }
 
-// SetRoutes installs the routed-forwarding table (shared by all snapshots).
-func (s *Schedule) SetRoutes(routes *engine.Tables) {
-	s.mu.Lock()
-	s.routes = routes
-	s.mu.Unlock()
-}
-
 // At returns the snapshot for time unix: keys for epochs e−1 … e+2.
 func (s *Schedule) At(unix int64) *engine.Tables {
 	s.mu.Lock()
@@ -77,9 +69,6 @@ func (s *Schedule) At(unix int64) *engine.Tables {
 	s.version++
 	t := *s.prefixes
 	t.Version = s.version
-	if s.routes != nil {
-		t.Routes, t.Hops = s.routes.Routes, s.routes.Hops
-	}
 	t.Peers = make([]engine.PeerKeys, len(s.machines))
 	e := engine.Epoch(unix, s.t0, s.period)
 	for i, m := range s.machines {
@@ -167,8 +156,8 @@ func (p *Publisher) Run(ctx context.Context, now func() time.Time) {
 // Routes builds the routed-forwarding table from [[route]]. mac returns
 // the MAC of a port's interface, and neighbour the kernel's neighbour
 // entry for a next hop on a port (ports are indexes of Config.Ports).
-func Routes(routes []config.Route, mac func(port int) (net.HardwareAddr, error), neighbour func(port int, ip netip.Addr) (net.HardwareAddr, error)) (*engine.Tables, error) {
-	t := &engine.Tables{Routes: new(bart.Fast[uint32])}
+func Routes(routes []config.Route, mac func(port int) (net.HardwareAddr, error), neighbour func(port int, ip netip.Addr) (net.HardwareAddr, error)) (*engine.Routes, error) {
+	t := &engine.Routes{Table: new(bart.Fast[uint32])}
 	for i, r := range routes {
 		src, err := mac(r.Port)
 		if err != nil {
@@ -184,7 +173,7 @@ func Routes(routes []config.Route, mac func(port int) (net.HardwareAddr, error),
 		hop := engine.NextHop{Port: int16(r.Port)}
 		copy(hop.SrcMAC[:], src)
 		copy(hop.DstMAC[:], dst)
-		t.Routes.Insert(r.Prefix, uint32(len(t.Hops)))
+		t.Table.Insert(r.Prefix, uint32(len(t.Hops)))
 		t.Hops = append(t.Hops, hop)
 	}
 	return t, nil

@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"context"
@@ -24,7 +24,9 @@ import (
 // in pull mode the hash-to-DNS look-up of map-servers over ADoT. Its
 // directory tells the xTR where to register and where to ask.
 type decentNode struct {
-	push   *push.Node
+	log     *zap.Logger
+	pullDir *pullDirectory
+	push    *push.Node
 	group  netip.Addr
 	pull   *pull.Node
 	client *adot.Client
@@ -32,9 +34,10 @@ type decentNode struct {
 	dir    xtr.Directory
 }
 
-// startDecent starts [lisp.decent] (nil when there is none): the push node
-// on its sockets, or the ADoT client and the pull directory's resolver.
-func startDecent(ctx context.Context, c *config.Config, log *zap.Logger) (*decentNode, error) {
+// newDecent builds [lisp.decent] (nil when there is none): the push node,
+// or the ADoT client and the pull directory's resolver. Its sockets are
+// opened by its role.
+func newDecent(c *config.Config, log *zap.Logger) (*decentNode, error) {
 	if c.LISP == nil || c.LISP.Decent == nil {
 		return nil, nil
 	}
@@ -52,20 +55,8 @@ func startDecent(ctx context.Context, c *config.Config, log *zap.Logger) (*decen
 		if err != nil {
 			return nil, fmt.Errorf("%s: [lisp.decent]: %w", c.File, err)
 		}
-		socks, err := push.Listen(pc)
-		if err != nil {
-			return nil, fmt.Errorf("%s: [lisp.decent]: %w", c.File, err)
-		}
-		go func() {
-			defer socks.Close()
-			if err := node.Run(ctx, socks); err != nil && ctx.Err() == nil {
-				log.Error("LISP-Decent push node stopped", zap.Error(err))
-			}
-		}()
 		pc = node.Config()
-		log.Info("LISP-Decent push", zap.Stringer("group", pc.Group), zap.Stringer("rloc", pc.RLOC), zap.Stringer("transport", pc.Transport),
-			zap.Uint16("control_port", pc.ControlPort))
-		return &decentNode{push: node, group: pc.Group, dir: &pushDirectory{node: node, group: pc.Group, port: pc.ControlPort,
+		return &decentNode{log: log, push: node, group: pc.Group, dir: &pushDirectory{node: node, group: pc.Group, port: pc.ControlPort,
 			self: netip.AddrPortFrom(pc.RLOC, pc.ControlPort), auth: auth}}, nil
 	}
 	client, err := adot.NewClient(*c.ADoT.Client)
@@ -80,13 +71,41 @@ func startDecent(ctx context.Context, c *config.Config, log *zap.Logger) (*decen
 		return nil, fmt.Errorf("%s: [lisp.decent]: %w", c.File, err)
 	}
 	d := newPullDirectory(p, l.InstanceID, auth, log)
-	go func() {
-		d.run(ctx)
-		client.Close()
-	}()
-	log.Info("LISP-Decent pull", zap.String("suffix", pc.Suffix), zap.Uint64("modulus", pc.Modulus), zap.Stringer("hash_mode", pc.Mode),
-		zap.Int("hash_mask", pc.Mask))
-	return &decentNode{pull: p, client: client, dir: d}, nil
+	return &decentNode{log: log, pull: p, client: client, pullDir: d, dir: d}, nil
+}
+
+// roles: the push node on its sockets (restarted with back-off if they
+// fail; the node keeps its registrations), or the pull directory's
+// background resolution.
+func (n *decentNode) roles() []Role {
+	if n.push != nil {
+		return []Role{{Name: "decent-push", Policy: Restart, Run: func(ctx context.Context, ready func()) error {
+			pc := n.push.Config()
+			socks, err := push.Listen(pc)
+			if err != nil {
+				return fmt.Errorf("[lisp.decent]: %w", err)
+			}
+			defer socks.Close()
+			n.log.Info("LISP-Decent push", zap.Stringer("group", pc.Group), zap.Stringer("rloc", pc.RLOC), zap.Stringer("transport", pc.Transport),
+				zap.Uint16("control_port", pc.ControlPort))
+			ready()
+			return n.push.Run(ctx, socks)
+		}}}
+	}
+	return []Role{{Name: "decent-pull", Policy: Restart, Run: func(ctx context.Context, ready func()) error {
+		pc := n.pull.Config()
+		n.log.Info("LISP-Decent pull", zap.String("suffix", pc.Suffix), zap.Uint64("modulus", pc.Modulus), zap.Stringer("hash_mode", pc.Mode),
+			zap.Int("hash_mask", pc.Mask))
+		ready()
+		n.pullDir.run(ctx)
+		return nil
+	}}}
+}
+
+func (n *decentNode) close() {
+	if n.client != nil {
+		n.client.Close()
+	}
 }
 
 // pushDirectory: every member of the group is a Map-Server holding every

@@ -1,0 +1,249 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/psavd/psavd/control/abr"
+	"github.com/psavd/psavd/control/acs"
+	"github.com/psavd/psavd/control/config"
+	"github.com/psavd/psavd/control/membership"
+	"github.com/psavd/psavd/control/pair"
+	"github.com/psavd/psavd/control/rpki"
+	"github.com/psavd/psavd/control/static"
+	"github.com/psavd/psavd/engine"
+)
+
+// psavRoles is where a node's PSAV keys come from: its own ACS ([acs]),
+// the ACS of its AS over the feed ([abr]), or the static schedule of
+// [[psav.static_peer]] (neither).
+type psavRoles struct {
+	log  *zap.Logger
+	acs  *acs.Node
+	rpki *rpki.Client
+	feed *abr.Client
+	pub  *static.Publisher // static keys, on a node with ports and no ACS/ABR
+}
+
+func newPSAVRoles(c *config.Config, log *zap.Logger) (*psavRoles, error) {
+	p := &psavRoles{log: log}
+	if c.ACS != nil {
+		if err := p.newACS(c); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// newACS builds the AS Control Server of [acs]: it peers with the other ACS
+// over mutual TLS 1.3, negotiates a state machine with each, keeps the
+// membership and serves Feed to this AS's ABRs and Status to psavctl.
+func (p *psavRoles) newACS(c *config.Config) error {
+	a := c.ACS
+	id, err := pair.LoadIdentity(c.PSAV.ASN, a.Cert, a.Key, a.CA)
+	if err != nil {
+		return fmt.Errorf("%s: [acs]: %w", c.File, err)
+	}
+	tree, err := membership.NewTree(a.Communities)
+	if err != nil {
+		return fileErr(c, "acs.community", err)
+	}
+	policy, err := membership.NewPolicy(a.Anchors)
+	if err != nil {
+		return fileErr(c, "acs.community", err)
+	}
+	set, err := membership.OpenSet(a.MembershipDir, policy)
+	if err != nil {
+		return fileErr(c, "acs.membership_dir", err)
+	}
+	if c.RPKI != nil {
+		// Where RPKI data is available, a record whose prefixes are not
+		// covered by ROAs for its ASN is refused (docs/wire.md §3.2). Until
+		// the first complete download there is no data, and nothing is
+		// refused.
+		rc, err := rpki.NewClient(rpki.Config{Addr: c.RPKI.Server, Logger: p.log.Named("rpki")})
+		if err != nil {
+			return fileErr(c, "rpki.server", err)
+		}
+		p.rpki = rc
+		set.SetPrefixCheck(func(asn uint32, prefixes []netip.Prefix) error {
+			v := rc.Validator()
+			if v == nil {
+				return nil
+			}
+			if ok, unc := v.Covered(asn, prefixes); !ok {
+				return fmt.Errorf("not covered by a validated ROA for AS%d: %v", asn, unc)
+			}
+			return nil
+		})
+	}
+	peers := make([]acs.PeerConfig, len(a.Peers))
+	for i, pc := range a.Peers {
+		peers[i] = acs.PeerConfig{ASN: pc.ASN, Address: pc.Address}
+	}
+	p.acs, err = acs.New(acs.Config{
+		ASN: c.PSAV.ASN, Identity: id, Listen: a.Listen, Peers: peers,
+		Heartbeat: a.Heartbeat, DeadAfter: a.DeadAfter,
+		T0: c.PSAV.T0, Period: uint32(c.PSAV.EpochSeconds),
+		Membership: set, MembershipPolicy: policy, Tree: tree,
+		Logger: p.log.Named("acs"),
+	})
+	if err != nil {
+		return fmt.Errorf("%s: [acs]: %w", c.File, err)
+	}
+	return nil
+}
+
+// roles are the PSAV roles of c; eng is the node's engine (nil: no ports).
+func (p *psavRoles) roles(c *config.Config, eng *engine.Engine) ([]Role, error) {
+	var roles []Role
+	if p.rpki != nil {
+		roles = append(roles, Role{Name: "rpki", Policy: Restart, Run: func(ctx context.Context, ready func()) error {
+			ready()
+			return p.rpki.Run(ctx)
+		}})
+	}
+	if p.acs != nil {
+		roles = append(roles, p.acsRole(c))
+		if eng != nil {
+			roles = append(roles, Role{Name: "acs-local-feed", Policy: Restart, Run: func(ctx context.Context, ready func()) error {
+				ready()
+				feedLocal(ctx, p.acs, eng, p.log)
+				return nil
+			}})
+		}
+	}
+	if eng == nil {
+		return roles, nil
+	}
+	// The static tables (this AS's prefixes; keys only of static peers)
+	// are in force from the start; an ACS (local or over the feed) then
+	// owns the PSAV part, and a feed keeps the last one if its ACS goes
+	// away (fail-static). Routes are the node's own (PublishRoutes).
+	sched, err := static.New(c.PSAV)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", c.File, err)
+	}
+	eng.Publish(sched.At(time.Now().Unix()))
+	switch {
+	case c.ABR != nil:
+		id, err := pair.LoadIdentity(c.PSAV.ASN, c.ABR.Cert, c.ABR.Key, c.ABR.CA)
+		if err != nil {
+			return nil, fmt.Errorf("%s: [abr]: %w", c.File, err)
+		}
+		name, _ := os.Hostname()
+		p.feed, err = abr.New(abr.Config{Addr: c.ABR.ACS, Identity: id, Name: name, Engine: eng, Log: p.log})
+		if err != nil {
+			return nil, fmt.Errorf("%s: [abr]: %w", c.File, err)
+		}
+		roles = append(roles, Role{Name: "abr-feed", Policy: Restart, Run: func(ctx context.Context, ready func()) error {
+			ready() // fail-static is a state the feed serves in, not a failure
+			return p.feed.Run(ctx)
+		}})
+	case p.acs == nil:
+		p.pub = static.NewPublisher(eng, sched)
+		roles = append(roles, Role{Name: "static-keys", Policy: Restart, Run: func(ctx context.Context, ready func()) error {
+			ready()
+			p.pub.Run(ctx, time.Now)
+			return nil
+		}})
+	}
+	return roles, nil
+}
+
+// acsRole runs the ACS. Fatal: its state machines live in the process, and
+// a silent restart would look like a new peer to every other ACS; the
+// service manager restarts psavd from the same files instead.
+func (p *psavRoles) acsRole(c *config.Config) Role {
+	return Role{Name: "acs", Policy: Fatal, Run: func(ctx context.Context, ready func()) error {
+		if err := p.acs.Start(ctx); err != nil {
+			return fileErr(c, "acs.listen", err)
+		}
+		if err := p.publishOwnRecord(c); err != nil {
+			return err
+		}
+		p.log.Info("ACS listening", zap.String("listen", p.acs.Addr().String()), zap.Int("peers", len(c.ACS.Peers)))
+		ready()
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-p.acs.Failed():
+			return fileErr(c, "acs.listen", err)
+		}
+	}}
+}
+
+// publishOwnRecord publishes [acs] record, this AS's signed and endorsed
+// membership record; after a restart it is already held.
+func (p *psavRoles) publishOwnRecord(c *config.Config) error {
+	if c.ACS.Record == "" {
+		return nil
+	}
+	rec, err := os.ReadFile(c.ACS.Record)
+	if err == nil {
+		_, err = p.acs.Publish(rec)
+	}
+	switch membership.ReasonOf(err) {
+	case membership.ReasonReplay:
+		p.log.Info("own membership record already held", zap.String("record", c.ACS.Record))
+	case membership.ReasonStaleVersion:
+		p.log.Warn("acs.record is older than the record held for this AS; the newer one stays", zap.String("record", c.ACS.Record))
+	default:
+		if err != nil {
+			return fileErr(c, "acs.record", err)
+		}
+	}
+	return nil
+}
+
+func (p *psavRoles) collectors() []prometheus.Collector {
+	var cols []prometheus.Collector
+	if p.acs != nil {
+		cols = append(cols, acs.NewCollector(p.acs))
+	}
+	if p.feed != nil {
+		cols = append(cols, abr.NewCollector(p.feed))
+	}
+	return cols
+}
+
+func (p *psavRoles) close() {
+	if p.acs != nil {
+		_ = p.acs.Close()
+	}
+}
+
+// feedLocal publishes the local ACS's tables into this node's own engine (an
+// ACS and an ABR in one process): whenever their version or the epoch
+// changes, through the same strict conversion a remote ABR applies.
+func feedLocal(ctx context.Context, node *acs.Node, eng *engine.Engine, log *zap.Logger) {
+	var version uint64
+	epoch := int64(-1)
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		now := time.Now()
+		tb := node.Tables(now)
+		e := engine.Epoch(now.Unix(), tb.GetT0(), tb.GetPeriodSeconds())
+		if tb.GetVersion() != version || e != epoch {
+			conv, err := abr.Convert(tb)
+			if err != nil {
+				log.Error("local ACS tables refused", zap.Error(err))
+			} else {
+				eng.Publish(conv)
+				version, epoch = tb.GetVersion(), e
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,144 @@
+package node
+
+import (
+	"fmt"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/psavd/psavd/control/config"
+	"github.com/psavd/psavd/control/static"
+	"github.com/psavd/psavd/engine"
+)
+
+// Result is the outcome of a reload: the changes now in force, and those
+// that need a restart (when there is any, nothing was applied).
+type Result struct {
+	Applied []config.Change
+	Restart []config.Change
+}
+
+func (r Result) String() string {
+	if len(r.Restart) > 0 {
+		return "refused: needs a restart: " + joinChanges(r.Restart)
+	}
+	if len(r.Applied) == 0 {
+		return "no change"
+	}
+	return "applied: " + joinChanges(r.Applied)
+}
+
+func joinChanges(cs []config.Change) string {
+	s := make([]string, len(cs))
+	for i, c := range cs {
+		s[i] = c.String()
+	}
+	return strings.Join(s, ", ")
+}
+
+// Reload puts next in force where the running node can take it live, on
+// every kind of node: members and static peers (static keys), routes (also
+// while an ACS feeds the node: routes are their own part of the tables),
+// Map-Server sites, the DoT server's zone, the log level. A change to any
+// other key needs a restart: then nothing is applied, the running
+// configuration stays, and the keys are named. The outcome is logged and
+// exported (psavd_config_reload_success,
+// psavd_config_last_reload_timestamp_seconds).
+//
+// Nothing is half applied: every new table is built first, then all are
+// published; a legitimate packet sees either the old or the new tables,
+// never a gap (docs/wire.md §2.7–§2.8).
+func (n *Node) Reload(next *config.Config) (res Result, err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	defer func() {
+		n.reload.record(err == nil)
+		if err != nil {
+			n.log.Error("reload refused; the running configuration stays", zap.Error(err))
+		} else {
+			n.log.Info("reloaded", zap.String("config", next.File), zap.Stringer("outcome", res))
+		}
+	}()
+	cur := n.cfg
+	var apply []func()
+	for _, ch := range config.Diff(cur, next) {
+		if n.live(ch.Key) {
+			res.Applied = append(res.Applied, ch)
+		} else {
+			res.Restart = append(res.Restart, ch)
+		}
+	}
+	if len(res.Restart) > 0 {
+		return res, fmt.Errorf("%s: %s", next.File, res)
+	}
+	touched := func(prefix string) bool {
+		for _, ch := range res.Applied {
+			if ch.Key == prefix || strings.HasPrefix(ch.Key, prefix+".") || strings.HasPrefix(ch.Key, prefix+"[") {
+				return true
+			}
+		}
+		return false
+	}
+	if touched("psav.member") || touched("psav.static_peer") {
+		sched, err := static.New(next.PSAV)
+		if err != nil {
+			return res, fmt.Errorf("%s: %w", next.File, err)
+		}
+		pub := n.psav.pub
+		apply = append(apply, func() { pub.Swap(sched) })
+	}
+	if touched("route") {
+		rt, err := n.dp.routes(next)
+		if err != nil {
+			return res, err
+		}
+		eng := n.dp.eng
+		apply = append(apply, func() { eng.PublishRoutes(rt) })
+	}
+	if touched("lisp.site") {
+		ms, sites := n.lisp.ms, next.LISP.Sites
+		apply = append(apply, func() {
+			if err := ms.SetSites(sites); err != nil { // checked by New already: cannot fail here
+				n.log.Error("map-server sites", zap.Error(err))
+			}
+		})
+	}
+	if touched("adot.server") {
+		srv, zone := n.dot.srv, next.ADoT.Server.Zone
+		apply = append(apply, func() { srv.SetZone(zone) })
+	}
+	if touched("log") {
+		lvl := next.Log.Level
+		apply = append(apply, func() { n.opts.Level.SetLevel(lvl) })
+	}
+	for _, f := range apply {
+		f()
+	}
+	n.cfg = next
+	return res, nil
+}
+
+// live reports whether a change of key can be applied to this running
+// node without a restart.
+func (n *Node) live(key string) bool {
+	under := func(prefix string) bool {
+		return key == prefix || strings.HasPrefix(key, prefix+".") || strings.HasPrefix(key, prefix+"[")
+	}
+	switch {
+	case under("psav.member"), under("psav.static_peer"):
+		return n.psav != nil && n.psav.pub != nil // static keys; an ACS owns these otherwise
+	case under("route"):
+		return n.dp != nil && n.dp.spec.Forwarding == engine.Routed
+	case under("lisp.site"):
+		return n.lisp != nil && n.lisp.ms != nil
+	case under("adot.server.records"), under("adot.server.zone_file"), key == "adot.server.ttl":
+		return n.dot != nil
+	case key == "log.level":
+		return true
+	}
+	return false
+}
+
+// ReloadRefused records a reload that never reached Reload (the new file
+// had problems): psavd_config_reload_success goes to 0.
+func (n *Node) ReloadRefused() { n.reload.record(false) }
