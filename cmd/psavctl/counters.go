@@ -6,15 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+	"github.com/psavd/psavd/internal/promtext"
 )
 
 // PortCounters are one port's counters, as psavd exports them (by port of
@@ -54,28 +52,15 @@ func scrapeCounters(ctx context.Context, addr string) (*NodeCounters, error) {
 	if !strings.HasSuffix(url, "/metrics") {
 		url = strings.TrimSuffix(url, "/") + "/metrics"
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	s, err := promtext.Scrape(ctx, nil, url)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	return parseCounters(resp.Body)
+	return nodeCounters(s)
 }
 
-// parseCounters reads psavd's data-plane series from Prometheus text.
-func parseCounters(r io.Reader) (*NodeCounters, error) {
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(r)
-	if err != nil {
-		return nil, fmt.Errorf("metrics: %w", err)
-	}
+// nodeCounters picks psavd's data-plane series out of a scrape.
+func nodeCounters(s promtext.Samples) (*NodeCounters, error) {
 	n := &NodeCounters{}
 	ports := map[string]*PortCounters{}
 	port := func(name string) *PortCounters {
@@ -88,52 +73,36 @@ func parseCounters(r io.Reader) (*NodeCounters, error) {
 		return pc
 	}
 	rings := map[[2]string]*RingCounters{}
-	for name, f := range fams {
-		for _, m := range f.GetMetric() {
-			l := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				l[lp.GetName()] = lp.GetValue()
+	for _, x := range s {
+		l, v := x.Labels, x.Value
+		u := uint64(max(v, 0))
+		switch x.Name {
+		case "psavd_rx_packets_total":
+			port(l["port"]).RxPackets = u
+		case "psavd_rx_bytes_total":
+			port(l["port"]).RxBytes = u
+		case "psavd_tx_packets_total":
+			port(l["port"]).TxPackets = u
+		case "psavd_packets_total":
+			port(l["port"]).Actions[l["action"]] = u
+		case "psavd_drops_total":
+			port(l["port"]).Drops[l["reason"]] = u
+		case "psavd_xdp_socket_total":
+			k := [2]string{l["port"], l["queue"]}
+			rc := rings[k]
+			if rc == nil {
+				rc = &RingCounters{Port: k[0], Queue: k[1], Counters: map[string]uint64{}}
+				rings[k] = rc
+				n.Rings = append(n.Rings, rc)
 			}
-			var v float64
-			switch {
-			case m.Counter != nil:
-				v = m.GetCounter().GetValue()
-			case m.Gauge != nil:
-				v = m.GetGauge().GetValue()
-			case m.Untyped != nil:
-				v = m.GetUntyped().GetValue()
-			default:
-				continue
-			}
-			u := uint64(max(v, 0))
-			switch name {
-			case "psavd_rx_packets_total":
-				port(l["port"]).RxPackets = u
-			case "psavd_rx_bytes_total":
-				port(l["port"]).RxBytes = u
-			case "psavd_tx_packets_total":
-				port(l["port"]).TxPackets = u
-			case "psavd_packets_total":
-				port(l["port"]).Actions[l["action"]] = u
-			case "psavd_drops_total":
-				port(l["port"]).Drops[l["reason"]] = u
-			case "psavd_xdp_socket_total":
-				k := [2]string{l["port"], l["queue"]}
-				rc := rings[k]
-				if rc == nil {
-					rc = &RingCounters{Port: k[0], Queue: k[1], Counters: map[string]uint64{}}
-					rings[k] = rc
-					n.Rings = append(n.Rings, rc)
-				}
-				rc.Counters[l["counter"]] = u
-			case "psavd_epoch":
-				e := int64(v)
-				n.Epoch = &e
-			case "psavd_tables_version":
-				n.TablesVersion = &u
-			case "psavd_peers_keyed":
-				n.PeersKeyed = &u
-			}
+			rc.Counters[l["counter"]] = u
+		case "psavd_epoch":
+			e := int64(v)
+			n.Epoch = &e
+		case "psavd_tables_version":
+			n.TablesVersion = &u
+		case "psavd_peers_keyed":
+			n.PeersKeyed = &u
 		}
 	}
 	sort.Slice(n.Ports, func(i, j int) bool { return n.Ports[i].Port < n.Ports[j].Port })

@@ -3,7 +3,6 @@ package adot
 import (
 	"context"
 	"math"
-	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -12,76 +11,36 @@ import (
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+
+	"github.com/psavd/psavd/internal/promtext"
 )
 
 // scrape fetches url and parses the Prometheus text format.
-func scrape(t *testing.T, url string) map[string][]sample {
+func scrape(t *testing.T, url string) promtext.Samples {
 	t.Helper()
-	resp, err := http.Get(url)
+	s, err := promtext.Scrape(context.Background(), nil, url)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("scraping: %v", err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s", url, resp.Status)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parsing the exposition: %v", err)
-	}
-	out := map[string][]sample{}
-	for name, f := range fams {
-		for _, m := range f.GetMetric() {
-			s := sample{labels: map[string]string{}}
-			for _, l := range m.GetLabel() {
-				s.labels[l.GetName()] = l.GetValue()
-			}
-			switch {
-			case m.Counter != nil:
-				s.value = m.GetCounter().GetValue()
-			case m.Gauge != nil:
-				s.value = m.GetGauge().GetValue()
-			case m.Histogram != nil:
-				h := m.GetHistogram()
-				s.value = float64(h.GetSampleCount())
-				s.sum = h.GetSampleSum()
-				for _, b := range h.GetBucket() {
-					s.buckets = append(s.buckets, [2]float64{b.GetUpperBound(), float64(b.GetCumulativeCount())})
-				}
-			}
-			out[name] = append(out[name], s)
-		}
-	}
-	return out
+	return s
 }
 
-type sample struct {
-	labels  map[string]string
-	value   float64
-	sum     float64
-	buckets [][2]float64 // upper bound, cumulative count
-}
-
-// value returns the single sample of name whose labels include want.
-func value(t *testing.T, fams map[string][]sample, name string, want ...string) sample {
+// value returns the single sample of name whose labels include want
+// (name, value, …).
+func value(t *testing.T, fams promtext.Samples, name string, want ...string) promtext.Sample {
 	t.Helper()
-	var found []sample
-	for _, s := range fams[name] {
-		ok := true
-		for i := 0; i+1 < len(want); i += 2 {
-			if s.labels[want[i]] != want[i+1] {
-				ok = false
-			}
-		}
-		if ok {
+	match := map[string]string{}
+	for i := 0; i+1 < len(want); i += 2 {
+		match[want[i]] = want[i+1]
+	}
+	var found []promtext.Sample
+	for _, s := range fams.Named(name) {
+		if s.Has(match) {
 			found = append(found, s)
 		}
 	}
 	if len(found) != 1 {
-		t.Fatalf("%s%v: %d samples, want 1 (have %v)", name, want, len(found), fams[name])
+		t.Fatalf("%s%v: %d samples, want 1 (have %v)", name, want, len(found), fams.Named(name))
 	}
 	return found[0]
 }
@@ -126,7 +85,7 @@ func TestPrometheusScrape(t *testing.T) {
 	fams := scrape(t, hs.URL+"/metrics")
 	eq := func(name string, want float64, labels ...string) {
 		t.Helper()
-		if got := value(t, fams, name, labels...).value; got != want {
+		if got := value(t, fams, name, labels...).Value; got != want {
 			t.Errorf("%s%v = %v, want %v", name, labels, got, want)
 		}
 	}
@@ -151,33 +110,33 @@ func TestPrometheusScrape(t *testing.T) {
 	eq("psavd_adot_rejected_connections_total", 0, sv...)
 	eq("psavd_adot_failures_total", 1, append(sv, "cause", "refused")...)
 	for _, name := range []string{"psavd_adot_cache_hits_total", "psavd_adot_plaintext_queries_total", "psavd_adot_stale_retries_total"} {
-		for _, smp := range fams[name] {
-			if smp.labels["role"] != "client" {
+		for _, smp := range fams.Named(name) {
+			if smp.Labels["role"] != "client" {
 				t.Errorf("client-only series %s exported by the server: %v", name, smp)
 			}
 		}
 	}
-	if n := len(fams["psavd_adot_failures_total"]); n != 2*int(numCauses-1) {
+	if n := len(fams.Named("psavd_adot_failures_total")); n != 2*int(numCauses-1) {
 		t.Errorf("%d failure series, want one per cause and role (%d)", n, 2*int(numCauses-1))
 	}
 
 	for _, role := range []string{"client", "server"} {
 		h := value(t, fams, "psavd_adot_query_rtt_seconds", "role", role)
-		if h.value != 4 {
-			t.Errorf("%s RTT histogram count %v, want 4", role, h.value)
+		if h.Value != 4 {
+			t.Errorf("%s RTT histogram count %v, want 4", role, h.Value)
 		}
-		if len(h.buckets) != len(RTTBuckets)+1 || !math.IsInf(h.buckets[len(RTTBuckets)][0], 1) || h.buckets[len(RTTBuckets)][1] != h.value {
-			t.Fatalf("%s: buckets %v, want %d and +Inf = count", role, h.buckets, len(RTTBuckets))
+		if len(h.Buckets) != len(RTTBuckets)+1 || !math.IsInf(h.Buckets[len(RTTBuckets)].UpperBound, 1) || float64(h.Buckets[len(RTTBuckets)].Count) != h.Value {
+			t.Fatalf("%s: buckets %v, want %d and +Inf = count", role, h.Buckets, len(RTTBuckets))
 		}
-		prev := 0.0
-		for i, bk := range h.buckets[:len(RTTBuckets)] {
-			if math.Abs(bk[0]-RTTBuckets[i].Seconds()) > 1e-12 || bk[1] < prev || bk[1] > h.value {
-				t.Errorf("%s bucket %d = %v (previous count %v, total %v)", role, i, bk, prev, h.value)
+		prev := uint64(0)
+		for i, bk := range h.Buckets[:len(RTTBuckets)] {
+			if math.Abs(bk.UpperBound-RTTBuckets[i].Seconds()) > 1e-12 || bk.Count < prev || float64(bk.Count) > h.Value {
+				t.Errorf("%s bucket %d = %v (previous count %v, total %v)", role, i, bk, prev, h.Value)
 			}
-			prev = bk[1]
+			prev = bk.Count
 		}
-		if h.sum <= 0 {
-			t.Errorf("%s RTT sum %v, want > 0", role, h.sum)
+		if h.Sum <= 0 {
+			t.Errorf("%s RTT sum %v, want > 0", role, h.Sum)
 		}
 	}
 }

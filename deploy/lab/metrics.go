@@ -1,17 +1,15 @@
 package lab
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/psavd/psavd/internal/netlab"
+	"github.com/psavd/psavd/internal/promtext"
 )
 
 // CounterKey names one psavd counter: Metric "drops" (psavd_drops_total,
@@ -73,98 +71,43 @@ func Scrape(ctx context.Context, ns, addr string) (Counters, error) {
 		},
 	}
 	defer tr.CloseIdleConnections()
+	defer conn.Close() // in case the transport never took it
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	s, err := promtext.Scrape(ctx, &http.Client{Transport: tr}, "http://"+addr+"/metrics")
 	if err != nil {
-		conn.Close()
-		return nil, err
-	}
-	resp, err := (&http.Client{Transport: tr}).Do(req)
-	if err != nil {
-		conn.Close()
 		return nil, fmt.Errorf("metrics of %s: %w", ns, err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("metrics of %s: %s", ns, resp.Status)
-	}
-	return ParseMetrics(resp.Body)
+	return counters(s), nil
 }
 
-// ParseMetrics reads psavd_drops_total and psavd_packets_total from the
-// Prometheus text format.
+// ParseMetrics reads psavd_drops_total, psavd_packets_total,
+// psavd_lisp_events_total and psavd_peers_keyed from the Prometheus text
+// format.
 func ParseMetrics(r io.Reader) (Counters, error) {
+	s, err := promtext.Parse(r)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	return counters(s), nil
+}
+
+func counters(s promtext.Samples) Counters {
 	c := Counters{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		var metric, what string
-		switch {
-		case strings.HasPrefix(line, "psavd_drops_total{"):
-			metric, what = "drops", "reason"
-		case strings.HasPrefix(line, "psavd_packets_total{"):
-			metric, what = "packets", "action"
-		case strings.HasPrefix(line, "psavd_lisp_events_total{"):
+	for _, x := range s {
+		switch x.Name {
+		case "psavd_drops_total":
+			c[CounterKey{"drops", x.Labels["port"], x.Labels["reason"]}] += x.Value
+		case "psavd_packets_total":
+			c[CounterKey{"packets", x.Labels["port"], x.Labels["action"]}] += x.Value
+		case "psavd_lisp_events_total":
 			// LISP events count as actions named lisp-<event>, so that a
 			// flow can require "abr1:lisp-encapsulated".
-			metric, what = "packets", "event"
-		case strings.HasPrefix(line, "psavd_peers_keyed "):
+			c[CounterKey{"packets", x.Labels["port"], "lisp-" + x.Labels["event"]}] += x.Value
+		case "psavd_peers_keyed":
 			// A gauge without labels: keys of the current epoch in the data plane.
-			if v, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(line, "psavd_peers_keyed ")), 64); err == nil {
-				c[CounterKey{Metric: "peers_keyed"}] = v
-			}
-			continue
-		default:
-			continue
+			c[CounterKey{Metric: "peers_keyed"}] = x.Value
 		}
-		open, end := strings.IndexByte(line, '{'), strings.LastIndexByte(line, '}')
-		if end < open {
-			return nil, fmt.Errorf("metrics: bad line %q", line)
-		}
-		labels := parseLabels(line[open+1 : end])
-		fields := strings.Fields(line[end+1:])
-		if len(fields) == 0 {
-			return nil, fmt.Errorf("metrics: no value in %q", line)
-		}
-		v, err := strconv.ParseFloat(fields[0], 64)
-		if err != nil {
-			return nil, fmt.Errorf("metrics: %q: %v", line, err)
-		}
-		name := labels[what]
-		if what == "event" {
-			name = "lisp-" + name
-		}
-		c[CounterKey{metric, labels["port"], name}] += v
 	}
-	return c, sc.Err()
-}
-
-// parseLabels parses `a="x",b="y"` (label values in the lab have no quotes
-// or commas, but escapes are honoured anyway).
-func parseLabels(s string) map[string]string {
-	m := map[string]string{}
-	for s != "" {
-		eq := strings.IndexByte(s, '=')
-		if eq < 0 || eq+1 >= len(s) || s[eq+1] != '"' {
-			break
-		}
-		name := strings.TrimSpace(s[:eq])
-		s = s[eq+2:]
-		var val strings.Builder
-		i := 0
-		for ; i < len(s) && s[i] != '"'; i++ {
-			if s[i] == '\\' && i+1 < len(s) {
-				i++
-			}
-			val.WriteByte(s[i])
-		}
-		m[name] = val.String()
-		if i >= len(s) {
-			break
-		}
-		s = strings.TrimLeft(s[i+1:], ", ")
-	}
-	return m
+	return c
 }

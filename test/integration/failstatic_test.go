@@ -1,13 +1,11 @@
 package integration
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"net"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/psavd/psavd/deploy/lab"
 	"github.com/psavd/psavd/internal/netlab"
+	"github.com/psavd/psavd/internal/promtext"
 )
 
 // TestFailStaticSeparateProcesses (issue 3, must-show 2): AS 65001 runs its
@@ -403,22 +402,13 @@ func missing(got *sync.Map, first, last uint64) []uint64 {
 }
 
 // metricValue is the value of one series (name with its labels, exactly as
-// Prometheus prints them) in a scrape; the test fails if it is absent.
+// Prometheus prints them, labels sorted) in a scrape; the test fails if it
+// is absent.
 func metricValue(t *testing.T, scrape, series string) float64 {
 	t.Helper()
-	sc := bufio.NewScanner(strings.NewReader(scrape))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		rest, ok := strings.CutPrefix(sc.Text(), series+" ")
-		if !ok {
-			continue
-		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
-		if err != nil {
-			t.Fatalf("metric %s: %v", series, err)
-		}
-		return v
+	s, ok := promtext.Samples(parseScrape(t, scrape)).Series(series)
+	if !ok {
+		t.Fatalf("no metric %s in:\n%s", series, scrape)
 	}
-	t.Fatalf("no metric %s in:\n%s", series, scrape)
-	return 0
+	return s.Value
 }

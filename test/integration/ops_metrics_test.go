@@ -12,75 +12,31 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
 	"github.com/psavd/psavd/deploy/lab"
 	"github.com/psavd/psavd/internal/netlab"
+	"github.com/psavd/psavd/internal/promtext"
 )
 
-// sample is one series of a scrape: its metric name and labels.
-type sample struct {
-	name   string
-	labels map[string]string
-	value  float64
-}
-
 // scrape is a parsed /metrics of one node.
-type scrape []sample
+type scrape promtext.Samples
 
 // parseScrape parses Prometheus text (an HTTP response's headers, if any,
-// are skipped) with the Prometheus project's own parser.
+// are skipped) with the Prometheus project's own parser (internal/promtext).
 func parseScrape(t *testing.T, text string) scrape {
 	t.Helper()
 	if i := strings.Index(text, "\r\n\r\n"); strings.HasPrefix(text, "HTTP/") && i >= 0 {
 		text = text[i+4:]
 	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(strings.NewReader(text))
+	s, err := promtext.Parse(strings.NewReader(text))
 	if err != nil {
 		t.Fatalf("metrics: %v\n%s", err, text)
 	}
-	var s scrape
-	for name, f := range fams {
-		for _, m := range f.GetMetric() {
-			l := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				l[lp.GetName()] = lp.GetValue()
-			}
-			var v float64
-			switch {
-			case m.Counter != nil:
-				v = m.GetCounter().GetValue()
-			case m.Gauge != nil:
-				v = m.GetGauge().GetValue()
-			case m.Untyped != nil:
-				v = m.GetUntyped().GetValue()
-			default:
-				continue
-			}
-			s = append(s, sample{name, l, v})
-		}
-	}
-	return s
+	return scrape(s)
 }
 
 // sum adds up the series of metric name whose labels include match.
 func (s scrape) sum(name string, match map[string]string) float64 {
-	var total float64
-next:
-	for _, x := range s {
-		if x.name != name {
-			continue
-		}
-		for k, v := range match {
-			if x.labels[k] != v {
-				continue next
-			}
-		}
-		total += x.value
-	}
-	return total
+	return promtext.Samples(s).Sum(name, match)
 }
 
 // judged returns, per port of arrival, every non-passthrough action and
@@ -90,10 +46,10 @@ func (s scrape) judged() map[string]float64 {
 	m := map[string]float64{}
 	for _, x := range s {
 		switch {
-		case x.name == "psavd_packets_total" && x.labels["action"] != "passthrough":
-			m[x.labels["port"]+" "+x.labels["action"]] += x.value
-		case x.name == "psavd_drops_total":
-			m[x.labels["port"]+" drop:"+x.labels["reason"]] += x.value
+		case x.Name == "psavd_packets_total" && x.Labels["action"] != "passthrough":
+			m[x.Labels["port"]+" "+x.Labels["action"]] += x.Value
+		case x.Name == "psavd_drops_total":
+			m[x.Labels["port"]+" drop:"+x.Labels["reason"]] += x.Value
 		}
 	}
 	return m
