@@ -1,53 +1,30 @@
 package config
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/psavd/psavd/internal/testpki"
 )
 
-// adotFiles writes a self-signed certificate, its key and a zone file.
+// adotFiles writes a server certificate for ns.example.test (from the
+// test PKI), its key and a zone file.
 func adotFiles(t *testing.T) (cert, key, zone string) {
 	t.Helper()
 	dir := t.TempDir()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p, err := testpki.NewServerPKI(dir, "ns.example.test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ns.example.test"},
-		DNSNames: []string{"ns.example.test"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
+	zone = filepath.Join(dir, "zone.txt")
+	if err := os.WriteFile(zone, []byte("@ 30 IN SOA ns.example.test. h.example.test. 1 60 60 600 30\n@ 30 IN NS ns.example.test.\n0 30 IN A 192.0.2.10\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	kd, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, key, zone = filepath.Join(dir, "dot.pem"), filepath.Join(dir, "dot.key"), filepath.Join(dir, "zone.txt")
-	for _, f := range []struct {
-		path string
-		data []byte
-	}{
-		{cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})},
-		{key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd})},
-		{zone, []byte("@ 30 IN SOA ns.example.test. h.example.test. 1 60 60 600 30\n@ 30 IN NS ns.example.test.\n0 30 IN A 192.0.2.10\n")},
-	} {
-		if err := os.WriteFile(f.path, f.data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return cert, key, zone
+	return p.CertFile, p.KeyFile, zone
 }
 
 // adotGood is a client and a server section that pass.
