@@ -140,7 +140,7 @@ type Port struct {
 	Queues    []int  `toml:"queues,omitempty"`
 	XDPMode   string `toml:"xdp_mode,omitempty"`
 	Encap     string `toml:"encap,omitempty"`
-	MTU       int    `toml:"mtu,omitempty"`
+	MTU       int    `toml:"mtu,omitzero"` // absent, not 0: psavd refuses a written mtu = 0
 }
 
 // Link is a veth pair between two nodes.
