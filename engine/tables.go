@@ -15,7 +15,7 @@ import (
 type Tables struct {
 	Version uint64
 
-	// Epoch clock (DESIGN §2.5): e = floor((unix − T0) / Period).
+	// Epoch clock (docs/wire.md §2.5): e = floor((unix − T0) / Period).
 	T0     int64
 	Period int64
 
