@@ -27,11 +27,11 @@ type decentNode struct {
 	log     *zap.Logger
 	pullDir *pullDirectory
 	push    *push.Node
-	group  netip.Addr
-	pull   *pull.Node
-	client *adot.Client
-	guard  *pull.Guard // pull: the ownership check on [lisp.map_server], when lisp.decent.owned
-	dir    xtr.Directory
+	group   netip.Addr
+	pull    *pull.Node
+	client  *adot.Client
+	guard   *pull.Guard // pull: the ownership check on [lisp.map_server], when lisp.decent.owned
+	dir     xtr.Directory
 }
 
 // newDecent builds [lisp.decent] (nil when there is none): the push node,
