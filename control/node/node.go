@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -184,9 +183,6 @@ func (n *Node) closeAll() {
 		n.dp.close(n.log)
 	}
 }
-
-// errStartup marks errors found while opening the node's resources.
-var errStartup = errors.New("start-up")
 
 func fileErr(c *config.Config, key string, err error) error {
 	return fmt.Errorf("%s: %s: %w", c.File, key, err)

@@ -109,8 +109,8 @@ func TestSupervisorPanicIsAFailure(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	s.Start(ctx, Role{Name: "buggy", Policy: Fatal, Run: func(ctx context.Context, ready func()) error {
-		var m map[string]int
-		m["x"] = 1 // panics
+		var roles []Role
+		_ = roles[len(roles)] // index out of range: a bug in a role
 		return nil
 	}})
 	select {
