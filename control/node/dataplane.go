@@ -35,6 +35,7 @@ type dataPlane struct {
 	capw   *capture.Writer
 	capCfg engine.CaptureConfig
 	batch  int
+	log    *zap.Logger
 }
 
 func (d *dataPlane) engineOrNil() *engine.Engine {
@@ -54,7 +55,7 @@ func (d *dataPlane) collectorOrNil() *metrics.Collector {
 // openDataPlane attaches the interfaces and opens the sockets; on error
 // everything opened so far is closed again.
 func openDataPlane(c *config.Config, log *zap.Logger) (d *dataPlane, err error) {
-	d = &dataPlane{spec: c.EngineSpec(), ifaces: map[string]*afxdp.Interface{}, batch: c.Engine.Batch}
+	d = &dataPlane{spec: c.EngineSpec(), ifaces: map[string]*afxdp.Interface{}, batch: c.Engine.Batch, log: log}
 	defer func() {
 		if err != nil {
 			d.close(log)
@@ -172,7 +173,8 @@ func (d *dataPlane) role(c *config.Config, counters func(*engine.Engine, metrics
 		}
 		var started atomic.Int32
 		err := d.eng.Run(ctx, d.loops, engine.RunOptions{
-			Batch: d.batch,
+			Batch:   d.batch,
+			OnError: func(err error) { d.log.Warn("data path", zap.Error(err)) },
 			Stats: func(p *engine.Processor) {
 				d.col.Add(p)
 				if d.capw != nil {

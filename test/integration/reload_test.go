@@ -165,7 +165,7 @@ s0 = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 	write(fmt.Sprintf(base, member65002, "trust"))
 	must(node.cmd.Process.Signal(syscall.SIGHUP))
 	waitFor("the port change to be refused", func() bool {
-		return strings.Contains(log.String(), "need a restart") && strings.Contains(log.String(), "[[port]]")
+		return strings.Contains(log.String(), "needs a restart") && strings.Contains(log.String(), "port[1].role changed")
 	})
 	before = counter("packets", "tagged")
 	waitFor("tagging to go on", func() bool { return counter("packets", "tagged") >= before+20 })
