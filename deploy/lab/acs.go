@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/psavd/psavd/control/config/schema"
+
 	"github.com/psavd/psavd/control/membership"
 	"github.com/psavd/psavd/internal/testpki"
 )
@@ -18,37 +20,10 @@ import (
 // AS's signed record of its prefixes — and the ACS negotiate their state
 // machines over mutual TLS 1.3 and learn each other's prefixes.
 
-// engineACS is the [acs] section of a generated engine.toml.
-type engineACS struct {
-	Listen        string         `toml:"listen"`
-	Cert          string         `toml:"cert"`
-	Key           string         `toml:"key"`
-	CA            string         `toml:"ca"`
-	Heartbeat     string         `toml:"heartbeat"`
-	DeadAfter     int            `toml:"dead_after"`
-	MembershipDir string         `toml:"membership_dir"`
-	Record        string         `toml:"record"`
-	Communities   []acsCommunity `toml:"community"`
-	Peers         []acsPeer      `toml:"peer"`
-}
-
-type acsCommunity struct {
-	ASCN       uint32   `toml:"ascn"`
-	Keys       []string `toml:"keys"`
-	Parent     uint32   `toml:"parent,omitempty"`
-	Border     uint32   `toml:"border,omitempty"`
-	ParentPeer uint32   `toml:"parent_peer,omitempty"`
-}
-
-type acsPeer struct {
-	ASN     uint32 `toml:"asn"`
-	Address string `toml:"address"`
-}
-
 // acsSection writes node n's certificate, key and signed record into e.Dir
 // and returns its [acs] section; the CA and the community key are made once
 // per run.
-func (e *Env) acsSection(n *Node) (*engineACS, error) {
+func (e *Env) acsSection(n *Node) (*schema.ACS, error) {
 	if e.ca == nil {
 		ca, err := testpki.NewCA("psavd lab " + e.Run)
 		if err != nil {
@@ -114,10 +89,10 @@ func (e *Env) acsSection(n *Node) (*engineACS, error) {
 		return nil, err
 	}
 
-	a := &engineACS{Listen: n.ABR.ACS, Cert: certFile, Key: keyFile, CA: filepath.Join(e.Dir, "alliance-ca.pem"),
+	a := &schema.ACS{Listen: n.ABR.ACS, Cert: certFile, Key: keyFile, CA: filepath.Join(e.Dir, "alliance-ca.pem"),
 		Heartbeat: "500ms", DeadAfter: 3, MembershipDir: filepath.Join(e.Dir, n.Name+"-membership"), Record: recFile}
 	for _, ascn := range e.Topo.ascns() {
-		c := acsCommunity{ASCN: ascn, Keys: []string{e.communities[ascn].Public().String()}}
+		c := schema.ACSCommunity{ASCN: ascn, Keys: []string{e.communities[ascn].Public().String()}}
 		for _, tc := range e.Topo.Communities {
 			if tc.ASCN == ascn {
 				c.Parent, c.Border, c.ParentPeer = tc.Parent, tc.Border, tc.ParentPeer
@@ -134,7 +109,7 @@ func (e *Env) acsSection(n *Node) (*engineACS, error) {
 	}
 	for _, o := range e.Topo.ABRs() {
 		if o.Name != n.Name && o.ABR.ACS != "" && o.ABR.ASN != asn && tree.Adjacent(asn, o.ABR.ASN, e.Topo.ascnOf) {
-			a.Peers = append(a.Peers, acsPeer{ASN: o.ABR.ASN, Address: o.ABR.ACS})
+			a.Peers = append(a.Peers, schema.ACSPeer{ASN: o.ABR.ASN, Address: o.ABR.ACS})
 		}
 	}
 	return a, nil
@@ -173,6 +148,5 @@ func (a *ABR) isPort(ifname string) bool {
 // routed reports whether the ABR forwards routed (docs/wire.md §2.1): its ports
 // then have addresses, like a router's.
 func (a *ABR) routed() bool {
-	f, _ := a.Engine["forwarding"].(string)
-	return f == "routed"
+	return a.Engine.Forwarding == "routed"
 }

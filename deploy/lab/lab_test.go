@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/psavd/psavd/control/config"
 	"github.com/psavd/psavd/internal/netlab"
 )
 
@@ -167,10 +168,19 @@ func TestHierarchyEngineConfig(t *testing.T) {
 				t.Errorf("%s: no ACS peer %q:\n%s", node, p, b)
 			}
 		}
-		for _, s := range []string{"ascn = 1\n", "border = 65002", "parent_peer = 65003", "ascn = 0\n"} {
+		for _, s := range []string{"ascn = 1\n", "border = 65002", "parent_peer = 65003"} {
 			if !strings.Contains(string(b), s) {
 				t.Errorf("%s: the tree lacks %q:\n%s", node, s, b)
 			}
+		}
+		// What the lab writes is what psavd reads: the root community (ascn
+		// 0, left out as a zero value) and the tree, through config itself.
+		c, err := config.Parse(node+".toml", b)
+		if err != nil {
+			t.Fatalf("%s: psavd would refuse the generated file: %v\n%s", node, err, b)
+		}
+		if _, ok := c.ACS.Anchors[0]; !ok || len(c.ACS.Communities) != 1 || c.ACS.Communities[0].Border != 65002 {
+			t.Errorf("%s: tree as read by config: anchors %v, communities %+v", node, c.ACS.Anchors, c.ACS.Communities)
 		}
 	}
 	for _, bad := range []string{

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/psavd/psavd/control/config/schema"
+
 	"github.com/BurntSushi/toml"
 
 	"github.com/psavd/psavd/control/membership"
@@ -100,11 +102,9 @@ type PSAV struct {
 	Members      []Member `toml:"member"`
 }
 
-// Member is one AS of the alliance and its prefixes (the AS-Prefix table).
-type Member struct {
-	ASN      uint32   `toml:"asn"`
-	Prefixes []string `toml:"prefixes"`
-}
+// Member is one AS of the alliance and its prefixes (the AS-Prefix table):
+// a [[psav.member]] of engine.toml.
+type Member = schema.Member
 
 // Node is one network namespace.
 type Node struct {
@@ -116,10 +116,10 @@ type Node struct {
 
 // ABR makes a node run psavd with an engine.toml generated from the topology.
 type ABR struct {
-	ASN     uint32         `toml:"asn"`
-	Metrics string         `toml:"metrics"` // [metrics] listen, inside the node's namespace
-	Engine  map[string]any `toml:"engine"`  // copied verbatim into [engine]
-	Ports   []Port         `toml:"ports"`
+	ASN     uint32        `toml:"asn"`
+	Metrics string        `toml:"metrics"` // [metrics] listen, inside the node's namespace
+	Engine  schema.Engine `toml:"engine"`  // the node's [engine]
+	Ports   []Port        `toml:"ports"`
 	// ACS, if set, is the listen address (host:port, an address of this
 	// node) of an ACS run in the same psavd: no static keys, negotiated ones.
 	ACS string `toml:"acs"`
@@ -132,16 +132,7 @@ type ABR struct {
 }
 
 // Port is one [[port]] of the generated engine.toml.
-type Port struct {
-	Name      string `toml:"name"`
-	Interface string `toml:"interface"`
-	Role      string `toml:"role"`
-	Peer      string `toml:"peer"`
-	Queues    []int  `toml:"queues,omitempty"`
-	XDPMode   string `toml:"xdp_mode,omitempty"`
-	Encap     string `toml:"encap,omitempty"`
-	MTU       int    `toml:"mtu,omitzero"` // absent, not 0: psavd refuses a written mtu = 0
-}
+type Port = schema.Port
 
 // Link is a veth pair between two nodes.
 type Link struct {
