@@ -178,10 +178,10 @@ func TLSConfig(id pair.Identity, acsASN uint32) (*tls.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	roots, now := id.CA, id.Time
+	now := id.Time
 	c.InsecureSkipVerify = true // host names are not identities here; VerifyConnection checks the chain
 	c.VerifyConnection = func(cs tls.ConnectionState) error {
-		asn, err := pair.VerifyServerChain(cs, roots, now)
+		asn, err := pair.VerifyServerChain(cs, id.Roots(), now)
 		if err != nil {
 			return fmt.Errorf("abr: ACS: %w", err)
 		}

@@ -29,6 +29,10 @@ type psavRoles struct {
 	rpki *rpki.Client
 	feed *abr.Client
 	pub  *static.Publisher // static keys, on a node with ports and no ACS/ABR
+
+	// The certificates and trust anchors of [acs] and [abr], renewed by a
+	// reload (every handshake takes the ones in force).
+	acsCreds, abrCreds *pair.Credentials
 }
 
 func newPSAVRoles(c *config.Config, log *zap.Logger) (*psavRoles, error) {
@@ -50,6 +54,8 @@ func (p *psavRoles) newACS(c *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("%s: [acs]: %w", c.File, err)
 	}
+	p.acsCreds = pair.NewCredentials(id.Cert, id.CA)
+	id.Live = p.acsCreds
 	tree, err := membership.NewTree(a.Communities)
 	if err != nil {
 		return fileErr(c, "acs.community", err)
@@ -137,6 +143,8 @@ func (p *psavRoles) roles(c *config.Config, eng *engine.Engine) ([]Role, error) 
 		if err != nil {
 			return nil, fmt.Errorf("%s: [abr]: %w", c.File, err)
 		}
+		p.abrCreds = pair.NewCredentials(id.Cert, id.CA)
+		id.Live = p.abrCreds
 		name, _ := os.Hostname()
 		p.feed, err = abr.New(abr.Config{Addr: c.ABR.ACS, Identity: id, Name: name, Engine: eng, Log: p.log})
 		if err != nil {
@@ -246,4 +254,41 @@ func feedLocal(ctx context.Context, node *acs.Node, eng *engine.Engine, log *zap
 		case <-t.C:
 		}
 	}
+}
+
+// renewCredentials reads the certificate, key and CA files of next's [acs]
+// and [abr] again — a renewal usually rewrites the same files — and returns
+// a function that puts them in force, and the sections whose credentials
+// changed. A file that no longer loads refuses the reload.
+func (p *psavRoles) renewCredentials(next *config.Config) (apply func(), changed []string, err error) {
+	var sets []func()
+	renew := func(section string, creds *pair.Credentials, cert, key, ca string) error {
+		if creds == nil {
+			return nil
+		}
+		id, err := pair.LoadIdentity(next.PSAV.ASN, cert, key, ca)
+		if err != nil {
+			return fmt.Errorf("%s: [%s]: %w", next.File, section, err)
+		}
+		if creds.Differs(id.Cert, id.CA) {
+			changed = append(changed, section)
+		}
+		sets = append(sets, func() { creds.Set(id.Cert, id.CA) })
+		return nil
+	}
+	if a := next.ACS; a != nil {
+		if err := renew("acs", p.acsCreds, a.Cert, a.Key, a.CA); err != nil {
+			return nil, nil, err
+		}
+	}
+	if b := next.ABR; b != nil {
+		if err := renew("abr", p.abrCreds, b.Cert, b.Key, b.CA); err != nil {
+			return nil, nil, err
+		}
+	}
+	return func() {
+		for _, set := range sets {
+			set()
+		}
+	}, changed, nil
 }

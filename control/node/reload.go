@@ -39,7 +39,9 @@ func joinChanges(cs []config.Change) string {
 // Reload puts next in force where the running node can take it live, on
 // every kind of node: members and static peers (static keys), routes (also
 // while an ACS feeds the node: routes are their own part of the tables),
-// Map-Server sites, the DoT server's zone, the log level. A change to any
+// Map-Server sites, the DoT server's zone, the log level, and the [acs] and
+// [abr] certificates and trust anchors (read again from their files on
+// every reload, so a renewal needs only SIGHUP). A change to any
 // other key needs a restart: then nothing is applied, the running
 // configuration stays, and the keys are named. The outcome is logged and
 // exported (psavd_config_reload_success,
@@ -71,14 +73,21 @@ func (n *Node) Reload(next *config.Config) (res Result, err error) {
 	if len(res.Restart) > 0 {
 		return res, fmt.Errorf("%s: %s", next.File, res)
 	}
-	touched := func(prefix string) bool {
-		for _, ch := range res.Applied {
-			if ch.Key == prefix || strings.HasPrefix(ch.Key, prefix+".") || strings.HasPrefix(ch.Key, prefix+"[") {
-				return true
+	// Certificates and trust anchors: read again on every reload (a
+	// renewal rewrites the same files, which Diff cannot see).
+	if n.psav != nil {
+		renew, changed, err := n.psav.renewCredentials(next)
+		if err != nil {
+			return res, err
+		}
+		for _, section := range changed {
+			if !touchedIn(res.Applied, section+".cert") && !touchedIn(res.Applied, section+".key") && !touchedIn(res.Applied, section+".ca") {
+				res.Applied = append(res.Applied, config.Change{Key: section + ".cert", Kind: config.Changed})
 			}
 		}
-		return false
+		apply = append(apply, renew)
 	}
+	touched := func(prefix string) bool { return touchedIn(res.Applied, prefix) }
 	if touched("psav.member") || touched("psav.static_peer") {
 		sched, err := static.New(next.PSAV)
 		if err != nil {
@@ -121,22 +130,37 @@ func (n *Node) Reload(next *config.Config) (res Result, err error) {
 // live reports whether a change of key can be applied to this running
 // node without a restart.
 func (n *Node) live(key string) bool {
-	under := func(prefix string) bool {
-		return key == prefix || strings.HasPrefix(key, prefix+".") || strings.HasPrefix(key, prefix+"[")
-	}
 	switch {
-	case under("psav.member"), under("psav.static_peer"):
+	case under(key, "psav.member"), under(key, "psav.static_peer"):
 		return n.psav != nil && n.psav.pub != nil // static keys; an ACS owns these otherwise
-	case under("route"):
+	case under(key, "route"):
 		return n.dp != nil && n.dp.spec.Forwarding == engine.Routed
-	case under("lisp.site"):
+	case under(key, "lisp.site"):
 		return n.lisp != nil && n.lisp.ms != nil
-	case under("adot.server.records"), under("adot.server.zone_file"), key == "adot.server.ttl":
+	case under(key, "adot.server.records"), under(key, "adot.server.zone_file"), key == "adot.server.ttl":
 		return n.dot != nil
 	case key == "log.level":
 		return true
+	case key == "acs.cert", key == "acs.key", key == "acs.ca":
+		return n.psav != nil && n.psav.acsCreds != nil
+	case key == "abr.cert", key == "abr.key", key == "abr.ca":
+		return n.psav != nil && n.psav.abrCreds != nil
 	}
 	return false
+}
+
+// touchedIn reports whether a change in cs is key prefix or below it.
+func touchedIn(cs []config.Change, prefix string) bool {
+	for _, ch := range cs {
+		if under(ch.Key, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+func under(key, prefix string) bool {
+	return key == prefix || strings.HasPrefix(key, prefix+".") || strings.HasPrefix(key, prefix+"[")
 }
 
 // ReloadRefused records a reload that never reached Reload (the new file

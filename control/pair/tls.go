@@ -74,19 +74,23 @@ type Identity struct {
 	CA   *x509.CertPool
 	// Time, if set, replaces time.Now for certificate validity (tests).
 	Time func() time.Time
+	// Live, if set, replaces Cert and CA at every handshake: a reload
+	// renews them without a restart (Credentials.Set).
+	Live *Credentials
 }
 
 func (id *Identity) check() error {
-	if id.CA == nil {
+	cert, ca := id.current()
+	if ca == nil {
 		return errors.New("pair: no CA pool")
 	}
-	if len(id.Cert.Certificate) == 0 {
+	if len(cert.Certificate) == 0 {
 		return errors.New("pair: no certificate")
 	}
-	leaf := id.Cert.Leaf
+	leaf := cert.Leaf
 	if leaf == nil {
 		var err error
-		if leaf, err = x509.ParseCertificate(id.Cert.Certificate[0]); err != nil {
+		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
 			return fmt.Errorf("pair: own certificate: %w", err)
 		}
 	}
@@ -112,6 +116,13 @@ func (id *Identity) base() *tls.Config {
 	}
 }
 
+// config is base() made to follow id.Live, if set.
+func (id *Identity) config(server bool) *tls.Config {
+	c := id.base()
+	id.live(c, server)
+	return c
+}
+
 // ServerConfig is the tls.Config for accepting ACS↔ACS sessions: TLS 1.3
 // only, client certificate required and verified against id.CA, and the
 // client certificate must name exactly one AS other than ours. Which AS the
@@ -121,7 +132,7 @@ func ServerConfig(id Identity) (*tls.Config, error) {
 	if err := id.check(); err != nil {
 		return nil, err
 	}
-	c := id.base()
+	c := id.config(true)
 	c.ClientAuth = tls.RequireAndVerifyClientCert
 	c.ClientCAs = id.CA
 	local := id.ASN
@@ -148,11 +159,11 @@ func ClientConfig(id Identity, peerASN uint32) (*tls.Config, error) {
 	if err := id.check(); err != nil {
 		return nil, err
 	}
-	c := id.base()
+	c := id.config(false)
 	c.InsecureSkipVerify = true // replaced by VerifyConnection below
-	roots, now, local := id.CA, id.Time, id.ASN
+	now, local := id.Time, id.ASN
 	c.VerifyConnection = func(cs tls.ConnectionState) error {
-		asn, err := VerifyServerChain(cs, roots, now)
+		asn, err := VerifyServerChain(cs, id.Roots(), now)
 		if err != nil {
 			return err
 		}

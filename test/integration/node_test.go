@@ -1,7 +1,9 @@
 package integration
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"fmt"
 	"net"
@@ -168,6 +170,34 @@ func TestReloadPortlessNodes(t *testing.T) {
 		p := startPsavd(t, bin, "", path, true)
 		hup(t, p, path, base+"[log]\nlevel = \"debug\"\n")
 		reloaded(t, p, addr(0), "applied: log.level changed", 1)
+		// A renewed certificate written over the old file: in force at the
+		// next handshake after SIGHUP, no restart.
+		served := func() []byte {
+			cert, err := al.ca.IssueAS(65002, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := tls.Dial("tcp", addr(1), &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true, MinVersion: tls.VersionTLS13})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			return c.ConnectionState().PeerCertificates[0].Raw
+		}
+		before := served()
+		certFile, keyFile := al.certFiles(t, 65001)
+		renewed, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Equal(before, renewed.Certificate[0]) {
+			t.Fatal("certFiles issued the same certificate again")
+		}
+		hup(t, p, path, base+"[log]\nlevel = \"debug\"\n")
+		reloaded(t, p, addr(0), "applied: acs.cert changed", 1)
+		if !bytes.Equal(served(), renewed.Certificate[0]) {
+			t.Fatal("the ACS still presents its old certificate after the reload")
+		}
 		hup(t, p, path, strings.Replace(base, "heartbeat = \"200ms\"", "heartbeat = \"300ms\"", 1))
 		reloaded(t, p, addr(0), "needs a restart: acs.heartbeat changed", 0)
 	})
