@@ -39,7 +39,8 @@ func joinChanges(cs []config.Change) string {
 // Reload puts next in force where the running node can take it live, on
 // every kind of node: members and static peers (static keys), routes (also
 // while an ACS feeds the node: routes are their own part of the tables),
-// Map-Server sites, the DoT server's zone, the log level, and the [acs] and
+// Map-Server sites, the indexes a LISP-Decent pull Map-Server owns, the
+// DoT server's zone, the log level, and the [acs] and
 // [abr] certificates and trust anchors (read again from their files on
 // every reload, so a renewal needs only SIGHUP). A change to any
 // other key needs a restart: then nothing is applied, the running
@@ -112,6 +113,10 @@ func (n *Node) Reload(next *config.Config) (res Result, err error) {
 			}
 		})
 	}
+	if touched("lisp.decent.owned") {
+		g, owned := n.lisp.dn.guard, next.LISP.Decent.Owned
+		apply = append(apply, func() { g.SetOwned(owned) })
+	}
 	if touched("adot.server") {
 		srv, zone := n.dot.srv, next.ADoT.Server.Zone
 		apply = append(apply, func() { srv.SetZone(zone) })
@@ -141,6 +146,8 @@ func (n *Node) live(key string) bool {
 		return n.dot != nil
 	case key == "log.level":
 		return true
+	case key == "lisp.decent.owned": // the pull ownership check, when it runs
+		return n.lisp != nil && n.lisp.dn != nil && n.lisp.dn.guard != nil && len(n.cfg.LISP.Decent.Owned) > 0
 	case key == "acs.cert", key == "acs.key", key == "acs.ca":
 		return n.psav != nil && n.psav.acsCreds != nil
 	case key == "abr.cert", key == "abr.key", key == "abr.ca":
