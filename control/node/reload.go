@@ -115,6 +115,9 @@ func (n *Node) Reload(next *config.Config) (res Result, err error) {
 	}
 	if touched("lisp.decent.owned") {
 		g, owned := n.lisp.dn.guard, next.LISP.Decent.Owned
+		if len(owned) == 0 { // no ownership check any more: the Map-Server's socket changes hands
+			return res, fmt.Errorf("%s: lisp.decent.owned removed: needs a restart", next.File)
+		}
 		apply = append(apply, func() { g.SetOwned(owned) })
 	}
 	if touched("adot.server") {
