@@ -29,6 +29,25 @@ import (
 // binary (control/node). No timing assertions: the deadlines only stop a
 // hung test.
 
+// newTopology returns an empty topology of this test, deleted (namespaces
+// and links) when the test ends, pass or fail, and a must that fails the
+// test on an error.
+func newTopology(t *testing.T) (*netlab.Topology, func(error)) {
+	t.Helper()
+	topo := netlab.New()
+	t.Cleanup(func() {
+		if err := topo.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return topo, func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // metric returns the sum of metric name with the given labels in psavd's
 // /metrics at addr (on the host: namespace "").
 func metric(t *testing.T, ns, addr, name string, labels map[string]string) float64 {
@@ -277,18 +296,7 @@ func TestRouteReloadOnACSFedABR(t *testing.T) {
 	skipUnlessLab(t)
 	bin := psavdBinary(t)
 	al := newAlliance(t)
-	topo := netlab.New()
-	t.Cleanup(func() {
-		if err := topo.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	topo, must := newTopology(t)
 	h1, err := topo.NS("nh1")
 	must(err)
 	abr, err := topo.NS("nabr")
