@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/psavd/psavd/engine/header"
 	"github.com/psavd/psavd/ports"
 	"github.com/psavd/psavd/ports/mem"
 )
@@ -64,7 +65,7 @@ func BenchmarkPipeline(b *testing.B) {
 	v4 := mustHex(b, v4In)
 	v4Other := append([]byte(nil), v4...)
 	copy(v4Other[30:34], []byte{192, 0, 2, 10}) // destination not a member: forwarded untagged
-	IPv4(v4Other[14:]).UpdateChecksum()
+	header.IPv4(v4Other[14:]).UpdateChecksum()
 	v6 := mustHex(b, v6In)
 	v6Other := append([]byte(nil), v6...)
 	v6Other[14+24+5] = 0x99 // 2001:db8:99:: is not a member
@@ -118,12 +119,12 @@ func replaceEngine(tb testing.TB) (*Engine, []byte) {
 	e.Publish(t)
 	in := mustHex(tb, v4Out)
 	copy(in[30:34], []byte{192, 0, 2, 10})
-	IPv4(in[14:]).UpdateChecksum()
+	header.IPv4(in[14:]).UpdateChecksum()
 	var p parsed
 	p.parse(in)
 	k0, k1, _ := t.Peers[0].Key(vecEpoch)
 	writeOptData(in[p.optOff+2:], ComputeTag(k0, k1, &p.src, &p.dst, p.firstOctet, 24), byte(vecEpoch%256), 24)
-	IPv4(in[14:]).UpdateChecksum()
+	header.IPv4(in[14:]).UpdateChecksum()
 	return e, in
 }
 

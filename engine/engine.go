@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/psavd/psavd/engine/header"
 	"github.com/psavd/psavd/ports"
 )
 
@@ -325,7 +326,7 @@ func (pr *Processor) one(pkt *ports.Packet, t *Tables, epoch int64) int16 {
 			// A tag from inside is never trusted: overwrite it.
 			writeOptData(optData(pkt.Frame(), p), tag, byte(epoch), srcBits)
 			if p.kind == kindIPv4 {
-				IPv4(pkt.Frame()[p.l3:]).UpdateChecksum()
+				header.IPv4(pkt.Frame()[p.l3:]).UpdateChecksum()
 			}
 		} else if !insertTag(pkt, p, tag, byte(epoch), srcBits) {
 			if pr.e.spec.Policy.DropNoRoom {
@@ -366,7 +367,7 @@ func (pr *Processor) one(pkt *ports.Packet, t *Tables, epoch int64) int16 {
 		}
 		writeOptData(optData(pkt.Frame(), p), ComputeTag(k0, k1, &p.src, &p.dst, p.firstOctet, srcBits), byte(epoch), srcBits)
 		if p.kind == kindIPv4 {
-			IPv4(pkt.Frame()[p.l3:]).UpdateChecksum()
+			header.IPv4(pkt.Frame()[p.l3:]).UpdateChecksum()
 		}
 		act = ActReplaced
 
@@ -455,7 +456,7 @@ func ttlExpired(f []byte, p *parsed) bool {
 func rewriteRouted(f []byte, p *parsed, hop *NextHop) {
 	switch p.kind {
 	case kindIPv4:
-		h := IPv4(f[p.l3:])
+		h := header.IPv4(f[p.l3:])
 		h[8]--
 		h.UpdateChecksum()
 	case kindIPv6:

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/psavd/psavd/engine/header"
 	"github.com/psavd/psavd/ports"
 )
 
@@ -181,16 +182,16 @@ func TestValidationFailures(t *testing.T) {
 		b := append([]byte(nil), tagged...)
 		f(b)
 		if b[17] != 0xff { // keep the header checksum right unless testing a bad length
-			IPv4(b[14:]).UpdateChecksum()
+			header.IPv4(b[14:]).UpdateChecksum()
 		}
 		return b
 	}
 	spoofLocal := append([]byte(nil), plain...)
 	copy(spoofLocal[26:30], []byte{203, 0, 113, 99}) // source in AS 65002, arriving from outside
-	IPv4(spoofLocal[14:]).UpdateChecksum()
+	header.IPv4(spoofLocal[14:]).UpdateChecksum()
 	unverifiable := append([]byte(nil), plain...)
 	copy(unverifiable[26:30], []byte{192, 0, 2, 66})
-	IPv4(unverifiable[14:]).UpdateChecksum()
+	header.IPv4(unverifiable[14:]).UpdateChecksum()
 	badChecksum := append([]byte(nil), tagged...)
 	badChecksum[22] ^= 1 // TTL changed, checksum not updated
 	for _, c := range []struct {
@@ -234,7 +235,7 @@ func TestValidationFailures(t *testing.T) {
 func TestSpoofedInside(t *testing.T) {
 	f := mustHex(t, v4In)
 	copy(f[26:30], []byte{203, 0, 113, 50}) // another AS's address, from inside AS 65001
-	IPv4(f[14:]).UpdateChecksum()
+	header.IPv4(f[14:]).UpdateChecksum()
 	out, pr := run(t, abr(t, 65001, vecNow), 0, f, vecNow)
 	if out != nil || pr.Counters.Drops[DropSpoofedInside].Load() != 1 {
 		t.Fatalf("want drop spoofed-inside, got out=%v drops=%v", out != nil, drops(pr))
@@ -256,7 +257,7 @@ func TestTagRoomIPv4(t *testing.T) {
 	f := append(append(append([]byte(nil), in[:34]...), opts...), in[34:]...)
 	f[14] = 0x4f
 	f[17] += 40
-	IPv4(f[14:]).UpdateChecksum()
+	header.IPv4(f[14:]).UpdateChecksum()
 	out, pr := run(t, abr(t, 65001, vecNow), 0, f, vecNow)
 	if !bytes.Equal(out, f) || pr.Counters.Actions[ActUntagged].Load() != 1 {
 		t.Fatalf("want untagged forward, drops %v", drops(pr))
@@ -282,13 +283,13 @@ func TestReplaceAtCommunityBorder(t *testing.T) {
 	if got := ComputeTag(k0, k1, &p.src, &p.dst, p.firstOctet, 24); got != beUint64(out[p.optOff+4:]) {
 		t.Fatalf("replaced tag %x does not verify with the next hop's key (want %x)", beUint64(out[p.optOff+4:]), got)
 	}
-	if !IPv4(out[14:]).ChecksumValid() {
+	if !header.IPv4(out[14:]).ChecksumValid() {
 		t.Fatal("IPv4 checksum not updated")
 	}
 	// The same packet with a tag of the wrong key is dropped, not replaced.
 	bad := append([]byte(nil), in...)
 	bad[p.optOff+4] ^= 1
-	IPv4(bad[14:]).UpdateChecksum()
+	header.IPv4(bad[14:]).UpdateChecksum()
 	if out, pr := run(t, e, 0, bad, vecNow); out != nil || pr.Counters.Drops[DropBadTag].Load() != 1 {
 		t.Fatalf("bad tag at the border not dropped: %v", drops(pr))
 	}

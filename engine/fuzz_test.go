@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"testing"
 
+	"github.com/psavd/psavd/engine/header"
 	"github.com/psavd/psavd/ports"
 )
 
@@ -55,7 +56,7 @@ func FuzzInsertStrip(f *testing.F) {
 		if p.kind == kindIPv4 {
 			// 0xffff verifies like 0x0000 but no sender computes it; the
 			// engine writes the canonical form (RFC 1071).
-			h := append(IPv4(nil), frame[p.l3:p.hdrEnd]...)
+			h := append(header.IPv4(nil), frame[p.l3:p.hdrEnd]...)
 			h.UpdateChecksum()
 			if !bytes.Equal(h, frame[p.l3:p.hdrEnd]) {
 				return
@@ -84,7 +85,7 @@ func FuzzInsertStrip(f *testing.F) {
 		}
 		if q.kind == kindIPv4 {
 			// The incremental update must give what a full recomputation gives.
-			h := append(IPv4(nil), r.Frame()[q.l3:q.hdrEnd]...)
+			h := append(header.IPv4(nil), r.Frame()[q.l3:q.hdrEnd]...)
 			h.UpdateChecksum()
 			if !bytes.Equal(h, r.Frame()[q.l3:q.hdrEnd]) {
 				t.Fatalf("IPv4 header checksum after insert %x, full recomputation %x", r.Frame()[q.l3+10:q.l3+12], h[10:12])

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/gaissmai/bart"
+	"github.com/psavd/psavd/engine/header"
 	"github.com/psavd/psavd/ports"
 )
 
@@ -41,12 +42,11 @@ func ParseEncap(s string) (Encap, error) {
 const LISPDataPort = 4341
 
 const (
-	udpHeaderLen  = 8
 	lispHeaderLen = 8
 	// lispOverhead4/6: what encapsulation adds in front of the inner IP
 	// packet (the Ethernet header is replaced, not added).
-	lispOverhead4 = ipv4MinHeaderLen + udpHeaderLen + lispHeaderLen
-	lispOverhead6 = ipv6HeaderLen + udpHeaderLen + lispHeaderLen
+	lispOverhead4 = header.IPv4MinHeaderLen + header.UDPHeaderLen + lispHeaderLen
+	lispOverhead6 = header.IPv6HeaderLen + header.UDPHeaderLen + lispHeaderLen
 
 	lispFlagN = 0x80 // nonce present
 	lispFlagI = 0x08 // instance-ID present
@@ -262,8 +262,8 @@ func newLISPPort(p PortSpec) (lispPort, error) {
 	if lp.mtu == 0 {
 		lp.mtu = defaultMTU
 	}
-	if lp.mtu < 1280 || lp.mtu > ports.MaxFrame-ethHeaderLen {
-		return lp, fmt.Errorf("engine: port %s: mtu %d outside 1280…%d", p.Name, p.MTU, ports.MaxFrame-ethHeaderLen)
+	if lp.mtu < 1280 || lp.mtu > ports.MaxFrame-header.EthernetHeaderLen {
+		return lp, fmt.Errorf("engine: port %s: mtu %d outside 1280…%d", p.Name, p.MTU, ports.MaxFrame-header.EthernetHeaderLen)
 	}
 	if p.InstanceID >= 1<<24 {
 		return lp, fmt.Errorf("engine: port %s: instance-ID %d does not fit 24 bits", p.Name, p.InstanceID)
@@ -306,35 +306,35 @@ func (pr *Processor) decapLISP(pkt *ports.Packet, p *parsed, lp *lispPort) (hand
 	var udp, outerTTL int
 	switch p.kind {
 	case kindIPv4:
-		h := IPv4(f[p.l3:])
-		if h.Protocol() != protoUDP || p.isFrag {
+		h := header.IPv4(f[p.l3:])
+		if h.Protocol() != header.ProtoUDP || p.isFrag {
 			return false, 0, false // a later fragment is not recognisable: judged as it is
 		}
 		udp, outerTTL = p.hdrEnd, int(h.TTL())
-		if binary.BigEndian.Uint16(h[6:8])&0x2000 != 0 { // a first fragment
-			if udp+4 <= p.l3End && binary.BigEndian.Uint16(f[udp+2:]) == LISPDataPort {
+		if h.MoreFragments() { // a first fragment
+			if udp+4 <= p.l3End && header.UDP(f[udp:]).DestinationPort() == LISPDataPort {
 				return true, DropLISPDecap, false // no reassembly here (counted)
 			}
 			return false, 0, false
 		}
 	case kindIPv6:
-		h := IPv6(f[p.l3:])
-		if h.NextHeader() != protoUDP {
+		h := header.IPv6(f[p.l3:])
+		if h.NextHeader() != header.ProtoUDP {
 			return false, 0, false // with extension headers: not LISP data we decapsulate
 		}
-		udp, outerTTL = p.l3+ipv6HeaderLen, int(h.HopLimit())
+		udp, outerTTL = p.l3+header.IPv6HeaderLen, int(h.HopLimit())
 	}
-	if udp+udpHeaderLen > p.l3End || binary.BigEndian.Uint16(f[udp+2:]) != LISPDataPort {
+	if udp+header.UDPHeaderLen > p.l3End || header.UDP(f[udp:]).DestinationPort() != LISPDataPort {
 		return false, 0, false
 	}
 	// From here on the packet is LISP data for us: decapsulated or dropped.
 	// The UDP checksum is not verified (RFC 9300 §5.3: an ETR MAY): the
 	// inner packet carries its own.
-	ul := int(binary.BigEndian.Uint16(f[udp+4:]))
-	if ul < udpHeaderLen+lispHeaderLen+ipv4MinHeaderLen || udp+ul > p.l3End {
+	ul := header.UDP(f[udp:]).Length()
+	if ul < header.UDPHeaderLen+lispHeaderLen+header.IPv4MinHeaderLen || udp+ul > p.l3End {
 		return true, DropLISPDecap, false
 	}
-	lh := f[udp+udpHeaderLen:]
+	lh := f[udp+header.UDPHeaderLen:]
 	iid := uint32(0)
 	if lh[0]&lispFlagI != 0 {
 		iid = uint32(lh[4])<<16 | uint32(lh[5])<<8 | uint32(lh[6])
@@ -342,14 +342,14 @@ func (pr *Processor) decapLISP(pkt *ports.Packet, p *parsed, lp *lispPort) (hand
 	if iid != lp.instanceID {
 		return true, DropLISPDecap, false
 	}
-	in := udp + udpHeaderLen + lispHeaderLen // inner packet
+	in := udp + header.UDPHeaderLen + lispHeaderLen // inner packet
 	end := udp + ul
 	var et uint16
 	switch f[in] >> 4 {
 	case 4:
-		et = etherTypeIPv4
+		et = header.EtherTypeIPv4
 	case 6:
-		et = etherTypeIPv6
+		et = header.EtherTypeIPv6
 	default:
 		return true, DropLISPDecap, false
 	}
@@ -357,8 +357,8 @@ func (pr *Processor) decapLISP(pkt *ports.Packet, p *parsed, lp *lispPort) (hand
 	// the outer frame's (routed forwarding rewrites them). The octets it
 	// covers are kept so a refused inner packet is dropped (and captured)
 	// as it arrived.
-	start := in - ethHeaderLen
-	var saved [ethHeaderLen]byte
+	start := in - header.EthernetHeaderLen
+	var saved [header.EthernetHeaderLen]byte
 	copy(saved[:], f[start:in])
 	copy(f[start:start+12], f[0:12])
 	binary.BigEndian.PutUint16(f[start+12:], et)
@@ -373,10 +373,10 @@ func (pr *Processor) decapLISP(pkt *ports.Packet, p *parsed, lp *lispPort) (hand
 	// RFC 9300 §5.3: the inner TTL takes the outer's when that is lower.
 	g := pkt.Frame()
 	if p.kind == kindIPv4 {
-		if h := IPv4(g[p.l3:]); int(h.TTL()) > outerTTL {
+		if h := header.IPv4(g[p.l3:]); int(h.TTL()) > outerTTL {
 			old := binary.BigEndian.Uint16(h[8:10])
 			h[8] = byte(outerTTL)
-			adjustChecksum(h[10:12], old, binary.BigEndian.Uint16(h[8:10]))
+			h.AdjustChecksum(old, binary.BigEndian.Uint16(h[8:10]))
 		}
 	} else if int(g[p.l3+7]) > outerTTL {
 		g[p.l3+7] = byte(outerTTL)
@@ -395,7 +395,7 @@ func flowHash(f []byte, p *parsed) uint64 {
 	if p.kind == kindIPv4 {
 		// The header is read again: a tag inserted since parsing moved the
 		// upper-layer header.
-		h := IPv4(f[p.l3:])
+		h := header.IPv4(f[p.l3:])
 		proto, l4 := h.Protocol(), p.l3+h.HeaderLen()
 		c = uint64(proto)
 		if !p.isFrag && (proto == 6 || proto == 17 || proto == 132) && l4+4 <= p.l3+h.TotalLength() && l4+4 <= len(f) {
@@ -494,67 +494,73 @@ func (pr *Processor) planLISP(f []byte, p *parsed, t *Tables, out int16, plan *l
 // innerLen is the IP packet's length from its header (L2 padding excluded).
 func innerLen(ip []byte, kind uint8) int {
 	if kind == kindIPv4 {
-		return IPv4(ip).TotalLength()
+		return header.IPv4(ip).TotalLength()
 	}
-	return ipv6HeaderLen + IPv6(ip).PayloadLength()
+	return header.IPv6HeaderLen + header.IPv6(ip).PayloadLength()
 }
 
 // encapLISP prepends outer Ethernet, IP, UDP and LISP headers to the inner
 // packet of pkt (an Ethernet frame whose IP packet is final) in the
 // headroom. The caller checked the size against the MTU.
 func (pr *Processor) encapLISP(pkt *ports.Packet, kind uint8, plan *lispPlan) bool {
+	const eth = header.EthernetHeaderLen
 	f := pkt.Frame()
-	n := innerLen(f[ethHeaderLen:], kind)
+	n := innerLen(f[eth:], kind)
 	over := lispOverhead6
 	if plan.rloc.v4 {
 		over = lispOverhead4
 	}
-	if pkt.Off < over || ethHeaderLen+n > pkt.Len {
+	if pkt.Off < over || eth+n > pkt.Len {
 		return false
 	}
-	var tos byte
-	var ttl byte
+	var tos, ttl byte
 	if kind == kindIPv4 {
-		tos, ttl = f[ethHeaderLen+1], f[ethHeaderLen+8]
+		in := header.IPv4(f[eth:])
+		tos, ttl = in.TOS(), in.TTL()
 	} else {
-		tos = byte(binary.BigEndian.Uint16(f[ethHeaderLen:]) >> 4)
-		ttl = f[ethHeaderLen+7]
+		in := header.IPv6(f[eth:])
+		tos, ttl = in.TrafficClass(), in.HopLimit()
 	}
 	pkt.Off -= over
-	pkt.Len = ethHeaderLen + over + n
+	pkt.Len = eth + over + n
 	o := pkt.Frame()
-	copy(o[0:6], plan.hop.DstMAC[:])
-	copy(o[6:12], plan.hop.SrcMAC[:])
-	l3 := o[ethHeaderLen:]
-	var udp []byte
-	ulen := udpHeaderLen + lispHeaderLen + n
+	e := header.Ethernet(o)
+	e.SetDestination(plan.hop.DstMAC)
+	e.SetSource(plan.hop.SrcMAC)
+	l3 := o[eth:]
+	var udp header.UDP
+	ulen := header.UDPHeaderLen + lispHeaderLen + n
 	if plan.rloc.v4 {
-		binary.BigEndian.PutUint16(o[12:], etherTypeIPv4)
-		h := IPv4(l3[:ipv4MinHeaderLen])
-		h[0], h[1] = 0x45, tos
-		binary.BigEndian.PutUint16(h[2:], uint16(ipv4MinHeaderLen+ulen))
-		binary.BigEndian.PutUint32(h[4:], 0x00004000) // ID 0, DF: we do the PMTU work, the underlay must not fragment
-		h[8], h[9] = ttl, protoUDP
-		copy(h[12:16], plan.lp.rloc4[:])
-		copy(h[16:20], plan.rloc.addr[12:16])
-		h[10], h[11] = 0, 0
-		binary.BigEndian.PutUint16(h[10:], ^onesSum(h))
-		udp = l3[ipv4MinHeaderLen:]
+		e.SetType(header.EtherTypeIPv4)
+		h := header.IPv4(l3[:header.IPv4MinHeaderLen])
+		h.SetVersionHeaderLen(header.IPv4MinHeaderLen)
+		h.SetTOS(tos)
+		h.SetTotalLength(header.IPv4MinHeaderLen + ulen)
+		h.SetID(0)
+		h.SetFlagsFragment(header.IPv4FlagDontFragment) // we do the PMTU work, the underlay must not fragment
+		h.SetTTL(ttl)
+		h.SetProtocol(header.ProtoUDP)
+		h.SetSrc(plan.lp.rloc4)
+		h.SetDst([4]byte(plan.rloc.addr[12:16]))
+		h.SetChecksum(0)
+		h.SetChecksum(^header.Checksum(h, 0))
+		udp = header.UDP(l3[header.IPv4MinHeaderLen:])
 	} else {
-		binary.BigEndian.PutUint16(o[12:], etherTypeIPv6)
-		h := l3[:ipv6HeaderLen]
-		binary.BigEndian.PutUint32(h[0:], 6<<28|uint32(tos)<<20|uint32(plan.hash)&0xfffff)
-		binary.BigEndian.PutUint16(h[4:], uint16(ulen))
-		h[6], h[7] = protoUDP, ttl
-		copy(h[8:24], plan.lp.rloc6[:])
-		copy(h[24:40], plan.rloc.addr[:])
-		udp = l3[ipv6HeaderLen:]
+		e.SetType(header.EtherTypeIPv6)
+		h := header.IPv6(l3[:header.IPv6HeaderLen])
+		h.SetVersionClassFlow(tos, uint32(plan.hash))
+		h.SetPayloadLength(ulen)
+		h.SetNextHeader(header.ProtoUDP)
+		h.SetHopLimit(ttl)
+		h.SetSrc(plan.lp.rloc6)
+		h.SetDst(plan.rloc.addr)
+		udp = header.UDP(l3[header.IPv6HeaderLen:])
 	}
-	binary.BigEndian.PutUint16(udp[0:], uint16(49152+plan.hash%16384)) // RFC 9300 §5.3: from the inner flow
-	binary.BigEndian.PutUint16(udp[2:], LISPDataPort)
-	binary.BigEndian.PutUint16(udp[4:], uint16(ulen))
-	udp[6], udp[7] = 0, 0
-	lh := udp[udpHeaderLen : udpHeaderLen+lispHeaderLen]
+	udp.SetSourcePort(uint16(49152 + plan.hash%16384)) // RFC 9300 §5.3: from the inner flow
+	udp.SetDestinationPort(LISPDataPort)
+	udp.SetLength(ulen)
+	udp.SetChecksum(0)
+	lh := udp[header.UDPHeaderLen : header.UDPHeaderLen+lispHeaderLen]
 	nonce := pr.nextNonce()
 	lh[0] = lispFlagN
 	lh[1], lh[2], lh[3] = byte(nonce>>16), byte(nonce>>8), byte(nonce)
@@ -565,12 +571,7 @@ func (pr *Processor) encapLISP(pkt *ports.Packet, kind uint8, plan *lispPlan) bo
 		lh[4], lh[5], lh[6], lh[7] = 0, 0, 0, 0
 	}
 	if !plan.rloc.v4 && !plan.lp.zeroCsum6 {
-		s := uint64(onesSum(l3[8:40])) + uint64(ulen) + protoUDP + uint64(onesSum(udp[:ulen]))
-		c := ^fold(s)
-		if c == 0 {
-			c = 0xffff // RFC 8200 §8.1: a computed zero is sent as all ones
-		}
-		binary.BigEndian.PutUint16(udp[6:], c)
+		udp.SetChecksum(header.UDPChecksum(udp[:ulen], header.IPv6(l3).PseudoHeaderChecksum(header.ProtoUDP, ulen)))
 	}
 	pr.t.lisp[LISPEncapsulated]++
 	return true

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"testing"
 
+	"github.com/psavd/psavd/engine/header"
 	"github.com/psavd/psavd/ports"
 )
 
@@ -54,7 +55,7 @@ func FuzzProcessLISP(f *testing.F) {
 		if pr.Counters.RxPackets.Load() != before+1 || (pkt.Out == ports.Drop) != (d == dropsBefore+1) {
 			t.Fatalf("forwarded=%v with %d drops counted", pkt.Out != ports.Drop, d-dropsBefore)
 		}
-		if pkt.Out != ports.Drop && (pkt.Off < 0 || pkt.Off+pkt.Len > len(pkt.Buf) || pkt.Len < ethHeaderLen) {
+		if pkt.Out != ports.Drop && (pkt.Off < 0 || pkt.Off+pkt.Len > len(pkt.Buf) || pkt.Len < header.EthernetHeaderLen) {
 			t.Fatalf("frame outside its buffer: off %d len %d", pkt.Off, pkt.Len)
 		}
 		itr.Misses(nil)
@@ -68,7 +69,7 @@ func FuzzProcessLISP(f *testing.F) {
 		if enc[12] == 0x86 {
 			over = lispOverhead6
 		}
-		inner := append([]byte(nil), enc[ethHeaderLen+over:]...)
+		inner := append([]byte(nil), enc[header.EthernetHeaderLen+over:]...)
 		buf := make([]byte, ports.Headroom+ports.MaxFrame)
 		dp := ports.Packet{Buf: buf, Off: ports.Headroom, Len: copy(buf[ports.Headroom:], enc)}
 		var p parsed
@@ -78,7 +79,7 @@ func FuzzProcessLISP(f *testing.F) {
 		if handled, r, ok := decap.decapLISP(&dp, &p, &etr.lisp[1]); !handled || !ok {
 			t.Fatalf("own encapsulation not decapsulated (%s): %x", r, enc)
 		}
-		if got := dp.Frame()[ethHeaderLen:]; !bytes.Equal(got, inner) {
+		if got := dp.Frame()[header.EthernetHeaderLen:]; !bytes.Equal(got, inner) {
 			// The inner TTL may only have been lowered to the outer's (equal here).
 			t.Fatalf("round trip:\n got %x\nwant %x", got, inner)
 		}

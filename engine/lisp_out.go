@@ -1,8 +1,7 @@
 package engine
 
 import (
-	"encoding/binary"
-
+	"github.com/psavd/psavd/engine/header"
 	"github.com/psavd/psavd/ports"
 )
 
@@ -69,68 +68,76 @@ func (pr *Processor) tooBig(pkt *ports.Packet, p *parsed, lp *lispPort, mtu int,
 	if pr.e.spec.Policy.DropTooBig || !pr.takeToken() {
 		return pr.drop(DropTooBig)
 	}
+	const eth = header.EthernetHeaderLen
 	ip := f[p.l3:]
-	var eth [12]byte
-	copy(eth[0:6], f[6:12])
-	copy(eth[6:12], f[0:6])
+	arrived := header.Ethernet(f)
+	src, dst := arrived.Source(), arrived.Destination() // back where it came from
 	switch p.kind {
 	case kindIPv4:
-		h := IPv4(ip)
-		if !lp.has4 || binary.BigEndian.Uint16(h[6:8])&0x4000 == 0 || isICMPError4(f, p) {
+		h := header.IPv4(ip)
+		if !lp.has4 || !h.DontFragment() || isICMPError4(f, p) {
 			return pr.drop(DropTooBig) // DF clear: it would need fragmenting, which we do not do
 		}
-		quote := min(h.TotalLength(), 576-ipv4MinHeaderLen-8)
-		hdr := ipv4MinHeaderLen + 8
+		quote := min(h.TotalLength(), 576-header.IPv4MinHeaderLen-header.ICMPHeaderLen)
+		hdr := header.IPv4MinHeaderLen + header.ICMPHeaderLen
 		if pkt.Off < hdr {
 			return pr.drop(DropTooBig)
 		}
-		var dst [4]byte
-		copy(dst[:], h[12:16])
+		to := h.Src()
 		pkt.Off -= hdr
-		pkt.Len = ethHeaderLen + hdr + quote
+		pkt.Len = eth + hdr + quote
 		o := pkt.Frame()
-		copy(o[0:12], eth[:])
-		binary.BigEndian.PutUint16(o[12:], etherTypeIPv4)
-		r := IPv4(o[ethHeaderLen : ethHeaderLen+ipv4MinHeaderLen])
-		r[0], r[1] = 0x45, 0xc0 // internetwork control
-		binary.BigEndian.PutUint16(r[2:], uint16(hdr+quote))
-		binary.BigEndian.PutUint32(r[4:], 0)
-		r[8], r[9] = 64, 1
-		copy(r[12:16], lp.rloc4[:])
-		copy(r[16:20], dst[:])
-		r[10], r[11] = 0, 0
-		binary.BigEndian.PutUint16(r[10:], ^onesSum(r))
-		icmp := o[ethHeaderLen+ipv4MinHeaderLen:]
-		icmp[0], icmp[1], icmp[2], icmp[3], icmp[4], icmp[5] = 3, 4, 0, 0, 0, 0 // Fragmentation Needed (RFC 1191)
-		binary.BigEndian.PutUint16(icmp[6:], uint16(max(mtu, 68)))
-		binary.BigEndian.PutUint16(icmp[2:], ^onesSum(icmp[:8+quote]))
+		e := header.Ethernet(o)
+		e.SetDestination(src)
+		e.SetSource(dst)
+		e.SetType(header.EtherTypeIPv4)
+		r := header.IPv4(o[eth : eth+header.IPv4MinHeaderLen])
+		r.SetVersionHeaderLen(header.IPv4MinHeaderLen)
+		r.SetTOS(0xc0) // internetwork control
+		r.SetTotalLength(hdr + quote)
+		r.SetID(0)
+		r.SetFlagsFragment(0)
+		r.SetTTL(64)
+		r.SetProtocol(header.ProtoICMP)
+		r.SetSrc(lp.rloc4)
+		r.SetDst(to)
+		r.SetChecksum(0)
+		r.SetChecksum(^header.Checksum(r, 0))
+		icmp := header.ICMP(o[eth+header.IPv4MinHeaderLen:])
+		icmp.SetTypeCode(header.ICMPDestUnreachable, header.ICMPCodeFragNeeded) // RFC 1191
+		icmp.SetChecksum(0)
+		icmp.SetRest(uint32(max(mtu, 68))) // unused 16 bits, next-hop MTU
+		icmp.SetChecksum(^header.Checksum(icmp[:header.ICMPHeaderLen+quote], 0))
 	case kindIPv6:
 		if !lp.has6 || isICMPError6(f, p) {
 			return pr.drop(DropTooBig)
 		}
-		quote := min(innerLen(ip, kindIPv6), 1280-ipv6HeaderLen-8)
-		hdr := ipv6HeaderLen + 8
+		quote := min(innerLen(ip, kindIPv6), 1280-header.IPv6HeaderLen-header.ICMPHeaderLen)
+		hdr := header.IPv6HeaderLen + header.ICMPHeaderLen
 		if pkt.Off < hdr {
 			return pr.drop(DropTooBig)
 		}
-		var dst [16]byte
-		copy(dst[:], ip[8:24])
+		to := header.IPv6(ip).Src()
 		pkt.Off -= hdr
-		pkt.Len = ethHeaderLen + hdr + quote
+		pkt.Len = eth + hdr + quote
 		o := pkt.Frame()
-		copy(o[0:12], eth[:])
-		binary.BigEndian.PutUint16(o[12:], etherTypeIPv6)
-		r := o[ethHeaderLen : ethHeaderLen+ipv6HeaderLen]
-		binary.BigEndian.PutUint32(r[0:], 6<<28)
-		binary.BigEndian.PutUint16(r[4:], uint16(8+quote))
-		r[6], r[7] = protoICMPv6, 64
-		copy(r[8:24], lp.rloc6[:])
-		copy(r[24:40], dst[:])
-		icmp := o[ethHeaderLen+ipv6HeaderLen:]
-		icmp[0], icmp[1], icmp[2], icmp[3] = 2, 0, 0, 0 // Packet Too Big (RFC 4443)
-		binary.BigEndian.PutUint32(icmp[4:], uint32(max(mtu, 1280)))
-		s := uint64(onesSum(r[8:40])) + uint64(8+quote) + protoICMPv6 + uint64(onesSum(icmp[:8+quote]))
-		binary.BigEndian.PutUint16(icmp[2:], ^fold(s))
+		e := header.Ethernet(o)
+		e.SetDestination(src)
+		e.SetSource(dst)
+		e.SetType(header.EtherTypeIPv6)
+		r := header.IPv6(o[eth : eth+header.IPv6HeaderLen])
+		r.SetVersionClassFlow(0, 0)
+		r.SetPayloadLength(header.ICMPHeaderLen + quote)
+		r.SetNextHeader(header.ProtoICMPv6)
+		r.SetHopLimit(64)
+		r.SetSrc(lp.rloc6)
+		r.SetDst(to)
+		icmp := header.ICMP(o[eth+header.IPv6HeaderLen:])
+		icmp.SetTypeCode(header.ICMPv6PacketTooBig, 0) // RFC 4443
+		icmp.SetChecksum(0)
+		icmp.SetRest(uint32(max(mtu, 1280)))
+		n := header.ICMPHeaderLen + quote
+		icmp.SetChecksum(^header.Checksum(icmp[:n], r.PseudoHeaderChecksum(header.ProtoICMPv6, n)))
 	}
 	return pr.act(ActTooBig, int16(pr.in))
 }
@@ -155,7 +162,7 @@ func (pr *Processor) takeToken() bool {
 // isICMPError4 reports an ICMP error message (never answered with another,
 // RFC 1122 §3.2.2).
 func isICMPError4(f []byte, p *parsed) bool {
-	if f[p.l3+9] != 1 || p.isFrag {
+	if header.IPv4(f[p.l3:]).Protocol() != header.ProtoICMP || p.isFrag {
 		return false
 	}
 	switch p.firstOctet {
@@ -168,5 +175,5 @@ func isICMPError4(f []byte, p *parsed) bool {
 // isICMPError6 reports an ICMPv6 error message (types below 128) right after
 // the IPv6 header (RFC 4443 §2.4 (e)).
 func isICMPError6(f []byte, p *parsed) bool {
-	return f[p.l3+6] == protoICMPv6 && p.firstOctet < 128
+	return header.IPv6(f[p.l3:]).NextHeader() == header.ProtoICMPv6 && p.firstOctet < 128
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/gaissmai/bart"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+	"github.com/psavd/psavd/engine/header"
 	"github.com/psavd/psavd/ports"
 )
 
@@ -85,7 +86,7 @@ func hopped(t testing.TB, frame []byte) []byte {
 	ip := append([]byte(nil), frame[14:]...)
 	if ip[0]>>4 == 4 {
 		ip[8]--
-		IPv4(ip).UpdateChecksum()
+		header.IPv4(ip).UpdateChecksum()
 	} else {
 		ip[7]--
 	}
@@ -265,7 +266,7 @@ func TestLISPSpoofedInnerSource(t *testing.T) {
 	f := append([]byte(nil), pkt.Frame()...)
 	inner := 14 + 20 + 8 + 8
 	f[inner+12+3] = 11 // 198.51.100.11: a tag computed for .10 does not verify
-	IPv4(f[inner:]).UpdateChecksum()
+	header.IPv4(f[inner:]).UpdateChecksum()
 	pr := lispXTR(t, 65002, Policy{}, nil).NewProcessor(1)
 	if out := process(pr, f, vecNow); out.Out != ports.Drop || pr.Counters.Drops[DropBadTag].Load() != 1 || pr.Counters.LISP[LISPDecapsulated].Load() != 1 {
 		t.Fatalf("forged inner source: out %d, drops %v", out.Out, drops(pr))

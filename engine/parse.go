@@ -1,6 +1,10 @@
 package engine
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"github.com/psavd/psavd/engine/header"
+)
 
 // Frame kinds the parser tells apart.
 const (
@@ -55,13 +59,13 @@ type parsed struct {
 func (p *parsed) parse(frame []byte) bool {
 	p.kind, p.isFrag, p.linkScope, p.firstOctet = kindOther, false, false, 0
 	p.optOff, p.dOptLen, p.nhOff = -1, 0, 0
-	if len(frame) < ethHeaderLen {
+	if len(frame) < header.EthernetHeaderLen {
 		return false
 	}
-	switch Ethernet(frame).Type() {
-	case etherTypeIPv4:
+	switch header.Ethernet(frame).Type() {
+	case header.EtherTypeIPv4:
 		return p.parseIPv4(frame)
-	case etherTypeIPv6:
+	case header.EtherTypeIPv6:
 		return p.parseIPv6(frame)
 	}
 	return true
@@ -71,14 +75,14 @@ var v4Mapped = [12]byte{10: 0xff, 11: 0xff}
 
 func (p *parsed) parseIPv4(frame []byte) bool {
 	p.kind = kindIPv4
-	p.l3 = ethHeaderLen
-	if len(frame) < p.l3+ipv4MinHeaderLen {
+	p.l3 = header.EthernetHeaderLen
+	if len(frame) < p.l3+header.IPv4MinHeaderLen {
 		return false
 	}
-	h := IPv4(frame[p.l3:])
+	h := header.IPv4(frame[p.l3:])
 	ihl := h.HeaderLen()
 	total := h.TotalLength()
-	if h[0]>>4 != 4 || ihl < ipv4MinHeaderLen || total < ihl || total > len(h) {
+	if h.Version() != 4 || ihl < header.IPv4MinHeaderLen || total < ihl || total > len(h) {
 		return false
 	}
 	// RFC 1812 §5.2.2: a router discards a header whose checksum fails.
@@ -101,7 +105,7 @@ func (p *parsed) parseIPv4(frame []byte) bool {
 
 	// Options: find the PSAV option and where a new option would go.
 	p.insAt = p.hdrEnd
-	for i := p.l3 + ipv4MinHeaderLen; i < p.hdrEnd; {
+	for i := p.l3 + header.IPv4MinHeaderLen; i < p.hdrEnd; {
 		switch t := frame[i]; t {
 		case 0: // End of Options List: what follows is padding
 			p.insAt = i
@@ -132,15 +136,15 @@ func (p *parsed) parseIPv4(frame []byte) bool {
 
 func (p *parsed) parseIPv6(frame []byte) bool {
 	p.kind = kindIPv6
-	p.l3 = ethHeaderLen
-	if len(frame) < p.l3+ipv6HeaderLen {
+	p.l3 = header.EthernetHeaderLen
+	if len(frame) < p.l3+header.IPv6HeaderLen {
 		return false
 	}
-	h := IPv6(frame[p.l3:])
-	if h[0]>>4 != 6 || ipv6HeaderLen+h.PayloadLength() > len(h) {
+	h := header.IPv6(frame[p.l3:])
+	if h.Version() != 6 || header.IPv6HeaderLen+h.PayloadLength() > len(h) {
 		return false // payload length 0 with a jumbogram is not supported
 	}
-	p.l3End = p.l3 + ipv6HeaderLen + h.PayloadLength()
+	p.l3End = p.l3 + header.IPv6HeaderLen + h.PayloadLength()
 	copy(p.src[:], h[8:24])
 	copy(p.dst[:], h[24:40])
 	p.linkScope = p.dst[0] == 0xff || // multicast
@@ -149,7 +153,7 @@ func (p *parsed) parseIPv6(frame []byte) bool {
 		p.src == [16]byte{} // unspecified (DAD)
 
 	nh := h.NextHeader()
-	off := p.l3 + ipv6HeaderLen
+	off := p.l3 + header.IPv6HeaderLen
 	p.nhOff = p.l3 + 6
 	p.hdrEnd = off
 	for n := 0; ; n++ {
@@ -157,18 +161,18 @@ func (p *parsed) parseIPv6(frame []byte) bool {
 			return false
 		}
 		switch nh {
-		case protoHopByHop, protoRouting, protoDestOpts, protoMobility, protoHIP, protoShim6, protoFragment, protoAH:
+		case header.ProtoHopByHop, header.ProtoRouting, header.ProtoDestOpts, header.ProtoMobility, header.ProtoHIP, header.ProtoShim6, header.ProtoFragment, header.ProtoAH:
 			if off+8 > p.l3End {
 				return false
 			}
 			var hlen int
 			switch nh {
-			case protoFragment:
+			case header.ProtoFragment:
 				hlen = 8
 				if binary.BigEndian.Uint16(frame[off+2:off+4])>>3 != 0 {
 					p.isFrag = true
 				}
-			case protoAH:
+			case header.ProtoAH:
 				hlen = (int(frame[off+1]) + 2) * 4
 			default:
 				hlen = (int(frame[off+1]) + 1) * 8
@@ -176,13 +180,13 @@ func (p *parsed) parseIPv6(frame []byte) bool {
 			if off+hlen > p.l3End {
 				return false
 			}
-			if nh == protoHopByHop {
+			if nh == header.ProtoHopByHop {
 				if n != 0 {
 					return false // RFC 8200: Hop-by-Hop only right after the IPv6 header
 				}
 				p.nhOff, p.hdrEnd = off, off+hlen
 			}
-			if nh == protoDestOpts && off == p.hdrEnd {
+			if nh == header.ProtoDestOpts && off == p.hdrEnd {
 				p.dOptLen = hlen
 				if !p.scanDestOpts(frame, off, off+hlen) {
 					return false
@@ -193,10 +197,10 @@ func (p *parsed) parseIPv6(frame []byte) bool {
 			if p.isFrag {
 				return true // what follows a non-first fragment's header is data
 			}
-		case protoNoNext:
+		case header.ProtoNoNext:
 			return true
 		default: // upper layer (ESP counts: its first octet is what we can see)
-			if nh == protoICMPv6 && off < p.l3End {
+			if nh == header.ProtoICMPv6 && off < p.l3End {
 				if t := frame[off]; t >= 133 && t <= 137 {
 					p.linkScope = true // NDP (RFC 4861) is link-scoped
 				}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/gaissmai/bart"
+	"github.com/psavd/psavd/engine/header"
 	"github.com/psavd/psavd/ports"
 )
 
@@ -52,7 +53,7 @@ func TestRoutedForwarding(t *testing.T) {
 	copy(want[0:6], tb.Hops[2].DstMAC[:])
 	copy(want[6:12], tb.Hops[2].SrcMAC[:])
 	want[22] = 63
-	IPv4(want[14:]).UpdateChecksum()
+	header.IPv4(want[14:]).UpdateChecksum()
 	if !bytes.Equal(pkt.Frame(), want) {
 		t.Fatalf("routed+tagged:\n got %x\nwant %x", pkt.Frame(), want)
 	}
@@ -60,15 +61,15 @@ func TestRoutedForwarding(t *testing.T) {
 	// Inside to inside (default route to port 1): untouched but for L2/TTL.
 	f := mustHex(t, v4In)
 	copy(f[30:34], []byte{198, 51, 100, 20})
-	IPv4(f[14:]).UpdateChecksum()
+	header.IPv4(f[14:]).UpdateChecksum()
 	pkt, pr = one(f)
-	if pkt.Out != 1 || pr.Counters.Actions[ActForwarded].Load() != 1 || pkt.Frame()[22] != 63 || !IPv4(pkt.Frame()[14:]).ChecksumValid() {
+	if pkt.Out != 1 || pr.Counters.Actions[ActForwarded].Load() != 1 || pkt.Frame()[22] != 63 || !header.IPv4(pkt.Frame()[14:]).ChecksumValid() {
 		t.Fatalf("inside route: out %d, drops %v", pkt.Out, drops(pr))
 	}
 
 	// TTL 1: dropped, not forwarded with TTL 0.
 	f[22] = 1
-	IPv4(f[14:]).UpdateChecksum()
+	header.IPv4(f[14:]).UpdateChecksum()
 	if pkt, pr = one(f); pkt.Out != ports.Drop || pr.Counters.Drops[DropTTLExpired].Load() != 1 {
 		t.Fatalf("TTL 1 forwarded")
 	}

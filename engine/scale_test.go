@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/gaissmai/bart"
+	"github.com/psavd/psavd/engine/header"
 	"github.com/psavd/psavd/ports"
 )
 
@@ -567,20 +568,20 @@ func TestScalePublishNoMisclassification(t *testing.T) {
 	// Packets under test and the verdicts the vectors give.
 	other := mustHex(t, v4In)
 	copy(other[30:34], []byte{192, 0, 2, 10}) // not a member: untagged
-	IPv4(other[14:]).UpdateChecksum()
+	header.IPv4(other[14:]).UpdateChecksum()
 	toGen := mustHex(t, v6In)
 	if genDst.Is4() {
 		toGen = mustHex(t, v4In)
 		a := genDst.As4()
 		copy(toGen[30:34], a[:])
-		IPv4(toGen[14:]).UpdateChecksum()
+		header.IPv4(toGen[14:]).UpdateChecksum()
 	} else {
 		a := genDst.As16()
 		copy(toGen[38:54], a[:])
 	}
 	badTag := mustHex(t, v4Out)
 	badTag[40] ^= 1 // a tag bit (the header checksum made right again)
-	IPv4(badTag[14:]).UpdateChecksum()
+	header.IPv4(badTag[14:]).UpdateChecksum()
 	tagCases := []scaleCase{
 		{mustHex(t, v4In), mustHex(t, v4Out), 0},
 		{mustHex(t, v4OptIn), mustHex(t, v4OptOut), 0},

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 
 	"github.com/dchest/siphash"
+	"github.com/psavd/psavd/engine/header"
 	"github.com/psavd/psavd/ports"
 )
 
@@ -57,7 +58,7 @@ func shrink(pkt *ports.Packet, at int) {
 // an IPv4 header, computed from the values rather than read back from the
 // octets just written (which would stall on store forwarding).
 func optSumIPv4(tag uint64, epoch, pfxLen byte) uint16 {
-	return fold(uint64(optTypeIPv4)<<8 + optLenIPv4 + tagLenAI<<8 +
+	return header.Fold(uint64(optTypeIPv4)<<8 + optLenIPv4 + tagLenAI<<8 +
 		tag>>48 + tag>>32&0xffff + tag>>16&0xffff + tag&0xffff +
 		uint64(epoch)<<8 + uint64(pfxLen) + 0x0101)
 }
@@ -74,9 +75,9 @@ func insertTag(pkt *ports.Packet, p *parsed, tag uint64, epoch, pfxLen byte) boo
 	f := pkt.Buf[pkt.Off : pkt.Off+p.l3End]
 	switch p.kind {
 	case kindIPv4:
-		h := IPv4(f[p.l3:])
+		h := header.IPv4(f[p.l3:])
 		ihl, total := h.HeaderLen(), h.TotalLength()
-		if ihl+TagGrowth > ipv4MaxHeaderLen || total+TagGrowth > 0xffff {
+		if ihl+TagGrowth > header.IPv4MaxHeaderLen || total+TagGrowth > 0xffff {
 			return false
 		}
 		// The parser verified the checksum, so it is updated incrementally
@@ -87,9 +88,9 @@ func insertTag(pkt *ports.Packet, p *parsed, tag uint64, epoch, pfxLen byte) boo
 		if (p.insAt-p.l3)&1 != 0 {
 			added = added<<8 | added>>8
 		}
-		adjustChecksum(h[10:12], 0, fold(0x0400+TagGrowth+uint64(added)))
-		h.setHeaderLen(ihl + TagGrowth)
-		h.setTotalLength(total + TagGrowth)
+		h.AdjustChecksum(0, header.Fold(0x0400+TagGrowth+uint64(added)))
+		h.SetHeaderLen(ihl + TagGrowth)
+		h.SetTotalLength(total + TagGrowth)
 		at := p.insAt
 		pkt.Len = p.l3End
 		grow(pkt, at)
@@ -98,7 +99,7 @@ func insertTag(pkt *ports.Packet, p *parsed, tag uint64, epoch, pfxLen byte) boo
 		writeOptData(o[2:14], tag, epoch, pfxLen)
 		o[14], o[15] = 1, 1 // two NOPs keep the header a multiple of 4 octets
 	case kindIPv6:
-		h := IPv6(f[p.l3:])
+		h := header.IPv6(f[p.l3:])
 		payload := h.PayloadLength()
 		if payload+TagGrowth > 0xffff {
 			return false
@@ -112,11 +113,11 @@ func insertTag(pkt *ports.Packet, p *parsed, tag uint64, epoch, pfxLen byte) boo
 		}
 		nh := f[p.nhOff]
 		if p.dOptLen == 0 {
-			f[p.nhOff] = protoDestOpts
+			f[p.nhOff] = header.ProtoDestOpts
 		} else {
 			f[p.hdrEnd+1] += 2
 		}
-		h.setPayloadLength(payload + TagGrowth)
+		h.SetPayloadLength(payload + TagGrowth)
 		pkt.Len = p.l3End
 		grow(pkt, at)
 		o := pkt.Buf[pkt.Off+at : pkt.Off+at+TagGrowth]
@@ -143,18 +144,18 @@ func stripTag(pkt *ports.Packet, p *parsed) {
 	o := p.optOff
 	switch p.kind {
 	case kindIPv4:
-		h := IPv4(f[p.l3:])
+		h := header.IPv4(f[p.l3:])
 		if o+TagGrowth <= p.hdrEnd && f[o+14] == 1 && f[o+15] == 1 {
 			// Incremental checksum, the reverse of insertTag's: the option's
 			// words and the growth of IHL and total length come off.
-			removed := onesSum(f[o : o+TagGrowth])
+			removed := header.Checksum(f[o:o+TagGrowth], 0)
 			if (o-p.l3)&1 != 0 {
 				removed = removed<<8 | removed>>8
 			}
-			before := onesSum(h[0:4])
-			h.setHeaderLen(h.HeaderLen() - TagGrowth)
-			h.setTotalLength(h.TotalLength() - TagGrowth)
-			adjustChecksum(h[10:12], fold(uint64(before)+uint64(removed)), onesSum(h[0:4]))
+			before := header.Checksum(h[0:4], 0)
+			h.SetHeaderLen(h.HeaderLen() - TagGrowth)
+			h.SetTotalLength(h.TotalLength() - TagGrowth)
+			h.AdjustChecksum(header.Fold(uint64(before)+uint64(removed)), header.Checksum(h[0:4], 0))
 			shrink(pkt, o)
 		} else {
 			for i := o; i < o+optLenIPv4; i++ {
@@ -163,18 +164,18 @@ func stripTag(pkt *ports.Packet, p *parsed) {
 			h.UpdateChecksum()
 		}
 	case kindIPv6:
-		h := IPv6(f[p.l3:])
+		h := header.IPv6(f[p.l3:])
 		payload := h.PayloadLength()
 		switch {
 		case p.dOptLen == TagGrowth && o == p.hdrEnd+2:
 			// The header holds only our option: remove it whole.
 			f[p.nhOff] = f[p.hdrEnd]
-			h.setPayloadLength(payload - TagGrowth)
+			h.SetPayloadLength(payload - TagGrowth)
 			shrink(pkt, p.hdrEnd)
 		case o == p.hdrEnd+p.dOptLen-(2+optDataLen) && f[o-2] == 1 && f[o-1] == 0:
 			// PadN(0) + our option appended at the end of the header.
 			f[p.hdrEnd+1] -= 2
-			h.setPayloadLength(payload - TagGrowth)
+			h.SetPayloadLength(payload - TagGrowth)
 			shrink(pkt, o-2)
 		default:
 			f[o], f[o+1] = 1, optDataLen // PadN over the whole option

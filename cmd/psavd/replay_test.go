@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/psavd/psavd/engine/header"
 	"github.com/psavd/psavd/ports/pcap"
 )
 
@@ -109,15 +110,7 @@ func TestReplayBinary(t *testing.T) {
 
 	spoofed := unhex(t, replayV4In)
 	copy(spoofed[26:30], []byte{203, 0, 113, 50}) // from inside, forging AS 65002's address
-	spoofed[24], spoofed[25] = 0, 0
-	var s uint32
-	for i := 14; i < 34; i += 2 {
-		s += uint32(spoofed[i])<<8 | uint32(spoofed[i+1])
-	}
-	for s > 0xffff {
-		s = s>>16 + s&0xffff
-	}
-	spoofed[24], spoofed[25] = byte(^s>>8), byte(^s)
+	header.IPv4(spoofed[14:]).UpdateChecksum()
 
 	writePcap(t, p("in.pcap"), unhex(t, replayV4In), spoofed, unhex(t, replayV6In))
 	report := replay("as65001.toml", "in.pcap", "tagged.pcap", "inside", true)

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/psavd/psavd/engine"
+	"github.com/psavd/psavd/engine/header"
 	"github.com/psavd/psavd/ports"
 )
 
@@ -106,7 +107,7 @@ func TestLISPEvents(t *testing.T) {
 	frame := []byte("\x02\x00\x00\x00\x00\x08\x02\x00\x00\x00\x00\x01\x08\x00" +
 		"\x45\x00\x00\x24\x00\x00\x00\x00\x40\x11\x00\x00\xc6\x33\x64\x0a\xcb\x00\x71\x05" +
 		"\x9c\x40\x00\x09\x00\x10\x00\x00psavlisp")
-	engine.IPv4(frame[14:34]).UpdateChecksum()
+	header.IPv4(frame[14:34]).UpdateChecksum()
 	b := ports.NewBatch(1)
 	buf := make([]byte, ports.Headroom+ports.MaxFrame)
 	n := copy(buf[ports.Headroom:], frame)
