@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+
+	"github.com/psavd/psavd/engine/header"
 )
 
 // InnerHeader is the IP and UDP header an ECM wraps around its inner
@@ -13,8 +15,6 @@ type InnerHeader struct {
 	Destination netip.AddrPort
 	TTL         uint8 // IPv4 TTL or IPv6 hop limit
 }
-
-const protoUDP = 17
 
 // AppendInnerIPUDP appends an IPv4 or IPv6 header and a UDP header for
 // payload, then payload itself. Lengths, the IPv4 header checksum and the
@@ -27,39 +27,19 @@ func AppendInnerIPUDP(b []byte, h InnerHeader, payload []byte) ([]byte, error) {
 	if src.Zone() != "" || dst.Zone() != "" {
 		return b, fmt.Errorf("%w: inner header with IPv6 zone", ErrInvalid)
 	}
-	udpLen := 8 + len(payload)
-	start := len(b)
+	udpLen := header.UDPHeaderLen + len(payload)
 	if src.Is4() {
-		if 20+udpLen > 0xffff {
-			return b, fmt.Errorf("%w: inner packet of %d octets", ErrInvalid, 20+udpLen)
+		if header.IPv4MinHeaderLen+udpLen > 0xffff {
+			return b, fmt.Errorf("%w: inner packet of %d octets", ErrInvalid, header.IPv4MinHeaderLen+udpLen)
 		}
-		s, d := src.As4(), dst.As4()
-		b = append(b, 0x45, 0)
-		b = binary.BigEndian.AppendUint16(b, uint16(20+udpLen))
-		b = append(b, 0, 0, 0, 0, h.TTL, protoUDP, 0, 0)
-		b = append(b, s[:]...)
-		b = append(b, d[:]...)
-		binary.BigEndian.PutUint16(b[start+10:], ^fold(sum(0, b[start:start+20])))
+		b = header.AppendIPv4Header(b, header.IPv4Fields{TTL: h.TTL, Protocol: header.ProtoUDP, Src: src, Dst: dst}, udpLen)
 	} else {
 		if udpLen > 0xffff {
 			return b, fmt.Errorf("%w: inner payload of %d octets", ErrInvalid, udpLen)
 		}
-		s, d := src.As16(), dst.As16()
-		b = append(b, 0x60, 0, 0, 0)
-		b = binary.BigEndian.AppendUint16(b, uint16(udpLen))
-		b = append(b, protoUDP, h.TTL)
-		b = append(b, s[:]...)
-		b = append(b, d[:]...)
+		b = header.AppendIPv6Header(b, header.IPv6Fields{HopLimit: h.TTL, NextHeader: header.ProtoUDP, Src: src, Dst: dst}, udpLen)
 	}
-	u := len(b)
-	b = binary.BigEndian.AppendUint16(b, h.Source.Port())
-	b = binary.BigEndian.AppendUint16(b, h.Destination.Port())
-	b = binary.BigEndian.AppendUint16(b, uint16(udpLen))
-	b = append(b, 0, 0)
-	b = append(b, payload...)
-	c := udpChecksum(src, dst, b[u:])
-	binary.BigEndian.PutUint16(b[u+6:], c)
-	return b, nil
+	return header.AppendUDP(b, src, dst, h.Source.Port(), h.Destination.Port(), payload), nil
 }
 
 // ParseInnerIPUDP decodes the inner IP and UDP headers of an ECM and returns
@@ -83,13 +63,13 @@ func ParseInnerIPUDP(b []byte) (InnerHeader, []byte, error) {
 		if tl := int(binary.BigEndian.Uint16(b[2:])); tl != len(b) {
 			return h, nil, fmt.Errorf("%w: inner IPv4 total length %d, have %d octets", ErrMalformed, tl, len(b))
 		}
-		if fold(sum(0, b[:ihl])) != 0xffff {
+		if !header.IPv4(b).ChecksumValid() {
 			return h, nil, fmt.Errorf("%w: inner IPv4 header checksum", ErrMalformed)
 		}
 		if binary.BigEndian.Uint16(b[6:])&0x3fff != 0 {
 			return h, nil, fmt.Errorf("%w: inner IPv4 fragment", ErrMalformed)
 		}
-		if b[9] != protoUDP {
+		if b[9] != header.ProtoUDP {
 			return h, nil, fmt.Errorf("%w: inner IPv4 protocol %d", ErrMalformed, b[9])
 		}
 		h.TTL = b[8]
@@ -102,7 +82,7 @@ func ParseInnerIPUDP(b []byte) (InnerHeader, []byte, error) {
 		if pl := int(binary.BigEndian.Uint16(b[4:])); pl != len(b)-40 {
 			return h, nil, fmt.Errorf("%w: inner IPv6 payload length %d, have %d octets", ErrMalformed, pl, len(b)-40)
 		}
-		if b[6] != protoUDP {
+		if b[6] != header.ProtoUDP {
 			return h, nil, fmt.Errorf("%w: inner IPv6 next header %d", ErrMalformed, b[6])
 		}
 		h.TTL = b[7]
@@ -120,54 +100,10 @@ func ParseInnerIPUDP(b []byte) (InnerHeader, []byte, error) {
 	switch ck := binary.BigEndian.Uint16(rest[6:]); {
 	case ck == 0 && src.Is6():
 		return h, nil, fmt.Errorf("%w: inner IPv6 UDP checksum is zero", ErrMalformed)
-	case ck != 0 && fold(pseudo(src, dst, rest)) != 0xffff:
+	case ck != 0 && header.Checksum(rest, header.PseudoHeaderChecksum(header.ProtoUDP, src, dst, len(rest))) != 0xffff:
 		return h, nil, fmt.Errorf("%w: inner UDP checksum", ErrMalformed)
 	}
 	h.Source = netip.AddrPortFrom(src, binary.BigEndian.Uint16(rest[0:]))
 	h.Destination = netip.AddrPortFrom(dst, binary.BigEndian.Uint16(rest[2:]))
 	return h, rest[8:], nil
-}
-
-// udpChecksum computes the checksum of a UDP datagram whose checksum field
-// is zero. A computed zero is sent as 0xffff (RFC 768, RFC 8200 §8.1).
-func udpChecksum(src, dst netip.Addr, udp []byte) uint16 {
-	c := ^fold(pseudo(src, dst, udp))
-	if c == 0 {
-		c = 0xffff
-	}
-	return c
-}
-
-func pseudo(src, dst netip.Addr, udp []byte) uint64 {
-	var s uint64
-	if src.Is4() {
-		a, d := src.As4(), dst.As4()
-		s = sum(s, a[:])
-		s = sum(s, d[:])
-	} else {
-		a, d := src.As16(), dst.As16()
-		s = sum(s, a[:])
-		s = sum(s, d[:])
-	}
-	s += protoUDP + uint64(len(udp))
-	return sum(s, udp)
-}
-
-// sum adds b as big-endian 16-bit words (odd tail padded with zero).
-func sum(s uint64, b []byte) uint64 {
-	for len(b) >= 2 {
-		s += uint64(binary.BigEndian.Uint16(b))
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		s += uint64(b[0]) << 8
-	}
-	return s
-}
-
-func fold(s uint64) uint16 {
-	for s > 0xffff {
-		s = s>>16 + s&0xffff
-	}
-	return uint16(s)
 }
