@@ -1,12 +1,8 @@
 package bench
 
 import (
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -16,114 +12,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dchest/siphash"
-
 	"github.com/psavd/psavd/bench/gen"
+	"github.com/psavd/psavd/internal/psavref"
 )
 
-// This file builds what the psavd cases need — tagged frames for the
-// validating case and psavd's configuration — from docs/wire.md §2.3–2.5 alone,
-// independently of the engine: when psavd validates these frames, the
-// benchmark doubles as an interoperability check of the tag format.
-
-// TagKey returns K(e) = the first 16 octets of HMAC-SHA256(S(e), "psav tag
-// key"), where S(e0) = s0 and S(e+1) = HMAC-SHA256(S(e), "psav state")
-// (docs/wire.md §2.5). e must not be before e0.
-func TagKey(s0 [32]byte, e0, e uint64) ([16]byte, error) {
-	if e < e0 {
-		return [16]byte{}, fmt.Errorf("bench: epoch %d is before the start epoch %d", e, e0)
-	}
-	s := s0
-	for ; e0 < e; e0++ {
-		m := hmac.New(sha256.New, s[:])
-		m.Write([]byte("psav state"))
-		m.Sum(s[:0])
-	}
-	m := hmac.New(sha256.New, s[:])
-	m.Write([]byte("psav tag key"))
-	var k [16]byte
-	copy(k[:], m.Sum(nil))
-	return k, nil
-}
-
-// TagFrame returns a copy of an Ethernet/IPv4 or Ethernet/IPv6 frame (no IP
-// options, no extension headers) with a PSAV tag inserted as docs/wire.md §2.3
-// says: an IPv4 option 0x9E of 14 octets and two NOPs, or an IPv6
-// Destination Options header with option 0x3B; the tag is SipHash-2-4 under
-// key over src16 ‖ dst16 ‖ first payload octet ‖ srcPrefixLen (§2.4).
-func TagFrame(frame []byte, key [16]byte, epoch uint64, srcPrefixLen uint8) ([]byte, error) {
-	if len(frame) < 14 {
-		return nil, errors.New("bench: frame too short")
-	}
-	var src, dst [16]byte
-	var hdrEnd int // end of the IP header, where the tag goes
-	switch binary.BigEndian.Uint16(frame[12:]) {
-	case 0x0800:
-		if len(frame) < 34 || frame[14] != 0x45 {
-			return nil, errors.New("bench: not an IPv4 header without options")
-		}
-		src = netip.AddrFrom4([4]byte(frame[26:30])).As16()
-		dst = netip.AddrFrom4([4]byte(frame[30:34])).As16()
-		src[10], src[11], dst[10], dst[11] = 0xff, 0xff, 0xff, 0xff // IPv4-mapped
-		hdrEnd = 34
-	case 0x86dd:
-		if len(frame) < 54 {
-			return nil, errors.New("bench: IPv6 frame too short")
-		}
-		switch frame[20] {
-		case 0, 43, 44, 50, 51, 60, 135, 139, 140, 253, 254:
-			return nil, errors.New("bench: IPv6 frame with extension headers")
-		}
-		src, dst = [16]byte(frame[22:38]), [16]byte(frame[38:54])
-		hdrEnd = 54
-	default:
-		return nil, errors.New("bench: neither IPv4 nor IPv6")
-	}
-	var first byte
-	if len(frame) > hdrEnd {
-		first = frame[hdrEnd]
-	}
-	msg := make([]byte, 0, 34)
-	msg = append(append(append(msg, src[:]...), dst[:]...), first, srcPrefixLen)
-	tag := siphash.Hash(binary.LittleEndian.Uint64(key[0:8]), binary.LittleEndian.Uint64(key[8:16]), msg)
-
-	data := make([]byte, 12) // TagLen/AI, reserved, tag, epoch, prefix length
-	data[0] = 7<<4 | 1       // TagLen = 7 (8 octets), AI = 1 (SipHash-2-4)
-	binary.BigEndian.PutUint64(data[2:10], tag)
-	data[10], data[11] = byte(epoch), srcPrefixLen
-
-	out := make([]byte, 0, len(frame)+16)
-	out = append(out, frame[:hdrEnd]...)
-	if hdrEnd == 34 {
-		out = append(out, 0x9e, 14)
-		out = append(out, data...)
-		out = append(out, 1, 1) // NOP, NOP
-		out = append(out, frame[hdrEnd:]...)
-		ip := out[14:]
-		ip[0] = 0x45 + 4 // IHL 5 → 9
-		binary.BigEndian.PutUint16(ip[2:], binary.BigEndian.Uint16(ip[2:])+16)
-		ip[10], ip[11] = 0, 0
-		binary.BigEndian.PutUint16(ip[10:], ^checksum(ip[:36]))
-	} else {
-		out = append(out, frame[20], 1, 0x3b, 12) // Next Header, Hdr Ext Len 1, option type, length
-		out = append(out, data...)
-		out = append(out, frame[hdrEnd:]...)
-		out[20] = 60 // Destination Options
-		binary.BigEndian.PutUint16(out[18:], binary.BigEndian.Uint16(out[18:])+16)
-	}
-	return out, nil
-}
-
-func checksum(b []byte) uint16 {
-	var s uint32
-	for ; len(b) >= 2; b = b[2:] {
-		s += uint32(binary.BigEndian.Uint16(b))
-	}
-	for s > 0xffff {
-		s = s>>16 + s&0xffff
-	}
-	return uint16(s)
-}
+// The tagged frames of the validating case are built with internal/psavref,
+// an implementation of docs/wire.md §2.3–2.5 independent of the engine:
+// when psavd validates them, the benchmark doubles as an interoperability
+// check of the tag format.
 
 // PSAV parameters of the benchmark's alliance: this ABR is in AS 65001, the
 // traffic goes to or comes from AS 65002, one static peer.
@@ -161,7 +57,7 @@ func Epoch(t time.Time) uint64 { return uint64(t.Unix() / EpochSeconds) }
 // octets each with the tag.
 func ValidatingFrames(k Keys, now time.Time) ([][]byte, error) {
 	e := Epoch(now)
-	key, err := TagKey(k.S0, k.E0, e)
+	key, err := psavref.Key(k.S0, k.E0, e)
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +71,7 @@ func ValidatingFrames(k Keys, now time.Time) ([][]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		tagged, err := TagFrame(plain, key, e, f.pfx)
+		tagged, err := psavref.TagFrame(plain, key, e, f.pfx)
 		if err != nil {
 			return nil, err
 		}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/psavd/psavd/bench/gen"
 	"github.com/psavd/psavd/engine"
+	"github.com/psavd/psavd/engine/header"
+	"github.com/psavd/psavd/internal/psavref"
 )
 
 // The benchmark's own tag code (written from docs/wire.md) agrees with the
@@ -18,7 +20,7 @@ func TestTagAgreesWithEngine(t *testing.T) {
 	k := Keys{E0: 100}
 	copy(k.S0[:], "0123456789abcdef0123456789abcdef")
 	for _, e := range []uint64{100, 101, 107} {
-		got, err := TagKey(k.S0, k.E0, e)
+		got, err := psavref.Key(k.S0, k.E0, e)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -27,7 +29,7 @@ func TestTagAgreesWithEngine(t *testing.T) {
 			t.Fatalf("K(%d) = %x, engine %x", e, got, want)
 		}
 	}
-	if _, err := TagKey(k.S0, k.E0, 99); err == nil {
+	if _, err := psavref.Key(k.S0, k.E0, 99); err == nil {
 		t.Fatal("key before e0")
 	}
 
@@ -35,7 +37,7 @@ func TestTagAgreesWithEngine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, _ := TagKey(k.S0, k.E0, k.E0+5)
+	key, _ := psavref.Key(k.S0, k.E0, k.E0+5)
 	k0, k1 := engine.Key(key).Halves()
 	for i, f := range frames {
 		if len(f) != gen.FrameSize+16 {
@@ -46,7 +48,7 @@ func TestTagAgreesWithEngine(t *testing.T) {
 		var first, pfx byte
 		if i == 0 {
 			ip := f[14:]
-			if ip[0] != 0x49 || binary.BigEndian.Uint16(ip[2:]) != uint16(len(ip)) || checksum(ip[:36]) != 0xffff {
+			if ip[0] != 0x49 || binary.BigEndian.Uint16(ip[2:]) != uint16(len(ip)) || !header.IPv4(ip).ChecksumValid() {
 				t.Fatalf("IPv4 header % x", ip[:36])
 			}
 			src = [16]byte{10: 0xff, 11: 0xff, 12: 203, 13: 0, 14: 113, 15: 10}

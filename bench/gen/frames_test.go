@@ -4,31 +4,16 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"testing"
+
+	"github.com/psavd/psavd/engine/header"
 )
-
-func sum16(b []byte, s uint32) uint32 {
-	for ; len(b) >= 2; b = b[2:] {
-		s += uint32(binary.BigEndian.Uint16(b))
-	}
-	if len(b) == 1 {
-		s += uint32(b[0]) << 8
-	}
-	return s
-}
-
-func fold(s uint32) uint16 {
-	for s > 0xffff {
-		s = s>>16 + s&0xffff
-	}
-	return uint16(s)
-}
 
 // checkUDP verifies, independently of gopacket, the lengths and checksums of
 // an Ethernet/IPv4|IPv6/UDP frame and returns its addresses.
 func checkUDP(t *testing.T, f []byte) (src, dst netip.Addr) {
 	t.Helper()
 	var l4 []byte
-	var pseudo uint32
+	var pseudo uint16
 	switch et := binary.BigEndian.Uint16(f[12:]); et {
 	case 0x0800:
 		ip := f[14:]
@@ -39,12 +24,12 @@ func checkUDP(t *testing.T, f []byte) (src, dst netip.Addr) {
 		if int(binary.BigEndian.Uint16(ip[2:])) != len(ip) {
 			t.Fatalf("IPv4 total length %d, frame carries %d", binary.BigEndian.Uint16(ip[2:]), len(ip))
 		}
-		if fold(sum16(ip[:ihl], 0)) != 0xffff {
+		if !header.IPv4(ip).ChecksumValid() {
 			t.Fatal("IPv4 header checksum wrong")
 		}
 		src, dst = netip.AddrFrom4([4]byte(ip[12:16])), netip.AddrFrom4([4]byte(ip[16:20]))
 		l4 = ip[ihl:]
-		pseudo = sum16(ip[12:20], 17+uint32(len(l4)))
+		pseudo = header.IPv4(ip).PseudoHeaderChecksum(header.ProtoUDP, len(l4))
 	case 0x86dd:
 		ip := f[14:]
 		if ip[0]>>4 != 6 || ip[6] != 17 {
@@ -55,14 +40,14 @@ func checkUDP(t *testing.T, f []byte) (src, dst netip.Addr) {
 		}
 		src, dst = netip.AddrFrom16([16]byte(ip[8:24])), netip.AddrFrom16([16]byte(ip[24:40]))
 		l4 = ip[40:]
-		pseudo = sum16(ip[8:40], 17+uint32(len(l4)))
+		pseudo = header.IPv6(ip).PseudoHeaderChecksum(header.ProtoUDP, len(l4))
 	default:
 		t.Fatalf("EtherType %#04x", et)
 	}
 	if int(binary.BigEndian.Uint16(l4[4:])) != len(l4) {
 		t.Fatalf("UDP length %d, carries %d", binary.BigEndian.Uint16(l4[4:]), len(l4))
 	}
-	if binary.BigEndian.Uint16(l4[6:]) == 0 || fold(sum16(l4, pseudo)) != 0xffff {
+	if binary.BigEndian.Uint16(l4[6:]) == 0 || header.Checksum(l4, pseudo) != 0xffff {
 		t.Fatal("UDP checksum wrong")
 	}
 	return src, dst

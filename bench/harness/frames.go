@@ -10,6 +10,8 @@ import (
 
 	"github.com/psavd/psavd/bench"
 	"github.com/psavd/psavd/bench/gen"
+	"github.com/psavd/psavd/engine/header"
+	"github.com/psavd/psavd/internal/psavref"
 )
 
 // Addresses of the frame classes beyond the benchmark's own (gen.InsideV4,
@@ -139,31 +141,20 @@ func frame(c class, v6 bool, size int, validating bool, keys bench.Keys, now tim
 		// Set the TOS and fix the header checksum; the UDP checksum is
 		// zeroed (allowed in IPv4) because the probe's payload changes
 		// with every send.
-		f[15] = tos
-		f[24], f[25] = 0, 0
-		binary.BigEndian.PutUint16(f[24:], ^ipChecksum(f[14:34]))
-		f[40], f[41] = 0, 0
+		ip := header.IPv4(f[header.EthernetHeaderLen:])
+		ip.SetTOS(tos)
+		ip.UpdateChecksum()
+		header.UDP(ip[ip.HeaderLen():]).SetChecksum(0)
 	}
 	if !tag {
 		return f, nil
 	}
 	e := bench.Epoch(now)
-	key, err := bench.TagKey(keys.S0, keys.E0, e)
+	key, err := psavref.Key(keys.S0, keys.E0, e)
 	if err != nil {
 		return nil, err
 	}
-	return bench.TagFrame(f, key, e, pfx)
-}
-
-func ipChecksum(b []byte) uint16 {
-	var s uint32
-	for ; len(b) >= 2; b = b[2:] {
-		s += uint32(binary.BigEndian.Uint16(b))
-	}
-	for s > 0xffff {
-		s = s>>16 + s&0xffff
-	}
-	return uint16(s)
+	return psavref.TagFrame(f, key, e, pfx)
 }
 
 // ProbeFrame returns the template of the latency probes of a measurement:

@@ -17,6 +17,7 @@ import (
 	"github.com/psavd/psavd/bench/gen"
 	"github.com/psavd/psavd/bench/report"
 	"github.com/psavd/psavd/control/config"
+	"github.com/psavd/psavd/engine/header"
 )
 
 // TestSlots checks that a mix's MixSlots templates have the shares asked,
@@ -177,7 +178,7 @@ func TestProbeFrame(t *testing.T) {
 		}
 		ip := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
 		hdr := f[14 : 14+int(ip.IHL)*4]
-		if ipChecksum(hdr) != 0xffff {
+		if !header.IPv4(hdr).ChecksumValid() {
 			t.Errorf("IPv4 header checksum does not verify")
 		}
 		if validating != (len(ip.Options) > 0) {
