@@ -13,8 +13,8 @@ import (
 	"testing"
 
 	"github.com/psavd/psavd/control/metrics"
-	"github.com/psavd/psavd/deploy/lab"
 	"github.com/psavd/psavd/engine"
+	"github.com/psavd/psavd/engine/header"
 	"github.com/psavd/psavd/ports"
 )
 
@@ -78,7 +78,7 @@ func (n *node) feed(t *testing.T, arp, ip int) {
 	}
 	src, dst := netip.MustParseAddr("192.0.2.7"), netip.MustParseAddr("203.0.113.9")
 	for i := 0; i < ip; i++ {
-		add(lab.Ethernet(mac, mac, lab.IPv4(src, dst, 64, lab.ProtoUDP, uint16(i), nil, lab.UDP(src, dst, 1, 2, []byte("x")))))
+		add(header.AppendEthernet(nil, mac, mac, header.AppendIPv4(nil, header.IPv4Fields{ID: uint16(i), Flags: header.IPv4FlagDontFragment, TTL: 64, Protocol: header.ProtoUDP, Src: src, Dst: dst}, header.AppendUDP(nil, src, dst, 1, 2, []byte("x")))))
 	}
 	b.Pkts = append(b.Pkts, ports.Packet{Buf: make([]byte, 200), Off: ports.Headroom, Len: 3})
 	n.in.Process(b, n.eng.Tables(), 0)

@@ -3,7 +3,6 @@ package lab
 import (
 	"bytes"
 	"context"
-	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -56,20 +55,7 @@ func TestEpoch(t *testing.T) {
 	}
 }
 
-func TestPackets(t *testing.T) {
-	src, dst := netip.MustParseAddr("198.51.100.10"), netip.MustParseAddr("203.0.113.10")
-	ip := IPv4(src, dst, 64, ProtoUDP, 1, IPv4TagOption([8]byte{1, 2, 3, 4, 5, 6, 7, 8}, 9, 24), UDP(src, dst, 1, 2, []byte("x")))
-	if ip[0] != 0x49 || len(ip) != 36+9 || Checksum(ip[:36], 0) != 0 {
-		t.Fatalf("IPv4 with tag option: % x", ip)
-	}
-	if Checksum(ip[36:], pseudo(src, dst, ProtoUDP, 9)) != 0 {
-		t.Fatal("UDP checksum")
-	}
-	s6, d6 := netip.MustParseAddr("2001:db8:1::10"), netip.MustParseAddr("2001:db8:2::10")
-	p6 := IPv6(s6, d6, 64, ProtoICMPv6, []IPv6Ext{{ProtoHopByHop, []byte{1, 4, 0, 0, 0, 0}}, IPv6TagHeader([8]byte{}, 1, 48)}, ICMPEcho(s6, d6, 1, 1, nil))
-	if p6[6] != ProtoHopByHop || p6[40] != ProtoDestOpts || p6[48] != ProtoICMPv6 || p6[49] != 1 || len(p6) != 40+8+16+8 || p6[5] != 32 {
-		t.Fatalf("IPv6 chain: % x", p6)
-	}
+func TestMarkers(t *testing.T) {
 	m := Markers([]byte("xx"+MarkerText("a1b2c3", Marker{7, 12})+"yy"+MarkerText("a1b2c3", Marker{8, 99999})), "a1b2c3")
 	if len(m) != 2 || m[0] != (Marker{7, 12}) || m[1] != (Marker{8, 99999}) {
 		t.Fatalf("markers %v", m)

@@ -14,7 +14,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/psavd/psavd/engine/header"
 	"github.com/psavd/psavd/internal/netlab"
+	"github.com/psavd/psavd/internal/psavref"
 )
 
 // How long the lab waits for traffic. These bound a wait; nothing is
@@ -388,7 +390,7 @@ func (e *Env) sendForged(idx int, f *Flow, n int) (int, error) {
 	}
 	sent := 0
 	for i := 0; i < n; i++ {
-		udp := UDP(f.src, f.dst, uint16(30000+idx), uint16(40000+idx), e.payload(idx, i))
+		udp := header.AppendUDP(nil, f.src, f.dst, uint16(30000+idx), uint16(40000+idx), e.payload(idx, i))
 		var ip []byte
 		var tag [8]byte
 		epoch := uint8(e.Topo.Epoch(time.Now()))
@@ -402,17 +404,17 @@ func (e *Env) sendForged(idx int, f *Flow, n int) (int, error) {
 		if f.Family == 4 {
 			var opts []byte
 			if f.Tag != "" {
-				opts = IPv4TagOption(tag, epoch, uint8(pfx))
+				opts = psavref.IPv4Option(tag, epoch, uint8(pfx))
 			}
-			ip = IPv4(f.src, f.dst, 64, ProtoUDP, uint16(idx<<8|i), opts, udp)
+			ip = header.AppendIPv4(nil, header.IPv4Fields{ID: uint16(idx<<8 | i), Flags: header.IPv4FlagDontFragment, TTL: 64, Protocol: header.ProtoUDP, Src: f.src, Dst: f.dst, Options: opts}, udp)
 		} else {
-			var ext []IPv6Ext
+			var ext []header.IPv6ExtHeader
 			if f.Tag != "" {
-				ext = []IPv6Ext{IPv6TagHeader(tag, epoch, uint8(pfx))}
+				ext = []header.IPv6ExtHeader{psavref.IPv6DestOpts(tag, epoch, uint8(pfx))}
 			}
-			ip = IPv6(f.src, f.dst, 64, ProtoUDP, ext, udp)
+			ip = header.AppendIPv6(nil, header.IPv6Fields{HopLimit: 64, NextHeader: header.ProtoUDP, Src: f.src, Dst: f.dst, Ext: ext}, udp)
 		}
-		if err := raw.Send(Ethernet(hop, raw.MAC, ip)); err != nil {
+		if err := raw.Send(header.AppendEthernet(nil, hop, raw.MAC, ip)); err != nil {
 			return sent, err
 		}
 		sent++
@@ -576,7 +578,7 @@ func (e *Env) sendICMP(idx int, f *Flow, n int) (int, func() int, func(), error)
 	for i := 0; i < n; i++ {
 		// The kernel computes the ICMPv6 checksum of raw sockets itself, over
 		// the source it chooses; for ICMPv4 the one computed here is final.
-		msg := ICMPEcho(f.src, f.dst, id, uint16(i), e.payload(idx, i))
+		msg := header.AppendICMPEcho(nil, f.src, f.dst, id, uint16(i), e.payload(idx, i))
 		if _, err := c.WriteTo(msg, &net.IPAddr{IP: f.dst.AsSlice()}); err != nil {
 			return sent, replies, finish, err
 		}

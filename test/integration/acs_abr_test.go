@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/psavd/psavd/deploy/lab"
+	"github.com/psavd/psavd/engine/header"
 	"github.com/psavd/psavd/internal/netlab"
 )
 
@@ -211,8 +212,8 @@ listen = "127.0.0.1:9100"
 	must(err)
 	defer raw.Close()
 	forged, dst := netip.MustParseAddr("198.51.100.150"), netip.MustParseAddr("198.51.100.200")
-	ip := lab.IPv4(forged, dst, 64, 17, 1, nil, lab.UDP(forged, dst, 4000, 5555, []byte("forged-source")))
-	must(raw.Send(lab.Ethernet(mustMAC(t, "ff:ff:ff:ff:ff:ff"), mustMAC(t, "02:00:00:00:00:99"), ip)))
+	ip := header.AppendIPv4(nil, header.IPv4Fields{ID: 1, Flags: header.IPv4FlagDontFragment, TTL: 64, Protocol: 17, Src: forged, Dst: dst}, header.AppendUDP(nil, forged, dst, 4000, 5555, []byte("forged-source")))
+	must(raw.Send(header.AppendEthernet(nil, mustMAC(t, "ff:ff:ff:ff:ff:ff"), mustMAC(t, "02:00:00:00:00:99"), ip)))
 	for deadline := time.Now().Add(10 * time.Second); counters(abr1).Total("drops", "spoofed-inside") < before+1; time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the forged source was not dropped spoofed-inside at abr1")

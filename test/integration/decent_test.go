@@ -16,7 +16,9 @@ import (
 
 	"github.com/psavd/psavd/control/decent/pull"
 	"github.com/psavd/psavd/deploy/lab"
+	"github.com/psavd/psavd/engine/header"
 	"github.com/psavd/psavd/internal/netlab"
+	"github.com/psavd/psavd/internal/psavref"
 	"github.com/psavd/psavd/internal/testpki"
 )
 
@@ -347,7 +349,7 @@ listen = "127.0.0.1:9100"
 			if netip.AddrFrom4([4]byte(ip[12:16])).String() != ases[0].rloc || netip.AddrFrom4([4]byte(ip[16:20])).String() != c.to.rloc {
 				t.Fatalf("outer header %v → %v, want %s → %s", netip.AddrFrom4([4]byte(ip[12:16])), netip.AddrFrom4([4]byte(ip[16:20])), ases[0].rloc, c.to.rloc)
 			}
-			if _, err := findTag(lispPayload(enc)[8:]); err != nil {
+			if _, err := psavref.Find(lispPayload(enc)[8:]); err != nil {
 				t.Fatalf("inner packet not tagged: %v", err)
 			}
 		})
@@ -384,8 +386,7 @@ listen = "127.0.0.1:9100"
 
 	// A LISP packet from the transit LAN with an untagged inner source of
 	// AS 65001.
-	inner := lab.IPv4(netip.MustParseAddr(ases[0].host), netip.MustParseAddr(ases[1].host), 64, 17, 7, nil,
-		udpDatagram(4242, 4242, []byte("decent-spoofed-inner")))
+	inner := header.AppendIPv4(nil, header.IPv4Fields{ID: 7, Flags: header.IPv4FlagDontFragment, TTL: 64, Protocol: 17, Src: netip.MustParseAddr(ases[0].host), Dst: netip.MustParseAddr(ases[1].host)}, udpDatagram(4242, 4242, []byte("decent-spoofed-inner")))
 	c2before, err := lab.Scrape(ctx, ases[1].ns, "127.0.0.1:9100")
 	must(err)
 	must(netlab.Do(sw, func() error {

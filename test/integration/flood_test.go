@@ -15,8 +15,9 @@ import (
 	"time"
 
 	"github.com/psavd/psavd/bench/gen"
-	"github.com/psavd/psavd/deploy/lab"
+	"github.com/psavd/psavd/engine/header"
 	"github.com/psavd/psavd/internal/netlab"
+	"github.com/psavd/psavd/internal/psavref"
 )
 
 // TestSpoofingFlood (issue 7, must-show 3): AS 65002's psavd, ACS and ABR
@@ -201,12 +202,12 @@ listen = "127.0.0.1:9100"
 	var frames [][]byte
 	for i := 0; i < 64; i++ {
 		s := netip.AddrFrom4([4]byte{198, 51, 100, byte(1 + i)})
-		udp := lab.UDP(s, dst, uint16(20000+i), 6666, []byte("forged-flood"))
+		udp := header.AppendUDP(nil, s, dst, uint16(20000+i), 6666, []byte("forged-flood"))
 		var opts []byte
 		if i%2 == 1 {
-			opts = lab.IPv4TagOption([8]byte{0xf1, 0x00, 0xd0, byte(i), 9, 8, 7, 6}, epoch, 25)
+			opts = psavref.IPv4Option([8]byte{0xf1, 0x00, 0xd0, byte(i), 9, 8, 7, 6}, epoch, 25)
 		}
-		frames = append(frames, lab.Ethernet(h2MAC, mustMAC(t, "02:00:00:66:66:66"), lab.IPv4(s, dst, 64, lab.ProtoUDP, uint16(i), opts, udp)))
+		frames = append(frames, header.AppendEthernet(nil, h2MAC, mustMAC(t, "02:00:00:66:66:66"), header.AppendIPv4(nil, header.IPv4Fields{ID: uint16(i), Flags: header.IPv4FlagDontFragment, TTL: 64, Protocol: header.ProtoUDP, Src: s, Dst: dst, Options: opts}, udp)))
 	}
 	g, err := gen.New(gen.Config{NS: wire, Iface: "w2", Frames: frames})
 	if err != nil {

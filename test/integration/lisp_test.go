@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/psavd/psavd/engine/header"
+	"github.com/psavd/psavd/internal/psavref"
 	"github.com/psavd/psavd/internal/testtool"
 
 	"github.com/psavd/psavd/deploy/lab"
@@ -268,7 +270,7 @@ want_notify = true
 			if binary.BigEndian.Uint16(enc[udp+2:]) != 4341 || enc[udp+8]&0x80 == 0 || (inner[0]>>4 == 6) != c.inner6 {
 				t.Fatalf("not LISP data with an inner IPv%d packet: %x", map[bool]int{false: 4, true: 6}[c.inner6], enc[:min(len(enc), 120)])
 			}
-			if _, err := findTag(inner); err != nil {
+			if _, err := psavref.Find(inner); err != nil {
 				t.Fatalf("inner packet not tagged: %v", err)
 			}
 		})
@@ -320,8 +322,7 @@ want_notify = true
 	}
 
 	// A LISP packet from tr with an untagged inner source of AS 65001.
-	inner := lab.IPv4(netip.MustParseAddr("198.51.100.10"), netip.MustParseAddr("203.0.113.10"), 64, 17, 7, nil,
-		udpDatagram(4242, 4242, []byte("lisp-spoofed-inner")))
+	inner := header.AppendIPv4(nil, header.IPv4Fields{ID: 7, Flags: header.IPv4FlagDontFragment, TTL: 64, Protocol: 17, Src: netip.MustParseAddr("198.51.100.10"), Dst: netip.MustParseAddr("203.0.113.10")}, udpDatagram(4242, 4242, []byte("lisp-spoofed-inner")))
 	must(netlab.Do(tr, func() error {
 		c, err := net.Dial("udp", "10.0.2.1:4341")
 		if err != nil {

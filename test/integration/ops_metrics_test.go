@@ -13,8 +13,10 @@ import (
 	"time"
 
 	"github.com/psavd/psavd/deploy/lab"
+	"github.com/psavd/psavd/engine/header"
 	"github.com/psavd/psavd/internal/netlab"
 	"github.com/psavd/psavd/internal/promtext"
+	"github.com/psavd/psavd/internal/psavref"
 )
 
 // scrape is a parsed /metrics of one node.
@@ -342,7 +344,7 @@ func sendOpsFlow(t *testing.T, env *lab.Env, idx int, f opsFlow, n int) {
 	defer raw.Close()
 	_, bits := env.Topo.MemberOf(src)
 	for i := 0; i < n; i++ {
-		udp := lab.UDP(src, dst, 33000, dport, payload(i))
+		udp := header.AppendUDP(nil, src, dst, 33000, dport, payload(i))
 		epoch := uint8(env.Topo.Epoch(time.Now()))
 		if f.tag == "stale" {
 			epoch += 100
@@ -352,17 +354,17 @@ func sendOpsFlow(t *testing.T, env *lab.Env, idx int, f opsFlow, n int) {
 		if src.Is4() {
 			var opts []byte
 			if f.tag != "" {
-				opts = lab.IPv4TagOption(tag, epoch, uint8(max(bits, 0)))
+				opts = psavref.IPv4Option(tag, epoch, uint8(max(bits, 0)))
 			}
-			ip = lab.IPv4(src, dst, 64, lab.ProtoUDP, uint16(idx<<8|i), opts, udp)
+			ip = header.AppendIPv4(nil, header.IPv4Fields{ID: uint16(idx<<8 | i), Flags: header.IPv4FlagDontFragment, TTL: 64, Protocol: header.ProtoUDP, Src: src, Dst: dst, Options: opts}, udp)
 		} else {
-			var ext []lab.IPv6Ext
+			var ext []header.IPv6ExtHeader
 			if f.tag != "" {
-				ext = []lab.IPv6Ext{lab.IPv6TagHeader(tag, epoch, uint8(max(bits, 0)))}
+				ext = []header.IPv6ExtHeader{psavref.IPv6DestOpts(tag, epoch, uint8(max(bits, 0)))}
 			}
-			ip = lab.IPv6(src, dst, 64, lab.ProtoUDP, ext, udp)
+			ip = header.AppendIPv6(nil, header.IPv6Fields{HopLimit: 64, NextHeader: header.ProtoUDP, Src: src, Dst: dst, Ext: ext}, udp)
 		}
-		if err := raw.Send(lab.Ethernet(hop, raw.MAC, ip)); err != nil {
+		if err := raw.Send(header.AppendEthernet(nil, hop, raw.MAC, ip)); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(time.Millisecond)

@@ -17,7 +17,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/psavd/psavd/deploy/lab"
+	"github.com/psavd/psavd/engine/header"
 	"github.com/psavd/psavd/internal/netlab"
+	"github.com/psavd/psavd/internal/psavref"
 )
 
 // Generous bounds for waiting; no assertion is about speed.
@@ -252,7 +254,7 @@ func TestTagAddAndStrip(t *testing.T) {
 
 	probes := legitimateProbes(env.Run)
 	for _, p := range probes {
-		if err := raw.Send(lab.Ethernet(gwMAC, raw.MAC, p.ip)); err != nil {
+		if err := raw.Send(header.AppendEthernet(nil, gwMAC, raw.MAC, p.ip)); err != nil {
 			t.Fatalf("%s: send: %v", p.name, err)
 		}
 	}
@@ -282,8 +284,8 @@ func TestTagAddAndStrip(t *testing.T) {
 			checkTag(t, env, "h1 → tr (tagged by abr1)", lab.IPOf(atTrIn), p.ip)
 			checkTag(t, env, "tr → abr2", lab.IPOf(atTrOut), nil)
 			got := lab.IPOf(atH2)
-			if ti, err := findTag(lab.IPOf(atTrOut)); err == nil && ti.alone {
-				if s, err := strip(lab.IPOf(atTrOut)); err != nil {
+			if ti, err := psavref.Find(lab.IPOf(atTrOut)); err == nil && ti.Alone {
+				if s, err := psavref.Strip(lab.IPOf(atTrOut)); err != nil {
 					t.Errorf("tr → abr2: %v", err)
 				} else if !bytes.Equal(s, got) {
 					t.Errorf("abr2 did not restore the packet tr sent it:\n tr sent, tag removed % x\n h2 got              % x", s, got)
@@ -326,39 +328,39 @@ func legitimateProbes(run string) []probe {
 		ps = append(ps, probe{name: name, ip: build(pl(len(ps))), transit: transit})
 	}
 	add("IPv4 UDP", false, func(pl []byte) []byte {
-		return lab.IPv4(s4, d4, 64, lab.ProtoUDP, 101, nil, lab.UDP(s4, d4, 33001, 44001, pl))
+		return header.AppendIPv4(nil, header.IPv4Fields{ID: 101, Flags: header.IPv4FlagDontFragment, TTL: 64, Protocol: header.ProtoUDP, Src: s4, Dst: d4}, header.AppendUDP(nil, s4, d4, 33001, 44001, pl))
 	})
 	add("IPv4 ICMP echo", false, func(pl []byte) []byte {
-		return lab.IPv4(s4, d4, 64, lab.ProtoICMP, 102, nil, lab.ICMPEcho(s4, d4, 7, 1, pl))
+		return header.AppendIPv4(nil, header.IPv4Fields{ID: 102, Flags: header.IPv4FlagDontFragment, TTL: 64, Protocol: header.ProtoICMP, Src: s4, Dst: d4}, header.AppendICMPEcho(nil, s4, d4, 7, 1, pl))
 	})
 	add("IPv4 TCP", false, func(pl []byte) []byte {
-		return lab.IPv4(s4, d4, 64, lab.ProtoTCP, 103, nil, lab.TCP(s4, d4, 20003, 44003, 1000, 1, lab.TCPAck|lab.TCPPsh, pl))
+		return header.AppendIPv4(nil, header.IPv4Fields{ID: 103, Flags: header.IPv4FlagDontFragment, TTL: 64, Protocol: header.ProtoTCP, Src: s4, Dst: d4}, header.AppendTCP(nil, s4, d4, header.TCPFields{SrcPort: 20003, DstPort: 44003, Seq: 1000, Ack: 1, Flags: header.TCPFlagAck | header.TCPFlagPsh, Window: 65535}, pl))
 	})
 	add("IPv4 UDP with 4 NOP options", false, func(pl []byte) []byte {
-		return lab.IPv4(s4, d4, 64, lab.ProtoUDP, 104, []byte{1, 1, 1, 1}, lab.UDP(s4, d4, 33004, 44004, pl))
+		return header.AppendIPv4(nil, header.IPv4Fields{ID: 104, Flags: header.IPv4FlagDontFragment, TTL: 64, Protocol: header.ProtoUDP, Src: s4, Dst: d4, Options: []byte{1, 1, 1, 1}}, header.AppendUDP(nil, s4, d4, 33004, 44004, pl))
 	})
 	// Record route: tr writes its address into the option, so this one is
 	// compared per link only.
 	add("IPv4 UDP with record route", true, func(pl []byte) []byte {
-		return lab.IPv4(s4, d4, 64, lab.ProtoUDP, 105, []byte{7, 7, 4, 0, 0, 0, 0, 0}, lab.UDP(s4, d4, 33005, 44005, pl))
+		return header.AppendIPv4(nil, header.IPv4Fields{ID: 105, Flags: header.IPv4FlagDontFragment, TTL: 64, Protocol: header.ProtoUDP, Src: s4, Dst: d4, Options: []byte{7, 7, 4, 0, 0, 0, 0, 0}}, header.AppendUDP(nil, s4, d4, 33005, 44005, pl))
 	})
 	add("IPv6 UDP", false, func(pl []byte) []byte {
-		return lab.IPv6(s6, d6, 64, lab.ProtoUDP, nil, lab.UDP(s6, d6, 33006, 44006, pl))
+		return header.AppendIPv6(nil, header.IPv6Fields{HopLimit: 64, NextHeader: header.ProtoUDP, Src: s6, Dst: d6}, header.AppendUDP(nil, s6, d6, 33006, 44006, pl))
 	})
 	add("IPv6 ICMPv6 echo", false, func(pl []byte) []byte {
-		return lab.IPv6(s6, d6, 64, lab.ProtoICMPv6, nil, lab.ICMPEcho(s6, d6, 7, 2, pl))
+		return header.AppendIPv6(nil, header.IPv6Fields{HopLimit: 64, NextHeader: header.ProtoICMPv6, Src: s6, Dst: d6}, header.AppendICMPEcho(nil, s6, d6, 7, 2, pl))
 	})
 	add("IPv6 TCP", false, func(pl []byte) []byte {
-		return lab.IPv6(s6, d6, 64, lab.ProtoTCP, nil, lab.TCP(s6, d6, 20008, 44008, 1000, 1, lab.TCPAck|lab.TCPPsh, pl))
+		return header.AppendIPv6(nil, header.IPv6Fields{HopLimit: 64, NextHeader: header.ProtoTCP, Src: s6, Dst: d6}, header.AppendTCP(nil, s6, d6, header.TCPFields{SrcPort: 20008, DstPort: 44008, Seq: 1000, Ack: 1, Flags: header.TCPFlagAck | header.TCPFlagPsh, Window: 65535}, pl))
 	})
 	add("IPv6 UDP with Hop-by-Hop header", false, func(pl []byte) []byte {
-		return lab.IPv6(s6, d6, 64, lab.ProtoUDP, []lab.IPv6Ext{{Type: lab.ProtoHopByHop, Body: padN}}, lab.UDP(s6, d6, 33009, 44009, pl))
+		return header.AppendIPv6(nil, header.IPv6Fields{HopLimit: 64, NextHeader: header.ProtoUDP, Src: s6, Dst: d6, Ext: []header.IPv6ExtHeader{{Type: header.ProtoHopByHop, Body: padN}}}, header.AppendUDP(nil, s6, d6, 33009, 44009, pl))
 	})
 	add("IPv6 UDP with Destination Options header", false, func(pl []byte) []byte {
-		return lab.IPv6(s6, d6, 64, lab.ProtoUDP, []lab.IPv6Ext{{Type: lab.ProtoDestOpts, Body: padN}}, lab.UDP(s6, d6, 33010, 44010, pl))
+		return header.AppendIPv6(nil, header.IPv6Fields{HopLimit: 64, NextHeader: header.ProtoUDP, Src: s6, Dst: d6, Ext: []header.IPv6ExtHeader{{Type: header.ProtoDestOpts, Body: padN}}}, header.AppendUDP(nil, s6, d6, 33010, 44010, pl))
 	})
 	add("IPv6 UDP with Hop-by-Hop and Destination Options headers", false, func(pl []byte) []byte {
-		return lab.IPv6(s6, d6, 64, lab.ProtoUDP, []lab.IPv6Ext{{Type: lab.ProtoHopByHop, Body: padN}, {Type: lab.ProtoDestOpts, Body: padN}}, lab.UDP(s6, d6, 33011, 44011, pl))
+		return header.AppendIPv6(nil, header.IPv6Fields{HopLimit: 64, NextHeader: header.ProtoUDP, Src: s6, Dst: d6, Ext: []header.IPv6ExtHeader{{Type: header.ProtoHopByHop, Body: padN}, {Type: header.ProtoDestOpts, Body: padN}}}, header.AppendUDP(nil, s6, d6, 33011, 44011, pl))
 	})
 	return ps
 }
@@ -368,7 +370,7 @@ func legitimateProbes(run string) []probe {
 // the reference computes. With orig, removing the tag must give orig back.
 func checkTag(t *testing.T, env *lab.Env, where string, p, orig []byte) {
 	t.Helper()
-	ti, err := findTag(p)
+	ti, err := psavref.Find(p)
 	if err != nil {
 		t.Errorf("%s: %v in % x", where, err, p)
 		return
@@ -380,13 +382,13 @@ func checkTag(t *testing.T, env *lab.Env, where string, p, orig []byte) {
 		src, dst = netip.AddrFrom16([16]byte(p[8:24])), netip.AddrFrom16([16]byte(p[24:40]))
 	}
 	_, bits := env.Topo.MemberOf(src)
-	if int(ti.pfxLen) != bits {
-		t.Errorf("%s: source prefix length %d, want %d", where, ti.pfxLen, bits)
+	if int(ti.PrefixLen) != bits {
+		t.Errorf("%s: source prefix length %d, want %d", where, ti.PrefixLen, bits)
 	}
 	now := env.Topo.Epoch(time.Now())
 	ok := false
 	for e := now - 1; e <= now+1; e++ {
-		if uint8(e) != ti.epoch {
+		if uint8(e) != ti.Epoch {
 			continue
 		}
 		key, err := tagKey(env.S0, env.StartEpoch, e)
@@ -394,24 +396,24 @@ func checkTag(t *testing.T, env *lab.Env, where string, p, orig []byte) {
 			t.Errorf("%s: %v", where, err)
 			return
 		}
-		if want := refTag(key, src, dst, ti.firstOctet, uint8(bits)); want != ti.tag {
-			t.Errorf("%s: tag %016x of epoch %d, the reference computes %016x", where, ti.tag, e, want)
+		if want := psavref.Tag(key, src, dst, ti.FirstOctet, uint8(bits)); want != ti.Tag {
+			t.Errorf("%s: tag %016x of epoch %d, the reference computes %016x", where, ti.Tag, e, want)
 		}
 		ok = true
 	}
 	if !ok {
-		t.Errorf("%s: epoch octet %d is not of epoch %d±1", where, ti.epoch, now)
+		t.Errorf("%s: epoch octet %d is not of epoch %d±1", where, ti.Epoch, now)
 	}
 	if orig == nil {
 		return
 	}
-	if !ti.alone {
+	if !ti.Alone {
 		// The tag was merged into an existing Destination Options header;
 		// how it is padded there is the tagger's choice, so only the
 		// end-to-end comparison judges this case.
 		return
 	}
-	s, err := strip(p)
+	s, err := psavref.Strip(p)
 	if err != nil {
 		t.Errorf("%s: %v", where, err)
 	} else if !bytes.Equal(s, orig) {
@@ -467,7 +469,7 @@ func TestSpoofedDropped(t *testing.T) {
 		}
 		_, bits := env.Topo.MemberOf(src)
 		for j := 0; j < per; j++ {
-			udp := lab.UDP(src, dst, 33100, uint16(44100+i), []byte(lab.MarkerText(env.Run, lab.Marker{Flow: 1 + i, Seq: j})))
+			udp := header.AppendUDP(nil, src, dst, 33100, uint16(44100+i), []byte(lab.MarkerText(env.Run, lab.Marker{Flow: 1 + i, Seq: j})))
 			epoch := uint8(env.Topo.Epoch(time.Now()))
 			if s.tag == "stale" {
 				epoch += 100
@@ -477,17 +479,17 @@ func TestSpoofedDropped(t *testing.T) {
 			if src.Is4() {
 				var opts []byte
 				if s.tag != "" {
-					opts = lab.IPv4TagOption(tag, epoch, uint8(max(bits, 0)))
+					opts = psavref.IPv4Option(tag, epoch, uint8(max(bits, 0)))
 				}
-				ip = lab.IPv4(src, dst, 64, lab.ProtoUDP, uint16(i<<8|j), opts, udp)
+				ip = header.AppendIPv4(nil, header.IPv4Fields{ID: uint16(i<<8 | j), Flags: header.IPv4FlagDontFragment, TTL: 64, Protocol: header.ProtoUDP, Src: src, Dst: dst, Options: opts}, udp)
 			} else {
-				var ext []lab.IPv6Ext
+				var ext []header.IPv6ExtHeader
 				if s.tag != "" {
-					ext = []lab.IPv6Ext{lab.IPv6TagHeader(tag, epoch, uint8(max(bits, 0)))}
+					ext = []header.IPv6ExtHeader{psavref.IPv6DestOpts(tag, epoch, uint8(max(bits, 0)))}
 				}
-				ip = lab.IPv6(src, dst, 64, lab.ProtoUDP, ext, udp)
+				ip = header.AppendIPv6(nil, header.IPv6Fields{HopLimit: 64, NextHeader: header.ProtoUDP, Src: src, Dst: dst, Ext: ext}, udp)
 			}
-			if err := raw.Send(lab.Ethernet(hop, raw.MAC, ip)); err != nil {
+			if err := raw.Send(header.AppendEthernet(nil, hop, raw.MAC, ip)); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/psavd/psavd/engine/header"
 	"github.com/psavd/psavd/ports/pcap"
 
 	"github.com/psavd/psavd/deploy/lab"
@@ -45,7 +46,7 @@ func TestReplayTagRoundTrip(t *testing.T) {
 	probes := legitimateProbes(env.Run)
 	var frames [][]byte
 	for _, p := range probes {
-		frames = append(frames, lab.Ethernet(trMAC, h1MAC, p.ip))
+		frames = append(frames, header.AppendEthernet(nil, trMAC, h1MAC, p.ip))
 	}
 	writePcap(t, filepath.Join(dir, "sent.pcap"), frames)
 	at := now.Unix()
