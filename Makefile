@@ -3,6 +3,11 @@
 
 GO        ?= go
 BIN       := bin
+# What --version says: the nearest v* tag (v0.0.0-dev without one) and the
+# commit, set with -X (the module cache build has neither).
+VERSION   ?= $(shell git describe --tags --match 'v*' --dirty 2>/dev/null || echo v0.0.0-dev)
+COMMIT    ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+LDFLAGS   := -X github.com/psavd/psavd/internal/buildinfo.Version=$(VERSION) -X github.com/psavd/psavd/internal/buildinfo.Commit=$(COMMIT)
 
 .PHONY: all build fresh-check run run-static run-lisp run-decent-push run-decent-pull run-hierarchy test deps lint fuzz bench-engine bench-xdp proto clean
 
@@ -10,7 +15,7 @@ all: build
 
 # Every binary the README names.
 build:
-	$(GO) build -o $(BIN)/ ./cmd/psavd ./cmd/psavctl ./cmd/psavbench ./cmd/psavlab
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/psavd ./cmd/psavctl ./cmd/psavbench ./cmd/psavlab
 
 # The lab: namespaces, veths, two ABRs on AF_XDP, legitimate and spoofed
 # traffic. No key is configured: each ABR also runs its AS's ACS, and the keys

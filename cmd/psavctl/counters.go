@@ -140,7 +140,7 @@ func counters(args []string, stdout, stderr io.Writer) int {
 	all := fs.Bool("all", false, "show counters that are zero too")
 	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return flagExit(err)
 	}
 	if *addr == "" || fs.NArg() != 0 {
 		fmt.Fprint(stderr, "psavctl counters: need -metrics HOST:PORT\n")

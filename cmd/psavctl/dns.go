@@ -31,7 +31,7 @@ func dnsLookup(args []string, stdout, stderr io.Writer) int {
 	tls12 := fs.Bool("tls12", false, "allow TLS 1.2 (default: TLS 1.3 only)")
 	timeout := fs.Duration("timeout", 5*time.Second, "per query")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return flagExit(err)
 	}
 	if *server == "" || *tlsName == "" || fs.NArg() < 1 || fs.NArg() > 2 || *count < 1 {
 		fmt.Fprintln(stderr, "psavctl dns: need -server, -tls-name and QNAME [A|AAAA]")

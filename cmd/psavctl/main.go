@@ -24,15 +24,18 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 
 	"github.com/psavd/psavd/control/decent/pull"
+	"github.com/psavd/psavd/internal/buildinfo"
 )
 
 const usage = `usage:
+  psavctl --version
   psavctl decent index -mode draft|lispers.net -mask N -modulus M -suffix S EID
   psavctl status -acs HOST:PORT -asn N -cert F -key F -ca F [-json]
   psavctl tables -acs HOST:PORT -asn N -cert F -key F -ca F [-json]
@@ -44,6 +47,16 @@ const usage = `usage:
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 1 {
+		switch args[0] {
+		case "-h", "-help", "--help", "help":
+			fmt.Fprint(stdout, usage)
+			return 0
+		case "-version", "--version", "version":
+			fmt.Fprintln(stdout, buildinfo.Line("psavctl"))
+			return 0
+		}
+	}
 	if len(args) >= 2 && args[0] == "decent" && args[1] == "index" {
 		return decentIndex(args[2:], stdout, stderr)
 	}
@@ -74,7 +87,7 @@ func decentIndex(args []string, stdout, stderr io.Writer) int {
 	modulus := fs.Uint64("modulus", 0, "number of map-server names (required)")
 	suffix := fs.String("suffix", "", "DNS suffix, e.g. map-server.example.test (required)")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return flagExit(err)
 	}
 	if fs.NArg() != 1 || *modulus == 0 || *suffix == "" {
 		fmt.Fprint(stderr, "psavctl decent index: need -modulus, -suffix and one EID string such as [0]240.0.1.0/24\n")
@@ -95,4 +108,13 @@ func decentIndex(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%d\n%s\n", i, pull.Name(i, *suffix))
 	return 0
+}
+
+// flagExit is the exit code after a flag set's Parse failed: 0 for -h
+// (usage was asked for and printed), 2 for a bad flag.
+func flagExit(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return 2
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -42,5 +43,22 @@ func TestDecentIndexCommand(t *testing.T) {
 	cmd.Stderr = &stderr
 	if cmd.Run() == nil || !strings.Contains(stderr.String(), "usage") {
 		t.Error("unknown command not refused with usage")
+	}
+}
+
+// TestVersionAndHelp: --version prints the one version line; -h (also a
+// subcommand's) exits 0, an unknown flag 2.
+func TestVersionAndHelp(t *testing.T) {
+	var out, errb strings.Builder
+	if code := run([]string{"--version"}, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "psavctl ") || strings.Count(out.String(), "\n") != 1 {
+		t.Fatalf("--version: %d %q %q", code, out.String(), errb.String())
+	}
+	for _, args := range [][]string{{"-h"}, {"--help"}, {"dns", "-h"}, {"status", "-h"}, {"counters", "-h"}, {"decent", "index", "-h"}} {
+		if code := run(args, io.Discard, io.Discard); code != 0 {
+			t.Errorf("psavctl %v: exit %d", args, code)
+		}
+	}
+	if code := run([]string{"dns", "-bogus"}, io.Discard, io.Discard); code != 2 {
+		t.Errorf("psavctl dns -bogus: exit %d", code)
 	}
 }

@@ -51,6 +51,9 @@ func newACSFlags(name string, stderr io.Writer) *acsFlags {
 // the peer check.
 func (f *acsFlags) dial(args []string) (*grpc.ClientConn, uint32, error) {
 	if err := f.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, 0, flag.ErrHelp
+		}
 		return nil, 0, errUsage
 	}
 	if *f.addr == "" || *f.asn == 0 || *f.cert == "" || *f.key == "" || *f.ca == "" {
@@ -79,6 +82,9 @@ var errUsage = errors.New("usage")
 
 // fail prints a subcommand's error; usage errors exit 2, others 1.
 func fail(stderr io.Writer, name string, err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0 // -h: usage was printed
+	}
 	if errors.Is(err, errUsage) {
 		if err != errUsage {
 			fmt.Fprintf(stderr, "psavctl %s: %v\n", name, err)

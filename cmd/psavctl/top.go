@@ -51,7 +51,7 @@ func top(args []string, stdout, stderr io.Writer) int {
 	interval := fs.Duration("interval", time.Second, "time between two samples")
 	count := fs.Int("n", 0, "stop after N blocks (0: until interrupted)")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return flagExit(err)
 	}
 	if *addr == "" || fs.NArg() != 0 || *interval <= 0 || *count < 0 {
 		fmt.Fprint(stderr, "psavctl top: need -metrics HOST:PORT, a positive -interval and -n ≥ 0\n")

@@ -15,7 +15,7 @@ func checkCmd(args []string) int {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	path := fs.String("config", "engine.toml", "configuration file")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return flagExit(err)
 	}
 	if _, err := config.Load(*path); err != nil {
 		printProblems(err)

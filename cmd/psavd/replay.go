@@ -28,7 +28,7 @@ func replayCmd(args []string) int {
 	at := fs.Int64("at", -1, "clock, unix seconds (default: each frame's capture time)")
 	portName := fs.String("port", "", "port the frames arrive on (default: the first [[port]])")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return flagExit(err)
 	}
 	if *in == "" || *out == "" {
 		fmt.Fprintln(os.Stderr, "psavd replay: -in and -out are required")

@@ -26,7 +26,7 @@ func runCmd(args []string) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	path := fs.String("config", "engine.toml", "configuration file")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return flagExit(err)
 	}
 	c, err := config.Load(*path)
 	if err != nil {

@@ -6,14 +6,19 @@ package metrics
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/psavd/psavd/engine"
+	"github.com/psavd/psavd/internal/buildinfo"
 )
 
 // Collector sums the counters of every registered processor.
@@ -150,10 +155,19 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 // collector and any others (the ABR feed's, …). It returns once the
 // listener is bound (or failed), so a caller can report readiness honestly.
 func Serve(ctx context.Context, addr string, c *Collector, others ...prometheus.Collector) error {
+	return ServeReady(ctx, addr, nil, c, others...)
+}
+
+// ServeReady is Serve with the health endpoints a service manager or a
+// load balancer asks: /healthz answers 200 while the process serves,
+// /readyz 200 when ready says so and 503 naming what is not ready
+// otherwise (ready nil: always). /metrics also carries psavd_build_info
+// and the standard go_ and process_ series.
+func ServeReady(ctx context.Context, addr string, ready func() (bool, []string), c *Collector, others ...prometheus.Collector) error {
 	reg := prometheus.NewRegistry()
-	cols := others
+	cols := append([]prometheus.Collector{buildInfo(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})}, others...)
 	if c != nil { // nil: a node without a data plane (an ACS only)
-		cols = append([]prometheus.Collector{c}, others...)
+		cols = append(cols, c)
 	}
 	for _, col := range cols {
 		if err := reg.Register(col); err != nil {
@@ -162,6 +176,17 @@ func Serve(ctx context.Context, addr string, c *Collector, others ...prometheus.
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if ready != nil {
+			if ok, down := ready(); !ok {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = fmt.Fprintf(w, "not ready: %s\n", strings.Join(down, ", "))
+				return
+			}
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
@@ -179,4 +204,14 @@ func Serve(ctx context.Context, addr string, c *Collector, others ...prometheus.
 		}
 	}()
 	return nil
+}
+
+// buildInfo is psavd_build_info{version,commit,goversion} = 1.
+func buildInfo() prometheus.Collector {
+	i := buildinfo.Get()
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "psavd_build_info",
+		Help:        "The running binary's build: version, commit and Go version (value 1).",
+		ConstLabels: prometheus.Labels{"version": i.Version, "commit": i.Commit, "goversion": i.GoVersion},
+	}, func() float64 { return 1 })
 }

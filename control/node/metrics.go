@@ -13,10 +13,11 @@ import (
 )
 
 // metricsRole serves /metrics ([metrics] listen) with the data plane's
-// collector (nil: no ports) and every role's.
-func metricsRole(listen string, dp *metrics.Collector, cols []prometheus.Collector, log *zap.Logger) Role {
+// collector (nil: no ports) and every role's, and /healthz and /readyz
+// (ready while every role is).
+func metricsRole(listen string, nodeReady func() (bool, []string), dp *metrics.Collector, cols []prometheus.Collector, log *zap.Logger) Role {
 	return Role{Name: "metrics", Policy: Restart, Run: func(ctx context.Context, ready func()) error {
-		if err := metrics.Serve(ctx, listen, dp, cols...); err != nil {
+		if err := metrics.ServeReady(ctx, listen, nodeReady, dp, cols...); err != nil {
 			return fmt.Errorf("metrics.listen: %w", err)
 		}
 		log.Info("metrics", zap.String("listen", "http://"+listen+"/metrics"))

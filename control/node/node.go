@@ -121,7 +121,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	}
 	n.collectors = append(n.collectors, n.sup, n.reload)
 	if c.Metrics != nil {
-		roles = append(roles, metricsRole(c.Metrics.Listen, n.dp.collectorOrNil(), n.collectors, n.log))
+		roles = append(roles, metricsRole(c.Metrics.Listen, n.sup.Ready, n.dp.collectorOrNil(), n.collectors, n.log))
 	}
 	n.sup.Start(ctx, roles...)
 	go n.announceReady(ctx)

@@ -151,7 +151,23 @@ func (p *psavRoles) roles(c *config.Config, eng *engine.Engine) ([]Role, error) 
 			return nil, fmt.Errorf("%s: [abr]: %w", c.File, err)
 		}
 		roles = append(roles, Role{Name: "abr-feed", Policy: Restart, Run: func(ctx context.Context, ready func()) error {
-			ready() // fail-static is a state the feed serves in, not a failure
+			// Ready once the tables of this AS's ACS are in force (its
+			// first snapshot); from then on fail-static is a state the feed
+			// serves in, not a failure.
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel() // a failed run stops waiting: it is not ready
+			go func() {
+				t := time.NewTicker(50 * time.Millisecond)
+				defer t.Stop()
+				for p.feed.Version() == 0 {
+					select {
+					case <-ctx.Done():
+						return
+					case <-t.C:
+					}
+				}
+				ready()
+			}()
 			return p.feed.Run(ctx)
 		}})
 	case p.acs == nil:

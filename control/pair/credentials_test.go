@@ -47,7 +47,7 @@ func TestLiveCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	server.Live.Set(renewed, other.Pool())
-	if _, _, cerr, serr = handshake(t, cc, sc); serr == nil {
+	if _, _, _, serr = handshake(t, cc, sc); serr == nil {
 		t.Fatal("a client of the old CA still accepted")
 	}
 	// And on the client: the server's chain no longer verifies.

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -46,6 +47,34 @@ func newTopology(t *testing.T) (*netlab.Topology, func(error)) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// httpGet fetches path from addr inside namespace ns: status code and body.
+func httpGet(ns, addr, path string) (int, string) {
+	var resp string
+	err := netlab.Do(ns, func() error {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := fmt.Fprintf(c, "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n", path, addr); err != nil {
+			return err
+		}
+		b, err := io.ReadAll(c)
+		resp = string(b)
+		return err
+	})
+	if err != nil {
+		return 0, err.Error()
+	}
+	var code int
+	if _, err := fmt.Sscanf(resp, "HTTP/1.%d %d", new(int), &code); err != nil {
+		return 0, resp
+	}
+	_, body, _ := strings.Cut(resp, "\r\n\r\n")
+	return code, body
 }
 
 // metric returns the sum of metric name with the given labels in psavd's
@@ -329,7 +358,6 @@ func TestRouteReloadOnACSFedABR(t *testing.T) {
 	const acsAt, metricsAt = "127.0.0.1:7443", "127.0.0.1:9100"
 	acsCfg := "[psav]\nasn = 65001\n[[psav.member]]\nasn = 65001\nprefixes = [\"198.51.100.0/24\"]\n" +
 		al.acsSection(t, 65001, "198.51.100.0/24", acsAt, 65002, "127.0.0.1:1")
-	startPsavd(t, bin, abr, al.write(t, "nacs.toml", []byte(acsCfg)), true)
 
 	route := func(prefix, mac string) string {
 		return fmt.Sprintf("[[route]]\nprefix = %q\nport = \"outside\"\nnext_hop_mac = %q\n", prefix, mac)
@@ -359,7 +387,19 @@ ca = %q
 `, metricsAt, acsAt, filepath.Join(al.dir, "as65001.pem"), filepath.Join(al.dir, "as65001.key"), al.caFile) +
 		route("203.0.113.0/24", h2MAC) + route("198.51.100.0/24", h1MAC)
 	path := al.write(t, "nabr.toml", []byte(abrCfg))
-	p := startPsavd(t, bin, abr, path, true)
+	// The ABR first: alive (/healthz) but not ready (/readyz 503, naming
+	// the feed) until the tables of its ACS are in force.
+	p := startPsavd(t, bin, abr, path, false)
+	eventually(t, "/healthz", func() bool { code, _ := httpGet(abr, metricsAt, "/healthz"); return code == 200 })
+	if code, body := httpGet(abr, metricsAt, "/readyz"); code != 503 || !strings.Contains(body, "abr-feed") {
+		t.Fatalf("/readyz before the ACS runs: %d %q", code, body)
+	}
+	startPsavd(t, bin, abr, al.write(t, "nacs.toml", []byte(acsCfg)), true)
+	eventually(t, "/readyz 200 once the feed's tables are in force", func() bool {
+		code, _ := httpGet(abr, metricsAt, "/readyz")
+		return code == 200
+	})
+	eventually(t, "the ready log line", func() bool { return readyWord.MatchString(p.log.String()) })
 	eventually(t, "the feed to connect", func() bool {
 		return metric(t, abr, metricsAt, "psavd_abr_feed_state", map[string]string{"state": "connected"}) == 1
 	})
