@@ -123,3 +123,40 @@ func TestCaptureSection(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// A node that runs no PSAV role (a Map-Server, a DoT server) needs no
+// [psav]; one with ports, an ACS or an ABR does.
+func TestPSAVOptionalWithoutPSAVRoles(t *testing.T) {
+	ms := `
+[lisp.map_server]
+listen = "127.0.0.1:4342"
+[[lisp.site]]
+name = "as65010"
+key = "secret"
+key_id = 1
+eid_prefixes = ["10.10.0.0/16"]
+`
+	c, err := Parse("ms.toml", []byte(ms))
+	if err != nil {
+		t.Fatalf("a Map-Server-only node without [psav] refused: %v", err)
+	}
+	if c.PSAV.ASN != 0 || c.LISP == nil || len(c.LISP.Sites) != 1 {
+		t.Fatalf("typed: %+v %+v", c.PSAV, c.LISP)
+	}
+	ports := `
+[[port]]
+name = "a"
+interface = "a"
+role = "ingress"
+peer = "b"
+[[port]]
+name = "b"
+interface = "b"
+role = "egress"
+peer = "a"
+`
+	_, err = Parse("abr.toml", []byte(ports))
+	if err == nil || !strings.Contains(err.Error(), "psav.asn: missing") {
+		t.Fatalf("a data plane without psav.asn: %v", err)
+	}
+}

@@ -42,7 +42,11 @@ const (
 func (c *Config) checkPSAV(k *checker, f *schema.File) {
 	p := f.PSAV
 	c.PSAV = PSAV{ASN: p.ASN, T0: p.T0, EpochSeconds: orDefault(k.set("psav.epoch_seconds"), p.EpochSeconds, 60)}
-	if p.ASN == 0 {
+	// [psav] asn is needed where a PSAV role runs: a data plane, an ACS or
+	// an ABR fed by one. A Map-Server, Map-Resolver, DoT server or
+	// LISP-Decent member without ports runs without it (an ETR then
+	// registers its EIDs without the AS Number LCAF).
+	if p.ASN == 0 && (len(f.Ports) > 0 || f.ACS != nil || f.ABR != nil) {
 		k.add("psav.asn", "missing (this AS's number)")
 	}
 	switch e := c.PSAV.EpochSeconds; {

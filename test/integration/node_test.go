@@ -118,9 +118,9 @@ func killSockets(t *testing.T, args ...string) {
 	}
 }
 
-const mapServerOnly = `[psav]
-asn = 65001
-[metrics]
+// mapServerOnly is a node for other implementations' xTRs: no [psav], no
+// ports.
+const mapServerOnly = `[metrics]
 listen = %q
 [lisp]
 rlocs = ["127.0.0.1"]
