@@ -11,7 +11,7 @@ import (
 	"github.com/psavd/psavd/ports"
 )
 
-// Role is a port's place at the border (DESIGN §2.2).
+// Role is a port's place at the border (docs/wire.md §2.2).
 type Role uint8
 
 // Port roles.
@@ -60,7 +60,7 @@ type PortSpec struct {
 	ZeroUDP6Checksum bool   // send outer IPv6 UDP checksums as zero (RFC 6935/6936)
 }
 
-// Policy holds the choices DESIGN §2.2–2.3 leaves to the operator.
+// Policy holds the choices docs/wire.md §2.2–2.3 leaves to the operator.
 type Policy struct {
 	ForwardSpoofedInside bool // forward (counted) instead of dropping spoofed-inside
 	DropNoRoom           bool // drop instead of forwarding untagged when a tag does not fit
@@ -254,7 +254,7 @@ func (pr *Processor) act(a Action, out int16) int16 {
 	return out
 }
 
-// one is the per-packet decision of DESIGN §2.2.
+// one is the per-packet decision of docs/wire.md §2.2.
 func (pr *Processor) one(pkt *ports.Packet, t *Tables, epoch int64) int16 {
 	p := &pr.p
 	if pkt.Off < 0 || pkt.Len < 0 || pkt.Off+pkt.Len > len(pkt.Buf) || !p.parse(pkt.Buf[pkt.Off:pkt.Off+pkt.Len]) {
@@ -395,7 +395,7 @@ func (pr *Processor) one(pkt *ports.Packet, t *Tables, epoch int64) int16 {
 	return pr.act(act, out)
 }
 
-// validate checks the parsed packet's tag with the key of peer (DESIGN §2.4):
+// validate checks the parsed packet's tag with the key of peer (docs/wire.md §2.4):
 // the epoch octet selects one of e−1, e, e+1, and the source prefix length
 // is the validator's own longest match, not the octet in the packet.
 func (pr *Processor) validate(frame []byte, t *Tables, peer int32, epoch int64, srcBits byte) (Reason, bool) {

@@ -11,7 +11,7 @@ import (
 )
 
 // Vectors from engine/testdata/vectors.py, an independent implementation of
-// DESIGN §2.3–2.5 (reference SipHash-2-4, Python's HMAC, packets assembled
+// docs/wire.md §2.3–2.5 (reference SipHash-2-4, Python's HMAC, packets assembled
 // field by field). S(e0) = 00 01 … 1f, e0 = 29000000, packets tagged in
 // epoch e0+5 by AS 65001 for AS 65002.
 const (

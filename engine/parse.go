@@ -13,7 +13,7 @@ const (
 	kindIPv6
 )
 
-// PSAV option constants (DESIGN §2.3).
+// PSAV option constants (docs/wire.md §2.3).
 const (
 	optTypeIPv4   = 0x9E // copied, class 0, number 30 (RFC 4727 experimental)
 	optTypeIPv6   = 0x3B // skip if not understood, may change en route

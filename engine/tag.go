@@ -8,7 +8,7 @@ import (
 	"github.com/psavd/psavd/ports"
 )
 
-// ComputeTag is DESIGN §2.4:
+// ComputeTag is docs/wire.md §2.4:
 //
 //	tag = SipHash-2-4(K(e), src16 ‖ dst16 ‖ first_payload_octet ‖ src_prefix_len)
 //
@@ -63,7 +63,7 @@ func optSumIPv4(tag uint64, epoch, pfxLen byte) uint16 {
 		uint64(epoch)<<8 + uint64(pfxLen) + 0x0101)
 }
 
-// insertTag adds a PSAV tag to the parsed packet (DESIGN §2.3); the packet
+// insertTag adds a PSAV tag to the parsed packet (docs/wire.md §2.3); the packet
 // must carry no PSAV option yet. It returns false when the tag does not fit
 // (IPv4 options would pass 40 octets, the length field would overflow, or the
 // buffer has no headroom); the packet is then unchanged. L2 padding after the

@@ -19,6 +19,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/psavd/psavd/engine/header"
+
 	"github.com/dchest/siphash"
 	"github.com/psavd/psavd/engine"
 	"github.com/psavd/psavd/ports"
@@ -297,18 +299,6 @@ func wireRun(t *testing.T, local uint32, in int, ip []byte, now int64) ([]byte, 
 	return append([]byte(nil), out[14:]...), pr.Counters
 }
 
-// onesComplement is the IPv4 header checksum, written out again here.
-func onesComplement(h []byte) uint16 {
-	var s uint32
-	for i := 0; i+1 < len(h); i += 2 {
-		s += uint32(h[i])<<8 | uint32(h[i+1])
-	}
-	for s>>16 != 0 {
-		s = s&0xffff + s>>16
-	}
-	return ^uint16(s)
-}
-
 // psavOption is the 14 octets of the PSAV option from the option type on.
 func psavOption(typ, length byte, tag string, t testing.TB) []byte {
 	o := []byte{typ, length, 0x71, 0}
@@ -328,7 +318,7 @@ func assemble(t testing.TB, name string, in []byte) []byte {
 		out[0] = 0x40 | (20+16)/4
 		binary.BigEndian.PutUint16(out[2:4], uint16(len(out)))
 		out[10], out[11] = 0, 0
-		binary.BigEndian.PutUint16(out[10:12], onesComplement(out[:36]))
+		binary.BigEndian.PutUint16(out[10:12], ^header.Checksum(out[:36], 0))
 		return out
 	case "ipv6":
 		opt := psavOption(0x3b, 12, wireTag6, t)
