@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -59,7 +58,7 @@ func runCmd(args []string) int {
 			case <-ctx.Done():
 				return
 			case <-hup:
-				reload(n, *path, log)
+				reload(n)
 			}
 		}
 	}()
@@ -74,21 +73,8 @@ func runCmd(args []string) int {
 // reload re-reads the file: one with problems changes nothing (each problem
 // is logged, and counted as a refused reload); otherwise the node applies
 // what it can live, or refuses naming what needs a restart.
-func reload(n *node.Node, path string, log *zap.Logger) {
-	next, err := config.Load(path)
-	if err != nil {
-		var ps config.Problems
-		if errors.As(err, &ps) {
-			for _, p := range ps {
-				log.Error("reload refused: configuration has a problem; the running configuration stays", zap.String("problem", p.String()))
-			}
-		} else {
-			log.Error("reload refused; the running configuration stays", zap.Error(err))
-		}
-		n.ReloadRefused()
-		return
-	}
-	_, _ = n.Reload(next) // the node logs and exports the outcome
+func reload(n *node.Node) {
+	_, _, _ = n.ReloadFile() // the node logs and exports the outcome
 }
 
 func newLogger(l config.Log, level zap.AtomicLevel) (*zap.Logger, error) {

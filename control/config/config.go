@@ -50,6 +50,7 @@ type Config struct {
 	Log     Log      // [log]
 	LISP    *LISP    // [lisp]
 	ADoT    *ADoT    // [adot]
+	Control Control  // [control]
 }
 
 // EngineSpec is the engine's static configuration: [engine], the
@@ -147,6 +148,7 @@ func (c *Config) check(k *checker, f *schema.File) {
 	c.checkLog(k, f)
 	c.checkLISP(k, f)
 	c.checkADoT(k, f)
+	c.checkControl(k, f)
 }
 
 func decodeReason(err error) string {

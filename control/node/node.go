@@ -34,8 +34,9 @@ type Node struct {
 	log  *zap.Logger
 	sup  *Supervisor
 
-	mu  sync.Mutex // serialises Reload; guards cfg
-	cfg *config.Config
+	mu      sync.Mutex // serialises Reload; guards cfg
+	cfg     *config.Config
+	started time.Time
 
 	dp     *dataPlane   // nil: no [[port]]
 	psav   *psavRoles   // ACS, ABR feed or static keys
@@ -55,7 +56,7 @@ func New(cfg *config.Config, opts Options) (*Node, error) {
 	if opts.Level == (zap.AtomicLevel{}) {
 		opts.Level = zap.NewAtomicLevel()
 	}
-	n := &Node{opts: opts, log: opts.Log, cfg: cfg, sup: NewSupervisor(opts.Log), reload: newReloadStats()}
+	n := &Node{opts: opts, log: opts.Log, cfg: cfg, sup: NewSupervisor(opts.Log), reload: newReloadStats(), started: time.Now()}
 	return n, nil
 }
 
@@ -120,6 +121,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		n.collectors = append(n.collectors, n.dp.collectors()...)
 	}
 	n.collectors = append(n.collectors, n.sup, n.reload)
+	roles = append(roles, n.controlRole(c.Control.Socket, c.Control.Configured))
 	if c.Metrics != nil {
 		roles = append(roles, metricsRole(c.Metrics.Listen, n.sup.Ready, n.dp.collectorOrNil(), n.collectors, n.log))
 	}

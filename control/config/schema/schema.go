@@ -24,6 +24,12 @@ type File struct {
 	Log     Log      `toml:"log,omitempty,omitzero"`
 	LISP    *LISP    `toml:"lisp,omitempty,omitzero"`
 	ADoT    *ADoT    `toml:"adot,omitempty,omitzero"` // DNS over TLS client and server
+	Control *Control `toml:"control,omitempty,omitzero"`
+}
+
+// Control is [control]: the node's local management socket.
+type Control struct {
+	Socket string `toml:"socket,omitempty,omitzero"` // default /run/psavd/psavd.sock
 }
 
 // PSAV is [psav].

@@ -2,6 +2,7 @@ package xtr
 
 import (
 	"net/netip"
+	"sort"
 	"time"
 
 	"github.com/gaissmai/bart"
@@ -121,4 +122,26 @@ func (x *XTR) expire(now time.Time) {
 			x.stats.Expired++
 		}
 	}
+}
+
+// Entries returns the live map-cache entries, by instance and EID prefix
+// (for psavctl map-cache).
+func (x *XTR) Entries(now time.Time) []Entry {
+	x.mu.Lock()
+	out := make([]Entry, 0, len(x.cache))
+	for _, e := range x.cache {
+		if now.Before(e.Expires) {
+			ce := *e
+			ce.Locators = append([]engine.Locator(nil), e.Locators...)
+			out = append(out, ce)
+		}
+	}
+	x.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].InstanceID != out[j].InstanceID {
+			return out[i].InstanceID < out[j].InstanceID
+		}
+		return out[i].EID.String() < out[j].EID.String()
+	})
+	return out
 }
