@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -154,9 +155,10 @@ func TestCountersCommand(t *testing.T) {
 		t.Errorf("json: %s", out.String())
 	}
 
-	// Refusals: no address (usage), nothing listening, not psavd.
-	if code := run([]string{"counters"}, io.Discard, io.Discard); code != 2 {
-		t.Errorf("no -metrics: exit %d", code)
+	// Refusals: no -metrics and no local node (the socket), nothing
+	// listening, not psavd.
+	if code := run([]string{"-socket", filepath.Join(t.TempDir(), "none.sock"), "counters"}, io.Discard, io.Discard); code != 1 {
+		t.Errorf("no -metrics and no node's socket: exit %d", code)
 	}
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	dead := ln.Addr().String()

@@ -1,5 +1,14 @@
 // Command psavctl is psavd's operator tool. Subcommands:
 //
+//	psavctl [-socket PATH] status|tables|members|map-cache|registrations|counters|reload [-json]
+//	    the local node through its management socket ([control] socket,
+//	    default /run/psavd/psavd.sock), no certificates: roles and
+//	    readiness, the ACS's tables and membership, the xTR's map-cache, the
+//	    Map-Server's registrations, the data plane's counters, a reload and
+//	    its outcome. status and tables with -acs, counters with -metrics,
+//	    are the remote forms below.
+//	psavctl [-socket PATH] record submit -in RECORD
+//	    hands a signed membership record to the local node's ACS.
 //	psavctl decent index -mode draft|lispers.net -mask N -modulus M -suffix S EID
 //	    the index and DNS name that own an EID string such as [0]240.0.1.0/24
 //	    (docs/wire.md §3.4, §4.2): first line the index alone, second the name.
@@ -29,6 +38,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/psavd/psavd/control/decent/pull"
 	"github.com/psavd/psavd/internal/buildinfo"
@@ -36,6 +46,9 @@ import (
 
 const usage = `usage:
   psavctl --version
+  psavctl [-socket PATH] status|tables|members|map-cache|registrations|counters|reload [-json]
+      the local node through its management socket (default /run/psavd/psavd.sock)
+  psavctl [-socket PATH] record submit -in RECORD
   psavctl decent index -mode draft|lispers.net -mask N -modulus M -suffix S EID
   psavctl status -acs HOST:PORT -asn N -cert F -key F -ca F [-json]
   psavctl tables -acs HOST:PORT -asn N -cert F -key F -ca F [-json]
@@ -55,6 +68,42 @@ func run(args []string, stdout, stderr io.Writer) int {
 		case "-version", "--version", "version":
 			fmt.Fprintln(stdout, buildinfo.Line("psavctl"))
 			return 0
+		}
+	}
+	if len(args) >= 2 && (args[0] == "-socket" || args[0] == "--socket") {
+		socketPath, args = args[1], args[2:]
+	} else if len(args) >= 1 && (strings.HasPrefix(args[0], "-socket=") || strings.HasPrefix(args[0], "--socket=")) {
+		_, socketPath, _ = strings.Cut(args[0], "=")
+		args = args[1:]
+	}
+	// The local node, through its management socket.
+	if len(args) >= 1 {
+		rest := args[1:]
+		switch args[0] {
+		case "status":
+			if !hasFlag(rest, "acs") {
+				return localStatus(rest, stdout, stderr)
+			}
+		case "tables":
+			if !hasFlag(rest, "acs") {
+				return localTables(rest, stdout, stderr)
+			}
+		case "counters":
+			if !hasFlag(rest, "metrics") {
+				return localCounters(rest, stdout, stderr)
+			}
+		case "members":
+			return localMembers(rest, stdout, stderr)
+		case "map-cache":
+			return localMapCache(rest, stdout, stderr)
+		case "registrations":
+			return localRegistrations(rest, stdout, stderr)
+		case "reload":
+			return localReload(rest, stdout, stderr)
+		case "record":
+			if len(rest) >= 1 && rest[0] == "submit" {
+				return recordSubmit(rest[1:], stdout, stderr)
+			}
 		}
 	}
 	if len(args) >= 2 && args[0] == "decent" && args[1] == "index" {

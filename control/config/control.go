@@ -4,11 +4,12 @@ import (
 	"path/filepath"
 
 	"github.com/psavd/psavd/control/config/schema"
+	"github.com/psavd/psavd/control/mgmtpb"
 )
 
 // DefaultControlSocket is where psavctl finds the local node when [control]
 // socket is not given (docs/wire.md §4.2).
-const DefaultControlSocket = "/run/psavd/psavd.sock"
+const DefaultControlSocket = mgmtpb.DefaultSocket
 
 // Control is [control]: the local management socket every node serves.
 type Control struct {

@@ -105,8 +105,12 @@ func (c *Config) checkPorts(k *checker, f *schema.File) {
 		}
 		c.Ports = append(c.Ports, tp)
 	}
-	if len(f.Ports) == 0 && f.ACS == nil && (f.ADoT == nil || f.ADoT.Server == nil) && (f.LISP == nil || f.LISP.MapServer == nil) {
-		k.add("port", "no ports: at least two are needed to forward (only an ACS-only, DoT-server-only or Map-Server-only node has none)")
+	// A node without ports runs only control-plane roles: an ACS, a DoT
+	// server, a Map-Server, a LISP-Decent member, or an ETR registering
+	// EIDs on behalf of a data plane elsewhere.
+	lispRole := f.LISP != nil && (f.LISP.MapServer != nil || len(f.LISP.Database) > 0 || f.LISP.Decent != nil)
+	if len(f.Ports) == 0 && f.ACS == nil && (f.ADoT == nil || f.ADoT.Server == nil) && !lispRole {
+		k.add("port", "no ports: at least two are needed to forward (only an ACS, DoT-server, Map-Server, LISP-Decent or ETR node has none)")
 	}
 	for i, p := range f.Ports {
 		if j, ok := names[p.Peer]; ok {

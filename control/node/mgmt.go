@@ -26,7 +26,7 @@ import (
 )
 
 // DefaultSocket is where psavctl finds the local node ([control] socket).
-const DefaultSocket = "/run/psavd/psavd.sock"
+const DefaultSocket = mgmtpb.DefaultSocket
 
 // controlRole serves the management API (control/mgmtpb) on a Unix socket:
 // every kind of node has one, psavctl talks to it without certificates.

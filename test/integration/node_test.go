@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -379,12 +380,14 @@ interface = "out"
 role = "egress"
 [metrics]
 listen = %q
+[control]
+socket = %q
 [abr]
 acs = %q
 cert = %q
 key = %q
 ca = %q
-`, metricsAt, acsAt, filepath.Join(al.dir, "as65001.pem"), filepath.Join(al.dir, "as65001.key"), al.caFile) +
+`, metricsAt, filepath.Join(al.dir, "nabr.sock"), acsAt, filepath.Join(al.dir, "as65001.pem"), filepath.Join(al.dir, "as65001.key"), al.caFile) +
 		route("203.0.113.0/24", h2MAC) + route("198.51.100.0/24", h1MAC)
 	path := al.write(t, "nabr.toml", []byte(abrCfg))
 	// The ABR first: alive (/healthz) but not ready (/readyz 503, naming
@@ -403,6 +406,14 @@ ca = %q
 	eventually(t, "the feed to connect", func() bool {
 		return metric(t, abr, metricsAt, "psavd_abr_feed_state", map[string]string{"state": "connected"}) == 1
 	})
+	// The ABR-only node through psavctl and its socket.
+	abrSock := filepath.Join(al.dir, "nabr.sock")
+	if out := psavctl(t, abrSock, "status"); !strings.Contains(out, "connected") || !strings.Contains(out, "abr-feed") {
+		t.Fatalf("status of the ABR:\n%s", out)
+	}
+	if m := psavctlJSON(t, abrSock, "status"); m["abrFeedState"] != "connected" {
+		t.Fatalf("status -json of the ABR: %v", m)
+	}
 
 	// Receivers at h2 for the stream (203.0.113.10) and for the new
 	// route's destination (192.0.2.10).
@@ -489,6 +500,13 @@ ca = %q
 	if v := metric(t, abr, metricsAt, "psavd_abr_feed_state", map[string]string{"state": "connected"}); v != 1 {
 		t.Fatal("the feed is no longer connected after the route reload")
 	}
+	if out := psavctl(t, abrSock, "counters"); !strings.Contains(out, "outside") || !strings.Contains(out, "transmitted") {
+		t.Fatalf("counters of the ABR:\n%s", out)
+	}
+	psavctlJSON(t, abrSock, "counters")
+	if out := psavctl(t, abrSock, "reload"); !strings.Contains(out, "no change") {
+		t.Fatalf("reload of the ABR: %s", out)
+	}
 
 	// Run on past the reload, then count: none of the stream lost.
 	mark := sent.Load() + 200
@@ -507,4 +525,120 @@ ca = %q
 		return len(lost) == 0
 	})
 	t.Logf("%d datagrams across the route reload, none lost", n)
+}
+
+// psavctl runs the psavctl binary (built beside psavd) against the node
+// whose control socket is sock; it fails the test on a non-zero exit.
+func psavctl(t *testing.T, sock string, args ...string) string {
+	t.Helper()
+	bin := filepath.Join(filepath.Dir(psavdBinary(t)), "psavctl")
+	out, err := exec.Command(bin, append([]string{"-socket", sock}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("psavctl %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+// psavctlJSON runs psavctl … -json and decodes its output.
+func psavctlJSON(t *testing.T, sock string, args ...string) map[string]any {
+	t.Helper()
+	out := psavctl(t, sock, append(args, "-json")...)
+	var m map[string]any
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatalf("psavctl %v -json: %v\n%s", args, err, out)
+	}
+	return m
+}
+
+// TestPsavctlThroughSocket: psavctl's local commands through the
+// management socket, text and -json, against an ACS-only, a
+// Map-Server-only and an xTR-only node (the ABR-only one is in
+// TestRouteReloadOnACSFedABR); a command for a role the node does not run
+// is refused, naming why.
+func TestPsavctlThroughSocket(t *testing.T) {
+	bin := psavdBinary(t)
+	al := newAlliance(t)
+	ports := freePorts(t, 3)
+	dir := t.TempDir()
+	sock := func(name string) string { return filepath.Join(dir, name+".sock") }
+	control := func(name string) string { return fmt.Sprintf("[control]\nsocket = %q\n", sock(name)) }
+
+	acsCfg := "[psav]\nasn = 65001\n" + control("acs") +
+		al.acsSection(t, 65001, "198.51.100.0/24", fmt.Sprintf("127.0.0.1:%d", ports[0]), 65002, "127.0.0.1:1")
+	startPsavd(t, bin, "", al.write(t, "ctl-acs.toml", []byte(acsCfg)), true)
+	msAddr := fmt.Sprintf("127.0.0.1:%d", ports[1])
+	startPsavd(t, bin, "", al.write(t, "ctl-ms.toml", []byte(strings.Replace(fmt.Sprintf(mapServerOnly, "127.0.0.1:0", msAddr, ""),
+		"[metrics]\nlisten = \"127.0.0.1:0\"\n", control("ms"), 1))), true)
+	xtrCfg := control("xtr") + fmt.Sprintf(`[lisp]
+rlocs = ["127.0.0.1"]
+control_listen = "127.0.0.1:%d"
+[[lisp.database]]
+eid = "10.10.1.0/24"
+rlocs = [{ address = "127.0.0.1", priority = 1, weight = 100 }]
+[[lisp.register_to]]
+address = "127.0.0.1"
+key = "secret"
+key_id = 1
+want_notify = true
+[[lisp.map_resolver]]
+address = "127.0.0.1"
+`, ports[2])
+	// The xTR registers at 127.0.0.1:4342: the Map-Server listens there
+	// only if ports[1] is 4342, so registrations are checked on the
+	// Map-Server by listing, not by content.
+	startPsavd(t, bin, "", al.write(t, "ctl-xtr.toml", []byte(xtrCfg)), true)
+
+	// ACS-only.
+	st := psavctl(t, sock("acs"), "status")
+	for _, want := range []string{"node", "psavd ", "asn", "65001", "ready", "acs", "ACS:"} {
+		if !strings.Contains(st, want) {
+			t.Fatalf("status of the ACS lacks %q:\n%s", want, st)
+		}
+	}
+	if m := psavctlJSON(t, sock("acs"), "status"); m["ready"] != true || m["acs"] == nil {
+		t.Fatalf("status -json: %v", m)
+	}
+	if out := psavctl(t, sock("acs"), "members"); !strings.Contains(out, "65001") || !strings.Contains(out, "198.51.100.0/24") {
+		t.Fatalf("members:\n%s", out)
+	}
+	if m := psavctlJSON(t, sock("acs"), "members"); len(m["digest"].(string)) != 64 {
+		t.Fatalf("members -json: %v", m)
+	}
+	psavctl(t, sock("acs"), "tables")
+	psavctlJSON(t, sock("acs"), "tables")
+	if out := psavctl(t, sock("acs"), "reload"); !strings.Contains(out, "no change") {
+		t.Fatalf("reload: %s", out)
+	}
+	if m := psavctlJSON(t, sock("acs"), "reload"); m["applied"] != true {
+		t.Fatalf("reload -json: %v", m)
+	}
+
+	// Map-Server-only.
+	if out := psavctl(t, sock("ms"), "status"); !strings.Contains(out, "map-server") {
+		t.Fatalf("status of the Map-Server:\n%s", out)
+	}
+	if out := psavctl(t, sock("ms"), "registrations"); !strings.Contains(out, "site") {
+		t.Fatalf("registrations:\n%s", out)
+	}
+	psavctlJSON(t, sock("ms"), "registrations")
+	psavctl(t, sock("ms"), "reload")
+
+	// xTR-only.
+	if out := psavctl(t, sock("xtr"), "map-cache"); !strings.Contains(out, "eid") {
+		t.Fatalf("map-cache:\n%s", out)
+	}
+	psavctlJSON(t, sock("xtr"), "map-cache")
+	if out := psavctl(t, sock("xtr"), "status"); !strings.Contains(out, "xtr") {
+		t.Fatalf("status of the xTR:\n%s", out)
+	}
+
+	// A role the node does not run: refused with the reason, exit 1.
+	ctl := filepath.Join(filepath.Dir(bin), "psavctl")
+	out, err := exec.Command(ctl, "-socket", sock("ms"), "members").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "runs no ACS") {
+		t.Fatalf("members on a Map-Server: %v\n%s", err, out)
+	}
+	if _, err := exec.Command(ctl, "-socket", filepath.Join(dir, "none.sock"), "status").CombinedOutput(); err == nil {
+		t.Fatal("status without a node succeeded")
+	}
 }
