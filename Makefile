@@ -100,13 +100,18 @@ SCENARIO ?= default
 bench: build
 	$(BIN)/psavbench -psavd $(BIN)/psavd -scenario bench/scenarios/$(SCENARIO).toml $(if $(PUBLISH),-publish $(PUBLISH))
 
-# Regenerate control/acspb from its schema (generated code is committed).
+# Regenerate control/acspb and control/mgmtpb from their schemas (generated
+# code is committed).
 proto:
 	@command -v protoc >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq protobuf-compiler; }
 	GOFLAGS= $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.11
 	GOFLAGS= $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 	protoc --proto_path=control/acspb --go_out=control/acspb --go_opt=paths=source_relative \
 		--go-grpc_out=control/acspb --go-grpc_opt=paths=source_relative control/acspb/acs.proto
+	protoc --proto_path=control/mgmtpb --proto_path=control/acspb \
+		--go_out=control/mgmtpb --go_opt=paths=source_relative --go_opt=Macs.proto=github.com/psavd/psavd/control/acspb \
+		--go-grpc_out=control/mgmtpb --go-grpc_opt=paths=source_relative --go-grpc_opt=Macs.proto=github.com/psavd/psavd/control/acspb \
+		control/mgmtpb/mgmt.proto
 
 clean:
 	rm -rf $(BIN)
