@@ -114,8 +114,9 @@ func beats(av uint64, ah [32]byte, bv uint64, bh [32]byte) bool {
 // a departed AS back and a replayed exit is recognised. Safe for concurrent
 // use.
 type Set struct {
-	policy *Policy
-	store  *Store
+	quarantined []Quarantined // record files Load moved aside
+	policy      *Policy
+	store       *Store
 
 	mu       sync.Mutex
 	entries  map[uint32]*entry

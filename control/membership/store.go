@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Store keeps a Set on disk as one file per AS, named "AS<asn>.rec" and
@@ -83,12 +84,26 @@ func syncDir(dir string) error {
 	return nil
 }
 
+// QuarantineDir is the directory, inside the store's, where Load moves a
+// record file it cannot take.
+const QuarantineDir = "quarantine"
+
+// Quarantined is one record file Load moved aside.
+type Quarantined struct {
+	File    string // where it was
+	MovedTo string
+	Reason  string
+}
+
 // Load reads every record file into s, verifying each one again with s's
 // policy exactly as if it came from a peer: the disk is not trusted more
-// than the network. Any unreadable, corrupted or refused file stops the
-// load with an error naming the file; s is then partially filled and
-// should be discarded. Leftover temp files from an interrupted write are
-// removed. Load does not attach the store; see AttachStore.
+// than the network. A file that is unreadable, corrupted, misnamed or
+// refused (say its community key was retired) does not stop the start: it
+// is moved into the quarantine directory, where an operator can look at it,
+// and listed by s.Quarantined; the rest load. Leftover temp files from an
+// interrupted write are removed. Load fails only when the directory cannot
+// be read or a file cannot be moved aside. It does not attach the store;
+// see AttachStore.
 func (st *Store) Load(s *Set) error {
 	ents, err := os.ReadDir(st.dir)
 	if err != nil {
@@ -105,29 +120,62 @@ func (st *Store) Load(s *Set) error {
 		if !strings.HasPrefix(name, "AS") || !strings.HasSuffix(name, fileExt) || !de.Type().IsRegular() {
 			continue // not ours; leave operators' files alone
 		}
-		asn, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(name, "AS"), fileExt), 10, 32)
-		if err != nil || asn == 0 {
-			return fmt.Errorf("membership: store: %s: file name is not AS<asn>%s", path, fileExt)
-		}
-		b, err := readCapped(path)
-		if err != nil {
-			return fmt.Errorf("membership: store: %s: %w", path, err)
-		}
-		r, err := Decode(b)
-		if err != nil {
-			return fmt.Errorf("membership: store: %s: corrupted: %w", path, err)
-		}
-		if uint64(r.ASN) != asn {
-			return fmt.Errorf("membership: store: %s: holds AS%d", path, r.ASN)
-		}
-		s.mu.Lock()
-		reason, err := s.apply(r, nil)
-		s.mu.Unlock()
-		if reason != ReasonNone {
-			return fmt.Errorf("membership: store: %s: refused (%s): %w", path, reason, err)
+		if why := st.loadFile(s, path, name); why != "" {
+			if err := st.quarantine(s, path, name, why); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// loadFile applies one record file; it returns why it cannot ("" when it
+// was taken).
+func (st *Store) loadFile(s *Set, path, name string) string {
+	asn, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(name, "AS"), fileExt), 10, 32)
+	if err != nil || asn == 0 {
+		return "file name is not AS<asn>" + fileExt
+	}
+	b, err := readCapped(path)
+	if err != nil {
+		return err.Error()
+	}
+	r, err := Decode(b)
+	if err != nil {
+		return fmt.Sprintf("corrupted: %v", err)
+	}
+	if uint64(r.ASN) != asn {
+		return fmt.Sprintf("holds AS%d", r.ASN)
+	}
+	s.mu.Lock()
+	reason, err := s.apply(r, nil)
+	s.mu.Unlock()
+	if reason != ReasonNone {
+		return fmt.Sprintf("refused (%s): %v", reason, err)
+	}
+	return ""
+}
+
+func (st *Store) quarantine(s *Set, path, name, why string) error {
+	qdir := filepath.Join(st.dir, QuarantineDir)
+	if err := os.MkdirAll(qdir, 0o700); err != nil {
+		return fmt.Errorf("membership: store: quarantine %s: %w", path, err)
+	}
+	to := filepath.Join(qdir, fmt.Sprintf("%s.%d", name, time.Now().UnixNano()))
+	if err := os.Rename(path, to); err != nil {
+		return fmt.Errorf("membership: store: quarantine %s: %w", path, err)
+	}
+	s.mu.Lock()
+	s.quarantined = append(s.quarantined, Quarantined{File: path, MovedTo: to, Reason: why})
+	s.mu.Unlock()
+	return nil
+}
+
+// Quarantined lists the record files the last Load moved aside.
+func (s *Set) Quarantined() []Quarantined {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Quarantined(nil), s.quarantined...)
 }
 
 // readCapped reads at most MaxRecordSize bytes, so a huge planted file

@@ -56,7 +56,33 @@ func TestStoreRestart(t *testing.T) {
 	}
 }
 
-func TestStoreRefusesCorruption(t *testing.T) {
+// quarantined checks that OpenSet started, that the file at path was moved
+// into the quarantine directory with a reason containing why, and that
+// AS asn was not loaded.
+func quarantined(t *testing.T, s *Set, err error, path, why string, asn uint32) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("a bad record file stopped the start: %v", err)
+	}
+	q := s.Quarantined()
+	if len(q) != 1 || q[0].File != path || !strings.Contains(q[0].Reason, why) {
+		t.Fatalf("quarantined %+v, want %s (%s)", q, path, why)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("%s still in the store", path)
+	}
+	if _, err := os.Stat(q[0].MovedTo); err != nil || filepath.Dir(q[0].MovedTo) != filepath.Join(filepath.Dir(path), QuarantineDir) {
+		t.Fatalf("not in quarantine: %+v (%v)", q[0], err)
+	}
+	if _, ok := s.Get(asn); ok {
+		t.Fatalf("AS%d loaded from a quarantined file", asn)
+	}
+	if len(s.All()) == 0 {
+		t.Fatal("the good records were not loaded")
+	}
+}
+
+func TestStoreQuarantinesCorruption(t *testing.T) {
 	w := newWorld(t)
 	cases := map[string]func(path string, b []byte) []byte{
 		"flipped signature bit": func(_ string, b []byte) []byte { b[len(b)-70] ^= 1; return b },
@@ -79,15 +105,17 @@ func TestStoreRefusesCorruption(t *testing.T) {
 			if err := os.WriteFile(path, corrupt(path, b), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			_, err = OpenSet(dir, w.policy)
-			if err == nil || !strings.Contains(err.Error(), path) {
-				t.Fatalf("want error naming %s, got %v", path, err)
+			s2, err := OpenSet(dir, w.policy)
+			quarantined(t, s2, err, path, "", 65102)
+			// The next start has nothing left to quarantine.
+			if s3, err := OpenSet(dir, w.policy); err != nil || len(s3.Quarantined()) != 0 {
+				t.Fatalf("second start: %v %+v", err, s3.Quarantined())
 			}
 		})
 	}
 }
 
-func TestStoreRefusesMisplacedRecord(t *testing.T) {
+func TestStoreQuarantinesMisplacedRecord(t *testing.T) {
 	w := newWorld(t)
 	dir := t.TempDir()
 	s, _ := OpenSet(dir, w.policy)
@@ -96,21 +124,31 @@ func TestStoreRefusesMisplacedRecord(t *testing.T) {
 	if err := os.Rename(filepath.Join(dir, "AS65101.rec"), filepath.Join(dir, "AS65109.rec")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := OpenSet(dir, w.policy); err == nil || !strings.Contains(err.Error(), "AS65109.rec") {
-		t.Fatalf("got %v", err)
-	}
+	s2, err := OpenSet(dir, w.policy)
+	quarantined(t, s2, err, filepath.Join(dir, "AS65109.rec"), "holds AS65101", 65109)
 }
 
 // TestStoreReverifies: the disk is not trusted more than a peer; a record
-// whose community is no longer configured fails the load.
+// whose community is no longer configured (a retired community key) is
+// quarantined, and the ACS starts.
 func TestStoreReverifies(t *testing.T) {
 	w := newWorld(t)
 	dir := t.TempDir()
 	s, _ := OpenSet(dir, w.policy)
 	populate(t, w, s)
 	only0, _ := NewPolicy(map[uint32][]PublicKey{0: {w.comm[0].Public()}})
-	if _, err := OpenSet(dir, only0); err == nil || !strings.Contains(err.Error(), "unknown-community") {
-		t.Fatalf("got %v", err)
+	s2, err := OpenSet(dir, only0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := s2.Quarantined()
+	if len(q) == 0 || !strings.Contains(q[0].Reason, "unknown-community") {
+		t.Fatalf("quarantined %+v", q)
+	}
+	for _, r := range s2.All() {
+		if r.ASCN != 0 {
+			t.Fatalf("AS%d of community %d loaded", r.ASN, r.ASCN)
+		}
 	}
 }
 

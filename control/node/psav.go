@@ -33,6 +33,7 @@ type psavRoles struct {
 	// The certificates and trust anchors of [acs] and [abr], renewed by a
 	// reload (every handshake takes the ones in force).
 	acsCreds, abrCreds *pair.Credentials
+	set                *membership.Set // the ACS's membership
 }
 
 func newPSAVRoles(c *config.Config, log *zap.Logger) (*psavRoles, error) {
@@ -68,6 +69,12 @@ func (p *psavRoles) newACS(c *config.Config) error {
 	if err != nil {
 		return fileErr(c, "acs.membership_dir", err)
 	}
+	// A stored record that no longer passes (a retired community key, a
+	// corrupted file) is moved aside, not a reason to stay down.
+	for _, q := range set.Quarantined() {
+		p.log.Warn("membership record quarantined", zap.String("file", q.File), zap.String("moved_to", q.MovedTo), zap.String("reason", q.Reason))
+	}
+	p.set = set
 	if c.RPKI != nil {
 		// Where RPKI data is available, a record whose prefixes are not
 		// covered by ROAs for its ASN is refused (docs/wire.md §3.2). Until
@@ -230,6 +237,10 @@ func (p *psavRoles) collectors() []prometheus.Collector {
 	var cols []prometheus.Collector
 	if p.acs != nil {
 		cols = append(cols, acs.NewCollector(p.acs))
+		set := p.set
+		cols = append(cols, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "psavd_membership_quarantined_files",
+			Help: "Stored membership record files moved to the quarantine directory at start (refused or corrupted)."},
+			func() float64 { return float64(len(set.Quarantined())) }))
 	}
 	if p.feed != nil {
 		cols = append(cols, abr.NewCollector(p.feed))

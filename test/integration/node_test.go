@@ -642,3 +642,36 @@ address = "127.0.0.1"
 		t.Fatal("status without a node succeeded")
 	}
 }
+
+// TestQuarantineAtStart: a stored membership record the ACS can no longer
+// take (corrupted here; a retired community key is the same case) does not
+// keep the ACS down: it starts, moves the file to the quarantine
+// directory, says so in the log and in psavd_membership_quarantined_files.
+func TestQuarantineAtStart(t *testing.T) {
+	bin := psavdBinary(t)
+	al := newAlliance(t)
+	ports := freePorts(t, 2)
+	cfg := "[psav]\nasn = 65001\n" + fmt.Sprintf("[metrics]\nlisten = \"127.0.0.1:%d\"\n", ports[1]) +
+		al.acsSection(t, 65001, "198.51.100.0/24", fmt.Sprintf("127.0.0.1:%d", ports[0]), 65002, "127.0.0.1:1")
+	path := al.write(t, "quarantine.toml", []byte(cfg))
+	p := startPsavd(t, bin, "", path, true)
+	p.Stop()
+	dir := filepath.Join(al.dir, "members65001")
+	bad := filepath.Join(dir, "AS65009.rec")
+	if err := os.WriteFile(bad, []byte("not a record"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p = startPsavd(t, bin, "", path, true)
+	if !strings.Contains(p.log.String(), "membership record quarantined") || !strings.Contains(p.log.String(), "AS65009.rec") {
+		t.Fatalf("no quarantine logged:\n%s", p.log.String())
+	}
+	if _, err := os.Stat(bad); !os.IsNotExist(err) {
+		t.Fatal("the bad file is still in the membership directory")
+	}
+	if q, _ := filepath.Glob(filepath.Join(dir, "quarantine", "AS65009.rec.*")); len(q) != 1 {
+		t.Fatalf("quarantine holds %v", q)
+	}
+	if v := metric(t, "", fmt.Sprintf("127.0.0.1:%d", ports[1]), "psavd_membership_quarantined_files", nil); v != 1 {
+		t.Fatalf("psavd_membership_quarantined_files = %v", v)
+	}
+}
