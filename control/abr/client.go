@@ -112,6 +112,7 @@ type Client struct {
 	tlsConf *tls.Config
 	log     *zap.Logger
 	now     func() time.Time
+	prev    *engine.Tables // the last snapshot published (accept's goroutine only)
 
 	state         atomic.Int32
 	version       atomic.Uint64
@@ -352,6 +353,10 @@ func (c *Client) accept(m *acspb.Tables) error {
 	if m.GetLocalAsn() != c.cfg.Identity.ASN {
 		return &ConvertError{Field: "local_asn", Msg: fmt.Sprintf("AS%d is not this ABR's AS%d", m.GetLocalAsn(), c.cfg.Identity.ASN)}
 	}
+	// Make before break: keys the previous snapshot held and this one
+	// omits stay until their epoch is past.
+	t = Merge(c.prev, t, engine.Epoch(c.now().Unix(), t.T0, t.Period))
+	c.prev = t
 	c.cfg.Engine.Publish(t) // the PSAV part: the node publishes its routes on their own
 	c.version.Store(t.Version)
 	c.lastUpdate.Store(c.now().UnixNano())

@@ -271,7 +271,9 @@ func feedLocal(ctx context.Context, node *acs.Node, eng *engine.Engine, log *zap
 			if err != nil {
 				log.Error("local ACS tables refused", zap.Error(err))
 			} else {
-				eng.Publish(conv)
+				// Make before break, as a remote ABR does (a peer declared
+				// dead keeps its keys until their epochs are past).
+				eng.Publish(abr.Merge(eng.PSAVTables(), conv, engine.Epoch(now.Unix(), conv.T0, conv.Period)))
 				version, epoch = tb.GetVersion(), e
 			}
 		}
