@@ -167,6 +167,11 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
+// MaxFeedMessage bounds one message of the ACS feed: room for about a
+// million IPv6 prefixes (some 30 octets each on the wire) and their
+// members, and a bound on what an ACS can make an ABR allocate.
+const MaxFeedMessage = 64 << 20
+
 // TLSConfig is the ABR's tls.Config for dialling the ACS of its own AS:
 // pair.ClientConfig (TLS 1.3 only, own certificate, Go's default key
 // exchange with X25519MLKEM768) with the server check replaced, because
@@ -280,7 +285,11 @@ var errSilent = errors.New("abr: ACS silent (heartbeats missed)")
 // heard says whether the ACS said anything on this stream.
 func (c *Client) attempt(parent context.Context) (heard bool, err error) {
 	c.Counters.Attempts.Add(1)
-	conn, err := grpc.NewClient(c.cfg.Addr, grpc.WithTransportCredentials(credentials.NewTLS(c.tlsConf)))
+	// A snapshot carries the whole AS-Prefix table: gRPC's 4 MiB default
+	// would refuse one of a few hundred thousand prefixes. The limit is set
+	// on purpose; the ACS sends up to the same.
+	conn, err := grpc.NewClient(c.cfg.Addr, grpc.WithTransportCredentials(credentials.NewTLS(c.tlsConf)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxFeedMessage)))
 	if err != nil {
 		return false, err
 	}

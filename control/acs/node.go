@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/psavd/psavd/control/abr"
 	"github.com/psavd/psavd/control/acspb"
 	"github.com/psavd/psavd/control/membership"
 	"github.com/psavd/psavd/control/pair"
@@ -250,6 +251,10 @@ func (n *Node) Start(ctx context.Context) error {
 	// its stream (and an ABR's feed) would count as open until TCP gives
 	// up, minutes later.
 	n.srv = grpc.NewServer(grpc.Creds(credentials.NewTLS(scfg)),
+		// Feed snapshots carry the whole AS-Prefix table (see
+		// abr.MaxFeedMessage, the ABR's receive limit); what a peer sends
+		// us stays within gRPC's default 4 MiB.
+		grpc.MaxSendMsgSize(abr.MaxFeedMessage),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: max(n.hb, time.Second), Timeout: time.Duration(n.dead) * max(n.hb, time.Second)}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 500 * time.Millisecond, PermitWithoutStream: true}))
 	acspb.RegisterACSServer(n.srv, &server{n: n})
