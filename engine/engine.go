@@ -64,6 +64,10 @@ type PortSpec struct {
 type Policy struct {
 	ForwardSpoofedInside bool // forward (counted) instead of dropping spoofed-inside
 	DropNoRoom           bool // drop instead of forwarding untagged when a tag does not fit
+	// FailClosed drops (no-key) what arrives from a member whose keys are
+	// gone; by default such a member is treated as not a member: forwarded,
+	// counted unverifiable (docs/wire.md §2.8).
+	FailClosed bool
 
 	LISPMissNative  bool // a map-cache miss is forwarded natively instead of dropped
 	DropTooBig      bool // a packet too big to encapsulate is dropped without an ICMP error
@@ -379,7 +383,17 @@ func (pr *Processor) one(pkt *ports.Packet, t *Tables, epoch int64) int16 {
 			act = ActUnverifiable
 			break
 		}
-		if r, ok := pr.validate(pkt.Frame(), t, t.Members[srcM].ValidatePeer, epoch, srcBits); !ok {
+		vp := t.Members[srcM].ValidatePeer
+		if !pr.e.spec.Policy.FailClosed && !t.Keyed(vp, epoch) {
+			// The member's keys are gone (none for e−1 … e+1): it is
+			// treated as not a member (§2.8), its tag, if any, removed.
+			if p.optOff >= 0 {
+				stripTag(pkt, p)
+			}
+			act = ActUnverifiable
+			break
+		}
+		if r, ok := pr.validate(pkt.Frame(), t, vp, epoch, srcBits); !ok {
 			return pr.drop(r)
 		}
 		stripTag(pkt, p)
@@ -428,6 +442,21 @@ func (pr *Processor) validate(frame []byte, t *Tables, peer int32, epoch int64, 
 		return DropBadTag, false
 	}
 	return 0, true
+}
+
+// Keyed reports whether peer holds a key for one of the epochs a validator
+// accepts at epoch (e−1, e, e+1).
+func (t *Tables) Keyed(peer int32, epoch int64) bool {
+	if peer < 0 || int(peer) >= len(t.Peers) {
+		return false
+	}
+	pk := &t.Peers[peer]
+	for e := epoch - 1; e <= epoch+1; e++ {
+		if _, _, ok := pk.Key(e); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // route returns the next hop for dst, or nil.

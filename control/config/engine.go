@@ -34,6 +34,9 @@ func (c *Config) checkEngine(k *checker, f *schema.File) {
 	if nr := orDefault(k.set("engine.no_room"), e.NoRoom, "forward"); k.oneOf("engine.no_room", nr, "forward", "drop") {
 		c.Engine.Policy.DropNoRoom = nr == "drop"
 	}
+	if nk := orDefault(k.set("engine.no_key"), e.NoKey, "forward"); k.oneOf("engine.no_key", nk, "forward", "drop") {
+		c.Engine.Policy.FailClosed = nk == "drop"
+	}
 	c.Engine.Batch = orDefault(k.set("engine.batch"), e.Batch, 64)
 	between(k, "engine.batch", c.Engine.Batch, 1, 1024)
 	c.Engine.RingSize = orDefault(k.set("engine.ring_size"), e.RingSize, 2048)

@@ -27,7 +27,7 @@ type Collector struct {
 	mu    sync.Mutex
 	procs []*engine.Processor
 
-	rxPackets, rxBytes, txPackets, packets, drops, lisp, epoch, version, keyed, size *prometheus.Desc
+	rxPackets, rxBytes, txPackets, packets, drops, lisp, epoch, version, keyed, unkeyed, size *prometheus.Desc
 }
 
 // NewCollector returns a collector for eng's ports.
@@ -43,6 +43,7 @@ func NewCollector(eng *engine.Engine) *Collector {
 		epoch:     prometheus.NewDesc("psavd_epoch", "Current PSAV epoch (docs/wire.md §2.5).", nil, nil),
 		version:   prometheus.NewDesc("psavd_tables_version", "Version of the table snapshot in use.", nil, nil),
 		keyed:     prometheus.NewDesc("psavd_peers_keyed", "Peers whose key for the current epoch the data plane holds.", nil, nil),
+		unkeyed:   prometheus.NewDesc("psavd_members_unkeyed", "Alliance members (not this AS) whose keys are gone: their packets are forwarded unverifiable (or dropped no-key with [engine] no_key = \"drop\"). Alarm on > 0.", nil, nil),
 		size:      prometheus.NewDesc("psavd_table_entries", "Entries of the snapshot in use, by table: members, prefixes (AS-Prefix), peers (AS-Tag), replace (community borders), routes, map-cache (LISP).", []string{"table"}, nil),
 	}
 }
@@ -56,7 +57,7 @@ func (c *Collector) Add(p *engine.Processor) {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.rxPackets, c.rxBytes, c.txPackets, c.packets, c.drops, c.lisp, c.epoch, c.version, c.keyed, c.size} {
+	for _, d := range []*prometheus.Desc{c.rxPackets, c.rxBytes, c.txPackets, c.packets, c.drops, c.lisp, c.epoch, c.version, c.keyed, c.unkeyed, c.size} {
 		ch <- d
 	}
 }
@@ -136,6 +137,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.epoch, prometheus.GaugeValue, float64(e))
 	ch <- prometheus.MustNewConstMetric(c.version, prometheus.GaugeValue, float64(tb.Version))
 	ch <- prometheus.MustNewConstMetric(c.keyed, prometheus.GaugeValue, float64(keyed))
+	unkeyed := 0
+	for _, m := range tb.Members {
+		if !m.Local && !tb.Keyed(m.ValidatePeer, e) {
+			unkeyed++
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(c.unkeyed, prometheus.GaugeValue, float64(unkeyed))
 	sizes := map[string]int{"members": len(tb.Members), "peers": len(tb.Peers), "replace": len(tb.Replace)}
 	if tb.Prefixes != nil {
 		sizes["prefixes"] = tb.Prefixes.Size()

@@ -63,8 +63,12 @@ type Engine struct {
 	Batch         int    `toml:"batch,omitempty,omitzero"`          // frames per batch, default 64
 	SpoofedInside string `toml:"spoofed_inside,omitempty,omitzero"` // "drop" (default) | "forward"
 	NoRoom        string `toml:"no_room,omitempty,omitzero"`        // "forward" (default) | "drop"
-	Frames        int    `toml:"frames,omitempty,omitzero"`         // UMEM frames per socket, default 4096
-	RingSize      int    `toml:"ring_size,omitempty,omitzero"`      // AF_XDP ring size, default 2048
+	// NoKey is what happens to a packet from a member whose keys are gone
+	// (no key for e−1 … e+1): "forward" (default: treated as not a member,
+	// counted unverifiable) or "drop" (fail closed, reason no-key).
+	NoKey    string `toml:"no_key,omitempty,omitzero"`
+	Frames   int    `toml:"frames,omitempty,omitzero"`    // UMEM frames per socket, default 4096
+	RingSize int    `toml:"ring_size,omitempty,omitzero"` // AF_XDP ring size, default 2048
 }
 
 // Port is [[port]].
