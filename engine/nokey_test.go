@@ -28,9 +28,9 @@ func TestMemberWithoutKeys(t *testing.T) {
 		e.Publish(tb)
 		return e
 	}
-	// The window of testTables holds e−1 … e+2 around vecNow: five epochs
-	// later none is usable.
-	later := int64(vecNow + 5*vecPeriod)
+	// testTables holds a whole window of keys from e−1 around vecNow:
+	// KeyWindow+2 epochs later none is usable.
+	later := int64(vecNow + (KeyWindow+2)*vecPeriod)
 	for _, c := range []struct {
 		name string
 		now  int64

@@ -51,3 +51,26 @@ func TestTablePartsPublishedIndependently(t *testing.T) {
 		t.Fatal("PublishedRoutes")
 	}
 }
+
+// KeyHorizon: the time until the first peer in use runs out of keys.
+func TestKeyHorizon(t *testing.T) {
+	tb := &Tables{Period: 60, Members: []Member{{ASN: 1, Local: true, TagPeer: -1, ValidatePeer: -1}, {ASN: 2, TagPeer: 0, ValidatePeer: 0}}, Peers: make([]PeerKeys, 1)}
+	now := int64(100*60 + 10) // epoch 100, 10 s in
+	if h := tb.KeyHorizon(now); h != 0 {
+		t.Fatalf("no keys: horizon %d", h)
+	}
+	for e := int64(99); e <= 110; e++ {
+		tb.Peers[0].SetKey(e, Key{1})
+	}
+	if h := tb.KeyHorizon(now); h != 111*60-now {
+		t.Fatalf("keys to e+10: horizon %d, want %d", h, 111*60-now)
+	}
+	tb.Peers[0].Keys[105%KeyWindow].Valid = false // a gap at e+5
+	if h := tb.KeyHorizon(now); h != 105*60-now {
+		t.Fatalf("gap at e+5: horizon %d", h)
+	}
+	tb.Members[1].TagPeer, tb.Members[1].ValidatePeer = -1, -1
+	if h := tb.KeyHorizon(now); h != -1 {
+		t.Fatalf("no peer in use: %d", h)
+	}
+}

@@ -62,9 +62,11 @@ type Member struct {
 	ValidatePeer int32
 }
 
-// KeyWindow is how many epochs of keys a snapshot holds per peer, from e−1 up
-// to e+2, so that a snapshot published late still holds e+1's key.
-const KeyWindow = 4
+// KeyWindow is how many epochs of keys a snapshot can hold per peer: e−1
+// and up to 30 epochs ahead — the ACS's key lead ([acs] key_lead), the
+// fail-static horizon an ABR cut from its ACS lives on (docs/wire.md §2.8).
+// Keys are indexed by epoch mod KeyWindow.
+const KeyWindow = 32
 
 // PeerKeys holds a peer's keys for a window of epochs, indexed by epoch mod
 // KeyWindow.
@@ -162,3 +164,36 @@ func (b *PrefixTableBuilder) Table() *bart.Fast[uint32] { return b.t }
 // addrFrom16 turns a 16-octet address (IPv4-mapped for IPv4) into the
 // netip.Addr the tables are keyed by.
 func addrFrom16(a *[16]byte) netip.Addr { return netip.AddrFrom16(*a).Unmap() }
+
+// KeyHorizon is how long from unix the data plane can still tag and
+// validate with every peer a member uses: the end of the last epoch up to
+// which each such peer holds a key for every epoch from now on (the
+// fail-static horizon of an ABR cut from its ACS). It is 0 when a peer in
+// use holds no key for the current epoch, and -1 when no member uses a peer.
+func (t *Tables) KeyHorizon(unix int64) int64 {
+	if t.Period <= 0 {
+		return -1
+	}
+	e := Epoch(unix, t.T0, t.Period)
+	horizon := int64(-1)
+	seen := map[int32]bool{}
+	for _, m := range t.Members {
+		for _, p := range [2]int32{m.TagPeer, m.ValidatePeer} {
+			if m.Local || p < 0 || int(p) >= len(t.Peers) || seen[p] {
+				continue
+			}
+			seen[p] = true
+			last := e - 1
+			for ; last < e+KeyWindow; last++ {
+				if _, _, ok := t.Peers[p].Key(last + 1); !ok {
+					break
+				}
+			}
+			h := max(t.T0+(last+1)*t.Period-unix, 0)
+			if horizon < 0 || h < horizon {
+				horizon = h
+			}
+		}
+	}
+	return horizon
+}

@@ -250,7 +250,8 @@ func TestFeedTagsEndToEnd(t *testing.T) {
 }
 
 // TestFailStatic: with the ACS gone the engine keeps the last tables, whose
-// keys reach e+2; when it comes back the client reconnects and publishes.
+// keys reach as far as the ACS pushed them; when it comes back the client
+// reconnects and publishes.
 func TestFailStatic(t *testing.T) {
 	p := newPKI(t)
 	srv, addr := serve(t, "127.0.0.1:0", p.acs, &fakeACS{msgs: []*acspb.FeedMessage{tablesMsg(snapshot(t, 1, localASN, vecNow))}})
@@ -294,11 +295,12 @@ func TestFailStatic(t *testing.T) {
 			t.Fatalf("e+%d: far side did not validate: %x", later, plain)
 		}
 	}
-	// e+3 is past the pushed window: the packet leaves untagged (what
-	// fail-static cannot cover).
-	out, cnt := process(t, eng, 0, in, vecNow+3*vecPeriod)
+	// Past the pushed window (e−1 … e+KeyWindow−2) the packet leaves
+	// untagged: what fail-static cannot cover.
+	past := int64(engine.KeyWindow - 1)
+	out, cnt := process(t, eng, 0, in, vecNow+past*vecPeriod)
 	if cnt.Actions[engine.ActUntagged].Load() != 1 || !bytes.Equal(out, in) {
-		t.Fatalf("e+3: %x", out)
+		t.Fatalf("e+%d: %x", past, out)
 	}
 
 	// The ACS comes back with a new snapshot.

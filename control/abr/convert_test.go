@@ -2,6 +2,7 @@ package abr
 
 import (
 	"encoding/hex"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -114,7 +115,7 @@ func TestConvertValid(t *testing.T) {
 	if hex.EncodeToString(k5[:]) != vecKeyE5 {
 		t.Fatalf("K(e0+5) = %x, want %s", k5, vecKeyE5)
 	}
-	if _, _, ok := tb.Peers[0].Key(vecEpoch + 3); ok {
+	if _, _, ok := tb.Peers[0].Key(vecEpoch - 1 + engine.KeyWindow); ok {
 		t.Error("key beyond the window")
 	}
 	for addr, member := range map[string]uint32{"198.51.100.7": 0, "2001:db8:1::5": 0, "203.0.113.200": 1, "2001:db8:2:ffff::1": 1} {
@@ -152,10 +153,12 @@ func TestConvertRefuses(t *testing.T) {
 		{"short key", "peers[0].keys[1].key: 15 octets", func(m *acspb.Tables) { m.Peers[0].Keys[1].Key = m.Peers[0].Keys[1].Key[:15] }},
 		{"long key", "peers[0].keys[0].key: 17 octets", func(m *acspb.Tables) { m.Peers[0].Keys[0].Key = append(m.Peers[0].Keys[0].Key, 0) }},
 		{"negative epoch", "peers[0].keys[0].epoch", func(m *acspb.Tables) { m.Peers[0].Keys[0].Epoch = -1 }},
-		{"too many keys", "5 keys", func(m *acspb.Tables) {
-			m.Peers[0].Keys = append(m.Peers[0].Keys, &acspb.EpochKey{Epoch: vecEpoch + 3, Key: make([]byte, 16)})
+		{"too many keys", fmt.Sprintf("%d keys", engine.KeyWindow+1), func(m *acspb.Tables) {
+			m.Peers[0].Keys = append(m.Peers[0].Keys, &acspb.EpochKey{Epoch: vecEpoch + engine.KeyWindow, Key: make([]byte, 16)})
 		}},
-		{"keys beyond one window", "do not fit one window", func(m *acspb.Tables) { m.Peers[0].Keys[3].Epoch = vecEpoch + 3 }},
+		{"keys beyond one window", "do not fit one window", func(m *acspb.Tables) {
+			m.Peers[0].Keys[engine.KeyWindow-1].Epoch = vecEpoch - 1 + engine.KeyWindow
+		}},
 		{"duplicate epoch", "given twice", func(m *acspb.Tables) { m.Peers[0].Keys[3].Epoch = m.Peers[0].Keys[2].Epoch }},
 		{"nil key", "peers[0].keys[2]: empty", func(m *acspb.Tables) { m.Peers[0].Keys[2] = nil }},
 		{"nil peer", "peers[0]: empty", func(m *acspb.Tables) { m.Peers[0] = nil }},

@@ -221,7 +221,7 @@ func checkKeys(t *testing.T, x, y uint32, e0 int64, ka, kb engine.PeerKeys) (mis
 	t.Helper()
 	src := netip.MustParseAddr("192.0.2.1").As16()
 	dst := netip.MustParseAddr("2001:db8::1").As16()
-	for e := e0; e < e0+engine.KeyWindow; e++ {
+	for e := e0; e < e0+pair.MinKeyLead+2; e++ {
 		a0, a1, ok1 := ka.Key(e)
 		b0, b1, ok2 := kb.Key(e)
 		if !ok1 || !ok2 {

@@ -39,7 +39,7 @@ func (n *Node) Tables(now time.Time) *acspb.Tables {
 	sort.Slice(asns, func(i, j int) bool { return asns[i] < asns[j] })
 	keys := make([]engine.PeerKeys, len(asns))
 	for i, asn := range asns {
-		keys[i] = n.peers[asn].machine.KeysAt(now.Unix())
+		keys[i] = n.peers[asn].machine.KeysAhead(now.Unix(), n.cfg.KeyLead)
 	}
 	n.mu.Unlock()
 

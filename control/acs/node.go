@@ -51,6 +51,9 @@ type Config struct {
 
 	Heartbeat time.Duration // default 1 s
 	DeadAfter int           // missed heartbeats before a peer is dead; default 3
+	// KeyLead is how many epochs ahead the ABRs get keys (e−1 … e+KeyLead);
+	// default pair.MinKeyLead.
+	KeyLead int
 
 	// Epoch clock ([psav] t0, epoch_seconds); Period 0 → pair.DefaultPeriod.
 	T0     int64
@@ -336,7 +339,7 @@ func (n *Node) Publish(rec []byte) (bool, error) {
 	return changed, err
 }
 
-// Keys returns the tag keys of every live pair for epochs e−1 … e+2 of the
+// Keys returns the tag keys of every live pair for epochs e−1 … e+KeyLead of the
 // time unix, by peer ASN (Machine.KeysAt: asking for a later time erases
 // the earlier states for good).
 func (n *Node) Keys(unix int64) map[uint32]engine.PeerKeys {
@@ -345,7 +348,7 @@ func (n *Node) Keys(unix int64) map[uint32]engine.PeerKeys {
 	out := map[uint32]engine.PeerKeys{}
 	for asn, ps := range n.peers {
 		if ps.machine != nil && !ps.machine.Removed() {
-			out[asn] = ps.machine.KeysAt(unix)
+			out[asn] = ps.machine.KeysAhead(unix, n.cfg.KeyLead)
 		}
 	}
 	return out

@@ -6,6 +6,7 @@ import (
 
 	"github.com/psavd/psavd/control/config/schema"
 	"github.com/psavd/psavd/control/membership"
+	"github.com/psavd/psavd/control/pair"
 )
 
 // ACS is [acs] (docs/wire.md §4.1, plus membership_dir, record and
@@ -15,6 +16,7 @@ type ACS struct {
 	Cert, Key, CA string // PEM files (they exist)
 	Heartbeat     time.Duration
 	DeadAfter     int
+	KeyLead       int // epochs of keys ahead for the ABRs, 2 … 30, default DefaultKeyLead
 	Peers         []ACSPeer
 	MembershipDir string
 	Record        string // this AS's own record to publish at start; "" none
@@ -43,6 +45,9 @@ const (
 	MinHeartbeat = 100 * time.Millisecond
 	MaxHeartbeat = time.Minute
 	MaxDeadAfter = 100
+	// DefaultKeyLead: ten epochs (ten minutes at the default P) ride out
+	// an ACS restart and a reboot of its machine with no loss.
+	DefaultKeyLead = 10
 )
 
 func (c *Config) checkACS(k *checker, f *schema.File) {
@@ -60,6 +65,10 @@ func (c *Config) checkACS(k *checker, f *schema.File) {
 	t.Heartbeat = k.duration("acs.heartbeat", a.Heartbeat, time.Second, MinHeartbeat, MaxHeartbeat)
 	if p := time.Duration(c.PSAV.EpochSeconds) * time.Second; p > 0 && t.Heartbeat >= p {
 		k.add("acs.heartbeat", "%s is not shorter than an epoch (psav.epoch_seconds = %d): every epoch needs a heartbeat", shortDuration(t.Heartbeat), c.PSAV.EpochSeconds)
+	}
+	t.KeyLead = orDefault(k.set("acs.key_lead"), a.KeyLead, DefaultKeyLead)
+	if t.KeyLead < pair.MinKeyLead || t.KeyLead > pair.MaxKeyLead {
+		k.add("acs.key_lead", "must be %d … %d epochs, is %d", pair.MinKeyLead, pair.MaxKeyLead, t.KeyLead)
 	}
 	t.DeadAfter = orDefault(k.set("acs.dead_after"), a.DeadAfter, 3)
 	if t.DeadAfter < 1 {

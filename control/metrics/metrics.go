@@ -27,7 +27,7 @@ type Collector struct {
 	mu    sync.Mutex
 	procs []*engine.Processor
 
-	rxPackets, rxBytes, txPackets, packets, drops, lisp, epoch, version, keyed, unkeyed, size *prometheus.Desc
+	rxPackets, rxBytes, txPackets, packets, drops, lisp, epoch, version, keyed, unkeyed, horizon, size *prometheus.Desc
 }
 
 // NewCollector returns a collector for eng's ports.
@@ -57,7 +57,7 @@ func (c *Collector) Add(p *engine.Processor) {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.rxPackets, c.rxBytes, c.txPackets, c.packets, c.drops, c.lisp, c.epoch, c.version, c.keyed, c.unkeyed, c.size} {
+	for _, d := range []*prometheus.Desc{c.rxPackets, c.rxBytes, c.txPackets, c.packets, c.drops, c.lisp, c.epoch, c.version, c.keyed, c.unkeyed, c.horizon, c.size} {
 		ch <- d
 	}
 }
@@ -144,6 +144,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(c.unkeyed, prometheus.GaugeValue, float64(unkeyed))
+	ch <- prometheus.MustNewConstMetric(c.horizon, prometheus.GaugeValue, float64(tb.KeyHorizon(time.Now().Unix())))
 	sizes := map[string]int{"members": len(tb.Members), "peers": len(tb.Peers), "replace": len(tb.Replace)}
 	if tb.Prefixes != nil {
 		sizes["prefixes"] = tb.Prefixes.Size()

@@ -102,7 +102,7 @@ func (p *psavRoles) newACS(c *config.Config) error {
 	}
 	p.acs, err = acs.New(acs.Config{
 		ASN: c.PSAV.ASN, Identity: id, Listen: a.Listen, Peers: peers,
-		Heartbeat: a.Heartbeat, DeadAfter: a.DeadAfter,
+		Heartbeat: a.Heartbeat, DeadAfter: a.DeadAfter, KeyLead: a.KeyLead,
 		T0: c.PSAV.T0, Period: uint32(c.PSAV.EpochSeconds),
 		Membership: set, MembershipPolicy: policy, Tree: tree,
 		Logger: p.log.Named("acs"),
@@ -144,6 +144,9 @@ func (p *psavRoles) roles(c *config.Config, eng *engine.Engine) ([]Role, error) 
 		return nil, fmt.Errorf("%s: %w", c.File, err)
 	}
 	eng.Publish(sched.At(time.Now().Unix()))
+	if c.ABR != nil || p.acs != nil {
+		roles = append(roles, horizonRole(eng, p.log))
+	}
 	switch {
 	case c.ABR != nil:
 		id, err := pair.LoadIdentity(c.PSAV.ASN, c.ABR.Cert, c.ABR.Key, c.ABR.CA)
@@ -321,3 +324,29 @@ func (p *psavRoles) renewCredentials(next *config.Config) (apply func(), changed
 		}
 	}, changed, nil
 }
+
+// horizonRole is the fail-static alarm: it warns, every quarter epoch,
+// while the keys the data plane holds run out within HorizonAlarm epochs
+// (psavd_abr_key_horizon_seconds is the gauge), and says when they are
+// gone.
+func horizonRole(eng *engine.Engine, log *zap.Logger) Role {
+	return Role{Name: "key-horizon", Policy: Restart, Run: func(ctx context.Context, ready func()) error {
+		ready()
+		for {
+			t := eng.PSAVTables()
+			period := max(t.Period, 1)
+			if h := t.KeyHorizon(time.Now().Unix()); h >= 0 && h < HorizonAlarm*period {
+				log.Warn("keys run out soon: tagging and validation with a peer stop then (is the ACS reachable?)",
+					zap.Int64("horizon_seconds", h), zap.Int64("epoch_seconds", period))
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Duration(period) * time.Second / 4):
+			}
+		}
+	}}
+}
+
+// HorizonAlarm is how many epochs before the keys run out the alarm starts.
+const HorizonAlarm = 3

@@ -174,7 +174,20 @@ func (m *Machine) dropNext() {
 // Once e−1 ≥ e1 the old machine is no longer needed and is erased. Epochs
 // before the start, or whose state was erased by an earlier call for a later
 // time, are absent (Valid false). A removed machine returns no keys.
-func (m *Machine) KeysAt(unix int64) engine.PeerKeys {
+func (m *Machine) KeysAt(unix int64) engine.PeerKeys { return m.KeysAhead(unix, MinKeyLead) }
+
+// Key lead bounds: how many epochs past the current one an ACS hands its
+// ABRs keys for. The window is e−1 … e+lead, and must fit the engine's.
+const (
+	MinKeyLead = 2
+	MaxKeyLead = engine.KeyWindow - 2
+)
+
+// KeysAhead is KeysAt for the epochs e−1 … e+lead (lead clamped to
+// MinKeyLead … MaxKeyLead): the fail-static horizon of an ABR is lead
+// epochs. Keys ahead are derived from the state without advancing it.
+func (m *Machine) KeysAhead(unix int64, lead int) engine.PeerKeys {
+	lead = min(max(lead, MinKeyLead), MaxKeyLead)
 	pk := engine.PeerKeys{ASN: m.peer}
 	e := engine.Epoch(unix, m.t0, m.period)
 	if e < 0 {
@@ -185,7 +198,7 @@ func (m *Machine) KeysAt(unix int64) engine.PeerKeys {
 	if m.removed {
 		return pk
 	}
-	from, to := e-1, e+engine.KeyWindow-1 // [from, to)
+	from, to := e-1, e+int64(lead)+1 // [from, to)
 	if m.next != nil && from >= int64(m.e1) {
 		// The re-key is in force for the whole window: erase the old machine.
 		*m.cur = engine.StateMachine{}

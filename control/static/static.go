@@ -21,6 +21,10 @@ import (
 	"github.com/psavd/psavd/engine"
 )
 
+// staticKeys is how many epochs of keys a static schedule publishes per
+// peer: e−1 … e+2, republished at every epoch boundary.
+const staticKeys = 4
+
 // Schedule turns the static configuration into table snapshots over time.
 type Schedule struct {
 	t0, period int64
@@ -74,7 +78,7 @@ func (s *Schedule) At(unix int64) *engine.Tables {
 	for i, m := range s.machines {
 		t.Peers[i].ASN = s.peerASN[i]
 		from := e - 1
-		n := engine.KeyWindow
+		n := staticKeys
 		if from < int64(m.Epoch()) {
 			// Keys before e0 do not exist; start the window at e0.
 			n -= int(int64(m.Epoch()) - from)

@@ -103,6 +103,9 @@ type ACS struct {
 	CA        string    `toml:"ca,omitempty,omitzero"`
 	Heartbeat string    `toml:"heartbeat,omitempty,omitzero"`
 	DeadAfter int       `toml:"dead_after,omitempty,omitzero"`
+	// KeyLead is how many epochs ahead the ACS hands its ABRs keys: an ABR
+	// cut from its ACS goes on that long (the fail-static horizon).
+	KeyLead int `toml:"key_lead,omitempty,omitzero"`
 	Peers     []ACSPeer `toml:"peer,omitempty,omitzero"`
 
 	// Not fixed by docs/wire.md §4.1 (documented in docs/config.md):
