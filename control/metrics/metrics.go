@@ -43,6 +43,7 @@ func NewCollector(eng *engine.Engine) *Collector {
 		epoch:     prometheus.NewDesc("psavd_epoch", "Current PSAV epoch (docs/wire.md §2.5).", nil, nil),
 		version:   prometheus.NewDesc("psavd_tables_version", "Version of the table snapshot in use.", nil, nil),
 		keyed:     prometheus.NewDesc("psavd_peers_keyed", "Peers whose key for the current epoch the data plane holds.", nil, nil),
+		horizon:   prometheus.NewDesc("psavd_abr_key_horizon_seconds", "How long the data plane can go on tagging and validating with the keys it holds (the fail-static horizon): seconds until the first peer in use runs out of keys; -1 when no member uses a peer. Alarm well before 0.", nil, nil),
 		unkeyed:   prometheus.NewDesc("psavd_members_unkeyed", "Alliance members (not this AS) whose keys are gone: their packets are forwarded unverifiable (or dropped no-key with [engine] no_key = \"drop\"). Alarm on > 0.", nil, nil),
 		size:      prometheus.NewDesc("psavd_table_entries", "Entries of the snapshot in use, by table: members, prefixes (AS-Prefix), peers (AS-Tag), replace (community borders), routes, map-cache (LISP).", []string{"table"}, nil),
 	}

@@ -97,16 +97,16 @@ type Route struct {
 
 // ACS is [acs] (docs/wire.md §4.1).
 type ACS struct {
-	Listen    string    `toml:"listen,omitempty,omitzero"`
-	Cert      string    `toml:"cert,omitempty,omitzero"`
-	Key       string    `toml:"key,omitempty,omitzero"`
-	CA        string    `toml:"ca,omitempty,omitzero"`
-	Heartbeat string    `toml:"heartbeat,omitempty,omitzero"`
-	DeadAfter int       `toml:"dead_after,omitempty,omitzero"`
+	Listen    string `toml:"listen,omitempty,omitzero"`
+	Cert      string `toml:"cert,omitempty,omitzero"`
+	Key       string `toml:"key,omitempty,omitzero"`
+	CA        string `toml:"ca,omitempty,omitzero"`
+	Heartbeat string `toml:"heartbeat,omitempty,omitzero"`
+	DeadAfter int    `toml:"dead_after,omitempty,omitzero"`
 	// KeyLead is how many epochs ahead the ACS hands its ABRs keys: an ABR
 	// cut from its ACS goes on that long (the fail-static horizon).
-	KeyLead int `toml:"key_lead,omitempty,omitzero"`
-	Peers     []ACSPeer `toml:"peer,omitempty,omitzero"`
+	KeyLead int       `toml:"key_lead,omitempty,omitzero"`
+	Peers   []ACSPeer `toml:"peer,omitempty,omitzero"`
 
 	// Not fixed by docs/wire.md §4.1 (documented in docs/config.md):
 	MembershipDir string         `toml:"membership_dir,omitempty,omitzero"` // where membership records are kept (required)
