@@ -9,6 +9,10 @@
 //	    are the remote forms below.
 //	psavctl [-socket PATH] record submit -in RECORD
 //	    hands a signed membership record to the local node's ACS.
+//	psavctl key generate | record new|endorse|show | cert request | ca init|sign
+//	    joining an alliance from files, without code (docs/join.md): keys,
+//	    signed and endorsed membership records, certificate requests and a
+//	    small CA (key.go, record.go, cert.go, ca.go).
 //	psavctl decent index -mode draft|lispers.net -mask N -modulus M -suffix S EID
 //	    the index and DNS name that own an EID string such as [0]240.0.1.0/24
 //	    (docs/wire.md §3.4, §4.2): first line the index alone, second the name.
@@ -49,6 +53,13 @@ const usage = `usage:
   psavctl [-socket PATH] status|tables|members|map-cache|registrations|counters|reload [-json]
       the local node through its management socket (default /run/psavd/psavd.sock)
   psavctl [-socket PATH] record submit -in RECORD
+  psavctl key generate -out F [-alg ed25519|ecdsa-p256]
+  psavctl record new -kind join|update|exit -asn N [-ascn C] -version V -prefix P ... -acs HOST:PORT ... -key ASKEY -out R
+  psavctl record endorse -in R -key COMMUNITYKEY -out R2
+  psavctl record show R [-json] [-community-key ed25519:...]
+  psavctl cert request -role acs|abr|op -asn N [-name NAME] [-legacy] -key KEY -out CSR
+  psavctl ca init -out-cert CA.pem -out-key CA.key [-name N] [-days D]
+  psavctl ca sign -ca CA.pem -ca-key CA.key -csr CSR -out CERT [-days D] [-legacy]
   psavctl decent index -mode draft|lispers.net -mask N -modulus M -suffix S EID
   psavctl status -acs HOST:PORT -asn N -cert F -key F -ca F [-json]
   psavctl tables -acs HOST:PORT -asn N -cert F -key F -ca F [-json]
@@ -104,6 +115,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 			if len(rest) >= 1 && rest[0] == "submit" {
 				return recordSubmit(rest[1:], stdout, stderr)
 			}
+		}
+	}
+	// Joining: keys, records, certificates, a small CA (files only).
+	if len(args) >= 2 {
+		rest := args[2:]
+		switch args[0] + " " + args[1] {
+		case "key generate":
+			return keyGenerate(rest, stdout, stderr)
+		case "record new":
+			return recordNew(rest, stdout, stderr)
+		case "record endorse":
+			return recordEndorse(rest, stdout, stderr)
+		case "record show":
+			return recordShow(rest, stdout, stderr)
+		case "cert request":
+			return certRequest(rest, stdout, stderr)
+		case "ca init":
+			return caInit(rest, stdout, stderr)
+		case "ca sign":
+			return caSign(rest, stdout, stderr)
 		}
 	}
 	if len(args) >= 2 && args[0] == "decent" && args[1] == "index" {
