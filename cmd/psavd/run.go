@@ -15,6 +15,7 @@ import (
 	"github.com/psavd/psavd/control/metrics"
 	"github.com/psavd/psavd/control/node"
 	"github.com/psavd/psavd/engine"
+	"github.com/psavd/psavd/internal/sdnotify"
 )
 
 // runCmd is `psavd -config F`: a node. It refuses a bad configuration
@@ -42,7 +43,9 @@ func runCmd(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	n, err := node.New(c, node.Options{Log: log, Level: level,
-		Counters: func(eng *engine.Engine, t metrics.Totals) { printCounters(os.Stdout, eng, t) }})
+		Counters: func(eng *engine.Engine, t metrics.Totals) { printCounters(os.Stdout, eng, t) },
+		// Type=notify: systemd counts the service started once every role is up.
+		Ready: func() { _ = sdnotify.NotifyReady() }})
 	if err != nil {
 		log.Error("stopped", zap.Error(err))
 		return 1
@@ -56,9 +59,13 @@ func runCmd(args []string) int {
 		for {
 			select {
 			case <-ctx.Done():
+				_ = sdnotify.NotifyStopping()
 				return
 			case <-hup:
+				// systemctl reload waits for READY=1 after RELOADING=1.
+				_ = sdnotify.NotifyReloading()
 				reload(n)
+				_ = sdnotify.NotifyReady()
 			}
 		}
 	}()
