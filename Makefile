@@ -9,7 +9,7 @@ VERSION   ?= $(shell git describe --tags --match 'v*' --dirty 2>/dev/null || ech
 COMMIT    ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -X github.com/psavd/psavd/internal/buildinfo.Version=$(VERSION) -X github.com/psavd/psavd/internal/buildinfo.Commit=$(COMMIT)
 
-.PHONY: all build fresh-check run run-static run-lisp run-decent-push run-decent-pull run-hierarchy test deps lint fuzz bench-engine bench-xdp proto clean
+.PHONY: all build fresh-check run run-static run-lisp run-decent-push run-decent-pull run-hierarchy test deps lint fuzz bench-engine bench-xdp proto clean install deb
 
 all: build
 
@@ -112,6 +112,43 @@ proto:
 		--go_out=control/mgmtpb --go_opt=paths=source_relative --go_opt=Macs.proto=github.com/psavd/psavd/control/acspb \
 		--go-grpc_out=control/mgmtpb --go-grpc_opt=paths=source_relative --go-grpc_opt=Macs.proto=github.com/psavd/psavd/control/acspb \
 		control/mgmtpb/mgmt.proto
+
+# Install psavd and psavctl, the systemd unit, the sysusers.d entry that
+# creates the psavd user, an example configuration and the docs
+# (deploy/README.md). Everything but the configuration goes under $(PREFIX):
+# systemd reads units and sysusers.d from /usr/local/lib as well as /usr/lib,
+# so the default PREFIX needs no other path. The unit names /usr/bin/psavd
+# (the .deb's path): the installed copy names $(PREFIX)/bin/psavd. As root:
+#   make build && sudo make install && sudo systemd-sysusers && sudo systemctl daemon-reload
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+SYSCONFDIR ?= /etc
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+DOCDIR     ?= $(PREFIX)/share/doc/psavd
+DOCS       := README.md deploy/README.md docs/config.md docs/wire.md docs/join.md LICENSE
+install: $(BIN)/psavd $(BIN)/psavctl
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(SYSCONFDIR)/psavd $(DESTDIR)$(DOCDIR)
+	install -m 0755 $(BIN)/psavd $(BIN)/psavctl $(DESTDIR)$(PREFIX)/bin/
+	sed -e 's#/usr/bin/psavd#$(PREFIX)/bin/psavd#g' -e 's#/usr/share/doc/psavd#$(DOCDIR)#g' \
+		-e 's#/etc/psavd/#$(SYSCONFDIR)/psavd/#g' deploy/systemd/psavd.service >$(DESTDIR)$(UNITDIR)/psavd.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/psavd.service
+	install -m 0644 deploy/systemd/psavd.sysusers $(DESTDIR)$(SYSUSERSDIR)/psavd.conf
+	install -m 0644 deploy/examples/static-pair-as65001.toml $(DESTDIR)$(SYSCONFDIR)/psavd/engine.toml.example
+	install -m 0644 README.md docs/config.md docs/wire.md docs/join.md $(DESTDIR)$(DOCDIR)/
+	install -m 0644 deploy/README.md $(DESTDIR)$(DOCDIR)/deploy.md
+	install -m 0644 LICENSE $(DESTDIR)$(DOCDIR)/copyright
+
+$(BIN)/psavd $(BIN)/psavctl:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/psavd ./cmd/psavctl
+
+# The Debian package bin/psavd_<version>_amd64.deb (deploy/nfpm.yaml): nfpm
+# is a go.mod tool, pinned by module version. The version is VERSION without
+# its leading v. Freshly built binaries: a stale bin/psavd would not do.
+DEBVERSION := $(patsubst v%,%,$(VERSION))
+deb:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/psavd ./cmd/psavctl
+	PSAVD_VERSION=$(DEBVERSION) PSAVD_BIN=$(BIN) $(GO) tool nfpm pkg --config deploy/nfpm.yaml --packager deb --target $(BIN)/psavd_$(DEBVERSION)_amd64.deb
 
 clean:
 	rm -rf $(BIN)

@@ -28,8 +28,10 @@ clean_path=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF "$gopath_bin" | paste
 run_fresh() {
 	env GOPATH="$tmp/gopath" GOBIN="$tmp/bin" GOMODCACHE="$(go env GOMODCACHE)" GOFLAGS= PATH="$clean_path" "$@"
 }
-for tool in $(sed -n 's/^tool[[:space:]]\+//p' go.mod); do
-	run_fresh go tool "${tool##*/}" -version >/dev/null ||
+# Both spellings of go.mod's tool directive: `tool X` and a `tool ( … )` block.
+# Go flag tools answer -version, cobra ones (nfpm) only --version.
+for tool in $(awk '/^tool[[:space:]]*\(/{b=1;next} b&&/^\)/{b=0;next} b&&NF{print $1;next} /^tool[[:space:]]/{print $2}' go.mod); do
+	run_fresh go tool "${tool##*/}" -version >/dev/null 2>&1 || run_fresh go tool "${tool##*/}" --version >/dev/null ||
 		fail "go tool ${tool##*/} (go.mod tool $tool) does not build from nothing"
 done
 for pin in $(grep -ohE 'go install [^ ;|&]+@v[0-9]+\.[0-9]+\.[0-9]+' Makefile .ci/run 2>/dev/null | awk '{print $3}' | sort -u); do

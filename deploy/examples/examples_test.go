@@ -66,7 +66,7 @@ func TestSystemdUnit(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_BPF", "CAP_IPC_LOCK", "LimitMEMLOCK=infinity",
-		"ExecStartPre=/usr/local/bin/psavd check", "ExecReload=/bin/kill -HUP", "AF_XDP"} {
+		"ExecStartPre=/usr/bin/psavd check", "ExecReload=/bin/kill -HUP", "AF_XDP"} {
 		if !strings.Contains(string(unit), want) {
 			t.Errorf("psavd.service lacks %s", want)
 		}
