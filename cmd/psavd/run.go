@@ -55,7 +55,10 @@ func runCmd(args []string) int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	// Closed once STOPPING=1 is sent: the process must not exit before.
+	stopping := make(chan struct{})
 	go func() {
+		defer close(stopping)
 		for {
 			select {
 			case <-ctx.Done():
@@ -69,7 +72,10 @@ func runCmd(args []string) int {
 			}
 		}
 	}()
-	if err := n.Run(ctx); err != nil {
+	err = n.Run(ctx)
+	stop() // also when Run returned on its own: STOPPING=1 either way
+	<-stopping
+	if err != nil {
 		log.Error("stopped", zap.Error(err))
 		return 1
 	}
