@@ -257,7 +257,9 @@ want_notify = true
 				t.Fatalf("delivered packet differs from the sent one (but for three hops):\n sent %x\n  got %x", sent, got)
 			}
 			// On the transit link: encapsulated, outer family as registered,
-			// UDP 4341, the inner packet tagged.
+			// UDP 4341, the inner packet tagged. tr's sniffer, too, may
+			// report its copy after h2's.
+			trA.Wait(ctx, 5*time.Second, func([]lab.Captured) bool { return frameWith(trA, payload, false) != nil })
 			enc := frameWith(trA, payload, false)
 			if enc == nil || binary.BigEndian.Uint16(enc[12:]) != c.outerProto {
 				t.Fatalf("no encapsulated frame of EtherType %#04x on tr: %x", c.outerProto, enc)
