@@ -70,6 +70,27 @@ const usage = `usage:
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
+// A command takes its arguments (after its name) and says its exit code.
+type command func(args []string, stdout, stderr io.Writer) int
+
+// commands are psavctl's one-word commands.
+var commands = map[string]command{
+	// The local node, through its management socket.
+	"status": localStatus, "tables": localTables, "members": localMembers, "map-cache": localMapCache,
+	"registrations": localRegistrations, "counters": localCounters, "reload": localReload,
+	// Remote, or no node at all.
+	"dns": dnsLookup, "top": top,
+}
+
+// twoWordCommands are the commands named by two words.
+var twoWordCommands = map[string]command{
+	"record submit": recordSubmit, // to the local node's ACS
+	// Joining: keys, records, certificates, a small CA (files only).
+	"key generate": keyGenerate, "record new": recordNew, "record endorse": recordEndorse, "record show": recordShow,
+	"cert request": certRequest, "ca init": caInit, "ca sign": caSign,
+	"decent index": decentIndex,
+}
+
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 1 {
 		switch args[0] {
@@ -87,73 +108,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 		_, socketPath, _ = strings.Cut(args[0], "=")
 		args = args[1:]
 	}
-	// The local node, through its management socket.
+	if len(args) >= 2 {
+		if cmd, ok := twoWordCommands[args[0]+" "+args[1]]; ok {
+			return cmd(args[2:], stdout, stderr)
+		}
+	}
 	if len(args) >= 1 {
 		rest := args[1:]
-		switch args[0] {
-		case "status":
-			if !hasFlag(rest, "acs") {
-				return localStatus(rest, stdout, stderr)
-			}
-		case "tables":
-			if !hasFlag(rest, "acs") {
-				return localTables(rest, stdout, stderr)
-			}
-		case "counters":
-			if !hasFlag(rest, "metrics") {
-				return localCounters(rest, stdout, stderr)
-			}
-		case "members":
-			return localMembers(rest, stdout, stderr)
-		case "map-cache":
-			return localMapCache(rest, stdout, stderr)
-		case "registrations":
-			return localRegistrations(rest, stdout, stderr)
-		case "reload":
-			return localReload(rest, stdout, stderr)
-		case "record":
-			if len(rest) >= 1 && rest[0] == "submit" {
-				return recordSubmit(rest[1:], stdout, stderr)
-			}
+		// status and tables with -acs, counters with -metrics, are the
+		// remote forms; without, the local node through its socket.
+		switch {
+		case args[0] == "status" && hasFlag(rest, "acs"):
+			return status(rest, stdout, stderr)
+		case args[0] == "tables" && hasFlag(rest, "acs"):
+			return tables(rest, stdout, stderr)
+		case args[0] == "counters" && hasFlag(rest, "metrics"):
+			return counters(rest, stdout, stderr)
 		}
-	}
-	// Joining: keys, records, certificates, a small CA (files only).
-	if len(args) >= 2 {
-		rest := args[2:]
-		switch args[0] + " " + args[1] {
-		case "key generate":
-			return keyGenerate(rest, stdout, stderr)
-		case "record new":
-			return recordNew(rest, stdout, stderr)
-		case "record endorse":
-			return recordEndorse(rest, stdout, stderr)
-		case "record show":
-			return recordShow(rest, stdout, stderr)
-		case "cert request":
-			return certRequest(rest, stdout, stderr)
-		case "ca init":
-			return caInit(rest, stdout, stderr)
-		case "ca sign":
-			return caSign(rest, stdout, stderr)
+		if cmd, ok := commands[args[0]]; ok {
+			return cmd(rest, stdout, stderr)
 		}
-	}
-	if len(args) >= 2 && args[0] == "decent" && args[1] == "index" {
-		return decentIndex(args[2:], stdout, stderr)
-	}
-	if len(args) >= 1 && args[0] == "dns" {
-		return dnsLookup(args[1:], stdout, stderr)
-	}
-	if len(args) >= 1 && args[0] == "status" {
-		return status(args[1:], stdout, stderr)
-	}
-	if len(args) >= 1 && args[0] == "tables" {
-		return tables(args[1:], stdout, stderr)
-	}
-	if len(args) >= 1 && args[0] == "counters" {
-		return counters(args[1:], stdout, stderr)
-	}
-	if len(args) >= 1 && args[0] == "top" {
-		return top(args[1:], stdout, stderr)
 	}
 	fmt.Fprint(stderr, usage)
 	return 2
