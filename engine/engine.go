@@ -384,17 +384,19 @@ func (pr *Processor) one(pkt *ports.Packet, t *Tables, epoch int64) int16 {
 			break
 		}
 		vp := t.Members[srcM].ValidatePeer
-		if !pr.e.spec.Policy.FailClosed && !t.Keyed(vp, epoch) {
-			// The member's keys are gone (none for e−1 … e+1): it is
-			// treated as not a member (§2.8), its tag, if any, removed.
+		if r, ok := pr.validate(pkt.Frame(), t, vp, epoch, srcBits); !ok {
+			// Without a key for e−1 … e+1 nothing can validate: the
+			// member's keys are gone, and it is treated as not a member
+			// (§2.8), its tag, if any, removed. Asked only here, on the
+			// way to a drop, so that a valid packet pays nothing for it.
+			if pr.e.spec.Policy.FailClosed || t.Keyed(vp, epoch) {
+				return pr.drop(r)
+			}
 			if p.optOff >= 0 {
 				stripTag(pkt, p)
 			}
 			act = ActUnverifiable
 			break
-		}
-		if r, ok := pr.validate(pkt.Frame(), t, vp, epoch, srcBits); !ok {
-			return pr.drop(r)
 		}
 		stripTag(pkt, p)
 		act = ActValidated

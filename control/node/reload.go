@@ -88,8 +88,7 @@ func (n *Node) Reload(next *config.Config) (res Result, err error) {
 		}
 		apply = append(apply, renew)
 	}
-	touched := func(prefix string) bool { return touchedIn(res.Applied, prefix) }
-	if touched("psav.member") || touched("psav.static_peer") {
+	if touchedIn(res.Applied, "psav.member") || touchedIn(res.Applied, "psav.static_peer") {
 		sched, err := static.New(next.PSAV)
 		if err != nil {
 			return res, fmt.Errorf("%s: %w", next.File, err)
@@ -97,7 +96,7 @@ func (n *Node) Reload(next *config.Config) (res Result, err error) {
 		pub := n.psav.pub
 		apply = append(apply, func() { pub.Swap(sched) })
 	}
-	if touched("route") {
+	if touchedIn(res.Applied, "route") {
 		rt, err := n.dp.routes(next)
 		if err != nil {
 			return res, err
@@ -105,7 +104,7 @@ func (n *Node) Reload(next *config.Config) (res Result, err error) {
 		eng := n.dp.eng
 		apply = append(apply, func() { eng.PublishRoutes(rt) })
 	}
-	if touched("lisp.site") {
+	if touchedIn(res.Applied, "lisp.site") {
 		ms, sites := n.lisp.ms, next.LISP.Sites
 		apply = append(apply, func() {
 			if err := ms.SetSites(sites); err != nil { // checked by New already: cannot fail here
@@ -113,18 +112,18 @@ func (n *Node) Reload(next *config.Config) (res Result, err error) {
 			}
 		})
 	}
-	if touched("lisp.decent.owned") {
+	if touchedIn(res.Applied, "lisp.decent.owned") {
 		g, owned := n.lisp.dn.guard, next.LISP.Decent.Owned
 		if len(owned) == 0 { // no ownership check any more: the Map-Server's socket changes hands
 			return res, fmt.Errorf("%s: lisp.decent.owned removed: needs a restart", next.File)
 		}
 		apply = append(apply, func() { g.SetOwned(owned) })
 	}
-	if touched("adot.server") {
+	if touchedIn(res.Applied, "adot.server") {
 		srv, zone := n.dot.srv, next.ADoT.Server.Zone
 		apply = append(apply, func() { srv.SetZone(zone) })
 	}
-	if touched("log") {
+	if touchedIn(res.Applied, "log") {
 		lvl := next.Log.Level
 		apply = append(apply, func() { n.opts.Level.SetLevel(lvl) })
 	}
