@@ -1,14 +1,14 @@
 package main
 
 import (
+	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/psavd/psavd/control/pair"
 )
 
 func TestCertRequestAndCA(t *testing.T) {
@@ -62,18 +62,8 @@ func TestCertRequestAndCA(t *testing.T) {
 		if cert := load(crt); len(cert.URIs) != 1 || cert.URIs[0].String() != c.uri {
 			t.Errorf("certificate SANs %v, want %s", cert.URIs, c.uri)
 		}
-		// -legacy: today's form, which control/pair reads.
-		mustCtl(t, "ca", "sign", "-legacy", "-ca", p("ca.pem"), "-ca-key", p("ca.key"), "-csr", csr, "-out", p(c.role+".legacy.pem"))
-		if asn, err := pair.CertASN(load(p(c.role + ".legacy.pem"))); err != nil || asn != 65001 {
-			t.Errorf("control/pair reads the legacy certificate as %d, %v", asn, err)
-		}
-		// The role form is not (yet) accepted by control/pair.
-		if _, err := pair.CertASN(load(crt)); err == nil {
-			t.Log("note: control/pair now accepts the role form")
-		}
 	}
-	// Refusals: ABR without a name, ACS with one, bad role, the bare form
-	// without -legacy at ca sign.
+	// Refusals: ABR without a name, ACS with one, bad role, a bad name.
 	for _, args := range [][]string{
 		{"-role", "abr"}, {"-role", "acs", "-name", "x"}, {"-role", "router"}, {"-role", "op", "-name", "Alice"},
 	} {
@@ -82,13 +72,29 @@ func TestCertRequestAndCA(t *testing.T) {
 			t.Errorf("cert request %v accepted", args)
 		}
 	}
-	if got := strings.TrimSpace(mustCtl(t, "cert", "request", "-legacy", "-asn", "65002", "-key", p("acs.key"), "-out", p("legacy.csr"))); got != "psav:as65002" {
-		t.Errorf("cert request -legacy printed %q", got)
+	// -legacy is gone: every certificate names a role.
+	if code, _, _ := ctl("cert", "request", "-legacy", "-asn", "65002", "-key", p("acs.key"), "-out", p("legacy.csr")); code != 2 {
+		t.Errorf("cert request -legacy: exit %d, want 2 (unknown flag)", code)
 	}
-	if code, _, errs := ctl("ca", "sign", "-ca", p("ca.pem"), "-ca-key", p("ca.key"), "-csr", p("legacy.csr"), "-out", p("x.pem")); code == 0 || !strings.Contains(errs, "no role") {
-		t.Errorf("a bare psav:as<N> CSR signed without -legacy (exit %d): %s", code, errs)
+	if code, _, _ := ctl("ca", "sign", "-legacy", "-ca", p("ca.pem"), "-ca-key", p("ca.key"), "-csr", p("acs.csr"), "-out", p("x.pem")); code != 2 {
+		t.Errorf("ca sign -legacy: exit %d, want 2 (unknown flag)", code)
 	}
-	mustCtl(t, "ca", "sign", "-legacy", "-ca", p("ca.pem"), "-ca-key", p("ca.key"), "-csr", p("legacy.csr"), "-out", p("x.pem"))
+	// A CSR with the role-less psav:as<N> (from some other tool) is refused.
+	keyPEM, _ := os.ReadFile(p("acs.key"))
+	blk, _ := pem.Decode(keyPEM)
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare, _ := url.Parse("psav:as65002")
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{bare}}, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(p("bare.csr"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), 0o644)
+	if code, _, errs := ctl("ca", "sign", "-ca", p("ca.pem"), "-ca-key", p("ca.key"), "-csr", p("bare.csr"), "-out", p("x.pem")); code == 0 || !strings.Contains(errs, "no role") {
+		t.Errorf("a bare psav:as<N> CSR was signed (exit %d): %s", code, errs)
+	}
 	// A CA key that is not the CA's.
 	mustCtl(t, "key", "generate", "-alg", "ecdsa-p256", "-out", p("wrong.key"))
 	if code, _, _ := ctl("ca", "sign", "-ca", p("ca.pem"), "-ca-key", p("wrong.key"), "-csr", p("acs.csr"), "-out", p("x.pem")); code == 0 {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"sort"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/psavd/psavd/internal/promtext"
 )
@@ -131,38 +132,57 @@ func sortedKeys(m map[string]uint64) []string {
 	return keys
 }
 
-// counters is `psavctl counters -metrics HOST:PORT [-json]`.
-func counters(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("counters", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	addr := fs.String("metrics", "", "psavd's [metrics] listen address, host:port")
-	asJSON := fs.Bool("json", false, "print JSON")
-	all := fs.Bool("all", false, "show counters that are zero too")
-	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait")
-	if err := fs.Parse(args); err != nil {
-		return flagExit(err)
+const countersLong = `Without -metrics: the local node's data-plane counters through the
+management socket, per port.
+
+With -metrics HOST:PORT: a node's counters from its Prometheus /metrics
+([metrics] listen): per port frames received and sent, actions, drops by
+reason; the AF_XDP sockets' ring counters. Zero counters are left out
+unless -all.`
+
+func (a *app) countersCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "counters [-metrics HOST:PORT [-all]]",
+		Short: "the data plane's counters per port, or from a node's /metrics",
+		Long:  countersLong,
 	}
-	if *addr == "" || fs.NArg() != 0 {
-		fmt.Fprint(stderr, "psavctl counters: need -metrics HOST:PORT\n")
-		return 2
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	l := localFlags(c)
+	noteRemoteTimeout(c)
+	var addr string
+	var all bool
+	c.Flags().StringVar(&addr, "metrics", "", "read psavd's /metrics at this [metrics] listen address, `HOST:PORT`")
+	c.Flags().BoolVar(&all, "all", false, "with -metrics: show counters that are zero too")
+	return a.leaf(c, noArgs, func(c *cobra.Command, _ []string) int {
+		if addr == "" {
+			if c.Flags().Changed("all") {
+				fmt.Fprintln(a.stderr, "psavctl counters: -all is for -metrics HOST:PORT")
+				return 2
+			}
+			return a.runLocal("counters", l.timeout, l.asJSON, askCounters, printCountersReply)
+		}
+		return a.remoteCounters(addr, remoteTimeout(c, l), l.asJSON, all)
+	})
+}
+
+// remoteCounters is psavctl counters -metrics HOST:PORT [-json] [-all].
+func (a *app) remoteCounters(addr string, timeout time.Duration, asJSON, all bool) int {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	n, err := scrapeCounters(ctx, *addr)
+	n, err := scrapeCounters(ctx, addr)
 	if err != nil {
-		fmt.Fprintf(stderr, "psavctl counters: %v\n", err)
+		fmt.Fprintf(a.stderr, "psavctl counters: %v\n", err)
 		return 1
 	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
+	if asJSON {
+		enc := json.NewEncoder(a.stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(n); err != nil {
-			fmt.Fprintf(stderr, "psavctl counters: %v\n", err)
+			fmt.Fprintf(a.stderr, "psavctl counters: %v\n", err)
 			return 1
 		}
 		return 0
 	}
-	printCounters(stdout, n, *all)
+	printCounters(a.stdout, n, all)
 	return 0
 }
 

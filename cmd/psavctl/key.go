@@ -2,49 +2,66 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"strings"
+
+	"github.com/spf13/cobra"
 
 	"github.com/psavd/psavd/control/membership"
 )
 
-// keyGenerate is psavctl key generate -out F [-alg ed25519|ecdsa-p256]: a
-// fresh private key written as PKCS #8 PEM (mode 0600, never over an
-// existing file); stdout is one line, the public key in the text form of
-// [[acs.community]] keys and membership.ParsePublicKey. The same key file
-// serves as an AS key (record new -key), a community key (record endorse
-// -key) and, for ecdsa-p256 or ed25519, a TLS key (cert request -key).
-func keyGenerate(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("key generate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	out := fs.String("out", "", "where to write the private key (PKCS #8 PEM, mode 0600; must not exist)")
-	alg := fs.String("alg", "ed25519", "ed25519 or ecdsa-p256")
-	if err := fs.Parse(args); err != nil {
-		return flagExit(err)
+func (a *app) keyCommand() *cobra.Command {
+	return a.group(&cobra.Command{
+		Use:   "key",
+		Short: "make keys for AS records, community endorsements and TLS",
+	}, a.keyGenerateCommand())
+}
+
+// keyGenerateCommand is psavctl key generate -out F [-alg
+// ed25519|ecdsa-p256]: a fresh private key written as PKCS #8 PEM (mode
+// 0600, never over an existing file); stdout is one line, the public key in
+// the text form of [[acs.community]] keys and membership.ParsePublicKey.
+// The same key file serves as an AS key (record new -key), a community key
+// (record endorse -key) and, for ecdsa-p256 or ed25519, a TLS key (cert
+// request -key).
+func (a *app) keyGenerateCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "generate -out F [-alg ed25519|ecdsa-p256]",
+		Short: "write a new private key and print its public key",
+		Long: `Writes a new private key to -out (PKCS #8 PEM, mode 0600; an existing file
+is never overwritten) and prints its public key as ed25519:<base64> or
+ecdsa-p256:<base64>, the form [[acs.community]] keys takes. The key serves
+as an AS key (record new -key), a community key (record endorse -key) and a
+TLS key (cert request -key).`,
 	}
-	if *out == "" || fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "psavctl key generate: need -out FILE (and no arguments)")
+	var out, alg string
+	c.Flags().StringVar(&out, "out", "", "where to write the private key `FILE` (PKCS #8 PEM, mode 0600; must not exist; required)")
+	c.Flags().StringVar(&alg, "alg", "ed25519", "key algorithm `ALG`: ed25519 or ecdsa-p256")
+	return a.leaf(c, noArgs, func(*cobra.Command, []string) int { return keyGenerate(out, alg, a.stdout, a.stderr) })
+}
+
+func keyGenerate(out, alg string, stdout, stderr io.Writer) int {
+	if out == "" {
+		fmt.Fprintln(stderr, "psavctl key generate: need -out FILE")
 		return 2
 	}
 	var a membership.Alg
-	switch *alg {
+	switch alg {
 	case membership.AlgEd25519.String():
 		a = membership.AlgEd25519
 	case membership.AlgECDSAP256.String():
 		a = membership.AlgECDSAP256
 	default:
-		fmt.Fprintf(stderr, "psavctl key generate: -alg %q: want ed25519 or ecdsa-p256\n", *alg)
+		fmt.Fprintf(stderr, "psavctl key generate: -alg %q: want ed25519 or ecdsa-p256\n", alg)
 		return 2
 	}
 	s, err := membership.GenerateSigner(a)
 	if err == nil {
 		var b []byte
 		if b, err = membership.MarshalSignerPEM(s); err == nil {
-			err = writeNew(*out, b, 0o600)
+			err = writeNew(out, b, 0o600)
 		}
 	}
 	if err != nil {
@@ -88,27 +105,4 @@ func loadSigner(path string) (membership.Signer, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return s, nil
-}
-
-// listFlag is a repeatable string flag.
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
-
-// parseInterspersed parses flags that may come before or after the
-// positional arguments (psavctl record show R -json), returning the
-// positional ones.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
 }

@@ -3,47 +3,76 @@ package main
 import (
 	"encoding/hex"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/netip"
 	"os"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/psavd/psavd/control/membership"
 )
 
-// recordNew is psavctl record new: a membership record (docs/wire.md §3.2)
-// built from flags, canonicalised and signed with the AS's key, written in
-// the canonical encoding that [acs] record reads. stdout: one line, the
-// record's summary and hash.
-func recordNew(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("record new", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	kind := fs.String("kind", "join", "join, update or exit")
-	asn := fs.Uint64("asn", 0, "the AS (required)")
-	ascn := fs.Uint64("ascn", 0, "its community (0: the top level, a flat alliance)")
-	version := fs.Uint64("version", 1, "record version, ≥ 1; a higher one replaces the AS's older record")
-	var prefixes, acsAddrs listFlag
-	fs.Var(&prefixes, "prefix", "a prefix the AS owns (repeatable)")
-	fs.Var(&acsAddrs, "acs", "an ACS address HOST:PORT of the AS (repeatable)")
-	key := fs.String("key", "", "the AS's private key (PKCS #8 PEM, from key generate; required)")
-	out := fs.String("out", "", "where to write the record (required)")
-	if err := fs.Parse(args); err != nil {
-		return flagExit(err)
+func (a *app) recordCommand() *cobra.Command {
+	return a.group(&cobra.Command{
+		Use:   "record",
+		Short: "membership records: make, endorse, show, submit",
+		Long: `A membership record (docs/wire.md §3.2) is an AS's statement of its
+prefixes and ACS addresses, signed with the AS's key and endorsed by its
+community: record new writes one, record endorse adds the endorsement,
+record show prints it and checks both signatures, record submit hands it
+to the local node's ACS.`,
+	}, a.recordNewCommand(), a.recordEndorseCommand(), a.recordShowCommand(), a.recordSubmitCommand())
+}
+
+// recordNewCommand is psavctl record new: a membership record (docs/wire.md
+// §3.2) built from flags, canonicalised and signed with the AS's key,
+// written in the canonical encoding that [acs] record reads. stdout: one
+// line, the record's summary and hash.
+func (a *app) recordNewCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "new -kind join|update|exit -asn N [-ascn C] -version V -prefix P ... -acs HOST:PORT ... -key ASKEY -out R",
+		Short: "write a membership record signed by the AS's key",
+		Long: `Writes a membership record built from the flags, signed with the AS's key
+(-key, from key generate), in the encoding [acs] record reads, and prints
+its summary and hash. A join or update names the AS's prefixes (-prefix,
+repeated) and ACS addresses (-acs, repeated); an exit names neither. A
+higher -version replaces the AS's older record.`,
 	}
+	var o recordNewOptions
+	fs := c.Flags()
+	fs.StringVar(&o.kind, "kind", "join", "record `KIND`: join, update or exit")
+	fs.Uint64Var(&o.asn, "asn", 0, "the AS number `N` (required)")
+	fs.Uint64Var(&o.ascn, "ascn", 0, "its community `C` (0: the top level, a flat alliance)")
+	fs.Uint64Var(&o.version, "version", 1, "record `VERSION`, ≥ 1; a higher one replaces the AS's older record")
+	fs.StringArrayVar(&o.prefixes, "prefix", nil, "a `PREFIX` the AS owns (repeatable)")
+	fs.StringArrayVar(&o.acs, "acs", nil, "an ACS address `IP:PORT` of the AS (repeatable)")
+	fs.StringVar(&o.key, "key", "", "the AS's private key `FILE` (PKCS #8 PEM, from key generate; required)")
+	fs.StringVar(&o.out, "out", "", "where to write the record `FILE` (required)")
+	return a.leaf(c, noArgs, func(*cobra.Command, []string) int { return recordNew(&o, a.stdout, a.stderr) })
+}
+
+// recordNewOptions are record new's flags.
+type recordNewOptions struct {
+	kind, key, out     string
+	asn, ascn, version uint64
+	prefixes, acs      []string
+}
+
+func recordNew(o *recordNewOptions, stdout, stderr io.Writer) int {
 	fail := func(code int, f string, a ...any) int {
 		fmt.Fprintf(stderr, "psavctl record new: "+f+"\n", a...)
 		return code
 	}
-	if *asn == 0 || *key == "" || *out == "" || fs.NArg() != 0 {
-		return fail(2, "need -asn, -key and -out (and no arguments)")
+	if o.asn == 0 || o.key == "" || o.out == "" {
+		return fail(2, "need -asn, -key and -out")
 	}
-	if *asn > 1<<32-1 || *ascn > 1<<32-1 {
+	if o.asn > 1<<32-1 || o.ascn > 1<<32-1 {
 		return fail(2, "-asn and -ascn are 32-bit")
 	}
-	r := membership.Record{ASN: uint32(*asn), ASCN: uint32(*ascn), Version: *version}
-	switch *kind {
+	r := membership.Record{ASN: uint32(o.asn), ASCN: uint32(o.ascn), Version: o.version}
+	switch o.kind {
 	case "join":
 		r.Kind = membership.KindJoin
 	case "update":
@@ -51,9 +80,9 @@ func recordNew(args []string, stdout, stderr io.Writer) int {
 	case "exit":
 		r.Kind = membership.KindExit
 	default:
-		return fail(2, "-kind %q: want join, update or exit", *kind)
+		return fail(2, "-kind %q: want join, update or exit", o.kind)
 	}
-	for _, p := range prefixes {
+	for _, p := range o.prefixes {
 		pp, err := netip.ParsePrefix(p)
 		if err != nil {
 			return fail(2, "-prefix: %v", err)
@@ -63,14 +92,14 @@ func recordNew(args []string, stdout, stderr io.Writer) int {
 		}
 		r.Prefixes = append(r.Prefixes, pp)
 	}
-	for _, a := range acsAddrs {
+	for _, a := range o.acs {
 		ap, err := netip.ParseAddrPort(a)
 		if err != nil {
 			return fail(2, "-acs: %v (want IP:PORT)", err)
 		}
 		r.ACS = append(r.ACS, ap)
 	}
-	s, err := loadSigner(*key)
+	s, err := loadSigner(o.key)
 	if err != nil {
 		return fail(1, "%v", err)
 	}
@@ -79,25 +108,32 @@ func recordNew(args []string, stdout, stderr io.Writer) int {
 	if err := r.Sign(s); err != nil {
 		return fail(1, "%v", err)
 	}
-	return writeRecord(&r, *out, "record new", stdout, stderr)
+	return writeRecord(&r, o.out, "record new", stdout, stderr)
 }
 
-// recordEndorse is psavctl record endorse: the community's endorsement
-// added to a signed record.
-func recordEndorse(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("record endorse", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	in := fs.String("in", "", "the AS-signed record (required)")
-	key := fs.String("key", "", "the community's private key (PKCS #8 PEM; required)")
-	out := fs.String("out", "", "where to write the endorsed record (required)")
-	if err := fs.Parse(args); err != nil {
-		return flagExit(err)
+// recordEndorseCommand is psavctl record endorse: the community's
+// endorsement added to a signed record.
+func (a *app) recordEndorseCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "endorse -in R -key COMMUNITYKEY -out R2",
+		Short: "add the community's endorsement to an AS-signed record",
+		Long: `Adds the community's endorsement (-key, the community's private key) to a
+record whose AS signature verifies, and writes the result to -out. A record
+whose AS signature does not verify is not endorsed.`,
 	}
-	if *in == "" || *key == "" || *out == "" || fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "psavctl record endorse: need -in, -key and -out (and no arguments)")
+	var in, key, out string
+	c.Flags().StringVar(&in, "in", "", "the AS-signed record `FILE` (required)")
+	c.Flags().StringVar(&key, "key", "", "the community's private key `FILE` (PKCS #8 PEM; required)")
+	c.Flags().StringVar(&out, "out", "", "where to write the endorsed record `FILE` (required)")
+	return a.leaf(c, noArgs, func(*cobra.Command, []string) int { return recordEndorse(in, key, out, a.stdout, a.stderr) })
+}
+
+func recordEndorse(in, key, out string, stdout, stderr io.Writer) int {
+	if in == "" || key == "" || out == "" {
+		fmt.Fprintln(stderr, "psavctl record endorse: need -in, -key and -out")
 		return 2
 	}
-	r, err := readRecord(*in)
+	r, err := readRecord(in)
 	if err != nil {
 		fmt.Fprintf(stderr, "psavctl record endorse: %v\n", err)
 		return 1
@@ -105,10 +141,10 @@ func recordEndorse(args []string, stdout, stderr io.Writer) int {
 	// Endorsing a record whose AS signature does not verify would vouch
 	// for a statement the AS never made.
 	if !asSignatureValid(&r) {
-		fmt.Fprintf(stderr, "psavctl record endorse: %s: the AS signature does not verify with the record's key; not endorsing\n", *in)
+		fmt.Fprintf(stderr, "psavctl record endorse: %s: the AS signature does not verify with the record's key; not endorsing\n", in)
 		return 1
 	}
-	s, err := loadSigner(*key)
+	s, err := loadSigner(key)
 	if err == nil {
 		err = r.Endorse(s)
 	}
@@ -116,7 +152,7 @@ func recordEndorse(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "psavctl record endorse: %v\n", err)
 		return 1
 	}
-	return writeRecord(&r, *out, "record endorse", stdout, stderr)
+	return writeRecord(&r, out, "record endorse", stdout, stderr)
 }
 
 func writeRecord(r *membership.Record, path, name string, stdout, stderr io.Writer) int {
@@ -174,20 +210,27 @@ type recordView struct {
 // configuration). Exit 1 if the record is malformed, its AS signature is
 // missing or invalid, or community keys were given and none verifies the
 // endorsement; 0 otherwise.
-func recordShow(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("record show", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	asJSON := fs.Bool("json", false, "print JSON")
-	var ckeys listFlag
-	fs.Var(&ckeys, "community-key", "a community key ed25519:… / ecdsa-p256:… to check the endorsement against (repeatable)")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return flagExit(err)
+func (a *app) recordShowCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "show R [-json] [-community-key ed25519:...]",
+		Short: "print a record's fields and whether each signature verifies",
+		Long: `Prints every field of the record R and whether each signature verifies:
+the AS signature against the record's own key, the endorsement against each
+-community-key given (a record names no endorsing key: its community's keys
+are configuration). Exit status 1 if the record is malformed, its AS
+signature is missing or invalid, or community keys were given and none
+verifies the endorsement.`,
 	}
-	if len(pos) != 1 {
-		fmt.Fprintln(stderr, "psavctl record show: need one record file")
-		return 2
-	}
+	var asJSON bool
+	var ckeys []string
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	c.Flags().StringArrayVar(&ckeys, "community-key", nil, "a community `KEY` ed25519:… / ecdsa-p256:… to check the endorsement against (repeatable)")
+	return a.leaf(c, exactArgs(1, "one record file"), func(_ *cobra.Command, args []string) int {
+		return recordShow(args[0], asJSON, ckeys, a.stdout, a.stderr)
+	})
+}
+
+func recordShow(file string, asJSON bool, ckeys []string, stdout, stderr io.Writer) int {
 	var keys []membership.PublicKey
 	for _, k := range ckeys {
 		pk, err := membership.ParsePublicKey(strings.TrimSpace(k))
@@ -197,13 +240,13 @@ func recordShow(args []string, stdout, stderr io.Writer) int {
 		}
 		keys = append(keys, pk)
 	}
-	r, err := readRecord(pos[0])
+	r, err := readRecord(file)
 	if err != nil {
 		fmt.Fprintf(stderr, "psavctl record show: malformed record: %v\n", err)
 		return 1
 	}
 	h, _ := r.Hash()
-	v := recordView{File: pos[0], Kind: r.Kind.String(), ASN: r.ASN, ASCN: r.ASCN, Version: r.Version,
+	v := recordView{File: file, Kind: r.Kind.String(), ASN: r.ASN, ASCN: r.ASCN, Version: r.Version,
 		Key: r.Key.String(), Hash: hex.EncodeToString(h[:]), Prefixes: []string{}, ACS: []string{}}
 	for _, p := range r.Prefixes {
 		v.Prefixes = append(v.Prefixes, p.String())
@@ -246,7 +289,7 @@ func recordShow(args []string, stdout, stderr io.Writer) int {
 			ok = false
 		}
 	}
-	if *asJSON {
+	if asJSON {
 		b, _ := json.MarshalIndent(v, "", "  ")
 		fmt.Fprintln(stdout, string(b))
 	} else {

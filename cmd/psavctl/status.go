@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -14,56 +13,69 @@ import (
 	"github.com/psavd/psavd/control/abr"
 	"github.com/psavd/psavd/control/acspb"
 	"github.com/psavd/psavd/control/pair"
+	"github.com/psavd/psavd/control/pki"
+	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
 
-// acsFlags are the flags of the subcommands that talk to an ACS.
+// acsFlags are the flags of the remote forms of status and tables, which
+// ask an ACS over mutual TLS with an operator's certificate.
 type acsFlags struct {
-	fs                  *flag.FlagSet
-	addr, cert, key, ca *string
-	asn, target         *uint
-	asJSON              *bool
-	timeout             *time.Duration
+	addr, cert, key, ca string
+	asn, target         uint
 }
 
-func newACSFlags(name string, stderr io.Writer) *acsFlags {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return &acsFlags{
-		fs:      fs,
-		addr:    fs.String("acs", "", "the ACS, host:port"),
-		asn:     fs.Uint("asn", 0, "the AS the certificate names"),
-		target:  fs.Uint("target-asn", 0, "the AS of the ACS asked (default: -asn)"),
-		cert:    fs.String("cert", "", "certificate (PEM)"),
-		key:     fs.String("key", "", "key (PEM)"),
-		ca:      fs.String("ca", "", "alliance CA bundle (PEM)"),
-		asJSON:  fs.Bool("json", false, "print JSON"),
-		timeout: fs.Duration("timeout", 5*time.Second, "how long to wait"),
-	}
+func addACSFlags(c *cobra.Command) *acsFlags {
+	f := &acsFlags{}
+	fs := c.Flags()
+	fs.StringVar(&f.addr, "acs", "", "ask this ACS, `HOST:PORT`, over mutual TLS (the remote form)")
+	fs.UintVar(&f.asn, "asn", 0, "with -acs: the AS `N` the certificate names")
+	fs.UintVar(&f.target, "target-asn", 0, "with -acs: the AS `N` of the ACS asked (default: -asn)")
+	fs.StringVar(&f.cert, "cert", "", "with -acs: the operator's certificate `FILE` (PEM)")
+	fs.StringVar(&f.key, "key", "", "with -acs: its key `FILE` (PEM)")
+	fs.StringVar(&f.ca, "ca", "", "with -acs: the alliance CA bundle `FILE` (PEM)")
+	return f
 }
 
-// dial parses args and opens a gRPC connection to the ACS over mutual TLS
-// 1.3. The operator's certificate names an AS of the alliance; for the ACS
-// of that same AS the ABR's check applies (same AS), for another AS's ACS
-// the peer check.
-func (f *acsFlags) dial(args []string) (*grpc.ClientConn, uint32, error) {
-	if err := f.fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, 0, flag.ErrHelp
+// remoteOnly names a flag of the remote form given without -acs, if any.
+func remoteOnly(c *cobra.Command, names ...string) string {
+	for _, n := range names {
+		if c.Flags().Changed(n) {
+			return n
 		}
-		return nil, 0, errUsage
 	}
-	if *f.addr == "" || *f.asn == 0 || *f.cert == "" || *f.key == "" || *f.ca == "" {
+	return ""
+}
+
+// noteRemoteTimeout says in -timeout's help that a remote form waits 5s.
+func noteRemoteTimeout(c *cobra.Command) {
+	c.Flags().Lookup("timeout").Usage = "how long to wait for the node (5s for a remote one unless given)"
+}
+
+// remoteTimeout is -timeout for a remote form: 5s unless given.
+func remoteTimeout(c *cobra.Command, l *localCall) time.Duration {
+	if c.Flags().Changed("timeout") {
+		return l.timeout
+	}
+	return 5 * time.Second
+}
+
+// dial opens a gRPC connection to the ACS over mutual TLS 1.3. The
+// operator's certificate names an AS of the alliance; for the ACS of that
+// same AS the ABR's check applies (same AS), for another AS's ACS the peer
+// check.
+func (f *acsFlags) dial() (*grpc.ClientConn, uint32, error) {
+	if f.addr == "" || f.asn == 0 || f.cert == "" || f.key == "" || f.ca == "" {
 		return nil, 0, fmt.Errorf("need -acs, -asn, -cert, -key and -ca: %w", errUsage)
 	}
-	id, err := pair.LoadIdentity(uint32(*f.asn), *f.cert, *f.key, *f.ca)
+	id, err := pair.LoadIdentity(uint32(f.asn), pki.RoleOp, f.cert, f.key, f.ca)
 	if err != nil {
 		return nil, 0, err
 	}
-	t := uint32(*f.target)
+	t := uint32(f.target)
 	if t == 0 {
 		t = id.ASN
 	}
@@ -74,7 +86,7 @@ func (f *acsFlags) dial(args []string) (*grpc.ClientConn, uint32, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	conn, err := grpc.NewClient(*f.addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+	conn, err := grpc.NewClient(f.addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
 	return conn, id.ASN, err
 }
 
@@ -82,9 +94,6 @@ var errUsage = errors.New("usage")
 
 // fail prints a subcommand's error; usage errors exit 2, others 1.
 func fail(stderr io.Writer, name string, err error) int {
-	if errors.Is(err, flag.ErrHelp) {
-		return 0 // -h: usage was printed
-	}
 	if errors.Is(err, errUsage) {
 		if err != errUsage {
 			fmt.Fprintf(stderr, "psavctl %s: %v\n", name, err)
@@ -108,27 +117,57 @@ func printJSON(w io.Writer, m proto.Message) error {
 	return err
 }
 
-// status asks an ACS for its Status: epoch, peers, membership, ABRs.
-func status(args []string, stdout, stderr io.Writer) int {
-	f := newACSFlags("status", stderr)
-	conn, _, err := f.dial(args)
+const statusLong = `Without -acs: the local node through its management socket — its version,
+configuration, readiness (and what it waits for), epoch, ABR feed state,
+every role with its restart policy, state, restarts and last error, and
+the ACS's view if it runs one.
+
+With -acs HOST:PORT -asn N -cert F -key F -ca F: an ACS's view over mutual
+TLS, with an operator's certificate — epoch, peers (state, RTT, clock
+offset, last heartbeat, TLS group), membership, ABRs. -target-asn names
+another AS's ACS.`
+
+func (a *app) statusCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "status [-acs HOST:PORT -asn N -cert F -key F -ca F [-target-asn N]]",
+		Short: "the node's roles and readiness, or an ACS's peers (-acs)",
+		Long:  statusLong,
+	}
+	l := localFlags(c)
+	noteRemoteTimeout(c)
+	f := addACSFlags(c)
+	return a.leaf(c, noArgs, func(c *cobra.Command, _ []string) int {
+		if f.addr == "" {
+			if n := remoteOnly(c, "asn", "target-asn", "cert", "key", "ca"); n != "" {
+				fmt.Fprintf(a.stderr, "psavctl status: -%s is for an ACS: give -acs HOST:PORT too\n", n)
+				return 2
+			}
+			return a.runLocal("status", l.timeout, l.asJSON, askStatus, printNodeStatus)
+		}
+		return a.remoteStatus(f, remoteTimeout(c, l), l.asJSON)
+	})
+}
+
+// remoteStatus asks an ACS for its Status: epoch, peers, membership, ABRs.
+func (a *app) remoteStatus(f *acsFlags, timeout time.Duration, asJSON bool) int {
+	conn, _, err := f.dial()
 	if err != nil {
-		return fail(stderr, "status", err)
+		return fail(a.stderr, "status", err)
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), *f.timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	st, err := acspb.NewACSClient(conn).Status(ctx, &acspb.StatusRequest{})
 	if err != nil {
-		return fail(stderr, "status", fmt.Errorf("%s: %w", *f.addr, err))
+		return fail(a.stderr, "status", fmt.Errorf("%s: %w", f.addr, err))
 	}
-	if *f.asJSON {
-		if err := printJSON(stdout, st); err != nil {
-			return fail(stderr, "status", err)
+	if asJSON {
+		if err := printJSON(a.stdout, st); err != nil {
+			return fail(a.stderr, "status", err)
 		}
 		return 0
 	}
-	printStatus(stdout, st, time.Now())
+	printStatus(a.stdout, st, time.Now())
 	return 0
 }
 

@@ -9,42 +9,72 @@ import (
 	"net/netip"
 	"sort"
 	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/psavd/psavd/control/acspb"
 )
 
-// tables asks an ACS of the operator's own AS for the tables it pushes to
-// its ABRs (one Feed snapshot, as an ABR named "psavctl" receives it): the
-// AS-Prefix table with each member's tag and validate peer, the epochs each
-// peer's keys cover, and the community-border replace entries. Keys are
-// secrets: only a short fingerprint of each is shown, enough to compare two
-// sides of a pair (SHA-256 of the key, first 4 octets).
-func tables(args []string, stdout, stderr io.Writer) int {
-	f := newACSFlags("tables", stderr)
-	conn, asn, err := f.dial(args)
+const tablesLong = `Without -acs: the tables the local node's ACS pushes to its ABRs, through
+the management socket. With -acs HOST:PORT -asn N -cert F -key F -ca F: the
+same from the ACS of the operator's own AS, over mutual TLS (one Feed
+snapshot, as an ABR named "psavctl" receives it).
+
+The AS-Prefix table with each member's tag and validate peer, the epochs
+each peer's keys cover, and the community-border replace entries. Keys are
+secrets: only a short fingerprint of each is shown (SHA-256 of the key,
+first 4 octets), enough to compare the two sides of a pair.`
+
+func (a *app) tablesCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "tables [-acs HOST:PORT -asn N -cert F -key F -ca F]",
+		Short: "the AS-Prefix table, key epochs and replace entries the ABRs get",
+		Long:  tablesLong,
+	}
+	l := localFlags(c)
+	noteRemoteTimeout(c)
+	f := addACSFlags(c)
+	return a.leaf(c, noArgs, func(c *cobra.Command, _ []string) int {
+		if f.addr == "" {
+			if n := remoteOnly(c, "asn", "target-asn", "cert", "key", "ca"); n != "" {
+				fmt.Fprintf(a.stderr, "psavctl tables: -%s is for an ACS: give -acs HOST:PORT too\n", n)
+				return 2
+			}
+			return a.runLocal("tables", l.timeout, l.asJSON, askTables, printTablesReply)
+		}
+		return a.remoteTables(f, remoteTimeout(c, l), l.asJSON)
+	})
+}
+
+// remoteTables asks an ACS of the operator's own AS for the tables it
+// pushes to its ABRs.
+func (a *app) remoteTables(f *acsFlags, timeout time.Duration, asJSON bool) int {
+	stdout, stderr := a.stdout, a.stderr
+	conn, asn, err := f.dial()
 	if err != nil {
 		return fail(stderr, "tables", err)
 	}
 	defer conn.Close()
-	if *f.target != 0 && uint32(*f.target) != asn {
-		return fail(stderr, "tables", fmt.Errorf("an ACS feeds only the ABRs of its own AS: -target-asn must be -asn"))
+	if f.target != 0 && uint32(f.target) != asn {
+		return fail(stderr, "tables", fmt.Errorf("an ACS feeds only the ABRs of its own AS: -target-asn must be -asn: %w", errUsage))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), *f.timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	st, err := acspb.NewACSClient(conn).Feed(ctx, &acspb.FeedRequest{Asn: asn, Abr: "psavctl"})
 	if err != nil {
-		return fail(stderr, "tables", fmt.Errorf("%s: %w", *f.addr, err))
+		return fail(stderr, "tables", fmt.Errorf("%s: %w", f.addr, err))
 	}
 	for {
 		m, err := st.Recv()
 		if err != nil {
-			return fail(stderr, "tables", fmt.Errorf("%s: %w", *f.addr, err))
+			return fail(stderr, "tables", fmt.Errorf("%s: %w", f.addr, err))
 		}
 		t := m.GetTables()
 		if t == nil {
 			continue // a heartbeat
 		}
-		if *f.asJSON {
+		if asJSON {
 			if err := printJSON(stdout, redactKeys(t)); err != nil {
 				return fail(stderr, "tables", err)
 			}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +9,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/spf13/cobra"
 )
 
 // counterRow is one counter of a node at one moment: what it counts, where.
@@ -40,29 +41,40 @@ func (n *NodeCounters) rows() []counterRow {
 	return rs
 }
 
-// top is `psavctl top -metrics HOST:PORT [-interval 1s] [-n N]`: a node's
-// counters as per-second rates, one block per interval, until interrupted
-// (or N blocks). Counters that did not move are left out; a counter that
-// went down (psavd restarted) starts over from its new value.
-func top(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("top", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	addr := fs.String("metrics", "", "psavd's [metrics] listen address, host:port")
-	interval := fs.Duration("interval", time.Second, "time between two samples")
-	count := fs.Int("n", 0, "stop after N blocks (0: until interrupted)")
-	if err := fs.Parse(args); err != nil {
-		return flagExit(err)
+// topCommand is `psavctl top -metrics HOST:PORT [-interval 1s] [-n N]`: a
+// node's counters as per-second rates, one block per interval, until
+// interrupted (or N blocks). Counters that did not move are left out; a
+// counter that went down (psavd restarted) starts over from its new value.
+func (a *app) topCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "top -metrics HOST:PORT [-interval D] [-n N]",
+		Short: "a node's counters as per-second rates, until interrupted",
+		Long: `Samples a node's /metrics every -interval and prints what moved as
+per-second rates, one block per interval, until interrupted (or -n blocks).
+A counter that went down (psavd restarted) starts over from its new value.`,
 	}
-	if *addr == "" || fs.NArg() != 0 || *interval <= 0 || *count < 0 {
+	var addr string
+	var interval time.Duration
+	var count int
+	c.Flags().StringVar(&addr, "metrics", "", "psavd's [metrics] listen address, `HOST:PORT` (required)")
+	c.Flags().DurationVar(&interval, "interval", time.Second, "time between two samples")
+	c.Flags().IntVar(&count, "n", 0, "stop after `N` blocks (0: until interrupted)")
+	return a.leaf(c, noArgs, func(*cobra.Command, []string) int {
+		return top(addr, interval, count, a.stdout, a.stderr)
+	})
+}
+
+func top(addr string, interval time.Duration, count int, stdout, stderr io.Writer) int {
+	if addr == "" || interval <= 0 || count < 0 {
 		fmt.Fprint(stderr, "psavctl top: need -metrics HOST:PORT, a positive -interval and -n ≥ 0\n")
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	sample := func() (*NodeCounters, time.Time, error) {
-		sctx, cancel := context.WithTimeout(ctx, max(*interval, 5*time.Second))
+		sctx, cancel := context.WithTimeout(ctx, max(interval, 5*time.Second))
 		defer cancel()
-		n, err := scrapeCounters(sctx, *addr)
+		n, err := scrapeCounters(sctx, addr)
 		return n, time.Now(), err
 	}
 	prev, prevAt, err := sample()
@@ -70,9 +82,9 @@ func top(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "psavctl top: %v\n", err)
 		return 1
 	}
-	tick := time.NewTicker(*interval)
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
-	for i := 0; *count == 0 || i < *count; i++ {
+	for i := 0; count == 0 || i < count; i++ {
 		select {
 		case <-ctx.Done():
 			return 0
