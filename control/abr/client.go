@@ -16,6 +16,7 @@ import (
 
 	"github.com/psavd/psavd/control/acspb"
 	"github.com/psavd/psavd/control/pair"
+	"github.com/psavd/psavd/control/pki"
 	"github.com/psavd/psavd/engine"
 )
 
@@ -62,8 +63,8 @@ const (
 type Config struct {
 	// Addr is the ACS's gRPC address (host:port).
 	Addr string
-	// Identity is the ABR's: a certificate naming its own AS (psav:as<ASN>,
-	// the same AS as its ACS) and the alliance CA pool.
+	// Identity is the ABR's: its certificate (psav:as<ASN>:abr:<name>,
+	// the same AS as its ACS; Role pki.RoleABR) and the alliance CA pool.
 	Identity pair.Identity
 	// ACSASN is the AS the ACS's certificate must name; 0 means
 	// Identity.ASN. An ABR is fed only by the ACS of its own AS.
@@ -137,6 +138,9 @@ func New(cfg Config) (*Client, error) {
 	if cfg.ACSASN != cfg.Identity.ASN {
 		return nil, fmt.Errorf("abr: ACS AS%d is not the ABR's AS%d", cfg.ACSASN, cfg.Identity.ASN)
 	}
+	if cfg.Identity.Role != pki.RoleABR {
+		return nil, fmt.Errorf("abr: the feed client needs an abr identity, not %q", cfg.Identity.Role)
+	}
 	if cfg.MinBackoff <= 0 {
 		cfg.MinBackoff = DefaultMinBackoff
 	}
@@ -173,30 +177,13 @@ func New(cfg Config) (*Client, error) {
 const MaxFeedMessage = 64 << 20
 
 // TLSConfig is the ABR's tls.Config for dialling the ACS of its own AS:
-// pair.ClientConfig (TLS 1.3 only, own certificate, Go's default key
-// exchange with X25519MLKEM768) with the server check replaced, because
-// pair's refuses a peer naming our own AS — right between ACS, wrong here,
-// where ABR and ACS belong to the same AS. The ACS's chain is verified
-// against id.CA with the ServerAuth usage and its certificate must name
-// exactly AS acsASN.
+// pair.ClientConfig (TLS 1.3 only, Go's default key exchange with
+// X25519MLKEM768), whose own certificate must be an abr one of id.ASN and
+// whose server must present psav:as<acsASN>:acs (docs/wire.md §3.1) — an
+// ABR certificate of the same AS posing as its ACS is refused in the
+// handshake.
 func TLSConfig(id pair.Identity, acsASN uint32) (*tls.Config, error) {
-	c, err := pair.ClientConfig(id, 0)
-	if err != nil {
-		return nil, err
-	}
-	now := id.Time
-	c.InsecureSkipVerify = true // host names are not identities here; VerifyConnection checks the chain
-	c.VerifyConnection = func(cs tls.ConnectionState) error {
-		asn, err := pair.VerifyServerChain(cs, id.Roots(), now)
-		if err != nil {
-			return fmt.Errorf("abr: ACS: %w", err)
-		}
-		if asn != acsASN {
-			return &pair.ASNMismatchError{Want: acsASN, Got: asn}
-		}
-		return nil
-	}
-	return c, nil
+	return pair.ClientConfig(id, acsASN)
 }
 
 // State returns the client's current state.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/hex"
-	"fmt"
 	"net"
 	"sync"
 	"testing"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/psavd/psavd/control/acspb"
 	"github.com/psavd/psavd/control/pair"
+	"github.com/psavd/psavd/control/pki"
 	"github.com/psavd/psavd/engine"
 	"github.com/psavd/psavd/internal/testpki"
 	"github.com/psavd/psavd/ports"
@@ -74,33 +74,37 @@ func tablesMsg(m *acspb.Tables) *acspb.FeedMessage {
 	return &acspb.FeedMessage{Body: &acspb.FeedMessage_Tables{Tables: m}}
 }
 
-// pki is an alliance CA with the certificates of AS 65001's ACS and ABR.
-type pki struct {
+// alliance is an alliance CA with the certificates of AS 65001's ACS and ABR.
+type alliance struct {
 	ca       *testpki.CA
 	acs, abr pair.Identity
 }
 
-func newPKI(t *testing.T) *pki {
+func newPKI(t *testing.T) *alliance {
 	t.Helper()
 	ca, err := testpki.NewCA("alliance")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &pki{ca: ca, acs: identity(t, ca, localASN), abr: identity(t, ca, localASN)}
+	return &alliance{ca: ca, acs: identity(t, ca, localASN, pki.RoleACS), abr: identity(t, ca, localASN, pki.RoleABR)}
 }
 
-func identity(t *testing.T, ca *testpki.CA, asn uint32) pair.Identity {
+// identity issues a certificate of asn in role (an ABR is "edge-1").
+func identity(t *testing.T, ca *testpki.CA, asn uint32, role pki.Role) pair.Identity {
 	t.Helper()
-	c, err := ca.IssueAS(asn, time.Time{}, time.Time{})
+	c, err := ca.IssueACS(asn, time.Time{}, time.Time{})
+	if role == pki.RoleABR {
+		c, err = ca.IssueABR(asn, "edge-1", time.Time{}, time.Time{})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	return pair.Identity{ASN: asn, Cert: c, CA: ca.Pool()}
+	return pair.Identity{ASN: asn, Role: role, Cert: c, CA: ca.Pool()}
 }
 
 // serve starts the fake ACS on addr ("127.0.0.1:0" for a new port) with
-// pair.ServerConfig, whose client check is replaced as a Feed server needs:
-// the ABR's certificate names the ACS's own AS.
+// pair.ServerConfig and, as the real ACS's Feed does, accepts only an abr
+// certificate of the ACS's own AS.
 func serve(t *testing.T, addr string, id pair.Identity, f *fakeACS) (*grpc.Server, string) {
 	t.Helper()
 	tc, err := pair.ServerConfig(id)
@@ -108,16 +112,25 @@ func serve(t *testing.T, addr string, id pair.Identity, f *fakeACS) (*grpc.Serve
 		t.Fatal(err)
 	}
 	tc.VerifyConnection = func(cs tls.ConnectionState) error {
-		asn, err := pair.PeerASN(cs)
-		if err != nil {
-			return err
-		}
-		if asn != id.ASN {
-			return fmt.Errorf("ABR certificate names AS%d, not AS%d", asn, id.ASN)
-		}
-		return nil
+		_, err := pair.RequirePeer(cs, pki.RoleABR, id.ASN, "the fake ACS's feed")
+		return err
 	}
-	var lis net.Listener
+	return serveTLS(t, addr, tc, f)
+}
+
+// serveAs starts a fake ACS that presents id's certificate whatever it
+// names (pair.ServerConfig would refuse one that is not an ACS's).
+func serveAs(t *testing.T, id pair.Identity, f *fakeACS) (*grpc.Server, string) {
+	return serveTLS(t, "127.0.0.1:0", &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{id.Cert},
+		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: id.CA}, f)
+}
+
+func serveTLS(t *testing.T, addr string, tc *tls.Config, f *fakeACS) (*grpc.Server, string) {
+	t.Helper()
+	var (
+		lis net.Listener
+		err error
+	)
 	for i := 0; ; i++ {
 		if lis, err = net.Listen("tcp", addr); err == nil {
 			break
@@ -355,13 +368,18 @@ func TestWrongServerCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// An ABR certificate of our own AS posing as the ACS (docs/wire.md
+	// §3.1: an ABR accepts only its own AS's acs certificate).
+	posing := identity(t, p.ca, localASN, pki.RoleACS)
+	posing.Cert = identity(t, p.ca, localASN, pki.RoleABR).Cert
 	for name, id := range map[string]pair.Identity{
-		"other CA": identity(t, rogueCA, localASN),
-		"other AS": identity(t, p.ca, 65002),
+		"other CA":          identity(t, rogueCA, localASN, pki.RoleACS),
+		"other AS":          identity(t, p.ca, 65002, pki.RoleACS),
+		"ABR posing as ACS": posing,
 	} {
 		t.Run(name, func(t *testing.T) {
 			id.CA = p.ca.Pool() // the server itself accepts the ABR
-			_, addr := serve(t, "127.0.0.1:0", id, &fakeACS{msgs: []*acspb.FeedMessage{tablesMsg(snapshot(t, 1, localASN, vecNow))}})
+			_, addr := serveAs(t, id, &fakeACS{msgs: []*acspb.FeedMessage{tablesMsg(snapshot(t, 1, localASN, vecNow))}})
 			eng := newEngine(t)
 			initial := eng.Tables()
 			c := start(t, Config{Addr: addr, Identity: p.abr, Engine: eng})
@@ -378,10 +396,11 @@ func TestNewChecks(t *testing.T) {
 	p := newPKI(t)
 	eng := newEngine(t)
 	for name, cfg := range map[string]Config{
-		"no address":   {Identity: p.abr, Engine: eng},
-		"no engine":    {Addr: "127.0.0.1:1", Identity: p.abr},
-		"other AS":     {Addr: "127.0.0.1:1", Identity: p.abr, Engine: eng, ACSASN: 65002},
-		"bad identity": {Addr: "127.0.0.1:1", Identity: pair.Identity{ASN: localASN}, Engine: eng},
+		"no address":      {Identity: p.abr, Engine: eng},
+		"no engine":       {Addr: "127.0.0.1:1", Identity: p.abr},
+		"other AS":        {Addr: "127.0.0.1:1", Identity: p.abr, Engine: eng, ACSASN: 65002},
+		"bad identity":    {Addr: "127.0.0.1:1", Identity: pair.Identity{ASN: localASN}, Engine: eng},
+		"ACS certificate": {Addr: "127.0.0.1:1", Identity: p.acs, Engine: eng},
 	} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("%s: accepted", name)

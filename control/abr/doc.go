@@ -12,7 +12,7 @@
 // back-off. State, Version, LastUpdate, LastHeartbeat and Counters (plus a
 // Prometheus Collector) say what is going on.
 //
-// Identity: the ABR presents a certificate for its own AS (URI SAN
-// psav:as<ASN>, the same AS as its ACS) issued by the alliance CA, and
-// accepts only an ACS certificate naming that same AS (see TLSConfig).
+// Identity: the ABR presents an abr certificate of its own AS (URI SAN
+// psav:as<ASN>:abr:<name>) issued by the alliance CA, and accepts only the
+// acs certificate of that same AS (see TLSConfig).
 package abr

@@ -3,11 +3,13 @@ package acs
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"strconv"
 	"testing"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/psavd/psavd/control/acspb"
 	"github.com/psavd/psavd/control/membership"
 	"github.com/psavd/psavd/control/pair"
+	"github.com/psavd/psavd/control/pki"
 	"github.com/psavd/psavd/engine"
 	"github.com/psavd/psavd/internal/testpki"
 )
@@ -66,11 +69,25 @@ func newLab(t *testing.T) *lab {
 func (l *lab) identity(ca *testpki.CA, asn uint32) pair.Identity {
 	l.t.Helper()
 	now := time.Now()
-	cert, err := ca.IssueAS(asn, now.Add(-time.Hour), now.Add(24*time.Hour))
+	cert, err := ca.IssueACS(asn, now.Add(-time.Hour), now.Add(24*time.Hour))
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	return pair.Identity{ASN: asn, Cert: cert, CA: l.ca.Pool()}
+	return pair.Identity{ASN: asn, Role: pki.RoleACS, Cert: cert, CA: l.ca.Pool()}
+}
+
+// conn dials the ACS of the lab's node asn presenting cert, whatever
+// identity it names (the client checks nothing of the server: these tests
+// are about what the server accepts).
+func (l *lab) conn(t *testing.T, asn uint32, cert tls.Certificate) *grpc.ClientConn {
+	t.Helper()
+	c := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true}
+	cc, err := grpc.NewClient("passthrough:///"+l.addrs[asn], grpc.WithTransportCredentials(credentials.NewTLS(c)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return cc
 }
 
 // start starts (or restarts, on the same address and membership directory)
@@ -143,7 +160,7 @@ func (l *lab) mesh(asns ...uint32) {
 	}
 }
 
-func itoa(v uint32) string { return pair.ASNURI(v)[len("psav:as"):] }
+func itoa(v uint32) string { return strconv.FormatUint(uint64(v), 10) }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -274,17 +291,13 @@ func TestFiveNodeMesh(t *testing.T) {
 	if pairs != 10 {
 		t.Fatal(pairs)
 	}
-	// Status over the gRPC Status RPC, as psavctl would ask it.
-	id := l.identity(l.ca, 64999)
-	ccfg, err := pair.ClientConfig(id, 65003)
+	// Status over the gRPC Status RPC, as psavctl would ask it with an
+	// operator's certificate of the AS.
+	opCert, err := l.ca.IssueOp(65003, "noc", time.Time{}, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cc, err := grpc.NewClient("passthrough:///"+l.addrs[65003], grpc.WithTransportCredentials(credentials.NewTLS(ccfg)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
+	cc := l.conn(t, 65003, opCert)
 	// Polled: on a loaded machine a late heartbeat may flap a pair for a
 	// moment; what matters is that the RPC reports the mesh up.
 	var st *acspb.StatusReply

@@ -2,6 +2,7 @@ package acs
 
 import (
 	"encoding/binary"
+	"fmt"
 	"sort"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/psavd/psavd/control/acspb"
 	"github.com/psavd/psavd/control/membership"
+	"github.com/psavd/psavd/control/pair"
 	"github.com/psavd/psavd/engine"
 )
 
@@ -156,15 +158,20 @@ func (n *Node) hops(recs []membership.Record) *treeHops {
 // (an ABR of ours) is served: the keys are this AS's secrets.
 func (sv *server) Feed(req *acspb.FeedRequest, st acspb.ACS_FeedServer) error {
 	n := sv.n
-	cs, err := tlsState(st.Context())
+	id, _, err := n.authorize(st.Context(), svcFeed)
 	if err != nil {
-		return status.Error(codes.Unauthenticated, err.Error())
+		return err
 	}
-	if asn, err := peerASN(cs); err != nil || asn != n.cfg.ASN || req.GetAsn() != n.cfg.ASN {
-		n.c.sessionsRefused.Add(1)
-		return status.Errorf(codes.PermissionDenied, "feed is for ABRs of AS%d", n.cfg.ASN)
+	if req.GetAsn() != n.cfg.ASN {
+		n.refuse(svcFeed, pair.ReasonWrongAS, fmt.Errorf("request for AS%d", req.GetAsn()))
+		return status.Errorf(codes.PermissionDenied, "feed is for ABRs of AS%d, not AS%d", n.cfg.ASN, req.GetAsn())
 	}
-	name := req.GetAbr()
+	// The certificate names the ABR; the name in the request is only
+	// what it calls itself, logged if it differs.
+	name := id.Name
+	if req.GetAbr() != name {
+		n.log.Info("abr feed: request names another ABR than its certificate", zap.String("cert", id.Name), zap.String("request", req.GetAbr()))
+	}
 	n.mu.Lock()
 	n.abrs[name]++
 	n.mu.Unlock()

@@ -2,46 +2,26 @@ package acs
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
 	"github.com/psavd/psavd/control/acspb"
 	"github.com/psavd/psavd/control/membership"
-	"github.com/psavd/psavd/control/pair"
 )
 
-// abrConn dials the ACS of the lab's node asn with a certificate for the
-// given AS, as an ABR does (the ACS names the same AS as the ABR, which
-// pair.ClientConfig refuses, so the chain check is redone here).
-func abrConn(t *testing.T, l *lab, asn uint32, _ string) *grpc.ClientConn {
+// abrConn dials the ACS of the lab's node asn as its ABR name does, with
+// an abr certificate of that AS.
+func abrConn(t *testing.T, l *lab, asn uint32, name string) *grpc.ClientConn {
 	t.Helper()
-	id := l.identity(l.ca, asn)
-	c, err := pair.ClientConfig(id, 0)
+	cert, err := l.ca.IssueABR(asn, name, time.Time{}, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := l.ca.Pool()
-	c.VerifyConnection = func(cs tls.ConnectionState) error {
-		if len(cs.PeerCertificates) == 0 {
-			return errors.New("no certificate")
-		}
-		_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
-		return err
-	}
-	cc, err := grpc.NewClient("passthrough:///"+l.addrs[asn], grpc.WithTransportCredentials(credentials.NewTLS(c)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	return cc
+	return l.conn(t, asn, cert)
 }
 
 func TestFeed(t *testing.T) {

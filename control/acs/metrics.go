@@ -9,8 +9,8 @@ import (
 // Collector exports the node's counters and, per peer, its state, RTT,
 // clock offset and missed heartbeats, read at scrape time from Status.
 type Collector struct {
-	n                                     *Node
-	events, up, rtt, offset, missed, memb *prometheus.Desc
+	n                                              *Node
+	events, up, rtt, offset, missed, memb, refused *prometheus.Desc
 }
 
 // NewCollector returns a Prometheus collector for n.
@@ -22,12 +22,14 @@ func NewCollector(n *Node) *Collector {
 		offset: prometheus.NewDesc("psavd_acs_peer_clock_offset_seconds", "Measured clock offset of the peer ACS (refused beyond P/4).", []string{"peer"}, nil),
 		missed: prometheus.NewDesc("psavd_acs_peer_missed_heartbeats", "Heartbeats missed in a row.", []string{"peer"}, nil),
 		memb:   prometheus.NewDesc("psavd_acs_members", "Members in the membership set.", nil, nil),
+		refused: prometheus.NewDesc("psavd_acs_refused_total", "Clients of the ACS listener refused, by service (peer, feed, status) and reason (no-identity, role-less, wrong-role, wrong-as, live-session, bad-hello).",
+			[]string{"service", "reason"}, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.events, c.up, c.rtt, c.offset, c.missed, c.memb} {
+	for _, d := range []*prometheus.Desc{c.events, c.up, c.rtt, c.offset, c.missed, c.memb, c.refused} {
 		ch <- d
 	}
 }
@@ -45,6 +47,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		{"record-flooded", k.RecordsFlooded}, {"record-refused", k.RecordsRefused}, {"established", k.Established},
 	} {
 		ch <- prometheus.MustNewConstMetric(c.events, prometheus.CounterValue, float64(e.v), e.name)
+	}
+	for k, v := range c.n.Refusals() {
+		ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(v), k[0], k[1])
 	}
 	st := c.n.Status()
 	for _, p := range st.Peers {

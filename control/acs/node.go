@@ -2,7 +2,6 @@ package acs
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -21,6 +20,7 @@ import (
 	"github.com/psavd/psavd/control/acspb"
 	"github.com/psavd/psavd/control/membership"
 	"github.com/psavd/psavd/control/pair"
+	"github.com/psavd/psavd/control/pki"
 	"github.com/psavd/psavd/engine"
 )
 
@@ -114,6 +114,7 @@ type peerState struct {
 	group   string
 	start   uint64
 	missed  uint32
+	heard   bool // a heartbeat came on the current session
 }
 
 // Node is one AS Control Server: it peers with the other ACS of the
@@ -145,7 +146,8 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	c counters
+	c       counters
+	refused refusals
 
 	hopsMu    sync.Mutex
 	hopsCache *treeHops
@@ -162,6 +164,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	if cfg.Identity.ASN != cfg.ASN {
 		return nil, fmt.Errorf("acs: identity is AS%d, node is AS%d", cfg.Identity.ASN, cfg.ASN)
+	}
+	if cfg.Identity.Role != pki.RoleACS {
+		return nil, fmt.Errorf("acs: the node needs an acs identity, not %q", cfg.Identity.Role)
 	}
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = time.Second
@@ -222,6 +227,12 @@ func New(cfg Config) (*Node, error) {
 // Start listens, serves the ACS gRPC service and dials the peers with a
 // higher ASN. It returns once the listener is open.
 func (n *Node) Start(ctx context.Context) error {
+	// Checked before the node counts as started: a Start that fails here
+	// leaves nothing for Close to stop.
+	scfg, err := pair.ServerConfig(n.cfg.Identity)
+	if err != nil {
+		return err
+	}
 	n.mu.Lock()
 	if n.started || n.closed {
 		n.mu.Unlock()
@@ -229,22 +240,15 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	n.started = true
 	n.mu.Unlock()
-	scfg, err := pair.ServerConfig(n.cfg.Identity)
-	if err != nil {
-		return err
-	}
-	// pair.ServerConfig refuses a client naming our own AS, right for
-	// Peer but not for Feed: the ABRs of this AS present a certificate for
-	// it. The chain is still verified (RequireAndVerifyClientCert against
-	// the alliance CA) and the certificate must name exactly one AS; each
-	// RPC then checks which AS it accepts (Peer: another, Feed: ours).
-	scfg.VerifyConnection = func(cs tls.ConnectionState) error {
-		_, err := pair.PeerASN(cs)
-		return err
-	}
+	// The handshake verifies the client's chain; each RPC checks its role
+	// and AS (authorize: Peer an ACS of another AS, Feed an ABR of ours,
+	// Status an operator of ours).
 	lis := n.cfg.Listener
 	if lis == nil {
 		if lis, err = net.Listen("tcp", n.cfg.Listen); err != nil {
+			n.mu.Lock()
+			n.started = false
+			n.mu.Unlock()
 			return err
 		}
 	}
@@ -426,6 +430,13 @@ func (n *Node) register(s *session) error {
 	ps := n.peer(s.peer)
 	if old := ps.sess; old != nil && !old.isDone() {
 		n.c.collisions.Add(1)
+		// docs/wire.md §3.1: a session that still heartbeats is never
+		// displaced, whichever AS dialled it: a duplicate connection (a
+		// retry, a second process with a valid certificate) must not
+		// cost a working pair its session.
+		if ps.heard && n.now().Sub(ps.lastHB) < 2*n.hb {
+			return fmt.Errorf("acs: the session with AS%d is up and heartbeating; a second one is refused", s.peer)
+		}
 		keepNew, err := pair.KeepIncoming(
 			pair.Session{Dialer: old.dialer, Acceptor: old.acceptor},
 			pair.Session{Dialer: s.dialer, Acceptor: s.acceptor})
@@ -440,6 +451,7 @@ func (n *Node) register(s *session) error {
 	ps.sess = s
 	ps.state = StateNegotiating
 	ps.lastHB = n.now() // a session silent from the start is dead too
+	ps.heard = false
 	ps.missed = 0
 	ps.group = pair.GroupName(s.cs)
 	return nil
@@ -571,7 +583,7 @@ func (n *Node) heartbeatSeen(s *session, at time.Time, offset, rtt time.Duration
 	if ps == nil || ps.sess != s {
 		return
 	}
-	ps.lastHB, ps.missed = at, 0
+	ps.lastHB, ps.missed, ps.heard = at, 0, true
 	if measured {
 		ps.offset, ps.rtt = offset, rtt
 	}

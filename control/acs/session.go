@@ -146,35 +146,33 @@ type server struct {
 	n *Node
 }
 
-func (sv *server) Status(context.Context, *acspb.StatusRequest) (*acspb.StatusReply, error) {
+func (sv *server) Status(ctx context.Context, _ *acspb.StatusRequest) (*acspb.StatusReply, error) {
+	if _, _, err := sv.n.authorize(ctx, svcStatus); err != nil {
+		return nil, err
+	}
 	return sv.n.Status(), nil
 }
 
-// Peer accepts a session from any alliance member whose certificate
-// verifies (ServerConfig checked the chain; any AS but ours may dial).
+// Peer accepts a session from the ACS of any other alliance member
+// (ServerConfig verified the chain; authorize the role and AS).
 func (sv *server) Peer(st acspb.ACS_PeerServer) error {
 	n := sv.n
-	cs, err := tlsState(st.Context())
+	id, cs, err := n.authorize(st.Context(), svcPeer)
 	if err != nil {
-		return status.Error(codes.Unauthenticated, err.Error())
+		return err
 	}
-	asn, err := pair.PeerASN(cs)
-	if err != nil || asn == n.cfg.ASN {
-		n.c.sessionsRefused.Add(1)
-		return status.Error(codes.PermissionDenied, "no usable peer ASN")
-	}
+	asn := id.ASN
 	m, err := st.Recv()
 	if err != nil {
 		return err
 	}
 	if err := checkHello(m, asn); err != nil {
-		n.c.sessionsRefused.Add(1)
-		n.log.Warn("hello refused", zap.Uint32("cert_as", asn), zap.Error(err))
+		n.refuse(svcPeer, reasonBadHello, err)
 		return status.Error(codes.PermissionDenied, err.Error())
 	}
 	s := n.newSession(asn, asn, cs)
 	if err := n.register(s); err != nil {
-		n.c.sessionsRefused.Add(1)
+		n.refuse(svcPeer, reasonLiveSession, err)
 		return status.Error(codes.AlreadyExists, err.Error())
 	}
 	if err := st.Send(n.hello()); err != nil {
@@ -509,6 +507,3 @@ func summaryMsg(set *membership.Set) *acspb.PeerMessage {
 	}
 	return &acspb.PeerMessage{Body: &acspb.PeerMessage_Summary{Summary: &acspb.MembershipSummary{Digest: sum.Digest, Entries: sum.Entries}}}
 }
-
-// peerASN is the AS named by the client's certificate.
-func peerASN(cs tls.ConnectionState) (uint32, error) { return pair.PeerASN(cs) }

@@ -15,6 +15,7 @@ import (
 	"github.com/psavd/psavd/control/config"
 	"github.com/psavd/psavd/control/membership"
 	"github.com/psavd/psavd/control/pair"
+	"github.com/psavd/psavd/control/pki"
 	"github.com/psavd/psavd/control/rpki"
 	"github.com/psavd/psavd/control/static"
 	"github.com/psavd/psavd/engine"
@@ -51,7 +52,7 @@ func newPSAVRoles(c *config.Config, log *zap.Logger) (*psavRoles, error) {
 // membership and serves Feed to this AS's ABRs and Status to psavctl.
 func (p *psavRoles) newACS(c *config.Config) error {
 	a := c.ACS
-	id, err := pair.LoadIdentity(c.PSAV.ASN, a.Cert, a.Key, a.CA)
+	id, err := pair.LoadIdentity(c.PSAV.ASN, pki.RoleACS, a.Cert, a.Key, a.CA)
 	if err != nil {
 		return fmt.Errorf("%s: [acs]: %w", c.File, err)
 	}
@@ -149,13 +150,18 @@ func (p *psavRoles) roles(c *config.Config, eng *engine.Engine) ([]Role, error) 
 	}
 	switch {
 	case c.ABR != nil:
-		id, err := pair.LoadIdentity(c.PSAV.ASN, c.ABR.Cert, c.ABR.Key, c.ABR.CA)
+		id, err := pair.LoadIdentity(c.PSAV.ASN, pki.RoleABR, c.ABR.Cert, c.ABR.Key, c.ABR.CA)
 		if err != nil {
 			return nil, fmt.Errorf("%s: [abr]: %w", c.File, err)
 		}
 		p.abrCreds = pair.NewCredentials(id.Cert, id.CA)
 		id.Live = p.abrCreds
-		name, _ := os.Hostname()
+		// The ABR is the one its certificate names (psav:as<N>:abr:<name>).
+		self, err := pair.CertIdentity(id.Cert.Leaf)
+		if err != nil {
+			return nil, fmt.Errorf("%s: [abr]: %w", c.File, err)
+		}
+		name := self.Name
 		p.feed, err = abr.New(abr.Config{Addr: c.ABR.ACS, Identity: id, Name: name, Engine: eng, Log: p.log})
 		if err != nil {
 			return nil, fmt.Errorf("%s: [abr]: %w", c.File, err)
@@ -294,11 +300,11 @@ func feedLocal(ctx context.Context, node *acs.Node, eng *engine.Engine, log *zap
 // changed. A file that no longer loads refuses the reload.
 func (p *psavRoles) renewCredentials(next *config.Config) (apply func(), changed []string, err error) {
 	var sets []func()
-	renew := func(section string, creds *pair.Credentials, cert, key, ca string) error {
+	renew := func(section string, role pki.Role, creds *pair.Credentials, cert, key, ca string) error {
 		if creds == nil {
 			return nil
 		}
-		id, err := pair.LoadIdentity(next.PSAV.ASN, cert, key, ca)
+		id, err := pair.LoadIdentity(next.PSAV.ASN, role, cert, key, ca)
 		if err != nil {
 			return fmt.Errorf("%s: [%s]: %w", next.File, section, err)
 		}
@@ -309,12 +315,12 @@ func (p *psavRoles) renewCredentials(next *config.Config) (apply func(), changed
 		return nil
 	}
 	if a := next.ACS; a != nil {
-		if err := renew("acs", p.acsCreds, a.Cert, a.Key, a.CA); err != nil {
+		if err := renew("acs", pki.RoleACS, p.acsCreds, a.Cert, a.Key, a.CA); err != nil {
 			return nil, nil, err
 		}
 	}
 	if b := next.ABR; b != nil {
-		if err := renew("abr", p.abrCreds, b.Cert, b.Key, b.CA); err != nil {
+		if err := renew("abr", pki.RoleABR, p.abrCreds, b.Cert, b.Key, b.CA); err != nil {
 			return nil, nil, err
 		}
 	}

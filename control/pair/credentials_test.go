@@ -28,7 +28,7 @@ func TestLiveCredentials(t *testing.T) {
 	}
 
 	// Renewal: a new certificate for AS A from the same CA.
-	renewed, err := f.ca.IssueAS(asA, time.Time{}, time.Time{})
+	renewed, err := f.ca.IssueACS(asA, time.Time{}, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,8 +5,9 @@
 //   - TLS: ServerConfig and ClientConfig build TLS-1.3-only configurations
 //     with mutual certificate authentication against the alliance CA pool,
 //     leaving Go's default key exchange (hybrid post-quantum X25519MLKEM768)
-//     untouched. A certificate names its AS in one URI SAN "psav:as<ASN>"
-//     (CertASN, PeerASN, CheckPeer). GroupName reports the negotiated group.
+//     untouched. A certificate names its AS and role in one URI SAN
+//     (psav:as<N>:acs, psav:as<N>:abr:<name>, psav:as<N>:op:<name>;
+//     CertIdentity, PeerIdentity, RequirePeer, CheckPeer). GroupName reports the negotiated group.
 //   - Seed: DeriveS0 computes S(e0) = TLS-Exporter("EXPORTER-psav-state-machine",
 //     lowASN(4) ‖ highASN(4) ‖ e0(8), 32) on the session; both ends get the
 //     same value and it never crosses the wire.

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/psavd/psavd/control/pki"
 	"github.com/psavd/psavd/internal/testpki"
 )
 
@@ -15,7 +16,7 @@ func TestLoadIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := ca.IssueAS(65001, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	cert, err := ca.IssueACS(65001, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +34,7 @@ func TestLoadIdentity(t *testing.T) {
 	}
 	caFile := write("ca.pem", ca.PEM())
 
-	id, err := LoadIdentity(65001, certFile, keyFile, caFile)
+	id, err := LoadIdentity(65001, pki.RoleACS, certFile, keyFile, caFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,13 +44,16 @@ func TestLoadIdentity(t *testing.T) {
 	if _, err := ServerConfig(id); err != nil {
 		t.Fatalf("loaded identity not usable: %v", err)
 	}
-	if _, err := LoadIdentity(65002, certFile, keyFile, caFile); err == nil || !strings.Contains(err.Error(), "names AS65001") {
+	if _, err := LoadIdentity(65002, pki.RoleACS, certFile, keyFile, caFile); err == nil || !strings.Contains(err.Error(), "names psav:as65001:acs") {
 		t.Fatalf("wrong AS accepted: %v", err)
 	}
-	if _, err := LoadIdentity(65001, certFile, keyFile, certFile+".missing"); err == nil {
+	if _, err := LoadIdentity(65001, pki.RoleABR, certFile, keyFile, caFile); err == nil || !strings.Contains(err.Error(), "needs an abr certificate") {
+		t.Fatalf("an ACS certificate loaded as an ABR's: %v", err)
+	}
+	if _, err := LoadIdentity(65001, pki.RoleACS, certFile, keyFile, certFile+".missing"); err == nil {
 		t.Fatal("missing CA accepted")
 	}
-	if _, err := LoadIdentity(65001, certFile, keyFile, keyFile); err == nil {
+	if _, err := LoadIdentity(65001, pki.RoleACS, certFile, keyFile, keyFile); err == nil {
 		t.Fatal("a key file accepted as CA bundle")
 	}
 }

@@ -5,71 +5,112 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/psavd/psavd/control/pki"
 )
 
-// ASN-in-certificate convention: an ACS certificate names its AS with exactly
-// one URI subject alternative name of the form
+// Identities in certificates (docs/wire.md §3.1): every certificate names one
+// AS and one role in exactly one URI subject alternative name,
 //
-//	psav:as<decimal ASN>        e.g. psav:as65001
+//	psav:as<N>:acs          the AS Control Server of AS N
+//	psav:as<N>:abr:<name>   one of its border routers
+//	psav:as<N>:op:<name>    one of its operators' tools
 //
-// (scheme "psav", opaque part "as" followed by the ASN in decimal, 1 to
-// 4294967295, no sign, no leading zeros). The subject CN is ignored: CN is not
-// an identity field for modern X.509 validation, while a URI SAN is covered by
-// the CA's signature and cannot be confused with a host name. A certificate
-// with no psav URI, with two, or with a malformed one is refused.
-const asnURIPrefix = "psav:as"
+// parsed by control/pki. The subject CN is ignored: CN is not an identity
+// field for modern X.509 validation, while a URI SAN is covered by the CA's
+// signature and cannot be confused with a host name. A certificate with no
+// psav URI, with two, with a malformed one or with the role-less
+// psav:as<N> is refused, each with its own reason (IdentityError).
 
-// ASNURI returns the URI SAN naming asn ("psav:as65001").
-func ASNURI(asn uint32) string { return asnURIPrefix + strconv.FormatUint(uint64(asn), 10) }
+// Refusal reasons, the values of the reason label of the refusal counters.
+const (
+	ReasonNoIdentity = "no-identity" // no psav URI, several, or a malformed one
+	ReasonRoleless   = "role-less"   // psav:as<N> without a role
+	ReasonWrongRole  = "wrong-role"  // a role this service does not accept
+	ReasonWrongAS    = "wrong-as"    // an AS this service does not accept
+)
 
-// ErrNoASN is returned for a certificate that does not name exactly one AS.
-var ErrNoASN = errors.New("pair: certificate does not name exactly one AS (URI SAN psav:as<ASN>)")
+// IdentityError says why a certificate's identity is not accepted; Reason
+// is one of the Reason constants.
+type IdentityError struct {
+	Reason string
+	Msg    string
+}
 
-// CertASN returns the ASN a certificate names (see the convention above).
-func CertASN(c *x509.Certificate) (uint32, error) {
-	var asn uint32
-	n := 0
+func (e *IdentityError) Error() string { return "pair: " + e.Msg }
+
+// ReasonOf is the refusal reason of err, or ReasonNoIdentity for any other
+// error (no certificate, a chain that does not verify).
+func ReasonOf(err error) string {
+	var r *IdentityError
+	if errors.As(err, &r) {
+		return r.Reason
+	}
+	return ReasonNoIdentity
+}
+
+// CertIdentity returns the identity that c's one psav URI SAN names.
+func CertIdentity(c *x509.Certificate) (pki.Identity, error) {
+	var found []string
 	for _, u := range c.URIs {
-		if u.Scheme != "psav" {
-			continue
-		}
-		n++
-		v, err := parseASN(u.String())
-		if err != nil {
-			return 0, err
-		}
-		asn = v
-	}
-	if n != 1 {
-		return 0, ErrNoASN
-	}
-	return asn, nil
-}
-
-func parseASN(s string) (uint32, error) {
-	d, ok := strings.CutPrefix(s, asnURIPrefix)
-	if !ok || d == "" || d[0] == '0' || len(d) > 10 {
-		return 0, fmt.Errorf("pair: malformed AS URI %q", s)
-	}
-	for _, c := range d {
-		if c < '0' || c > '9' {
-			return 0, fmt.Errorf("pair: malformed AS URI %q", s)
+		if u.Scheme == "psav" {
+			found = append(found, u.String())
 		}
 	}
-	v, err := strconv.ParseUint(d, 10, 32)
+	if len(found) != 1 {
+		return pki.Identity{}, &IdentityError{Reason: ReasonNoIdentity, Msg: fmt.Sprintf(
+			"certificate has %d psav URI SANs, want exactly one (psav:as<N>:acs, psav:as<N>:abr:<name> or psav:as<N>:op:<name>)", len(found))}
+	}
+	id, err := pki.Parse(found[0], false)
 	if err != nil {
-		return 0, fmt.Errorf("pair: malformed AS URI %q", s)
+		if _, lerr := pki.Parse(found[0], true); lerr == nil {
+			return pki.Identity{}, &IdentityError{Reason: ReasonRoleless, Msg: fmt.Sprintf(
+				"certificate names %s, which has no role: issue one for %s:acs, %s:abr:<name> or %s:op:<name> (docs/wire.md §3.1)",
+				found[0], found[0], found[0], found[0])}
+		}
+		return pki.Identity{}, &IdentityError{Reason: ReasonNoIdentity, Msg: "certificate: " + err.Error()}
 	}
-	return uint32(v), nil
+	return id, nil
 }
 
-// Identity is what an ACS needs for ACS↔ACS sessions: its own certificate
-// (whose psav URI names ASN) and the alliance trust anchors.
+// PeerIdentity returns the identity named by the peer's (verified) leaf
+// certificate.
+func PeerIdentity(cs tls.ConnectionState) (pki.Identity, error) {
+	if len(cs.PeerCertificates) == 0 {
+		return pki.Identity{}, &IdentityError{Reason: ReasonNoIdentity, Msg: "peer sent no certificate"}
+	}
+	return CertIdentity(cs.PeerCertificates[0])
+}
+
+// Require checks that id has role and, if asn is not 0, names asn; service
+// names what is asking, for the message.
+func Require(id pki.Identity, role pki.Role, asn uint32, service string) error {
+	if id.Role != role {
+		return &IdentityError{Reason: ReasonWrongRole, Msg: fmt.Sprintf("%s accepts only %s certificates, not %s", service, role, id)}
+	}
+	if asn != 0 && id.ASN != asn {
+		return &IdentityError{Reason: ReasonWrongAS, Msg: fmt.Sprintf("%s accepts only AS%d's certificates, not %s", service, asn, id)}
+	}
+	return nil
+}
+
+// RequirePeer is PeerIdentity followed by Require.
+func RequirePeer(cs tls.ConnectionState, role pki.Role, asn uint32, service string) (pki.Identity, error) {
+	id, err := PeerIdentity(cs)
+	if err != nil {
+		return id, err
+	}
+	return id, Require(id, role, asn, service)
+}
+
+// Identity is a node's own side of its TLS sessions: its certificate (whose
+// psav URI names ASN and Role) and the alliance trust anchors.
 type Identity struct {
-	ASN  uint32
+	ASN uint32
+	// Role is the role the node's own certificate must name: acs for an
+	// ACS, abr for an ABR's feed client, op for an operator's tool.
+	Role pki.Role
 	Cert tls.Certificate
 	CA   *x509.CertPool
 	// Time, if set, replaces time.Now for certificate validity (tests).
@@ -87,6 +128,11 @@ func (id *Identity) check() error {
 	if len(cert.Certificate) == 0 {
 		return errors.New("pair: no certificate")
 	}
+	return CheckOwn(cert, id.ASN, id.Role)
+}
+
+// CheckOwn verifies that a node's own certificate names asn and role.
+func CheckOwn(cert tls.Certificate, asn uint32, role pki.Role) error {
 	leaf := cert.Leaf
 	if leaf == nil {
 		var err error
@@ -94,12 +140,15 @@ func (id *Identity) check() error {
 			return fmt.Errorf("pair: own certificate: %w", err)
 		}
 	}
-	asn, err := CertASN(leaf)
+	got, err := CertIdentity(leaf)
 	if err != nil {
-		return fmt.Errorf("pair: own certificate: %w", err)
+		return fmt.Errorf("own %w", err)
 	}
-	if asn != id.ASN {
-		return fmt.Errorf("pair: own certificate names AS%d, configured AS is %d", asn, id.ASN)
+	if got.ASN != asn {
+		return fmt.Errorf("pair: own certificate names %s, but the configured AS is %d", got, asn)
+	}
+	if got.Role != role {
+		return fmt.Errorf("pair: own certificate names %s, but this service needs an %s certificate (psav:as%d:%s…)", got, role, asn, role)
 	}
 	return nil
 }
@@ -123,11 +172,14 @@ func (id *Identity) config(server bool) *tls.Config {
 	return c
 }
 
-// ServerConfig is the tls.Config for accepting ACS↔ACS sessions: TLS 1.3
-// only, client certificate required and verified against id.CA, and the
-// client certificate must name exactly one AS other than ours. Which AS the
-// peer is (and whether it is expected) is decided after the handshake with
-// CheckPeer, since any alliance member may dial.
+// ServerConfig is the tls.Config of an ACS listener: TLS 1.3 only, a client
+// certificate required and its chain verified against id.CA. Which
+// identities are accepted is decided per service after the handshake
+// (RequirePeer): one listener serves ACS peering (acs certificates of
+// other ASes), the ABR feed (abr certificates of our AS) and operator
+// calls (op certificates of our AS), and a refusal there reaches the
+// client as a gRPC status with its reason, where a failed handshake would
+// only say "bad certificate".
 func ServerConfig(id Identity) (*tls.Config, error) {
 	if err := id.check(); err != nil {
 		return nil, err
@@ -135,27 +187,19 @@ func ServerConfig(id Identity) (*tls.Config, error) {
 	c := id.config(true)
 	c.ClientAuth = tls.RequireAndVerifyClientCert
 	c.ClientCAs = id.CA
-	local := id.ASN
-	c.VerifyConnection = func(cs tls.ConnectionState) error {
-		asn, err := PeerASN(cs)
-		if err != nil {
-			return err
-		}
-		if asn == local {
-			return fmt.Errorf("pair: peer certificate names our own AS%d", asn)
-		}
-		return nil
-	}
 	return c, nil
 }
 
-// ClientConfig is the tls.Config for dialling the ACS of peerASN. The server
-// is identified by the AS in its certificate, not by a host name: the chain
-// is verified against id.CA (with the ServerAuth usage) in VerifyConnection,
-// which also refuses a server naming another AS than peerASN (0: any AS,
-// to be checked with CheckPeer after the handshake). Go's host-name check
-// is therefore disabled (InsecureSkipVerify) and replaced, not skipped.
-func ClientConfig(id Identity, peerASN uint32) (*tls.Config, error) {
+// ClientConfig is the tls.Config for dialling the ACS of serverASN: every
+// client of this project (an ACS dialling a peer, an ABR its feed, an
+// operator's psavctl) talks to an ACS. The server is identified by the
+// identity in its certificate, not by a host name: the chain is verified
+// against id.CA (with the ServerAuth usage) in VerifyConnection, which also
+// refuses a server that is not psav:as<serverASN>:acs. serverASN 0 means
+// any AS but our own, for an ACS that learns which AS answered with
+// CheckPeer. Go's host-name check is therefore disabled
+// (InsecureSkipVerify) and replaced, not skipped.
+func ClientConfig(id Identity, serverASN uint32) (*tls.Config, error) {
 	if err := id.check(); err != nil {
 		return nil, err
 	}
@@ -163,15 +207,18 @@ func ClientConfig(id Identity, peerASN uint32) (*tls.Config, error) {
 	c.InsecureSkipVerify = true // replaced by VerifyConnection below
 	now, local := id.Time, id.ASN
 	c.VerifyConnection = func(cs tls.ConnectionState) error {
-		asn, err := VerifyServerChain(cs, id.Roots(), now)
+		peer, err := VerifyServerChain(cs, id.Roots(), now)
 		if err != nil {
 			return err
 		}
-		if asn == local {
-			return fmt.Errorf("pair: peer certificate names our own AS%d", asn)
+		if err := Require(peer, pki.RoleACS, 0, "this client"); err != nil {
+			return err
 		}
-		if peerASN != 0 && asn != peerASN {
-			return &ASNMismatchError{Want: peerASN, Got: asn}
+		if serverASN != 0 && peer.ASN != serverASN {
+			return &ASNMismatchError{Want: serverASN, Got: peer.ASN}
+		}
+		if serverASN == 0 && peer.ASN == local {
+			return &IdentityError{Reason: ReasonWrongAS, Msg: fmt.Sprintf("peer certificate names our own AS%d", local)}
 		}
 		return nil
 	}
@@ -179,12 +226,12 @@ func ClientConfig(id Identity, peerASN uint32) (*tls.Config, error) {
 }
 
 // VerifyServerChain verifies a server's certificate chain against roots
-// (with the ServerAuth usage, at now() if now is set) and returns the AS its
-// leaf names. It is what replaces Go's host-name check wherever peers are
-// identified by AS (ClientConfig, the ABR's feed client).
-func VerifyServerChain(cs tls.ConnectionState, roots *x509.CertPool, now func() time.Time) (uint32, error) {
+// (with the ServerAuth usage, at now() if now is set) and returns the
+// identity its leaf names. It is what replaces Go's host-name check
+// wherever peers are identified by AS (ClientConfig).
+func VerifyServerChain(cs tls.ConnectionState, roots *x509.CertPool, now func() time.Time) (pki.Identity, error) {
 	if len(cs.PeerCertificates) == 0 {
-		return 0, errors.New("pair: server sent no certificate")
+		return pki.Identity{}, errors.New("pair: server sent no certificate")
 	}
 	opts := x509.VerifyOptions{
 		Roots:         roots,
@@ -198,17 +245,9 @@ func VerifyServerChain(cs tls.ConnectionState, roots *x509.CertPool, now func() 
 		opts.Intermediates.AddCert(ic)
 	}
 	if _, err := cs.PeerCertificates[0].Verify(opts); err != nil {
-		return 0, fmt.Errorf("pair: server certificate: %w", err)
+		return pki.Identity{}, fmt.Errorf("pair: server certificate: %w", err)
 	}
-	return CertASN(cs.PeerCertificates[0])
-}
-
-// PeerASN returns the AS named by the peer's (verified) leaf certificate.
-func PeerASN(cs tls.ConnectionState) (uint32, error) {
-	if len(cs.PeerCertificates) == 0 {
-		return 0, errors.New("pair: peer sent no certificate")
-	}
-	return CertASN(cs.PeerCertificates[0])
+	return CertIdentity(cs.PeerCertificates[0])
 }
 
 // ASNMismatchError: the peer's certificate names another AS than expected.
@@ -219,20 +258,23 @@ func (e *ASNMismatchError) Error() string {
 }
 
 // CheckPeer verifies, after the handshake, that the session is TLS 1.3,
-// completed, and that the peer's certificate names want. It returns the
-// peer's ASN.
+// completed, and that the peer's certificate is the ACS of want (the two
+// ends of a pair are ACS). It returns the peer's ASN.
 func CheckPeer(cs tls.ConnectionState, want uint32) (uint32, error) {
 	if !cs.HandshakeComplete || cs.Version != tls.VersionTLS13 {
 		return 0, errors.New("pair: not a completed TLS 1.3 session")
 	}
-	asn, err := PeerASN(cs)
+	id, err := PeerIdentity(cs)
 	if err != nil {
 		return 0, err
 	}
-	if asn != want {
-		return asn, &ASNMismatchError{Want: want, Got: asn}
+	if id.Role != pki.RoleACS {
+		return id.ASN, &IdentityError{Reason: ReasonWrongRole, Msg: fmt.Sprintf("the peer of a pair must be an ACS, not %s", id)}
 	}
-	return asn, nil
+	if id.ASN != want {
+		return id.ASN, &ASNMismatchError{Want: want, Got: id.ASN}
+	}
+	return id.ASN, nil
 }
 
 // GroupName is the negotiated key-exchange group of a session (e.g.

@@ -6,9 +6,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/psavd/psavd/control/pki"
 	"github.com/psavd/psavd/engine"
 	"github.com/psavd/psavd/internal/testpki"
 )
@@ -42,11 +44,11 @@ func newFixture(t *testing.T) *fixture {
 
 func (f *fixture) identity(t *testing.T, ca *testpki.CA, asn uint32) Identity {
 	t.Helper()
-	c, err := ca.IssueAS(asn, time.Time{}, time.Time{})
+	c, err := ca.IssueACS(asn, time.Time{}, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Identity{ASN: asn, Cert: c, CA: ca.Pool()}
+	return Identity{ASN: asn, Role: pki.RoleACS, Cert: c, CA: ca.Pool()}
 }
 
 // handshake runs a real TLS handshake over loopback TCP (buffered, so an
@@ -130,36 +132,106 @@ func TestConfigs(t *testing.T) {
 	}
 }
 
-func TestCertASN(t *testing.T) {
+func TestCertIdentity(t *testing.T) {
 	f := newFixture(t)
-	asn, err := CertASN(f.idA.Cert.Leaf)
-	if err != nil || asn != asA {
-		t.Fatalf("CertASN = %d, %v", asn, err)
+	id, err := CertIdentity(f.idA.Cert.Leaf)
+	if err != nil || id != (pki.Identity{ASN: asA, Role: pki.RoleACS}) {
+		t.Fatalf("CertIdentity = %v, %v", id, err)
 	}
-	// The test PKI's name for an AS is this package's.
-	if testpki.ASURI(asA) != ASNURI(asA) || testpki.ASURI(4294967295) != ASNURI(4294967295) {
-		t.Fatalf("testpki.ASURI %q, pair.ASNURI %q", testpki.ASURI(asA), ASNURI(asA))
-	}
-	for _, uris := range [][]string{
-		nil,
-		{"psav:as"},
-		{"psav:as065001"},
-		{"psav:as4294967296"},
-		{"psav:as65001x"},
-		{"psav:AS65001"},
-		{"psav:as65001", "psav:as65002"},
+	for _, c := range []struct {
+		uris   []string
+		reason string
+	}{
+		{nil, ReasonNoIdentity},
+		{[]string{"psav:as"}, ReasonNoIdentity},
+		{[]string{"psav:as065001:acs"}, ReasonNoIdentity},
+		{[]string{"psav:as4294967296:acs"}, ReasonNoIdentity},
+		{[]string{"psav:as65001x:acs"}, ReasonNoIdentity},
+		{[]string{"psav:AS65001:acs"}, ReasonNoIdentity},
+		{[]string{"psav:as65001:acs:name"}, ReasonNoIdentity},
+		{[]string{"psav:as65001:abr"}, ReasonNoIdentity},
+		{[]string{"psav:as65001:abr:Edge"}, ReasonNoIdentity},
+		{[]string{"psav:as65001:root"}, ReasonNoIdentity},
+		{[]string{"psav:as65001:acs", "psav:as65002:acs"}, ReasonNoIdentity},
+		{[]string{"psav:as65001"}, ReasonRoleless},
 	} {
-		c, err := f.ca.Issue(testpki.Request{CommonName: "AS65001", URIs: uris})
+		c2, err := f.ca.Issue(testpki.Request{CommonName: "AS65001", URIs: c.uris})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if asn, err := CertASN(c.Leaf); err == nil {
-			t.Errorf("%q: accepted as AS%d", uris, asn)
+		id, err := CertIdentity(c2.Leaf)
+		if err == nil {
+			t.Errorf("%q: accepted as %v", c.uris, id)
+			continue
+		}
+		if got := ReasonOf(err); got != c.reason {
+			t.Errorf("%q: reason %s (%v), want %s", c.uris, got, err, c.reason)
 		}
 	}
-	c, _ := f.ca.Issue(testpki.Request{CommonName: "x", URIs: []string{"https://example.net/", "psav:as4294967295"}})
-	if asn, err := CertASN(c.Leaf); err != nil || asn != 4294967295 {
-		t.Errorf("max ASN: %d, %v", asn, err)
+	// The role-less form says what to do instead.
+	bare, _ := f.ca.Issue(testpki.Request{CommonName: "x", URIs: []string{"psav:as65001"}})
+	if _, err := CertIdentity(bare.Leaf); err == nil || !strings.Contains(err.Error(), "psav:as65001:acs") {
+		t.Errorf("role-less: %v", err)
+	}
+	c, _ := f.ca.Issue(testpki.Request{CommonName: "x", URIs: []string{"https://example.net/", "psav:as4294967295:abr:edge-1"}})
+	if id, err := CertIdentity(c.Leaf); err != nil || id != (pki.Identity{ASN: 4294967295, Role: pki.RoleABR, Name: "edge-1"}) {
+		t.Errorf("max ASN: %v, %v", id, err)
+	}
+}
+
+// Each service's rule of docs/wire.md §3.1, as Require applies it.
+func TestRequire(t *testing.T) {
+	acs := pki.Identity{ASN: asA, Role: pki.RoleACS}
+	abr := pki.Identity{ASN: asA, Role: pki.RoleABR, Name: "edge-1"}
+	op := pki.Identity{ASN: asA, Role: pki.RoleOp, Name: "alice"}
+	for _, c := range []struct {
+		id     pki.Identity
+		role   pki.Role
+		asn    uint32
+		reason string // "" = accepted
+	}{
+		{acs, pki.RoleACS, 0, ""},
+		{acs, pki.RoleACS, asA, ""},
+		{acs, pki.RoleACS, asB, ReasonWrongAS},
+		{abr, pki.RoleACS, 0, ReasonWrongRole},
+		{op, pki.RoleACS, asA, ReasonWrongRole},
+		{abr, pki.RoleABR, asA, ""},
+		{abr, pki.RoleABR, asB, ReasonWrongAS},
+		{acs, pki.RoleABR, asA, ReasonWrongRole},
+		{op, pki.RoleOp, asA, ""},
+		{abr, pki.RoleOp, asA, ReasonWrongRole},
+	} {
+		err := Require(c.id, c.role, c.asn, "test")
+		if c.reason == "" && err != nil || c.reason != "" && (err == nil || ReasonOf(err) != c.reason) {
+			t.Errorf("%v as %s of AS%d: %v, want %q", c.id, c.role, c.asn, err, c.reason)
+		}
+	}
+}
+
+// A node's own certificate must carry its configured role: an ABR's
+// certificate cannot be an ACS's identity, nor the other way round.
+func TestOwnRole(t *testing.T) {
+	f := newFixture(t)
+	abr, err := f.ca.IssueABR(asA, "edge-1", time.Time{}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ServerConfig(Identity{ASN: asA, Role: pki.RoleACS, Cert: abr, CA: f.ca.Pool()}); err == nil {
+		t.Error("an ABR certificate served as the ACS")
+	}
+	if _, err := ClientConfig(Identity{ASN: asA, Role: pki.RoleABR, Cert: abr, CA: f.ca.Pool()}, asA); err != nil {
+		t.Errorf("ABR client: %v", err)
+	}
+	if _, err := ClientConfig(Identity{ASN: asA, Role: pki.RoleABR, Cert: f.idA.Cert, CA: f.ca.Pool()}, asA); err == nil {
+		t.Error("an ACS certificate used as an ABR's")
+	}
+	// An ABR dialling a server that presents an ABR certificate of its
+	// own AS (posing as the ACS) is refused in the handshake.
+	srv := mustServer(t, f.idA)
+	srv.Certificates = []tls.Certificate{abr}
+	_, _, cerr, _ := handshake(t, mustClient(t, Identity{ASN: asA, Role: pki.RoleABR, Cert: abr, CA: f.ca.Pool()}, asA), srv)
+	if ReasonOf(cerr) != ReasonWrongRole {
+		t.Errorf("ABR reached an ABR posing as its ACS: %v", cerr)
 	}
 }
 
@@ -280,19 +352,19 @@ func TestRefusals(t *testing.T) {
 	})
 
 	t.Run("expired", func(t *testing.T) {
-		c, err := f.ca.IssueAS(asA, time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour))
+		c, err := f.ca.IssueACS(asA, time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour))
 		if err != nil {
 			t.Fatal(err)
 		}
-		old := Identity{ASN: asA, Cert: c, CA: f.ca.Pool()}
+		old := Identity{ASN: asA, Role: pki.RoleACS, Cert: c, CA: f.ca.Pool()}
 		_, _, cerr, serr := handshake(t, mustClient(t, old, asB), mustServer(t, f.idB))
 		// In TLS 1.3 the client finishes before the server has checked its
 		// certificate: the server's refusal is what counts.
 		if serr == nil {
 			t.Errorf("expired client certificate: client %v, server %v", cerr, serr)
 		}
-		oldB := Identity{ASN: asB, Cert: c, CA: f.ca.Pool()}
-		oldB.Cert, _ = f.ca.IssueAS(asB, time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour))
+		oldB := Identity{ASN: asB, Role: pki.RoleACS, Cert: c, CA: f.ca.Pool()}
+		oldB.Cert, _ = f.ca.IssueACS(asB, time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour))
 		_, _, cerr, _ = handshake(t, mustClient(t, f.idA, asB), mustServer(t, oldB))
 		if cerr == nil {
 			t.Error("client accepted an expired server certificate")

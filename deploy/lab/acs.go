@@ -40,7 +40,7 @@ func (e *Env) acsSection(n *Node) (*schema.ACS, error) {
 		}
 	}
 	asn := n.ABR.ASN
-	cert, err := e.ca.IssueAS(asn, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
+	cert, err := e.ca.IssueACS(asn, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
 	if err != nil {
 		return nil, err
 	}

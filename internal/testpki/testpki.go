@@ -142,16 +142,36 @@ func (ca *CA) IssueURI(uri string, notBefore, notAfter time.Time) (tls.Certifica
 	return ca.Issue(Request{CommonName: uri, URIs: []string{uri}, NotBefore: notBefore, NotAfter: notAfter})
 }
 
-// ASURI is the URI SAN naming an AS in today's convention, "psav:as<asn>"
-// (control/pair.ASNURI, which this package cannot import: pair's own tests
-// use it).
-func ASURI(asn uint32) string { return "psav:as" + strconv.FormatUint(uint64(asn), 10) }
+// Identity URIs of docs/wire.md §3.1 (control/pki parses them; this
+// package cannot import it, since pki's and pair's own tests use this one).
 
-// IssueAS returns a peer certificate for asn in today's convention: URI SAN
-// ASURI(asn), CN "AS<asn>". Zero times mean an hour ago and a year from now.
-func (ca *CA) IssueAS(asn uint32, notBefore, notAfter time.Time) (tls.Certificate, error) {
-	return ca.Issue(Request{CommonName: "AS" + strconv.FormatUint(uint64(asn), 10), URIs: []string{ASURI(asn)},
-		NotBefore: notBefore, NotAfter: notAfter})
+// ACSURI is "psav:as<asn>:acs".
+func ACSURI(asn uint32) string { return "psav:as" + strconv.FormatUint(uint64(asn), 10) + ":acs" }
+
+// ABRURI is "psav:as<asn>:abr:<name>".
+func ABRURI(asn uint32, name string) string {
+	return "psav:as" + strconv.FormatUint(uint64(asn), 10) + ":abr:" + name
+}
+
+// OpURI is "psav:as<asn>:op:<name>".
+func OpURI(asn uint32, name string) string {
+	return "psav:as" + strconv.FormatUint(uint64(asn), 10) + ":op:" + name
+}
+
+// IssueACS returns the certificate of AS asn's ACS (URI SAN ACSURI(asn)).
+// Zero times mean an hour ago and a year from now.
+func (ca *CA) IssueACS(asn uint32, notBefore, notAfter time.Time) (tls.Certificate, error) {
+	return ca.IssueURI(ACSURI(asn), notBefore, notAfter)
+}
+
+// IssueABR returns the certificate of AS asn's border router name.
+func (ca *CA) IssueABR(asn uint32, name string, notBefore, notAfter time.Time) (tls.Certificate, error) {
+	return ca.IssueURI(ABRURI(asn, name), notBefore, notAfter)
+}
+
+// IssueOp returns the certificate of an operator name of AS asn.
+func (ca *CA) IssueOp(asn uint32, name string, notBefore, notAfter time.Time) (tls.Certificate, error) {
+	return ca.IssueURI(OpURI(asn, name), notBefore, notAfter)
 }
 
 // IssueServer returns a server certificate (server authentication only) for

@@ -18,12 +18,12 @@ func TestPeerCertificates(t *testing.T) {
 	if !ca.Cert.IsCA || ca.Cert.Subject.CommonName != "alliance" {
 		t.Fatalf("CA %+v", ca.Cert.Subject)
 	}
-	as, err := ca.IssueAS(65001, time.Time{}, time.Time{})
+	as, err := ca.IssueACS(65001, time.Time{}, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(as.Leaf.URIs) != 1 || as.Leaf.URIs[0].String() != "psav:as65001" || as.Leaf.Subject.CommonName != "AS65001" {
-		t.Fatalf("IssueAS: URIs %v, CN %q", as.Leaf.URIs, as.Leaf.Subject.CommonName)
+	if len(as.Leaf.URIs) != 1 || as.Leaf.URIs[0].String() != "psav:as65001:acs" {
+		t.Fatalf("IssueACS: URIs %v", as.Leaf.URIs)
 	}
 	nb, na := time.Now().Add(-2*time.Hour).Truncate(time.Second), time.Now().Add(time.Hour).Truncate(time.Second)
 	op, err := ca.IssueURI("psav:as65001:op:alice", nb, na)
@@ -48,8 +48,8 @@ func TestPeerCertificates(t *testing.T) {
 	if _, err := as.Leaf.Verify(x509.VerifyOptions{Roots: other.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err == nil {
 		t.Fatal("verified by another CA")
 	}
-	if ASURI(4294967295) != "psav:as4294967295" {
-		t.Fatal(ASURI(4294967295))
+	if ACSURI(4294967295) != "psav:as4294967295:acs" || ABRURI(1, "b-1") != "psav:as1:abr:b-1" || OpURI(2, "o") != "psav:as2:op:o" {
+		t.Fatal(ACSURI(4294967295), ABRURI(1, "b-1"), OpURI(2, "o"))
 	}
 }
 

@@ -3,6 +3,7 @@ package integration
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -16,10 +17,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/psavd/psavd/control/abr"
 	"github.com/psavd/psavd/control/acspb"
 	"github.com/psavd/psavd/control/membership"
 	"github.com/psavd/psavd/control/pair"
+	"github.com/psavd/psavd/control/pki"
 	"github.com/psavd/psavd/internal/netlab"
 	"github.com/psavd/psavd/internal/testpki"
 	"google.golang.org/grpc"
@@ -45,17 +46,19 @@ func TestTwoACSProcesses(t *testing.T) {
 		startPsavd(t, bin, "", al.write(t, fmt.Sprintf("as%d.toml", asn), []byte(cfg)), false)
 	}
 	ca := al.ca
-	// psavctl's view: the Status RPC over mutual TLS, as AS 65001.
-	cert, err := ca.IssueAS(65001, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
-	if err != nil {
-		t.Fatal(err)
+	// psavctl's view: the Status RPC over mutual TLS, with an operator's
+	// certificate of each AS (docs/wire.md §3.1: Status answers only its
+	// own AS's op certificates).
+	var ops [2]tls.Certificate
+	for i, asn := range asns {
+		var err error
+		if ops[i], err = ca.IssueOp(asn, "noc", time.Now().Add(-time.Hour), time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	status := func(i int) (*acspb.StatusReply, error) {
-		id := pair.Identity{ASN: 65001, Cert: cert, CA: ca.Pool()}
+		id := pair.Identity{ASN: asns[i], Role: pki.RoleOp, Cert: ops[i], CA: ca.Pool()}
 		tlsCfg, err := pair.ClientConfig(id, asns[i])
-		if asns[i] == 65001 {
-			tlsCfg, err = abr.TLSConfig(id, 65001) // our own AS's ACS: the ABR's check
-		}
 		if err != nil {
 			return nil, err
 		}
@@ -100,7 +103,7 @@ func TestTwoACSProcesses(t *testing.T) {
 
 	// The operator's tool shows the same, as a table and as JSON.
 	ctl := psavctlBinary(t)
-	certFile, keyFile := filepath.Join(al.dir, "as65001.pem"), filepath.Join(al.dir, "as65001.key")
+	certFile, keyFile := al.issueFiles(t, "as65001-op-noc", testpki.OpURI(65001, "noc"))
 	out, err := exec.Command(ctl, "status", "-acs", fmt.Sprintf("127.0.0.1:%d", ports[0]), "-asn", "65001",
 		"-cert", certFile, "-key", keyFile, "-ca", al.caFile).CombinedOutput()
 	if err != nil {
@@ -182,14 +185,27 @@ func (al *alliance) write(t *testing.T, name string, data []byte) string {
 	return p
 }
 
-// certFiles issues a certificate for asn and writes it and its key as PEM.
+// certFiles issues the certificate of AS asn's ACS and writes it and its
+// key as PEM (as<asn>.pem, as<asn>.key).
 func (al *alliance) certFiles(t *testing.T, asn uint32) (certFile, keyFile string) {
 	t.Helper()
-	cert, err := al.ca.IssueAS(asn, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
+	return al.issueFiles(t, fmt.Sprintf("as%d", asn), testpki.ACSURI(asn))
+}
+
+// abrCertFiles issues the certificate of AS asn's border router name
+// (as<asn>-<name>.pem, .key).
+func (al *alliance) abrCertFiles(t *testing.T, asn uint32, name string) (certFile, keyFile string) {
+	t.Helper()
+	return al.issueFiles(t, fmt.Sprintf("as%d-%s", asn, name), testpki.ABRURI(asn, name))
+}
+
+func (al *alliance) issueFiles(t *testing.T, base, uri string) (certFile, keyFile string) {
+	t.Helper()
+	cert, err := al.ca.IssueURI(uri, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
-	certFile, keyFile = filepath.Join(al.dir, fmt.Sprintf("as%d.pem", asn)), filepath.Join(al.dir, fmt.Sprintf("as%d.key", asn))
+	certFile, keyFile = filepath.Join(al.dir, base+".pem"), filepath.Join(al.dir, base+".key")
 	if err := testpki.WriteFiles(cert, certFile, keyFile); err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -120,10 +119,10 @@ peer = "inside"
 	abr2Cfg := header(65002, "198.51.100.128/25") + dataPorts + metricsSection +
 		acsSection(65002, "198.51.100.128/25", "198.18.0.2:7443", 65001, "198.18.0.1:7443")
 	startPsavd(t, bin, abr2, al.write(t, "fabr65002.toml", []byte(abr2Cfg)), true)
-	// AS 65001's ABR: ports and [abr], with a certificate of its own AS
-	// (the one acsSection wrote for AS 65001).
+	// AS 65001's ABR: ports and [abr], with an abr certificate of its own AS.
+	abrCert, abrKey := al.abrCertFiles(t, 65001, "abr1")
 	abr1Cfg := header(65001, "198.51.100.0/25") + dataPorts + metricsSection + fmt.Sprintf("[abr]\nacs = %q\ncert = %q\nkey = %q\nca = %q\n",
-		"198.18.0.1:7443", filepath.Join(al.dir, "as65001.pem"), filepath.Join(al.dir, "as65001.key"), al.caFile)
+		"198.18.0.1:7443", abrCert, abrKey, al.caFile)
 	abr1Proc := startPsavd(t, bin, abr1, al.write(t, "fabr65001.toml", []byte(abr1Cfg)), true)
 
 	ctx := context.Background()

@@ -18,6 +18,7 @@ import (
 	"github.com/psavd/psavd/engine/header"
 	"github.com/psavd/psavd/internal/netlab"
 	"github.com/psavd/psavd/internal/psavref"
+	"github.com/psavd/psavd/internal/testpki"
 )
 
 // TestSpoofingFlood (issue 7, must-show 3): AS 65002's psavd, ACS and ABR
@@ -254,7 +255,7 @@ listen = "127.0.0.1:9100"
 			time.Sleep(1500 * time.Microsecond)
 		}
 	}()
-	certFile, keyFile := al.dir+"/as65002.pem", al.dir+"/as65002.key"
+	certFile, keyFile := al.issueFiles(t, "as65002-op-noc", testpki.OpURI(65002, "noc"))
 	var statusOK, statusFailed int
 	var statusErr string
 	var maxMissed float64

@@ -14,8 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/psavd/psavd/control/mgmtpb"
 	"github.com/psavd/psavd/deploy/lab"
 	"github.com/psavd/psavd/internal/netlab"
+	"google.golang.org/protobuf/encoding/protojson"
 )
 
 // joinDoc is the walkthrough these tests execute: its ```sh blocks are run
@@ -115,7 +117,7 @@ func TestJoinDocCommands(t *testing.T) {
 			t.Errorf("record of AS%s: %v\n%s", asn, err, out)
 		}
 		out, err = exec.Command("openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", filepath.Join(dir, "as"+asn, "acs.pem")).CombinedOutput()
-		if err == nil && !strings.Contains(string(out), "URI:psav:as"+asn+"\n") {
+		if err != nil || !strings.Contains(string(out), "URI:psav:as"+asn+":acs\n") {
 			t.Errorf("AS%s's ACS certificate: %s", asn, out)
 		}
 	}
@@ -272,4 +274,88 @@ func TestJoinTwoASes(t *testing.T) {
 		}
 	}
 	t.Logf("tagged at AS65001: %v, validated at AS65002: %v", counters(as1).Total("packets", "tagged"), counters(as2).Total("packets", "validated"))
+
+	// §8: "$ psavctl -socket asN/psavd.sock …", in AS N's namespace. The
+	// update, then the exit, each in force on both sides: both ACS hold it
+	// (members -json) and both data planes use it (their table sizes).
+	socketOf := regexp.MustCompile(`-socket as(\d+)/`)
+	ctl := func(l string) (string, error) {
+		m := socketOf.FindStringSubmatch(l)
+		if m == nil || nsOf[m[1]] == "" {
+			t.Fatalf("docs/join.md: which AS runs %q?", l)
+		}
+		cmd := exec.Command("ip", append([]string{"netns", "exec", nsOf[m[1]], psavctlBinary(t)}, strings.Fields(strings.TrimPrefix(l, "psavctl "))...)...)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	submits := d.consoleLines("psavctl -socket ")
+	var submitLines []string
+	for _, l := range submits {
+		if strings.Contains(l, " record submit ") {
+			submitLines = append(submitLines, l)
+		}
+	}
+	if len(submitLines) != 2 || !strings.Contains(submitLines[0], "update.rec") || !strings.Contains(submitLines[1], "exit.rec") {
+		t.Fatalf("docs/join.md: want the update's then the exit's record submit, have %q", submitLines)
+	}
+	members := func(asn string) *mgmtpb.MembersReply {
+		out, err := ctl("psavctl -socket as" + asn + "/psavd.sock members -json")
+		if err != nil {
+			t.Fatalf("members at AS%s: %v\n%s", asn, err, out)
+		}
+		var r mgmtpb.MembersReply
+		if err := protojson.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatalf("members -json at AS%s: %v\n%s", asn, err, out)
+		}
+		return &r
+	}
+	record := func(r *mgmtpb.MembersReply, asn uint32) *mgmtpb.MemberRecord {
+		for _, m := range r.GetMembers() {
+			if m.GetAsn() == asn {
+				return m
+			}
+		}
+		return nil
+	}
+	tableSize := func(ns, table string) float64 {
+		return metric(t, ns, "127.0.0.1:9100", "psavd_table_entries", map[string]string{"table": table})
+	}
+	inForce := func(what string, ok func(asn string, r *mgmtpb.MembersReply) bool) {
+		t.Helper()
+		var last string
+		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
+			all := true
+			last = ""
+			for _, asn := range []string{"65001", "65002"} {
+				r := members(asn)
+				last += fmt.Sprintf("AS%s: %v\n", asn, r)
+				all = all && ok(asn, r)
+			}
+			if all {
+				return
+			}
+		}
+		t.Fatalf("%s not in force on both sides:\n%s", what, last)
+	}
+	if out, err := ctl(submitLines[0]); err != nil {
+		t.Fatalf("%s: %v\n%s", submitLines[0], err, out)
+	} else {
+		t.Logf("%s:\n%s", submitLines[0], out)
+	}
+	inForce("AS65001's update", func(asn string, r *mgmtpb.MembersReply) bool {
+		m := record(r, 65001)
+		return m != nil && m.GetVersion() == 2 && m.GetKind() == "update" && strings.Join(m.GetPrefixes(), ",") == "192.0.2.0/24,198.51.100.0/25" &&
+			tableSize(nsOf[asn], "prefixes") == 3
+	})
+	if out, err := ctl(submitLines[1]); err != nil {
+		t.Fatalf("%s: %v\n%s", submitLines[1], err, out)
+	} else {
+		t.Logf("%s:\n%s", submitLines[1], out)
+	}
+	inForce("AS65002's exit", func(asn string, r *mgmtpb.MembersReply) bool {
+		m := record(r, 65002)
+		return m != nil && m.GetVersion() == 2 && m.GetKind() == "exit" && len(m.GetPrefixes()) == 0 &&
+			(asn != "65001" || tableSize(as1, "members") == 1 && tableSize(as1, "prefixes") == 2)
+	})
 }

@@ -222,7 +222,7 @@ func TestReloadPortlessNodes(t *testing.T) {
 		// A renewed certificate written over the old file: in force at the
 		// next handshake after SIGHUP, no restart.
 		served := func() []byte {
-			cert, err := al.ca.IssueAS(65002, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+			cert, err := al.ca.IssueACS(65002, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -363,6 +363,7 @@ func TestRouteReloadOnACSFedABR(t *testing.T) {
 	route := func(prefix, mac string) string {
 		return fmt.Sprintf("[[route]]\nprefix = %q\nport = \"outside\"\nnext_hop_mac = %q\n", prefix, mac)
 	}
+	abrCert, abrKey := al.abrCertFiles(t, 65001, "nabr")
 	abrCfg := fmt.Sprintf(`[psav]
 asn = 65001
 [[psav.member]]
@@ -387,7 +388,7 @@ acs = %q
 cert = %q
 key = %q
 ca = %q
-`, metricsAt, filepath.Join(al.dir, "nabr.sock"), acsAt, filepath.Join(al.dir, "as65001.pem"), filepath.Join(al.dir, "as65001.key"), al.caFile) +
+`, metricsAt, filepath.Join(al.dir, "nabr.sock"), acsAt, abrCert, abrKey, al.caFile) +
 		route("203.0.113.0/24", h2MAC) + route("198.51.100.0/24", h1MAC)
 	path := al.write(t, "nabr.toml", []byte(abrCfg))
 	// The ABR first: alive (/healthz) but not ready (/readyz 503, naming

@@ -1,0 +1,96 @@
+package acs
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"sync/atomic"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/psavd/psavd/control/pair"
+	"github.com/psavd/psavd/control/pki"
+)
+
+// The services of the ACS listener and the identities each accepts
+// (docs/wire.md §3.1). One TLS listener serves them all, so the handshake
+// only verifies the chain; each RPC then checks the role and AS of the
+// client's certificate and refuses with a reason the client sees.
+const (
+	svcPeer   = iota // ACS↔ACS peering: acs certificates of other ASes
+	svcFeed          // the ABR feed: abr certificates of this AS
+	svcStatus        // operator calls: op certificates of this AS
+	nServices
+)
+
+var serviceNames = [nServices]string{"peer", "feed", "status"}
+
+// Refusal reasons beyond pair's identity reasons.
+const (
+	reasonLiveSession = "live-session" // a new session for a pair whose session still heartbeats
+	reasonBadHello    = "bad-hello"
+)
+
+var refusalReasons = [...]string{pair.ReasonNoIdentity, pair.ReasonRoleless, pair.ReasonWrongRole, pair.ReasonWrongAS,
+	reasonLiveSession, reasonBadHello}
+
+// refusals counts refused clients by service and reason.
+type refusals [nServices][len(refusalReasons)]atomic.Uint64
+
+func (r *refusals) add(svc int, reason string) {
+	for i, s := range refusalReasons {
+		if s == reason {
+			r[svc][i].Add(1)
+			return
+		}
+	}
+	r[svc][0].Add(1)
+}
+
+// Refusals returns the refused clients by service and reason (every pair,
+// zeros included, for the metrics).
+func (n *Node) Refusals() map[[2]string]uint64 {
+	out := make(map[[2]string]uint64, nServices*len(refusalReasons))
+	for svc := range nServices {
+		for i, reason := range refusalReasons {
+			out[[2]string{serviceNames[svc], reason}] = n.refused[svc][i].Load()
+		}
+	}
+	return out
+}
+
+// authorize checks the client of an RPC against what service svc accepts.
+// A refusal is counted, logged and returned as a PermissionDenied status
+// naming the reason.
+func (n *Node) authorize(ctx context.Context, svc int) (pki.Identity, tls.ConnectionState, error) {
+	cs, err := tlsState(ctx)
+	if err != nil {
+		n.refuse(svc, pair.ReasonNoIdentity, err)
+		return pki.Identity{}, cs, status.Error(codes.Unauthenticated, err.Error())
+	}
+	var id pki.Identity
+	switch svc {
+	case svcPeer:
+		id, err = pair.RequirePeer(cs, pki.RoleACS, 0, "ACS peering")
+		if err == nil && id.ASN == n.cfg.ASN {
+			err = &pair.IdentityError{Reason: pair.ReasonWrongAS, Msg: fmt.Sprintf("ACS peering: %s is our own AS's", id)}
+		}
+	case svcFeed:
+		id, err = pair.RequirePeer(cs, pki.RoleABR, n.cfg.ASN, fmt.Sprintf("the ABR feed of AS%d", n.cfg.ASN))
+	case svcStatus:
+		id, err = pair.RequirePeer(cs, pki.RoleOp, n.cfg.ASN, fmt.Sprintf("the operator calls of AS%d", n.cfg.ASN))
+	}
+	if err != nil {
+		n.refuse(svc, pair.ReasonOf(err), err)
+		return id, cs, status.Error(codes.PermissionDenied, err.Error())
+	}
+	return id, cs, nil
+}
+
+func (n *Node) refuse(svc int, reason string, err error) {
+	n.refused.add(svc, reason)
+	n.c.sessionsRefused.Add(1)
+	n.log.Warn("client refused", zap.String("service", serviceNames[svc]), zap.String("reason", reason), zap.Error(err))
+}
