@@ -9,7 +9,7 @@ VERSION   ?= $(shell git describe --tags --match 'v*' --dirty 2>/dev/null || ech
 COMMIT    ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -X github.com/psavd/psavd/internal/buildinfo.Version=$(VERSION) -X github.com/psavd/psavd/internal/buildinfo.Commit=$(COMMIT)
 
-.PHONY: all build fresh-check run run-static run-lisp run-decent-push run-decent-pull run-hierarchy test deps lint fuzz bench-engine bench-xdp proto clean install deb
+.PHONY: all build fresh-check run run-static run-lisp run-decent-push run-decent-pull run-hierarchy test deps lint fuzz bench-engine bench-xdp proto clean install deb man completion
 
 all: build
 
@@ -114,10 +114,12 @@ proto:
 		control/mgmtpb/mgmt.proto
 
 # Install psavd and psavctl, the systemd unit, the sysusers.d entry that
-# creates the psavd user, an example configuration and the docs
-# (deploy/README.md). Everything but the configuration goes under $(PREFIX):
-# systemd reads units and sysusers.d from /usr/local/lib as well as /usr/lib,
-# so the default PREFIX needs no other path. The unit names /usr/bin/psavd
+# creates the psavd user, an example configuration, the docs, psavctl's man
+# pages and its bash, zsh and fish completions (deploy/README.md).
+# Everything but the configuration goes under $(PREFIX): systemd reads units
+# and sysusers.d from /usr/local/lib as well as /usr/lib, and bash, zsh and
+# fish their completions from /usr/local/share, so the default PREFIX needs
+# no other path. The unit names /usr/bin/psavd
 # (the .deb's path): the installed copy names $(PREFIX)/bin/psavd. As root:
 #   make build && sudo make install && sudo systemd-sysusers && sudo systemctl daemon-reload
 PREFIX     ?= /usr/local
@@ -126,9 +128,14 @@ SYSCONFDIR ?= /etc
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 DOCDIR     ?= $(PREFIX)/share/doc/psavd
+MANDIR     ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR ?= $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
 DOCS       := README.md deploy/README.md docs/config.md docs/wire.md docs/join.md LICENSE
-install: $(BIN)/psavd $(BIN)/psavctl
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(SYSCONFDIR)/psavd $(DESTDIR)$(DOCDIR)
+install: $(BIN)/psavd $(BIN)/psavctl man completion
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(SYSCONFDIR)/psavd $(DESTDIR)$(DOCDIR) \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
 	install -m 0755 $(BIN)/psavd $(BIN)/psavctl $(DESTDIR)$(PREFIX)/bin/
 	sed -e 's#/usr/bin/psavd#$(PREFIX)/bin/psavd#g' -e 's#/usr/share/doc/psavd#$(DOCDIR)#g' \
 		-e 's#/etc/psavd/#$(SYSCONFDIR)/psavd/#g' deploy/systemd/psavd.service >$(DESTDIR)$(UNITDIR)/psavd.service
@@ -138,9 +145,30 @@ install: $(BIN)/psavd $(BIN)/psavctl
 	install -m 0644 README.md docs/config.md docs/wire.md docs/join.md $(DESTDIR)$(DOCDIR)/
 	install -m 0644 deploy/README.md $(DESTDIR)$(DOCDIR)/deploy.md
 	install -m 0644 LICENSE $(DESTDIR)$(DOCDIR)/copyright
+	install -m 0644 $(BIN)/man/*.1.gz $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 $(BIN)/completion/psavctl $(DESTDIR)$(BASHCOMPDIR)/psavctl
+	install -m 0644 $(BIN)/completion/_psavctl $(DESTDIR)$(ZSHCOMPDIR)/_psavctl
+	install -m 0644 $(BIN)/completion/psavctl.fish $(DESTDIR)$(FISHCOMPDIR)/psavctl.fish
 
 $(BIN)/psavd $(BIN)/psavctl:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/psavd ./cmd/psavctl
+
+# psavctl's man pages (section 1, gzipped as Debian wants them) and its bash,
+# zsh and fish completions, in $(BIN)/man and $(BIN)/completion: generated
+# by the binary from the command tree its --help prints (psavctl gen-man,
+# psavctl completion), so none is committed and none can go stale. The pages
+# carry the commit's date (SOURCE_DATE_EPOCH): the same tree, the same bytes.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+man: $(BIN)/psavctl
+	rm -rf $(BIN)/man
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(BIN)/psavctl gen-man -dir $(BIN)/man
+	gzip -9n $(BIN)/man/*.1
+
+completion: $(BIN)/psavctl
+	mkdir -p $(BIN)/completion
+	$(BIN)/psavctl completion bash >$(BIN)/completion/psavctl
+	$(BIN)/psavctl completion zsh >$(BIN)/completion/_psavctl
+	$(BIN)/psavctl completion fish >$(BIN)/completion/psavctl.fish
 
 # The Debian package bin/psavd_<version>_amd64.deb (deploy/nfpm.yaml): nfpm
 # is a go.mod tool, pinned by module version. The version is VERSION without
@@ -148,6 +176,7 @@ $(BIN)/psavd $(BIN)/psavctl:
 DEBVERSION := $(patsubst v%,%,$(VERSION))
 deb:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/psavd ./cmd/psavctl
+	$(MAKE) --no-print-directory man completion
 	PSAVD_VERSION=$(DEBVERSION) PSAVD_BIN=$(BIN) $(GO) tool nfpm pkg --config deploy/nfpm.yaml --packager deb --target $(BIN)/psavd_$(DEBVERSION)_amd64.deb
 
 clean:

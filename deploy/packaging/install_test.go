@@ -26,7 +26,10 @@ func TestMakeInstall(t *testing.T) {
 		"usr/local/lib/systemd/system/psavd.service", "usr/local/lib/sysusers.d/psavd.conf",
 		"etc/psavd/engine.toml.example", "usr/local/share/doc/psavd/README.md",
 		"usr/local/share/doc/psavd/config.md", "usr/local/share/doc/psavd/wire.md",
-		"usr/local/share/doc/psavd/copyright"} {
+		"usr/local/share/doc/psavd/copyright",
+		"usr/local/share/man/man1/psavctl.1.gz", "usr/local/share/man/man1/psavctl-record-new.1.gz",
+		"usr/local/share/bash-completion/completions/psavctl", "usr/local/share/zsh/site-functions/_psavctl",
+		"usr/local/share/fish/vendor_completions.d/psavctl.fish"} {
 		if _, err := os.Stat(filepath.Join(dest, f)); err != nil {
 			t.Errorf("make install: %v", err)
 		}

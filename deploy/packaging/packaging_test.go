@@ -1,7 +1,9 @@
 package packaging
 
 import (
+	"compress/gzip"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,6 +47,31 @@ func binaries(t *testing.T) string {
 		t.Fatal(buildErr)
 	}
 	return binDir
+}
+
+var (
+	generateOnce sync.Once
+	generateErr  error
+)
+
+// generated runs make man completion over the built binaries (as make deb
+// does before nfpm): psavctl's man pages in bin/man, its completions in
+// bin/completion. It returns the binaries' directory.
+func generated(t *testing.T) string {
+	t.Helper()
+	bin := binaries(t)
+	mk := testtool.Path(t, "make", "make")
+	generateOnce.Do(func() {
+		cmd := exec.Command(mk, "--no-print-directory", "man", "completion", "BIN="+bin)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			generateErr = fmt.Errorf("make man completion: %v\n%s", err, out)
+		}
+	})
+	if generateErr != nil {
+		t.Fatal(generateErr)
+	}
+	return bin
 }
 
 func TestMain(m *testing.M) {
@@ -164,7 +191,7 @@ func TestSysusers(t *testing.T) {
 // the postinstall, and the control fields.
 func TestDeb(t *testing.T) {
 	dpkgDeb := testtool.Path(t, "dpkg-deb", "dpkg")
-	bin := binaries(t)
+	bin := generated(t)
 	deb := filepath.Join(t.TempDir(), "psavd_1.2.3-test_amd64.deb")
 	cmd := exec.Command("go", "tool", "nfpm", "pkg", "--config", "deploy/nfpm.yaml", "--packager", "deb", "--target", deb)
 	cmd.Dir = root
@@ -197,6 +224,14 @@ func TestDeb(t *testing.T) {
 		"/usr/share/doc/psavd/copyright":    "-rw-r--r--",
 		"/usr/share/doc/psavd/deploy.md":    "-rw-r--r--",
 		"/usr/share/doc/psavd/join.md":      "-rw-r--r--",
+		// psavctl's completions and man pages (make completion, make man).
+		"/usr/share/bash-completion/completions/psavctl":    "-rw-r--r--",
+		"/usr/share/zsh/vendor-completions/_psavctl":        "-rw-r--r--",
+		"/usr/share/fish/vendor_completions.d/psavctl.fish": "-rw-r--r--",
+		"/usr/share/man/man1/psavctl.1.gz":                  "-rw-r--r--",
+		"/usr/share/man/man1/psavctl-status.1.gz":           "-rw-r--r--",
+		"/usr/share/man/man1/psavctl-record-new.1.gz":       "-rw-r--r--",
+		"/usr/share/man/man1/psavctl-decent-index.1.gz":     "-rw-r--r--",
 	} {
 		if got, ok := modes[path]; !ok {
 			t.Errorf("the .deb lacks %s", path)
@@ -209,7 +244,28 @@ func TestDeb(t *testing.T) {
 	}
 
 	fields := map[string]string{}
-	for _, f := range []string{"Package", "Version", "Architecture", "Section", "Homepage", "Recommends"} {
+	// Every man page make man generated is in the package, and nothing else
+	// under man1.
+	pages, err := filepath.Glob(filepath.Join(bin, "man", "*.1.gz"))
+	if err != nil || len(pages) < 20 {
+		t.Fatalf("make man generated %d pages: %v", len(pages), err)
+	}
+	inMan1 := 0
+	for path := range modes {
+		if strings.HasPrefix(path, "/usr/share/man/man1/") && path != "/usr/share/man/man1/" {
+			inMan1++
+		}
+	}
+	for _, p := range pages {
+		if _, ok := modes["/usr/share/man/man1/"+filepath.Base(p)]; !ok {
+			t.Errorf("the .deb lacks the man page %s", filepath.Base(p))
+		}
+	}
+	if inMan1 != len(pages) {
+		t.Errorf("the .deb has %d files in /usr/share/man/man1, make man made %d", inMan1, len(pages))
+	}
+
+	for _, f := range []string{"Package", "Version", "Architecture", "Section", "Homepage", "Recommends", "Maintainer"} {
 		v, err := exec.Command(dpkgDeb, "-f", deb, f).Output()
 		if err != nil {
 			t.Fatalf("dpkg-deb -f %s: %v", f, err)
@@ -217,7 +273,8 @@ func TestDeb(t *testing.T) {
 		fields[f] = strings.TrimSpace(string(v))
 	}
 	for f, want := range map[string]string{"Package": "psavd", "Version": "1.2.3-test", "Architecture": "amd64",
-		"Section": "net", "Homepage": "https://github.com/psavd/psavd", "Recommends": "systemd"} {
+		"Section": "net", "Homepage": "https://github.com/psavd/psavd", "Recommends": "systemd",
+		"Maintainer": "psavd developers <psavd@users.noreply.github.com>"} {
 		if fields[f] != want {
 			t.Errorf("control field %s: %q, want %q", f, fields[f], want)
 		}
@@ -255,4 +312,42 @@ func TestDeb(t *testing.T) {
 			t.Errorf("/%s is not %s (%v %v)", pkgPath, src, err1, err2)
 		}
 	}
+	// The completions are what the packaged psavctl prints, and the man
+	// pages are man pages of its commands.
+	for pkgPath, shell := range map[string]string{"usr/share/bash-completion/completions/psavctl": "bash",
+		"usr/share/zsh/vendor-completions/_psavctl": "zsh", "usr/share/fish/vendor_completions.d/psavctl.fish": "fish"} {
+		got, err := os.ReadFile(filepath.Join(data, pkgPath))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := exec.Command(filepath.Join(data, "usr/bin/psavctl"), "completion", shell).Output()
+		if err != nil || len(want) == 0 || string(got) != string(want) {
+			t.Errorf("/%s is not psavctl completion %s (%v)", pkgPath, shell, err)
+		}
+	}
+	for name, title := range map[string]string{"psavctl.1.gz": "PSAVCTL", "psavctl-record-submit.1.gz": "PSAVCTL-RECORD-SUBMIT"} {
+		page := gunzip(t, filepath.Join(data, "usr/share/man/man1", name))
+		if !strings.Contains(page, `.TH "`+title+`" "1" `) || !strings.Contains(page, ".SH SYNOPSIS") {
+			t.Errorf("%s is no man page of %s:\n%.300s", name, title, page)
+		}
+	}
+}
+
+// gunzip reads a gzip file (a man page as Debian ships it).
+func gunzip(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	z, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	b, err := io.ReadAll(z)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return string(b)
 }
