@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -51,7 +52,13 @@ func (a *app) runLocal(name string, timeout time.Duration, asJSON bool,
 	if _, err := os.Stat(a.socket); err != nil {
 		return fail(stderr, name, fmt.Errorf("no node's control socket at %s (is psavd running? -socket PATH names another): %w", a.socket, err))
 	}
-	conn, err := grpc.NewClient("unix://"+a.socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// "unix://" takes an absolute path: a relative -socket would be read
+	// as an authority ("unix://as65001/psavd.sock").
+	path, err := filepath.Abs(a.socket)
+	if err != nil {
+		return fail(stderr, name, err)
+	}
+	conn, err := grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return fail(stderr, name, err)
 	}

@@ -34,7 +34,7 @@ func addACSFlags(c *cobra.Command) *acsFlags {
 	fs.StringVar(&f.addr, "acs", "", "ask this ACS, `HOST:PORT`, over mutual TLS (the remote form)")
 	fs.UintVar(&f.asn, "asn", 0, "with -acs: the AS `N` the certificate names")
 	fs.UintVar(&f.target, "target-asn", 0, "with -acs: the AS `N` of the ACS asked (default: -asn)")
-	fs.StringVar(&f.cert, "cert", "", "with -acs: the operator's certificate `FILE` (PEM)")
+	fs.StringVar(&f.cert, "cert", "", "with -acs: the certificate `FILE` (PEM; status: an op certificate, tables: an abr one)")
 	fs.StringVar(&f.key, "key", "", "with -acs: its key `FILE` (PEM)")
 	fs.StringVar(&f.ca, "ca", "", "with -acs: the alliance CA bundle `FILE` (PEM)")
 	return f
@@ -63,17 +63,22 @@ func remoteTimeout(c *cobra.Command, l *localCall) time.Duration {
 	return 5 * time.Second
 }
 
-// dial opens a gRPC connection to the ACS over mutual TLS 1.3. The
-// operator's certificate names an AS of the alliance; for the ACS of that
-// same AS the ABR's check applies (same AS), for another AS's ACS the peer
-// check.
-func (f *acsFlags) dial() (*grpc.ClientConn, uint32, error) {
+// dial opens a gRPC connection to the ACS over mutual TLS 1.3 with a
+// certificate of role (op for status, abr for tables: what the ACS's
+// listener accepts for the call, docs/wire.md §3.1). For the ACS of the
+// certificate's own AS the ABR's check of the server applies (same AS), for
+// another AS's ACS the peer check.
+func (f *acsFlags) dial(role pki.Role) (*grpc.ClientConn, pki.Identity, error) {
 	if f.addr == "" || f.asn == 0 || f.cert == "" || f.key == "" || f.ca == "" {
-		return nil, 0, fmt.Errorf("need -acs, -asn, -cert, -key and -ca: %w", errUsage)
+		return nil, pki.Identity{}, fmt.Errorf("need -acs, -asn, -cert, -key and -ca: %w", errUsage)
 	}
-	id, err := pair.LoadIdentity(uint32(f.asn), pki.RoleOp, f.cert, f.key, f.ca)
+	id, err := pair.LoadIdentity(uint32(f.asn), role, f.cert, f.key, f.ca)
 	if err != nil {
-		return nil, 0, err
+		return nil, pki.Identity{}, err
+	}
+	own, err := pair.CertIdentity(id.Cert.Leaf) // LoadIdentity checked it
+	if err != nil {
+		return nil, pki.Identity{}, err
 	}
 	t := uint32(f.target)
 	if t == 0 {
@@ -84,10 +89,10 @@ func (f *acsFlags) dial() (*grpc.ClientConn, uint32, error) {
 		tlsCfg, err = abr.TLSConfig(id, t)
 	}
 	if err != nil {
-		return nil, 0, err
+		return nil, pki.Identity{}, err
 	}
 	conn, err := grpc.NewClient(f.addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
-	return conn, id.ASN, err
+	return conn, own, err
 }
 
 var errUsage = errors.New("usage")
@@ -123,7 +128,8 @@ every role with its restart policy, state, restarts and last error, and
 the ACS's view if it runs one.
 
 With -acs HOST:PORT -asn N -cert F -key F -ca F: an ACS's view over mutual
-TLS, with an operator's certificate — epoch, peers (state, RTT, clock
+TLS, with an operator's certificate of the ACS's AS (psav:as<N>:op:<name>,
+from cert request -role op) — epoch, peers (state, RTT, clock
 offset, last heartbeat, TLS group), membership, ABRs. -target-asn names
 another AS's ACS.`
 
@@ -150,7 +156,7 @@ func (a *app) statusCommand() *cobra.Command {
 
 // remoteStatus asks an ACS for its Status: epoch, peers, membership, ABRs.
 func (a *app) remoteStatus(f *acsFlags, timeout time.Duration, asJSON bool) int {
-	conn, _, err := f.dial()
+	conn, _, err := f.dial(pki.RoleOp)
 	if err != nil {
 		return fail(a.stderr, "status", err)
 	}

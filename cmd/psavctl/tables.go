@@ -14,12 +14,15 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/psavd/psavd/control/acspb"
+	"github.com/psavd/psavd/control/pki"
 )
 
 const tablesLong = `Without -acs: the tables the local node's ACS pushes to its ABRs, through
 the management socket. With -acs HOST:PORT -asn N -cert F -key F -ca F: the
 same from the ACS of the operator's own AS, over mutual TLS (one Feed
-snapshot, as an ABR named "psavctl" receives it).
+snapshot, as the ABR the certificate names receives it): the ACS feeds ABRs only, so this takes an
+abr certificate of the AS (psav:as<N>:abr:<name>, from cert request -role
+abr).
 
 The AS-Prefix table with each member's tag and validate peer, the epochs
 each peer's keys cover, and the community-border replace entries. Keys are
@@ -51,17 +54,17 @@ func (a *app) tablesCommand() *cobra.Command {
 // pushes to its ABRs.
 func (a *app) remoteTables(f *acsFlags, timeout time.Duration, asJSON bool) int {
 	stdout, stderr := a.stdout, a.stderr
-	conn, asn, err := f.dial()
+	conn, own, err := f.dial(pki.RoleABR) // the ACS feeds abr certificates only
 	if err != nil {
 		return fail(stderr, "tables", err)
 	}
 	defer conn.Close()
-	if f.target != 0 && uint32(f.target) != asn {
+	if f.target != 0 && uint32(f.target) != own.ASN {
 		return fail(stderr, "tables", fmt.Errorf("an ACS feeds only the ABRs of its own AS: -target-asn must be -asn: %w", errUsage))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	st, err := acspb.NewACSClient(conn).Feed(ctx, &acspb.FeedRequest{Asn: asn, Abr: "psavctl"})
+	st, err := acspb.NewACSClient(conn).Feed(ctx, &acspb.FeedRequest{Asn: own.ASN, Abr: own.Name})
 	if err != nil {
 		return fail(stderr, "tables", fmt.Errorf("%s: %w", f.addr, err))
 	}
