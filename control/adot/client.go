@@ -70,10 +70,12 @@ type Config struct {
 	// ADoT talks to authoritative servers).
 	RecursionDesired bool
 
-	// Fallback: "" (never send clear text) or "plaintext": after every TLS
-	// attempt failed at the transport level, a query for a name that has
-	// been queried before (never the first query of a name) is sent over
-	// UDP (TCP if truncated) to FallbackServers.
+	// Fallback: "" (never send clear text) or "plaintext": when every TLS
+	// attempt was refused, unreachable or timed out, a query for a (name,
+	// type) that this client has had answered over TLS before is sent over
+	// UDP (TCP if truncated) to FallbackServers. Never after a TLS failure
+	// (certificate, name, pin, handshake) on any server since that server's
+	// last good handshake: that is the downgrade an attacker would provoke.
 	Fallback string
 	// FallbackServers default to the host of each server with port 53.
 	FallbackServers []string
@@ -125,8 +127,10 @@ type Client struct {
 	cacheMu sync.Mutex
 	cache   map[cacheKey]cacheEntry
 
-	seenMu sync.Mutex
-	seen   map[string]struct{}
+	// answered holds the (name, type) pairs answered over TLS: the only
+	// ones clear-text fallback may ever ask.
+	answeredMu sync.Mutex
+	answered   map[cacheKey]struct{}
 
 	closed atomic.Bool
 
@@ -151,7 +155,22 @@ type pool struct {
 	sem  chan struct{}
 	mu   sync.Mutex
 	idle []*dconn
+
+	// Dead-server memory, under mu: after a transport failure the server
+	// is skipped until deadUntil (back-off doubling from backoffBase to
+	// backoffMax per consecutive failure); authFailed is set by a TLS
+	// failure and cleared by the next good handshake.
+	failures   int
+	deadUntil  time.Time
+	authFailed bool
 }
+
+// Back-off of a server after consecutive transport failures: backoffBase,
+// doubled per further failure, at most backoffMax.
+const (
+	backoffBase = 5 * time.Second
+	backoffMax  = 2 * time.Minute
+)
 
 type dconn struct {
 	c        *tls.Conn
@@ -204,7 +223,7 @@ func NewClient(cfg Config) (*Client, error) {
 			return nil, fmt.Errorf("adot: LocalAddr: %w", err)
 		}
 	}
-	c := &Client{cfg: cfg, metrics: cfg.Metrics, cache: map[cacheKey]cacheEntry{}, seen: map[string]struct{}{}}
+	c := &Client{cfg: cfg, metrics: cfg.Metrics, cache: map[cacheKey]cacheEntry{}, answered: map[cacheKey]struct{}{}}
 	if len(cfg.SPKIPins) > 0 {
 		c.pins = map[[sha256.Size]byte]bool{}
 		for _, p := range cfg.SPKIPins {
@@ -441,24 +460,83 @@ func (c *Client) FlushCache() {
 	c.cacheMu.Unlock()
 }
 
-// markSeen records that name is being queried and reports whether this is
-// its first query (for which clear-text fallback is never allowed).
-func (c *Client) markSeen(name string) (first bool) {
-	name = dns.CanonicalName(name)
-	c.seenMu.Lock()
-	defer c.seenMu.Unlock()
-	if _, ok := c.seen[name]; ok {
-		return false
+// markAnswered records that (name, type) was answered over TLS.
+func (c *Client) markAnswered(k cacheKey) {
+	c.answeredMu.Lock()
+	defer c.answeredMu.Unlock()
+	if len(c.answered) >= 65536 { // bounded; forgetting errs on the safe side
+		clear(c.answered)
 	}
-	if len(c.seen) >= 65536 { // bounded; forgetting errs on the safe side
-		clear(c.seen)
+	c.answered[k] = struct{}{}
+}
+
+func (c *Client) wasAnswered(k cacheKey) bool {
+	c.answeredMu.Lock()
+	defer c.answeredMu.Unlock()
+	_, ok := c.answered[k]
+	return ok
+}
+
+// authFailedAnywhere reports whether some server failed TLS (certificate,
+// pin, handshake) and has not completed a good handshake since.
+func (c *Client) authFailedAnywhere() bool {
+	for _, p := range c.pools {
+		p.mu.Lock()
+		f := p.authFailed
+		p.mu.Unlock()
+		if f {
+			return true
+		}
 	}
-	c.seen[name] = struct{}{}
-	return true
+	return false
+}
+
+// inBackoff reports whether p is remembered dead (and not yet due for a
+// new attempt).
+func (p *pool) inBackoff(now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return now.Before(p.deadUntil)
+}
+
+// failed records a failure of cause on p: transport and TLS failures put
+// the server in back-off.
+func (p *pool) failed(cause Cause, now time.Time) {
+	switch cause {
+	case CauseTimeout, CauseRefused, CauseNetwork, CauseTLS:
+	default:
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.failures++
+	d := backoffBase << min(p.failures-1, 10)
+	p.deadUntil = now.Add(min(d, backoffMax))
+	if cause == CauseTLS {
+		p.authFailed = true
+	}
+}
+
+// succeeded clears p's back-off (and, after a good handshake, its TLS
+// failure).
+func (p *pool) succeeded(handshake bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.failures, p.deadUntil = 0, time.Time{}
+	if handshake {
+		p.authFailed = false
+	}
+}
+
+// fallbackOK reports whether a failure of cause leaves clear text allowed:
+// only a refused connection, an unreachable network or a timeout.
+func fallbackOK(cause Cause) bool {
+	return cause == CauseTimeout || cause == CauseRefused || cause == CauseNetwork
 }
 
 // Exchange sends m (exactly one question) over TLS to the configured
-// servers in order, Attempts passes, and returns the first answer that is
+// servers in order (skipping those in back-off after failures while
+// another is not), Attempts passes, and returns the first answer that is
 // neither SERVFAIL nor REFUSED. If every server failed, the error is an
 // *Error with the cause of the last failure; if the last failure was an
 // answer (SERVFAIL/REFUSED), that answer is returned along with the error.
@@ -471,7 +549,7 @@ func (c *Client) Exchange(ctx context.Context, m *dns.Msg) (*dns.Msg, Info, erro
 		return nil, Info{}, errors.New("adot: query must have exactly one question")
 	}
 	name := m.Question[0].Name
-	first := c.markSeen(name)
+	key := cacheKey{dns.CanonicalName(name), m.Question[0].Qtype}
 	q := m.Copy()
 	if q.Id == 0 {
 		q.Id = dns.Id()
@@ -485,20 +563,44 @@ func (c *Client) Exchange(ctx context.Context, m *dns.Msg) (*dns.Msg, Info, erro
 		lastResp     *dns.Msg
 		lastInfo     Info
 		transportErr bool
+		mayFallback  = true // every failure so far was refused/unreachable/timeout
 	)
 	for pass := 0; pass < c.cfg.Attempts; pass++ {
+		// Servers in back-off are skipped unless all are (then each is
+		// tried: an answer late beats none).
+		now := time.Now()
+		skipDead := false
+		for _, p := range c.pools {
+			if !p.inBackoff(now) {
+				skipDead = true
+				break
+			}
+		}
 		for _, p := range c.pools {
 			if ctx.Err() != nil {
 				break
 			}
-			resp, info, err := c.exchangeOne(ctx, p, q, wire)
+			if skipDead && p.inBackoff(now) {
+				c.metrics.BackoffSkips.Add(1)
+				continue
+			}
+			resp, info, err := c.exchangeOne(ctx, p, q, wire, skipDead)
+			if errors.Is(err, errBackoff) { // became dead while we waited for it
+				c.metrics.BackoffSkips.Add(1)
+				continue
+			}
 			if err != nil {
 				cause := classify(err)
 				c.metrics.fail(cause)
+				if ctx.Err() == nil {
+					p.failed(cause, time.Now())
+				}
+				mayFallback = mayFallback && fallbackOK(cause)
 				lastErr = &Error{Cause: cause, Server: p.addr, Name: name, Err: err}
 				lastResp, transportErr = nil, true
 				continue
 			}
+			p.succeeded(info.NewConn)
 			switch resp.Rcode {
 			case dns.RcodeServerFailure, dns.RcodeRefused:
 				cause := CauseServfail
@@ -512,16 +614,28 @@ func (c *Client) Exchange(ctx context.Context, m *dns.Msg) (*dns.Msg, Info, erro
 			case dns.RcodeNameError:
 				c.metrics.fail(CauseNXDomain)
 			}
+			c.markAnswered(key)
 			return resp, info, nil
 		}
 	}
-	if lastErr == nil {
-		lastErr = &Error{Cause: CauseTimeout, Name: name, Err: ctx.Err()}
+	if lastErr == nil { // cancelled, or every server skipped in back-off
+		err := ctx.Err()
+		if err == nil {
+			err = errBackoff
+		}
+		lastErr = &Error{Cause: CauseTimeout, Name: name, Err: err}
 		transportErr = true
 	}
-	if transportErr && c.cfg.Fallback == FallbackPlaintext && !first && ctx.Err() == nil {
-		if resp, info, err := c.exchangePlain(ctx, q); err == nil {
-			return resp, info, nil
+	if transportErr && c.cfg.Fallback == FallbackPlaintext && ctx.Err() == nil {
+		switch {
+		case !mayFallback || c.authFailedAnywhere():
+			c.metrics.FallbackRefusedTLS.Add(1)
+		case !c.wasAnswered(key):
+			c.metrics.FallbackRefusedUnanswered.Add(1)
+		default:
+			if resp, info, err := c.exchangePlain(ctx, q); err == nil {
+				return resp, info, nil
+			}
 		}
 	}
 	return lastResp, lastInfo, lastErr
@@ -530,7 +644,11 @@ func (c *Client) Exchange(ctx context.Context, m *dns.Msg) (*dns.Msg, Info, erro
 // exchangeOne runs one query on one server: on a pooled connection if there
 // is one, retried once on a fresh connection if the pooled one turns out to
 // have been closed by the server while idle.
-func (c *Client) exchangeOne(ctx context.Context, p *pool, q *dns.Msg, wire []byte) (*dns.Msg, Info, error) {
+//
+// With skipDead, a server that went into back-off while this query waited
+// for its connection is not dialled (errBackoff): queries queued behind
+// one that timed out move on instead of timing out one after another.
+func (c *Client) exchangeOne(ctx context.Context, p *pool, q *dns.Msg, wire []byte, skipDead bool) (*dns.Msg, Info, error) {
 	select {
 	case p.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -541,6 +659,9 @@ func (c *Client) exchangeOne(ctx context.Context, p *pool, q *dns.Msg, wire []by
 	d := c.popIdle(p)
 	reused := d != nil
 	info := Info{Server: p.addr}
+	if d == nil && skipDead && p.inBackoff(time.Now()) {
+		return nil, info, errBackoff
+	}
 	if d == nil {
 		var err error
 		if d, err = c.dial(ctx, p); err != nil {
@@ -591,6 +712,7 @@ func (c *Client) popIdle(p *pool) *dconn {
 }
 
 func (c *Client) dial(ctx context.Context, p *pool) (*dconn, error) {
+	c.metrics.Dials.Add(1)
 	dl := net.Dialer{Timeout: c.cfg.DialTimeout}
 	if c.cfg.LocalAddr != "" {
 		dl.LocalAddr = &net.TCPAddr{IP: net.ParseIP(c.cfg.LocalAddr)}

@@ -116,3 +116,6 @@ func isStaleConnErr(err error) bool {
 var errPin = errors.New("server public key does not match any configured SPKI pin")
 
 var errHandshake = errors.New("TLS handshake aborted by the server")
+
+// errBackoff: the server is remembered dead; it was not tried.
+var errBackoff = errors.New("server in back-off after failures")

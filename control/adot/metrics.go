@@ -45,10 +45,17 @@ type Metrics struct {
 	CacheHits    atomic.Uint64 // client only: answers served from cache
 	StaleRetries atomic.Uint64 // client only: retries after an idle-closed connection
 	Plaintext    atomic.Uint64 // client only: queries sent in clear text (fallback)
-	OpenConns    atomic.Int64  // currently open connections
-	Rejected     atomic.Uint64 // server only: connections refused by a limit
-	Failures     [numCauses]atomic.Uint64
-	RTT          Histogram
+	// Client only: clear-text fallback refused because a server failed TLS
+	// (certificate, pin, handshake), or because the (name, type) was never
+	// answered over TLS.
+	FallbackRefusedTLS        atomic.Uint64
+	FallbackRefusedUnanswered atomic.Uint64
+	Dials                     atomic.Uint64 // client only: TCP connections attempted
+	BackoffSkips              atomic.Uint64 // client only: servers skipped while in back-off
+	OpenConns                 atomic.Int64  // currently open connections
+	Rejected                  atomic.Uint64 // server only: connections refused by a limit
+	Failures                  [numCauses]atomic.Uint64
+	RTT                       Histogram
 }
 
 // Failure returns the number of failures counted for cause c.

@@ -13,7 +13,7 @@ type Collector struct {
 	role string
 
 	handshakes, resumptions, handshakeErr, queries, cacheHits, staleRetries,
-	plaintext, openConns, rejected, failures, rtt *prometheus.Desc
+	plaintext, fallbackRefused, dials, backoffSkips, openConns, rejected, failures, rtt *prometheus.Desc
 }
 
 // Roles of a Collector.
@@ -36,6 +36,10 @@ func NewCollector(m *Metrics, role string) *Collector {
 		cacheHits:    d("cache_hits_total", "Client look-ups answered from the TTL cache."),
 		staleRetries: d("stale_retries_total", "Client queries retried on a fresh connection after the server closed an idle one."),
 		plaintext:    d("plaintext_queries_total", "Client queries sent in clear text (only with fallback = \"plaintext\")."),
+		fallbackRefused: d("fallback_refused_total", "Client clear-text fallbacks refused: after a TLS failure (reason tls: certificate, pin, handshake) "+
+			"or for a (name, type) never answered over TLS (reason unanswered).", "reason"),
+		dials:        d("dials_total", "Client TCP connections attempted to DoT servers."),
+		backoffSkips: d("backoff_skips_total", "Client queries that skipped a server remembered dead (in back-off after failures)."),
 		openConns:    d("open_connections", "DoT connections currently open."),
 		rejected:     d("rejected_connections_total", "Server connections refused by a limit (total or per client)."),
 		failures:     d("failures_total", "Failures by cause (refused, tls, timeout, servfail, nxdomain, network, protocol).", "cause"),
@@ -46,7 +50,7 @@ func NewCollector(m *Metrics, role string) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.handshakes, c.resumptions, c.handshakeErr, c.queries, c.cacheHits,
-		c.staleRetries, c.plaintext, c.openConns, c.rejected, c.failures, c.rtt} {
+		c.staleRetries, c.plaintext, c.fallbackRefused, c.dials, c.backoffSkips, c.openConns, c.rejected, c.failures, c.rtt} {
 		ch <- d
 	}
 }
@@ -65,6 +69,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.cacheHits, m.CacheHits.Load())
 		counter(c.staleRetries, m.StaleRetries.Load())
 		counter(c.plaintext, m.Plaintext.Load())
+		counter(c.fallbackRefused, m.FallbackRefusedTLS.Load(), "tls")
+		counter(c.fallbackRefused, m.FallbackRefusedUnanswered.Load(), "unanswered")
+		counter(c.dials, m.Dials.Load())
+		counter(c.backoffSkips, m.BackoffSkips.Load())
 	} else {
 		counter(c.rejected, m.Rejected.Load())
 	}

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -287,86 +286,4 @@ func TestOwnServerPerClientLimitFlood(t *testing.T) {
 		t.Error("client from the flooding address was admitted over the limit")
 	}
 	t.Logf("rejected %d, open %d", s.Metrics().Rejected.Load(), s.Metrics().OpenConns.Load())
-}
-
-// TestNoLeakyFallback: the TLS server is unreachable; a UDP listener is the
-// configured plaintext fallback target. Without fallback it must receive
-// nothing; with fallback, nothing for the first query of a name and the
-// query only afterwards.
-func TestNoLeakyFallback(t *testing.T) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	got := make(chan string, 16)
-	go func() {
-		buf := make([]byte, 65535)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			q := new(dns.Msg)
-			if q.Unpack(buf[:n]) != nil {
-				continue
-			}
-			got <- q.Question[0].Name
-			r := new(dns.Msg)
-			r.SetReply(q)
-			rr, _ := dns.NewRR(q.Question[0].Name + " 60 IN A 198.51.100.7")
-			r.Answer = append(r.Answer, rr)
-			out, _ := r.Pack()
-			pc.WriteTo(out, from)
-		}
-	}()
-	dead := "127.0.0.1:" + strconv.Itoa(freePort(t)) // nothing listens: TLS dial refused
-	pki := newPKI(t, "", testServerName)
-	mk := func(fallback string) *Client {
-		c, err := NewClient(Config{Servers: []string{dead}, ServerName: testServerName, RootCAs: pki.CAPool,
-			Fallback: fallback, FallbackServers: []string{pc.LocalAddr().String()}, DialTimeout: time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
-	quiet := func(what string) {
-		select {
-		case n := <-got:
-			t.Fatalf("%s: clear-text query for %s was sent", what, n)
-		case <-time.After(300 * time.Millisecond):
-		}
-	}
-	off := mk("")
-	for i := 0; i < 3; i++ {
-		if _, err := off.Lookup(ctx10(t), "0."+testZone, dns.TypeA); CauseOf(err) != CauseRefused {
-			t.Fatalf("fallback off: got %v, want refused (TLS dial)", err)
-		}
-	}
-	quiet("fallback off")
-
-	on := mk(FallbackPlaintext)
-	if _, err := on.Lookup(ctx10(t), "1."+testZone, dns.TypeA); err == nil {
-		t.Fatal("first query of a name succeeded without TLS")
-	}
-	quiet("first query of a name")
-	a, info, err := on.LookupInfo(ctx10(t), "1."+testZone, dns.TypeA)
-	if err != nil || !info.Plaintext || len(a) != 1 || a[0] != netip.MustParseAddr("198.51.100.7") {
-		t.Fatalf("second query with fallback: %v %+v %v", a, info, err)
-	}
-	select {
-	case n := <-got:
-		if n != "1."+testZone {
-			t.Fatalf("fallback target got %s", n)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("fallback target received nothing")
-	}
-	if on.Metrics().Plaintext.Load() != 1 {
-		t.Fatalf("plaintext counter %d", on.Metrics().Plaintext.Load())
-	}
-	if _, err := NewClient(Config{Servers: []string{dead}, ServerName: "x", Fallback: "udp"}); err == nil {
-		t.Fatal("unknown fallback mode accepted")
-	}
 }
