@@ -265,9 +265,9 @@ func startPlainDNS(t *testing.T, ns, addr string) *plainDNS {
 // capture is tcpdump on port 53 (UDP and TCP) of a namespace's loopback.
 type capture struct {
 	tcpdump, file, ns string
-	cmd           *exec.Cmd
-	done          chan struct{}
-	log           lockedBuffer // tcpdump's standard error
+	cmd               *exec.Cmd
+	done              chan struct{}
+	log               lockedBuffer // tcpdump's standard error
 }
 
 func startCapture(t *testing.T, tcpdump, ns, file string) *capture {
