@@ -592,9 +592,6 @@ func (c *Client) Exchange(ctx context.Context, m *dns.Msg) (*dns.Msg, Info, erro
 			if err != nil {
 				cause := classify(err)
 				c.metrics.fail(cause)
-				if ctx.Err() == nil {
-					p.failed(cause, time.Now())
-				}
 				mayFallback = mayFallback && fallbackOK(cause)
 				lastErr = &Error{Cause: cause, Server: p.addr, Name: name, Err: err}
 				lastResp, transportErr = nil, true
@@ -648,13 +645,20 @@ func (c *Client) Exchange(ctx context.Context, m *dns.Msg) (*dns.Msg, Info, erro
 // With skipDead, a server that went into back-off while this query waited
 // for its connection is not dialled (errBackoff): queries queued behind
 // one that timed out move on instead of timing out one after another.
-func (c *Client) exchangeOne(ctx context.Context, p *pool, q *dns.Msg, wire []byte, skipDead bool) (*dns.Msg, Info, error) {
+func (c *Client) exchangeOne(ctx context.Context, p *pool, q *dns.Msg, wire []byte, skipDead bool) (_ *dns.Msg, _ Info, err error) {
 	select {
 	case p.sem <- struct{}{}:
 	case <-ctx.Done():
 		return nil, Info{}, ctx.Err()
 	}
 	defer func() { <-p.sem }()
+	// Runs before the connection slot is released, so a query waiting for
+	// it sees the back-off.
+	defer func() {
+		if err != nil && !errors.Is(err, errBackoff) && ctx.Err() == nil {
+			p.failed(classify(err), time.Now())
+		}
+	}()
 
 	d := c.popIdle(p)
 	reused := d != nil

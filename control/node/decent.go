@@ -231,10 +231,9 @@ func (d *pullDirectory) resolve(ctx context.Context) {
 		}
 	}
 	d.mu.Unlock()
-	for _, i := range want {
-		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		s, err := d.pull.MapServersOfIndex(qctx, i)
-		cancel()
+	// In parallel (bounded): a dead DoT server costs one timeout per pass.
+	for _, r := range d.pull.ResolveIndexes(ctx, want, 5*time.Second) {
+		i, s, err := r.Index, r.Servers, r.Err
 		d.mu.Lock()
 		switch {
 		case err == nil:

@@ -28,6 +28,8 @@ const (
 	// resolveRetry bounds how often a failing name is re-queried while a
 	// previous (stale) answer is still being used.
 	resolveRetry = 5 * time.Second
+	// DefaultParallel is the default of Config.Parallel.
+	DefaultParallel = 8
 )
 
 // Resolver resolves A and AAAA records; *adot.Client satisfies it.
@@ -65,6 +67,10 @@ type Config struct {
 	Refresh time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Parallel bounds the names ResolveIndexes resolves at once (default
+	// DefaultParallel): a pass over many indexes with a dead DoT server
+	// then takes about one timeout, not one per name.
+	Parallel int
 }
 
 // Node maps EIDs to map-servers. Safe for concurrent use.
@@ -124,6 +130,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Parallel <= 0 {
+		cfg.Parallel = DefaultParallel
 	}
 	return &Node{cfg: cfg, names: make(map[string]*nameEntry)}, nil
 }
@@ -230,6 +239,37 @@ func (p *Node) MapServers(ctx context.Context, eid netip.Prefix) ([]netip.AddrPo
 func (p *Node) MapServersOfIndex(ctx context.Context, index uint64) ([]netip.AddrPort, error) {
 	s, _, err := p.servers(ctx, Name(index, p.cfg.Suffix))
 	return s, err
+}
+
+// IndexResult is the outcome of one index in ResolveIndexes.
+type IndexResult struct {
+	Index   uint64
+	Servers []netip.AddrPort // as MapServersOfIndex
+	Err     error
+}
+
+// ResolveIndexes is MapServersOfIndex for each of indexes, at most
+// Config.Parallel names at once; results are in the order of indexes.
+// timeout bounds each name (0: only ctx).
+func (p *Node) ResolveIndexes(ctx context.Context, indexes []uint64, timeout time.Duration) []IndexResult {
+	out := make([]IndexResult, len(indexes))
+	sem := make(chan struct{}, p.cfg.Parallel)
+	var wg sync.WaitGroup
+	for k, i := range indexes {
+		out[k].Index = i
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			qctx, cancel := ctx, context.CancelFunc(func() {})
+			if timeout > 0 {
+				qctx, cancel = context.WithTimeout(ctx, timeout)
+			}
+			out[k].Servers, out[k].Err = p.MapServersOfIndex(qctx, i)
+			cancel()
+		})
+	}
+	wg.Wait()
+	return out
 }
 
 // NextMapServer returns the map-server of [InstanceID]eid to send the next
