@@ -135,6 +135,7 @@ type Client struct {
 	closed atomic.Bool
 
 	// Test hooks reproducing the stalls described in README.md.
+	noKeepalive bool // send no edns-tcp-keepalive (the server then advertises nothing)
 	noQuickAck  bool // do not arm TCP_QUICKACK around the first query
 	splitWrites bool // write length and message as two TLS records, Nagle on
 }
@@ -179,6 +180,10 @@ type dconn struct {
 	resumed  bool
 	version  uint16
 	lastUsed time.Time
+	// idleLimit is how long the connection may sit idle: IdleTimeout, or
+	// less when the server advertised a shorter edns-tcp-keepalive.
+	idleLimit time.Duration
+	idleTimer *time.Timer // closes it when idleLimit passes in the pool
 }
 
 // NewClient validates cfg and returns a Client. It does not connect.
@@ -554,7 +559,18 @@ func (c *Client) Exchange(ctx context.Context, m *dns.Msg) (*dns.Msg, Info, erro
 	if q.Id == 0 {
 		q.Id = dns.Id()
 	}
-	wire, err := q.Pack()
+	// EDNS(0) with edns-tcp-keepalive (RFC 7828: the server tells us its
+	// idle timeout) and padding to 128 octets (RFC 8467; it also asks the
+	// server to pad its answer).
+	opt := q.IsEdns0()
+	if opt == nil {
+		q.SetEdns0(ednsUDPSize, false)
+		opt = q.IsEdns0()
+	}
+	if _, ok := keepalive(q); !ok && !c.noKeepalive {
+		opt.Option = append(opt.Option, &dns.EDNS0_TCP_KEEPALIVE{Code: dns.EDNS0TCPKEEPALIVE})
+	}
+	wire, err := packPadded(q, QueryPadBlock)
 	if err != nil {
 		return nil, Info{}, &Error{Cause: CauseProtocol, Name: name, Err: err}
 	}
@@ -691,11 +707,12 @@ func (c *Client) exchangeOne(ctx context.Context, p *pool, q *dns.Msg, wire []by
 	c.metrics.Queries.Add(1)
 	c.metrics.RTT.Observe(rtt)
 	d.lastUsed = time.Now()
-	if c.closed.Load() {
+	if c.closed.Load() || d.idleLimit <= 0 {
 		c.closeConn(d)
 	} else {
 		p.mu.Lock()
 		p.idle = append(p.idle, d)
+		d.idleTimer = time.AfterFunc(d.idleLimit, func() { c.expireIdle(p, d) })
 		p.mu.Unlock()
 	}
 	return resp, info, nil
@@ -707,12 +724,29 @@ func (c *Client) popIdle(p *pool) *dconn {
 	for len(p.idle) > 0 {
 		d := p.idle[len(p.idle)-1]
 		p.idle = p.idle[:len(p.idle)-1]
-		if time.Since(d.lastUsed) < c.cfg.IdleTimeout {
+		d.idleTimer.Stop() // out of p.idle: expireIdle leaves it alone
+		if time.Since(d.lastUsed) < d.idleLimit {
 			return d
 		}
 		c.closeConn(d)
 	}
 	return nil
+}
+
+// expireIdle closes d if it is still idle in p: the client closes its
+// connections before the server's advertised idle timeout, instead of
+// finding them closed on the next query.
+func (c *Client) expireIdle(p *pool, d *dconn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, x := range p.idle {
+		if x == d {
+			p.idle = append(p.idle[:i], p.idle[i+1:]...)
+			c.metrics.IdleCloses.Add(1)
+			c.closeConn(d)
+			return
+		}
+	}
 }
 
 func (c *Client) dial(ctx context.Context, p *pool) (*dconn, error) {
@@ -750,7 +784,7 @@ func (c *Client) dial(ctx context.Context, p *pool) (*dconn, error) {
 			_ = t.SetNoDelay(false)
 		}
 	}
-	return &dconn{c: tc, raw: raw, resumed: cs.DidResume, version: cs.Version, lastUsed: time.Now()}, nil
+	return &dconn{c: tc, raw: raw, resumed: cs.DidResume, version: cs.Version, lastUsed: time.Now(), idleLimit: c.cfg.IdleTimeout}, nil
 }
 
 func (c *Client) roundTrip(ctx context.Context, d *dconn, q *dns.Msg, wire []byte) (*dns.Msg, time.Duration, error) {
@@ -798,6 +832,12 @@ func (c *Client) roundTrip(ctx context.Context, d *dconn, q *dns.Msg, wire []byt
 	if err := checkReply(q, resp); err != nil {
 		return nil, 0, err
 	}
+	if k, ok := keepalive(resp); ok && k.Timeout > 0 {
+		d.idleLimit = followKeepalive(time.Duration(k.Timeout)*100*time.Millisecond, c.cfg.IdleTimeout)
+	}
+	if hasPadding(resp) {
+		c.metrics.Padded.Add(1)
+	}
 	return resp, rtt, nil
 }
 
@@ -817,6 +857,18 @@ func checkReply(q, r *dns.Msg) error {
 // exchangePlain is the opt-in clear-text fallback: UDP, then TCP if the
 // answer is truncated, to each fallback server in order.
 func (c *Client) exchangePlain(ctx context.Context, q *dns.Msg) (*dns.Msg, Info, error) {
+	// Padding is for encrypted transports (RFC 7830 §6) and keepalive for
+	// our TLS connections: neither goes in clear text.
+	q = q.Copy()
+	if opt := q.IsEdns0(); opt != nil {
+		kept := opt.Option[:0]
+		for _, o := range opt.Option {
+			if o.Option() != dns.EDNS0PADDING && o.Option() != dns.EDNS0TCPKEEPALIVE {
+				kept = append(kept, o)
+			}
+		}
+		opt.Option = kept
+	}
 	var lastErr error
 	for _, addr := range c.fbAddrs {
 		for _, proto := range []string{"udp", "tcp"} {

@@ -58,7 +58,7 @@ func startBIND(t *testing.T) *bindserver.BIND {
 	if bindOnce.b != nil {
 		return bindOnce.b
 	}
-	b, err := bindserver.Start("", bindserver.Options{TLS12: true})
+	b, err := bindserver.Start("", bindserver.Options{TLS12: true, ResponsePadding: ResponsePadBlock})
 	if errors.Is(err, bindserver.ErrNoNamed) {
 		t.Skip(err)
 	}

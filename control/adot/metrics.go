@@ -50,6 +50,8 @@ type Metrics struct {
 	// answered over TLS.
 	FallbackRefusedTLS        atomic.Uint64
 	FallbackRefusedUnanswered atomic.Uint64
+	Padded                    atomic.Uint64 // answers received (client) or sent (server) with EDNS(0) padding
+	IdleCloses                atomic.Uint64 // client only: idle connections closed by the client before the server's timeout
 	Dials                     atomic.Uint64 // client only: TCP connections attempted
 	BackoffSkips              atomic.Uint64 // client only: servers skipped while in back-off
 	OpenConns                 atomic.Int64  // currently open connections

@@ -316,6 +316,23 @@ func (s *Server) respond(b []byte) []byte {
 		if r.Rcode == dns.RcodeRefused {
 			s.metrics.fail(CauseRefused)
 		}
+		if opt := r.IsEdns0(); opt != nil {
+			// RFC 7828 §3.3.2: answer a keepalive option with our idle
+			// timeout, so the client can close before we do.
+			if _, ok := keepalive(q); ok {
+				opt.Option = append(opt.Option, &dns.EDNS0_TCP_KEEPALIVE{Code: dns.EDNS0TCPKEEPALIVE,
+					Timeout: keepaliveUnits(s.cfg.IdleTimeout)})
+			}
+			// RFC 8467 §4.1: pad (block 468) the answers to padded queries.
+			if hasPadding(q) {
+				out, err := packPadded(r, ResponsePadBlock)
+				if err != nil {
+					return nil
+				}
+				s.metrics.Padded.Add(1)
+				return out
+			}
+		}
 	}
 	out, err := r.Pack()
 	if err != nil {

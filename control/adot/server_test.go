@@ -90,9 +90,13 @@ func TestFirstQueryStallOwnServer(t *testing.T) {
 	logStallTable(t, "own server", b.addr, b.pki.CAPool)
 }
 
+// TestOwnServerIdleCloseRedial: a client that does not learn the server's
+// idle timeout (no edns-tcp-keepalive) finds its pooled connection closed
+// and retries once on a fresh one, without a counted failure.
 func TestOwnServerIdleCloseRedial(t *testing.T) {
 	_, b := startOwn(t, func(c *ServerConfig) { c.IdleTimeout = 200 * time.Millisecond })
 	c := b.client(t, func(c *Config) { c.MaxCacheEntries = -1 })
+	c.noKeepalive = true
 	for i := 0; i < 3; i++ {
 		_, info, err := c.LookupInfo(ctx10(t), "3."+testZone, dns.TypeAAAA)
 		if err != nil {
@@ -106,6 +110,41 @@ func TestOwnServerIdleCloseRedial(t *testing.T) {
 	m := c.Metrics()
 	if m.TotalFailures() != 0 || m.StaleRetries.Load() != 2 || m.Resumptions.Load() != 2 {
 		t.Fatalf("failures %d stale retries %d resumptions %d", m.TotalFailures(), m.StaleRetries.Load(), m.Resumptions.Load())
+	}
+}
+
+// TestOwnServerKeepalive (RFC 7828): the server advertises its idle
+// timeout (1 s) in answers to queries with edns-tcp-keepalive; the client
+// follows it, closing its idle connection first (0.8 s), so a query after
+// a longer pause resumes on a new connection instead of hitting a closed
+// one (no stale retry), and a query within the timeout reuses the
+// connection.
+func TestOwnServerKeepalive(t *testing.T) {
+	s, b := startOwn(t, func(c *ServerConfig) { c.IdleTimeout = time.Second })
+	c := b.client(t, func(c *Config) { c.MaxCacheEntries = -1; c.IdleTimeout = time.Minute })
+	m := new(dns.Msg)
+	m.SetQuestion("0."+testZone, dns.TypeA)
+	resp, _, err := c.Exchange(ctx10(t), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, ok := keepalive(resp); !ok || k.Timeout != 10 {
+		t.Fatalf("server's keepalive option %+v (present %v), want timeout 10 (× 100 ms)", k, ok)
+	}
+	if _, info, err := c.LookupInfo(ctx10(t), "0."+testZone, dns.TypeA); err != nil || info.NewConn {
+		t.Fatalf("within the timeout: want the connection reused, got %+v %v", info, err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	_, info, err := c.LookupInfo(ctx10(t), "0."+testZone, dns.TypeA)
+	if err != nil || !info.NewConn || !info.Resumed || info.StaleRetry {
+		t.Fatalf("after the timeout: want a new, resumed connection without a stale retry, got %+v %v", info, err)
+	}
+	cm := c.Metrics()
+	if cm.IdleCloses.Load() != 1 || cm.StaleRetries.Load() != 0 || cm.TotalFailures() != 0 {
+		t.Fatalf("idle closes %d (want 1), stale retries %d, failures %d", cm.IdleCloses.Load(), cm.StaleRetries.Load(), cm.TotalFailures())
+	}
+	if n := s.Metrics().Handshakes.Load() - s.Metrics().Resumptions.Load(); n != 1 {
+		t.Fatalf("full handshakes %d, want 1", n)
 	}
 }
 

@@ -95,6 +95,10 @@ type Options struct {
 	ZoneText   string // zone file; default ZoneText(Zone)
 	TLS12      bool   // also a TLS 1.2-only DoT listener (TLS12Addr)
 	Clear      bool   // also a clear UDP+TCP listener (ClearAddr)
+	// ResponsePadding, if > 0, pads answers to padded queries to a
+	// multiple of this many octets (named.conf response-padding; BIND 9.18
+	// does not pad without it).
+	ResponsePadding int
 	// StartTimeout bounds the wait for the first DoT answer; default 30 s.
 	StartTimeout time.Duration
 
@@ -219,6 +223,9 @@ func Start(dir string, opts Options) (*BIND, error) {
 		}
 		b.ClearAddr = net.JoinHostPort(la, strconv.Itoa(pc))
 		fmt.Fprintf(&listen, "\tlisten-on port %d { %s; };\n", pc, la)
+	}
+	if opts.ResponsePadding > 0 {
+		fmt.Fprintf(&listen, "\tresponse-padding { any; } block-size %d;\n", opts.ResponsePadding)
 	}
 	conf := fmt.Sprintf(`
 options {
