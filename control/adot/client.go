@@ -28,6 +28,13 @@ const (
 	DefaultMaxTTL = time.Hour
 )
 
+// Default idle timeouts that fit together: the client keeps a connection
+// longer than pull mode's 30 s refresh and closes it before the server.
+const (
+	DefaultClientIdle = 35 * time.Second
+	DefaultServerIdle = 40 * time.Second
+)
+
 // FallbackPlaintext is the only accepted non-empty value of Config.Fallback.
 const FallbackPlaintext = "plaintext"
 
@@ -52,8 +59,10 @@ type Config struct {
 	HandshakeTimeout time.Duration // TLS handshake; default 3 s
 	QueryTimeout     time.Duration // one query on one connection; default 3 s
 	// IdleTimeout: the client closes its own connections unused this long
-	// instead of reusing them; default 20 s. Servers may close sooner; that
-	// is handled by one transparent retry.
+	// instead of reusing them; default 35 s (above pull mode's 30 s
+	// refresh, below the server default 40 s). A server's shorter
+	// edns-tcp-keepalive timeout is followed; a server that closes sooner
+	// without saying so is handled by one transparent retry.
 	IdleTimeout time.Duration
 	// MaxConnsPerServer bounds the pool per server; default 1. Each
 	// connection carries one query at a time.
@@ -202,7 +211,7 @@ func NewClient(cfg Config) (*Client, error) {
 	def(&cfg.DialTimeout, 3*time.Second)
 	def(&cfg.HandshakeTimeout, 3*time.Second)
 	def(&cfg.QueryTimeout, 3*time.Second)
-	def(&cfg.IdleTimeout, 20*time.Second)
+	def(&cfg.IdleTimeout, DefaultClientIdle)
 	def(&cfg.MinTTL, DefaultMinTTL)
 	def(&cfg.MaxTTL, DefaultMaxTTL)
 	if cfg.MaxTTL < cfg.MinTTL {

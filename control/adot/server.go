@@ -31,7 +31,7 @@ type ServerConfig struct {
 	MaxConns          int           // total open connections; default 1024
 	MaxConnsPerIP     int           // per client source address; default 32
 	MaxQueriesPerConn int           // then the server closes; default 10000
-	IdleTimeout       time.Duration // between queries; default 10 s
+	IdleTimeout       time.Duration // between queries; default DefaultServerIdle (40 s); advertised by edns-tcp-keepalive
 	HandshakeTimeout  time.Duration // default 5 s
 	WriteTimeout      time.Duration // default 5 s
 	// TicketRotation is the period after which a new session ticket key is
@@ -78,7 +78,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	for _, d := range []*time.Duration{&cfg.IdleTimeout, &cfg.HandshakeTimeout, &cfg.WriteTimeout} {
 		if *d <= 0 {
-			*d = 10 * time.Second
+			*d = DefaultServerIdle
 			if d != &cfg.IdleTimeout {
 				*d = 5 * time.Second
 			}

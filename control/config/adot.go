@@ -28,10 +28,11 @@ type ADoT struct {
 
 // Defaults and bounds of [adot] and [adot.server] (docs/config.md).
 const (
-	adotTimeout       = 3 * time.Second  // dial, handshake and query timeouts
-	adotIdle          = 20 * time.Second // the client's idle_timeout
-	maxADoTTimeout    = time.Minute      // of one attempt's dial, handshake or query
-	maxADoTIdle       = time.Hour        // idle_timeout, client and server
+	adotTimeout = 3 * time.Second  // dial, handshake and query timeouts
+	adotIdle    = 35 * time.Second // the client's idle_timeout: above the 30 s pull refresh, below the server's
+
+	maxADoTTimeout    = time.Minute // of one attempt's dial, handshake or query
+	maxADoTIdle       = time.Hour   // idle_timeout, client and server
 	maxADoTTTL        = 7 * 24 * time.Hour
 	maxADoTAttempts   = 10
 	maxADoTConns      = 64 // per server, client
@@ -40,7 +41,7 @@ const (
 	adotMaxConns      = 1024
 	adotMaxPerClient  = 32
 	adotMaxQueries    = 10000
-	adotServerIdle    = 10 * time.Second
+	adotServerIdle    = 40 * time.Second // above the client's, so the client closes first
 	adotHandshake     = 5 * time.Second
 	adotRotation      = time.Hour
 	maxADoTServerConn = 1_000_000
