@@ -127,6 +127,7 @@ type Set struct {
 	// prefixCheck, if set, vets the prefixes of joins and updates against
 	// an outside source (RPKI): an error refuses the record.
 	prefixCheck func(asn uint32, prefixes []netip.Prefix) error
+	rv          revalidation // records held aside by Revalidate (revalidate.go)
 }
 
 // SetPrefixCheck installs a check of every join's and update's prefixes,
@@ -188,7 +189,7 @@ func (s *Set) apply(in Record, st *Store) (Reason, error) {
 		return ReasonMalformed, err
 	}
 	h := sha256.Sum256(enc)
-	held := s.entries[r.ASN]
+	held := s.heldFor(r.ASN) // in force or held aside (revalidate.go)
 	// Identical bytes were verified when first accepted: answer duplicates
 	// from flooding without spending a signature check.
 	if held != nil && held.hash == h {
@@ -236,6 +237,7 @@ func (s *Set) apply(in Record, st *Store) (Reason, error) {
 		}
 	}
 	s.entries[r.ASN] = &entry{rec: r, enc: enc, hash: h}
+	s.replaced(r.ASN)
 	return ReasonNone, nil
 }
 
