@@ -1,11 +1,40 @@
 package config
 
-import "github.com/psavd/psavd/control/config/schema"
+import (
+	"crypto/tls"
+
+	"github.com/psavd/psavd/control/config/schema"
+)
+
+// RPKIPolicy is what an ACS does with membership records when RPKI cannot
+// vouch for them (docs/config.md [rpki]).
+type RPKIPolicy uint8
+
+const (
+	// RPKIFailClosed: a record not covered by the VRPs, or judged while
+	// there is no usable RPKI data (before the first download, after the
+	// data expired), is refused, and one held is taken out of force.
+	RPKIFailClosed RPKIPolicy = iota
+	// RPKIFailOpen: without usable data records are accepted; a held record
+	// that the VRPs stop covering stays in force and raises an alarm.
+	RPKIFailOpen
+)
+
+func (p RPKIPolicy) String() string {
+	if p == RPKIFailOpen {
+		return "fail_open"
+	}
+	return "fail_closed"
+}
 
 // RPKI is [rpki]: an RTR server (RFC 8210) whose validated ROA payloads vet
 // membership records (docs/wire.md §3.2); used by an ACS.
 type RPKI struct {
-	Server string // host:port of the RTR cache, plain TCP
+	Server string // host:port of the RTR cache
+	Policy RPKIPolicy
+	// TLS is the client side of RTR over TLS (RFC 8210 §9.3): server name,
+	// trust anchors and optional client certificate. Nil: plain TCP.
+	TLS *tls.Config
 }
 
 func (c *Config) checkRPKI(k *checker, f *schema.File) {
@@ -14,8 +43,49 @@ func (c *Config) checkRPKI(k *checker, f *schema.File) {
 		return
 	}
 	c.RPKI = &RPKI{Server: r.Server}
-	k.hostPort("rpki.server", r.Server)
+	if r.Server == "" {
+		k.add("rpki.server", "missing")
+	} else {
+		k.hostPort("rpki.server", r.Server)
+	}
 	if f.ACS == nil {
 		k.add("rpki", "only an ACS uses RPKI data: add [acs] or remove [rpki]")
 	}
+	if r.Policy != "" && k.oneOf("rpki.policy", r.Policy, "fail_closed", "fail_open") && r.Policy == "fail_open" {
+		c.RPKI.Policy = RPKIFailOpen
+	}
+	transport := r.Transport
+	if transport == "" {
+		transport = "tcp"
+	}
+	if !k.oneOf("rpki.transport", transport, "tcp", "tls") {
+		return
+	}
+	if transport == "tcp" {
+		for _, kv := range [][2]string{{"tls_server_name", r.TLSServerName}, {"tls_ca", r.TLSCA}, {"tls_cert", r.TLSCert}, {"tls_key", r.TLSKey}} {
+			if kv[1] != "" {
+				k.add("rpki."+kv[0], "only with transport = \"tls\"")
+			}
+		}
+		return
+	}
+	cfg := &tls.Config{ServerName: r.TLSServerName, MinVersion: tls.VersionTLS12}
+	if r.TLSCA != "" {
+		// Without tls_ca the system's trust anchors verify the cache.
+		cfg.RootCAs = k.caPool("rpki.tls_ca", r.TLSCA)
+	}
+	switch {
+	case r.TLSCert != "" && r.TLSKey != "":
+		cert, err := tls.LoadX509KeyPair(r.TLSCert, r.TLSKey)
+		if err != nil {
+			k.add("rpki.tls_cert", "%v", err)
+		} else {
+			cfg.Certificates = []tls.Certificate{cert}
+		}
+	case r.TLSCert != "":
+		k.add("rpki.tls_key", "missing (tls_cert is set)")
+	case r.TLSKey != "":
+		k.add("rpki.tls_cert", "missing (tls_key is set)")
+	}
+	c.RPKI.TLS = cfg
 }

@@ -3,6 +3,7 @@ package rpki
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -26,8 +27,14 @@ const (
 
 // Config configures a Client. Only Addr is required.
 type Config struct {
-	// Addr is the cache's host:port (plain TCP transport, RFC 8210 §9.1).
+	// Addr is the cache's host:port.
 	Addr string
+	// TLS, if set, runs the session over TLS (RFC 8210 §9.3): the cache's
+	// certificate is verified against TLS.RootCAs (or the system roots) for
+	// TLS.ServerName (default: Addr's host); TLS.Certificates is the client
+	// certificate, if the cache asks for one. Nil: plain TCP (§9.1), which
+	// only a cache on the same host or a trusted link should use.
+	TLS *tls.Config
 	// ForceVersion0 makes the client speak RFC 6810 (version 0) from the
 	// start. Without it the client offers version 1 and falls back to 0 when
 	// the cache answers "Unsupported Protocol Version" in version 0.
@@ -41,7 +48,8 @@ type Config struct {
 	// its own (version 1 End of Data), and with version 0. Defaults 3600 s,
 	// 600 s, 7200 s.
 	Refresh, Retry, Expire time.Duration
-	// Dial replaces net.Dialer.DialContext (tests, another transport).
+	// Dial replaces net.Dialer.DialContext (tests, another transport); with
+	// TLS set, the handshake runs over the connection it returns.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Logger gets session events; nil logs nothing.
 	Logger *zap.Logger
@@ -53,6 +61,7 @@ type Config struct {
 
 // Status is a point-in-time view of the client, for logs and metrics.
 type Status struct {
+	Transport      string // "tcp" or "tls"
 	Connected      bool
 	Version        uint8 // protocol version of the current/last session
 	SessionID      uint16
@@ -107,13 +116,48 @@ func NewClient(cfg Config) (*Client, error) {
 		d := &net.Dialer{}
 		cfg.Dial = d.DialContext
 	}
+	transport := "tcp"
+	if cfg.TLS != nil {
+		transport = "tls"
+		cfg.TLS = cfg.TLS.Clone()
+		if cfg.TLS.ServerName == "" {
+			host, _, _ := net.SplitHostPort(cfg.Addr)
+			cfg.TLS.ServerName = host
+		}
+		if cfg.TLS.MinVersion < tls.VersionTLS12 {
+			cfg.TLS.MinVersion = tls.VersionTLS12
+		}
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Client{cfg: cfg, log: log.With(zap.String("rtr", cfg.Addr)),
-		refresh: cfg.Refresh, retry: cfg.Retry, expire: cfg.Expire}, nil
+	c := &Client{cfg: cfg, log: log.With(zap.String("rtr", cfg.Addr), zap.String("transport", transport)),
+		refresh: cfg.Refresh, retry: cfg.Retry, expire: cfg.Expire}
+	c.status.Transport = transport
+	return c, nil
 }
+
+// dial opens the transport: TCP, then the TLS handshake if configured,
+// all within DialTimeout.
+func (c *Client) dial(ctx context.Context) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
+	defer cancel()
+	conn, err := c.cfg.Dial(ctx, "tcp", c.cfg.Addr)
+	if err != nil || c.cfg.TLS == nil {
+		return conn, err
+	}
+	tc := tls.Client(conn, c.cfg.TLS)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	return tc, nil
+}
+
+// Expired reports whether the client has no usable data: nothing received
+// yet, or the last snapshot is past the cache's Expire Interval.
+func (c *Client) Expired() bool { return c.Validator() == nil }
 
 // Validator returns the current snapshot, or nil when there is no usable
 // RPKI data: nothing received yet, or the last data is older than the
@@ -221,9 +265,7 @@ type session struct {
 }
 
 func (c *Client) session(ctx context.Context, version uint8) error {
-	dctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
-	conn, err := c.cfg.Dial(dctx, "tcp", c.cfg.Addr)
-	cancel()
+	conn, err := c.dial(ctx)
 	if err != nil {
 		return fmt.Errorf("rtr: dial: %w", err)
 	}

@@ -161,7 +161,13 @@ type Capture struct {
 // RPKI is [rpki]: an RTR server (RFC 8210) whose validated ROA payloads
 // vet membership records (docs/wire.md §3.2); used by an ACS.
 type RPKI struct {
-	Server string `toml:"server,omitempty,omitzero"` // host:port of the RTR cache, plain TCP
+	Server        string `toml:"server,omitempty,omitzero"`          // host:port of the RTR cache
+	Policy        string `toml:"policy,omitempty,omitzero"`          // fail_closed (default) | fail_open
+	Transport     string `toml:"transport,omitempty,omitzero"`       // tcp (default) | tls
+	TLSServerName string `toml:"tls_server_name,omitempty,omitzero"` // name in the cache's certificate (default: server's host)
+	TLSCA         string `toml:"tls_ca,omitempty,omitzero"`          // PEM trust anchors for the cache's certificate
+	TLSCert       string `toml:"tls_cert,omitempty,omitzero"`        // client certificate (optional, with tls_key)
+	TLSKey        string `toml:"tls_key,omitempty,omitzero"`
 }
 
 // Log is [log].
