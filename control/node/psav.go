@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"os"
 	"time"
 
@@ -16,7 +15,6 @@ import (
 	"github.com/psavd/psavd/control/membership"
 	"github.com/psavd/psavd/control/pair"
 	"github.com/psavd/psavd/control/pki"
-	"github.com/psavd/psavd/control/rpki"
 	"github.com/psavd/psavd/control/static"
 	"github.com/psavd/psavd/engine"
 )
@@ -27,7 +25,7 @@ import (
 type psavRoles struct {
 	log  *zap.Logger
 	acs  *acs.Node
-	rpki *rpki.Client
+	rpki *rpkiGate // [rpki], rpki.go
 	feed *abr.Client
 	pub  *static.Publisher // static keys, on a node with ports and no ACS/ABR
 
@@ -77,25 +75,9 @@ func (p *psavRoles) newACS(c *config.Config) error {
 	}
 	p.set = set
 	if c.RPKI != nil {
-		// Where RPKI data is available, a record whose prefixes are not
-		// covered by ROAs for its ASN is refused (docs/wire.md §3.2). Until
-		// the first complete download there is no data, and nothing is
-		// refused.
-		rc, err := rpki.NewClient(rpki.Config{Addr: c.RPKI.Server, Logger: p.log.Named("rpki")})
-		if err != nil {
-			return fileErr(c, "rpki.server", err)
+		if p.rpki, err = newRPKI(c, set, p.log.Named("rpki")); err != nil { // rpki.go
+			return err
 		}
-		p.rpki = rc
-		set.SetPrefixCheck(func(asn uint32, prefixes []netip.Prefix) error {
-			v := rc.Validator()
-			if v == nil {
-				return nil
-			}
-			if ok, unc := v.Covered(asn, prefixes); !ok {
-				return fmt.Errorf("not covered by a validated ROA for AS%d: %v", asn, unc)
-			}
-			return nil
-		})
 	}
 	peers := make([]acs.PeerConfig, len(a.Peers))
 	for i, pc := range a.Peers {
@@ -118,10 +100,7 @@ func (p *psavRoles) newACS(c *config.Config) error {
 func (p *psavRoles) roles(c *config.Config, eng *engine.Engine) ([]Role, error) {
 	var roles []Role
 	if p.rpki != nil {
-		roles = append(roles, Role{Name: "rpki", Policy: Restart, Run: func(ctx context.Context, ready func()) error {
-			ready()
-			return p.rpki.Run(ctx)
-		}})
+		roles = append(roles, p.rpki.roles()...) // rpki.go
 	}
 	if p.acs != nil {
 		roles = append(roles, p.acsRole(c))
@@ -250,6 +229,9 @@ func (p *psavRoles) collectors() []prometheus.Collector {
 		cols = append(cols, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "psavd_membership_quarantined_files",
 			Help: "Stored membership record files moved to the quarantine directory at start (refused or corrupted)."},
 			func() float64 { return float64(len(set.Quarantined())) }))
+	}
+	if p.rpki != nil {
+		cols = append(cols, p.rpki.collectors()...) // rpki.go
 	}
 	if p.feed != nil {
 		cols = append(cols, abr.NewCollector(p.feed))

@@ -1,136 +1,35 @@
 package rpki
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
-	"net"
+	"crypto/tls"
 	"net/netip"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"sync"
+	"strings"
 	"testing"
 	"time"
 
-	"github.com/psavd/psavd/internal/testtool"
+	"github.com/psavd/psavd/control/rpki/rpkitest"
+	"github.com/psavd/psavd/internal/testpki"
 )
 
-// Interop with a real RTR cache: StayRTR (github.com/bgp/stayrtr) serving a
-// JSON VRP file the test writes. The binary is $STAYRTR, else the Debian
-// package's (tools/debian-packages.txt); without it the test is skipped and
-// says why (failed under make test).
-func findStayRTR(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("STAYRTR"); p != "" {
-		return p
-	}
-	return testtool.Path(t, "stayrtr", "stayrtr")
-}
+// Interop with a real RTR cache: StayRTR serving a JSON VRP file the test
+// writes (control/rpki/rpkitest).
+func findStayRTR(t *testing.T) string { return rpkitest.Binary(t) }
 
-type jsonROA struct {
-	Prefix    string `json:"prefix"`
-	MaxLength int    `json:"maxLength"`
-	ASN       string `json:"asn"`
-	TA        string `json:"ta"`
-}
-
-// writeVRPs writes the rpki-client JSON format StayRTR reads with -cache,
-// atomically (StayRTR must never see a half-written file).
 func writeVRPs(t *testing.T, path string, vrps []VRP) {
 	t.Helper()
-	doc := struct {
-		Metadata map[string]any `json:"metadata"`
-		ROAs     []jsonROA      `json:"roas"`
-	}{Metadata: map[string]any{"buildtime": time.Now().UTC().Format(time.RFC3339)}}
-	for _, v := range vrps {
-		doc.ROAs = append(doc.ROAs, jsonROA{v.Prefix.String(), int(v.MaxLen), fmt.Sprintf("AS%d", v.ASN), "psavd-test"})
+	out := make([]rpkitest.VRP, len(vrps))
+	for i, v := range vrps {
+		out[i] = rpkitest.VRP(v)
 	}
-	b, err := json.Marshal(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
+	rpkitest.WriteVRPs(t, path, out)
 }
 
-// lockedBuffer collects the server's output for failure messages.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// startStayRTR runs StayRTR on a free loopback port serving file and
-// returns its address. It is killed on cleanup, also when the test fails.
 func startStayRTR(t *testing.T, bin, file string, extra ...string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	args := append([]string{
-		"-bind", addr,
-		"-metrics.addr", "127.0.0.1:0",
-		"-cache", file,
-		"-checktime=false",
-		"-refresh", "1", // re-read the file every second
-		"-rtr.refresh", "3600", // so a quick update can only come from Serial Notify
-		"-rtr.retry", "1",
-		"-rtr.expire", "600",
-	}, extra...)
-	cmd := exec.Command(bin, args...)
-	out := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start stayrtr: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("stayrtr output:\n%s", out.String())
-		}
-	})
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return addr
-		}
-		select {
-		case <-exited:
-			t.Fatalf("stayrtr exited before listening on %s:\n%s", addr, out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stayrtr not listening on %s after 15 s:\n%s", addr, out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return rpkitest.Start(t, bin, file, nil, extra...)
 }
 
 func TestStayRTRInterop(t *testing.T) {
@@ -236,6 +135,73 @@ func waitFor(t *testing.T, ch chan *Validator, cond func(*Validator) bool) *Vali
 			}
 		case <-timeout:
 			t.Fatal("no matching snapshot within 20 s")
+		}
+	}
+}
+
+// TestStayRTROverTLS runs the session over TLS (RFC 8210 §9.3) against
+// StayRTR's TLS listener: the cache's certificate verified for its name,
+// a withdrawal picked up through Serial Notify; a client that trusts
+// another CA, or expects another name, never gets data.
+func TestStayRTROverTLS(t *testing.T) {
+	bin := findStayRTR(t)
+	dir := t.TempDir()
+	pki, err := testpki.NewServerPKI(dir, "rtr.example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp := netip.MustParsePrefix
+	file := filepath.Join(dir, "vrps.json")
+	writeVRPs(t, file, []VRP{{mp("192.0.2.0/24"), 24, 64500}, {mp("198.51.100.0/24"), 24, 64501}})
+	addr := rpkitest.Start(t, bin, file, &rpkitest.TLS{CertFile: pki.CertFile, KeyFile: pki.KeyFile})
+
+	run := func(cfg *tls.Config) (*Client, chan *Validator) {
+		t.Helper()
+		updates := make(chan *Validator, 64)
+		c, err := NewClient(Config{Addr: addr, TLS: cfg, Retry: 200 * time.Millisecond,
+			OnUpdate: func(v *Validator) { updates <- v }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- c.Run(ctx) }()
+		t.Cleanup(func() {
+			cancel()
+			<-done
+		})
+		return c, updates
+	}
+	c, updates := run(&tls.Config{ServerName: "rtr.example.test", RootCAs: pki.CAPool})
+	v := waitFor(t, updates, func(v *Validator) bool { return v.Len() == 2 })
+	if ok, _ := v.Covered(64500, []netip.Prefix{mp("192.0.2.0/24")}); !ok {
+		t.Fatal("192.0.2.0/24 not covered for AS64500 over TLS")
+	}
+	if st := c.Status(); st.Transport != "tls" || !st.Connected {
+		t.Fatalf("status %+v", st)
+	}
+	serial := v.Serial()
+	writeVRPs(t, file, []VRP{{mp("198.51.100.0/24"), 24, 64501}}) // withdraw 192.0.2.0/24
+	v2 := waitFor(t, updates, func(v *Validator) bool { return v.Serial() != serial })
+	if ok, _ := v2.Covered(64500, []netip.Prefix{mp("192.0.2.0/24")}); ok {
+		t.Fatal("withdrawn VRP still covers")
+	}
+
+	other, err := testpki.NewCA("other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, cfg := range map[string]*tls.Config{
+		"unknown CA": {ServerName: "rtr.example.test", RootCAs: other.Pool()},
+		"wrong name": {ServerName: "other.example.test", RootCAs: pki.CAPool},
+	} {
+		bad, _ := run(cfg)
+		deadline := time.Now().Add(20 * time.Second)
+		for bad.Status().LastError == "" && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if st := bad.Status(); bad.Validator() != nil || st.Updates != 0 || !strings.Contains(st.LastError, "tls") {
+			t.Errorf("%s: %+v", name, st)
 		}
 	}
 }
