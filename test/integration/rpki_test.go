@@ -139,4 +139,3 @@ func rpkiWithdrawal(t *testing.T, policy string) {
 	rpkitest.WriteVRPs(t, vrpFile, covered)
 	wait("the alarm to clear", func() bool { return gauge("psavd_rpki_uncovered_records") == 0 })
 }
-
