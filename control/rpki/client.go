@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/crypto/ssh"
 )
 
 // Defaults (RFC 8210 §6 recommended values), used until the cache sends a
@@ -35,6 +36,10 @@ type Config struct {
 	// certificate, if the cache asks for one. Nil: plain TCP (§9.1), which
 	// only a cache on the same host or a trusted link should use.
 	TLS *tls.Config
+	// SSH, if set (and TLS is not), runs the session over SSH (RFC 8210
+	// §9.2): the subsystem rpki-rtr, the cache's host key checked by
+	// SSH.HostKeyCallback, SSH.User and SSH.Auth the client's credentials.
+	SSH *ssh.ClientConfig
 	// ForceVersion0 makes the client speak RFC 6810 (version 0) from the
 	// start. Without it the client offers version 1 and falls back to 0 when
 	// the cache answers "Unsupported Protocol Version" in version 0.
@@ -61,7 +66,7 @@ type Config struct {
 
 // Status is a point-in-time view of the client, for logs and metrics.
 type Status struct {
-	Transport      string // "tcp" or "tls"
+	Transport      string // "tcp", "tls" or "ssh"
 	Connected      bool
 	Version        uint8 // protocol version of the current/last session
 	SessionID      uint16
@@ -117,6 +122,9 @@ func NewClient(cfg Config) (*Client, error) {
 		cfg.Dial = d.DialContext
 	}
 	transport := "tcp"
+	if cfg.SSH != nil && cfg.TLS == nil {
+		transport = "ssh"
+	}
 	if cfg.TLS != nil {
 		transport = "tls"
 		cfg.TLS = cfg.TLS.Clone()
@@ -138,14 +146,20 @@ func NewClient(cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// dial opens the transport: TCP, then the TLS handshake if configured,
-// all within DialTimeout.
+// dial opens the transport: TCP, then the TLS or SSH handshake if
+// configured, all within DialTimeout.
 func (c *Client) dial(ctx context.Context) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	defer cancel()
 	conn, err := c.cfg.Dial(ctx, "tcp", c.cfg.Addr)
-	if err != nil || c.cfg.TLS == nil {
-		return conn, err
+	if err != nil {
+		return nil, err
+	}
+	if c.cfg.TLS == nil && c.cfg.SSH != nil {
+		return dialSSH(ctx, conn, c.cfg.Addr, c.cfg.SSH)
+	}
+	if c.cfg.TLS == nil {
+		return conn, nil
 	}
 	tc := tls.Client(conn, c.cfg.TLS)
 	if err := tc.HandshakeContext(ctx); err != nil {

@@ -2,13 +2,20 @@ package rpki
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/psavd/psavd/control/rpki/rpkitest"
 	"github.com/psavd/psavd/internal/testpki"
@@ -203,5 +210,85 @@ func TestStayRTROverTLS(t *testing.T) {
 		if st := bad.Status(); bad.Validator() != nil || st.Updates != 0 || !strings.Contains(st.LastError, "tls") {
 			t.Errorf("%s: %+v", name, st)
 		}
+	}
+}
+
+// TestStayRTROverSSH runs the session over SSH (RFC 8210 §9.2, subsystem
+// rpki-rtr) against StayRTR's SSH listener with key authentication; a
+// client that expects another host key never gets data.
+func TestStayRTROverSSH(t *testing.T) {
+	bin := findStayRTR(t)
+	dir := t.TempDir()
+	_, hostPriv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostDER, err := x509.MarshalPKCS8PrivateKey(hostPriv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostFile := filepath.Join(dir, "host.pem")
+	if err := os.WriteFile(hostFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: hostDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hostSigner, err := ssh.NewSignerFromKey(hostPriv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, clientPriv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientSigner, err := ssh.NewSignerFromKey(clientPriv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	authFile := filepath.Join(dir, "authorized_keys")
+	if err := os.WriteFile(authFile, ssh.MarshalAuthorizedKey(clientSigner.PublicKey()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mp := netip.MustParsePrefix
+	file := filepath.Join(dir, "vrps.json")
+	writeVRPs(t, file, []VRP{{mp("192.0.2.0/24"), 24, 64500}})
+	addr := rpkitest.Start(t, bin, file, &rpkitest.SSH{HostKeyFile: hostFile, AuthorizedKeysFile: authFile, User: "rpki"})
+
+	run := func(hostKey ssh.PublicKey) (*Client, chan *Validator) {
+		updates := make(chan *Validator, 64)
+		c, err := NewClient(Config{Addr: addr, Retry: 200 * time.Millisecond,
+			SSH:      &ssh.ClientConfig{User: "rpki", Auth: []ssh.AuthMethod{ssh.PublicKeys(clientSigner)}, HostKeyCallback: ssh.FixedHostKey(hostKey)},
+			OnUpdate: func(v *Validator) { updates <- v }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- c.Run(ctx) }()
+		t.Cleanup(func() {
+			cancel()
+			<-done
+		})
+		return c, updates
+	}
+	c, updates := run(hostSigner.PublicKey())
+	v := waitFor(t, updates, func(v *Validator) bool { return v.Len() == 1 })
+	if ok, _ := v.Covered(64500, []netip.Prefix{mp("192.0.2.0/24")}); !ok {
+		t.Fatal("not covered over SSH")
+	}
+	serial := v.Serial()
+	writeVRPs(t, file, []VRP{{mp("198.51.100.0/24"), 24, 64500}})
+	v2 := waitFor(t, updates, func(v *Validator) bool { return v.Serial() != serial })
+	if ok, _ := v2.Covered(64500, []netip.Prefix{mp("192.0.2.0/24")}); ok || v2.Len() != 1 {
+		t.Fatal("withdrawal not seen over SSH")
+	}
+	if st := c.Status(); st.Transport != "ssh" || !st.Connected {
+		t.Fatalf("status %+v", st)
+	}
+	bad, _ := run(clientSigner.PublicKey()) // not the host's key
+	deadline := time.Now().Add(20 * time.Second)
+	for bad.Status().LastError == "" && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st := bad.Status(); bad.Validator() != nil || !strings.Contains(st.LastError, "ssh") {
+		t.Errorf("wrong host key: %+v", st)
 	}
 }

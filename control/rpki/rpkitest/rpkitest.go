@@ -90,11 +90,18 @@ func (l *lockedBuffer) String() string {
 // TLS names the server certificate and key for RTR over TLS.
 type TLS struct{ CertFile, KeyFile string }
 
-// Start runs StayRTR on a free loopback port serving file — over TLS when
-// tls is not nil, else plain TCP — and returns its address once it
-// accepts connections. It is killed on cleanup, its output logged if the
-// test failed. extra are more flags (e.g. "-protocol", "0").
-func Start(t testing.TB, bin, file string, tls *TLS, extra ...string) string {
+// SSH is RTR over SSH: the server's host key (PEM), the authorized_keys
+// file of the client keys it accepts, and the user name.
+type SSH struct{ HostKeyFile, AuthorizedKeysFile, User string }
+
+// Transport is how the cache serves: nil for plain TCP, *TLS or *SSH.
+type Transport any
+
+// Start runs StayRTR on a free loopback port serving file — over tr (nil:
+// plain TCP) — and returns its address once it accepts connections. It is
+// killed on cleanup, its output logged if the test failed. extra are more
+// flags (e.g. "-protocol", "0").
+func Start(t testing.TB, bin, file string, tr Transport, extra ...string) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -111,10 +118,16 @@ func Start(t testing.TB, bin, file string, tls *TLS, extra ...string) string {
 		"-rtr.retry", "1",
 		"-rtr.expire", "600",
 	}
-	if tls != nil {
-		args = append(args, "-bind", "", "-tls.bind", addr, "-tls.cert", tls.CertFile, "-tls.key", tls.KeyFile)
-	} else {
+	switch tr := tr.(type) {
+	case *TLS:
+		args = append(args, "-bind", "", "-tls.bind", addr, "-tls.cert", tr.CertFile, "-tls.key", tr.KeyFile)
+	case *SSH:
+		args = append(args, "-bind", "", "-ssh.bind", addr, "-ssh.key", tr.HostKeyFile,
+			"-ssh.method.key", "-ssh.auth.key.file", tr.AuthorizedKeysFile, "-ssh.auth.user", tr.User)
+	case nil:
 		args = append(args, "-bind", addr)
+	default:
+		t.Fatalf("rpkitest.Start: transport %T", tr)
 	}
 	cmd := exec.Command(bin, append(args, extra...)...)
 	out := &lockedBuffer{}
