@@ -2,6 +2,9 @@ package config
 
 import (
 	"crypto/tls"
+	"os"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/psavd/psavd/control/config/schema"
 )
@@ -35,6 +38,9 @@ type RPKI struct {
 	// TLS is the client side of RTR over TLS (RFC 8210 §9.3): server name,
 	// trust anchors and optional client certificate. Nil: plain TCP.
 	TLS *tls.Config
+	// SSH is the client side of RTR over SSH (RFC 8210 §9.2): user, key and
+	// the cache's pinned host key. Nil unless transport = "ssh".
+	SSH *ssh.ClientConfig
 }
 
 func (c *Config) checkRPKI(k *checker, f *schema.File) {
@@ -58,15 +64,29 @@ func (c *Config) checkRPKI(k *checker, f *schema.File) {
 	if transport == "" {
 		transport = "tcp"
 	}
-	if !k.oneOf("rpki.transport", transport, "tcp", "tls") {
+	if !k.oneOf("rpki.transport", transport, "tcp", "tls", "ssh") {
 		return
 	}
-	if transport == "tcp" {
-		for _, kv := range [][2]string{{"tls_server_name", r.TLSServerName}, {"tls_ca", r.TLSCA}, {"tls_cert", r.TLSCert}, {"tls_key", r.TLSKey}} {
+	only := func(which string, keys [][2]string) {
+		for _, kv := range keys {
 			if kv[1] != "" {
-				k.add("rpki."+kv[0], "only with transport = \"tls\"")
+				k.add("rpki."+kv[0], "only with transport = \"%s\"", which)
 			}
 		}
+	}
+	tlsKeys := [][2]string{{"tls_server_name", r.TLSServerName}, {"tls_ca", r.TLSCA}, {"tls_cert", r.TLSCert}, {"tls_key", r.TLSKey}}
+	sshKeys := [][2]string{{"ssh_user", r.SSHUser}, {"ssh_key", r.SSHKey}, {"ssh_host_key", r.SSHHostKey}}
+	if transport != "tls" {
+		only("tls", tlsKeys)
+	}
+	if transport != "ssh" {
+		only("ssh", sshKeys)
+	}
+	switch transport {
+	case "tcp":
+		return
+	case "ssh":
+		c.RPKI.SSH = k.rtrSSH(r)
 		return
 	}
 	cfg := &tls.Config{ServerName: r.TLSServerName, MinVersion: tls.VersionTLS12}
@@ -88,4 +108,33 @@ func (c *Config) checkRPKI(k *checker, f *schema.File) {
 		k.add("rpki.tls_cert", "missing (tls_key is set)")
 	}
 	c.RPKI.TLS = cfg
+}
+
+// rtrSSH reads [rpki]'s SSH client key and the cache's host key: the
+// host key is pinned (no trust on first use).
+func (k *checker) rtrSSH(r *schema.RPKI) *ssh.ClientConfig {
+	user := r.SSHUser
+	if user == "" {
+		user = "rpki"
+	}
+	cfg := &ssh.ClientConfig{User: user}
+	if r.SSHKey == "" {
+		k.add("rpki.ssh_key", "missing (transport = \"ssh\")")
+	} else if b, err := os.ReadFile(r.SSHKey); err != nil {
+		k.add("rpki.ssh_key", "%v", err)
+	} else if signer, err := ssh.ParsePrivateKey(b); err != nil {
+		k.add("rpki.ssh_key", "%s: %v", r.SSHKey, err)
+	} else {
+		cfg.Auth = []ssh.AuthMethod{ssh.PublicKeys(signer)}
+	}
+	if r.SSHHostKey == "" {
+		k.add("rpki.ssh_host_key", "missing (transport = \"ssh\"): the cache's public host key, as in known_hosts or authorized_keys")
+	} else if b, err := os.ReadFile(r.SSHHostKey); err != nil {
+		k.add("rpki.ssh_host_key", "%v", err)
+	} else if pub, _, _, _, err := ssh.ParseAuthorizedKey(b); err != nil {
+		k.add("rpki.ssh_host_key", "%s: %v", r.SSHHostKey, err)
+	} else {
+		cfg.HostKeyCallback = ssh.FixedHostKey(pub)
+	}
+	return cfg
 }

@@ -53,7 +53,7 @@ type rpkiGate struct {
 func newRPKI(c *config.Config, set *membership.Set, log *zap.Logger) (*rpkiGate, error) {
 	g := &rpkiGate{log: log, set: set, policy: c.RPKI.Policy,
 		updated: make(chan struct{}, 1), firstData: make(chan struct{}), uncovered: map[uint32]bool{}}
-	rc, err := rpki.NewClient(rpki.Config{Addr: c.RPKI.Server, TLS: c.RPKI.TLS, Logger: log,
+	rc, err := rpki.NewClient(rpki.Config{Addr: c.RPKI.Server, TLS: c.RPKI.TLS, SSH: c.RPKI.SSH, Logger: log,
 		OnUpdate: func(*rpki.Validator) {
 			g.firstOnce.Do(func() { close(g.firstData) })
 			select {

@@ -163,11 +163,14 @@ type Capture struct {
 type RPKI struct {
 	Server        string `toml:"server,omitempty,omitzero"`          // host:port of the RTR cache
 	Policy        string `toml:"policy,omitempty,omitzero"`          // fail_closed (default) | fail_open
-	Transport     string `toml:"transport,omitempty,omitzero"`       // tcp (default) | tls
+	Transport     string `toml:"transport,omitempty,omitzero"`       // tcp (default) | tls | ssh
 	TLSServerName string `toml:"tls_server_name,omitempty,omitzero"` // name in the cache's certificate (default: server's host)
 	TLSCA         string `toml:"tls_ca,omitempty,omitzero"`          // PEM trust anchors for the cache's certificate
 	TLSCert       string `toml:"tls_cert,omitempty,omitzero"`        // client certificate (optional, with tls_key)
 	TLSKey        string `toml:"tls_key,omitempty,omitzero"`
+	SSHUser       string `toml:"ssh_user,omitempty,omitzero"`     // default "rpki"
+	SSHKey        string `toml:"ssh_key,omitempty,omitzero"`      // client private key (PEM or OpenSSH)
+	SSHHostKey    string `toml:"ssh_host_key,omitempty,omitzero"` // the cache's public host key (authorized_keys format)
 }
 
 // Log is [log].
