@@ -13,7 +13,6 @@
 // than the Expire Interval is no longer served (Client.Validator returns
 // nil). The PDU decoder (Decode, ReadPDU) is strict and fuzzed.
 //
-// Transports are plain TCP and TLS (RFC 8210 §9.1, §9.3); SSH is not
-// implemented. See README.md; control/rpki/rpkitest runs a real StayRTR
+// Transports are plain TCP, SSH and TLS (RFC 8210 §9.1–§9.3). See README.md; control/rpki/rpkitest runs a real StayRTR
 // for tests.
 package rpki
