@@ -48,7 +48,9 @@ func converge(t *testing.T, seedN uint64) {
 		genuine = append(genuine, w.rec(KindUpdate, asn, ascn(asn), 2, keys[asn], pfx(asn, 0), pfx(asn, 1)))
 	}
 	rotated := edSigner(t, 0x99)
-	genuine = append(genuine, w.rec(KindUpdate, 2, ascn(2), 3, rotated, pfx(2, 2))) // key rotation
+	// Key rotation, signed by the old key too; an ACS that holds v1 or v2
+	// checks the hand-over against it, one that holds nothing needs none.
+	genuine = append(genuine, w.recWith(KindUpdate, 2, ascn(2), 3, rotated, rotation(t, keys[2]), nil, pfx(2, 2)))
 	// A prefix moves from AS5 to AS6: order-dependent conflict that
 	// anti-entropy must heal.
 	genuine = append(genuine,

@@ -2,6 +2,7 @@ package membership
 
 import (
 	"bytes"
+	"net/netip"
 	"testing"
 )
 
@@ -14,6 +15,12 @@ func FuzzDecode(f *testing.F) {
 	f.Add(mustEncode(f, goldenRecord(f)))
 	f.Add(mustEncode(f, w.rec(KindJoin, 65001, 100, 7, ecSigner(f, 2), "10.0.0.0/8", "2001:db8::/32", "0.0.0.0/0", "::/0")))
 	f.Add(mustEncode(f, w.rec(KindExit, 65001, 100, 8, ecSigner(f, 2))))
+	// Format 2: rotation, authority request and endorsement, a cover.
+	f.Add(mustEncode(f, w.recWith(KindUpdate, 65001, 0, 9, edSigner(f, 3), func(r *Record) {
+		_ = r.SignRotation(ecSigner(f, 2))
+		r.RequestAuthority(100)
+		_ = r.AddCover(65002, netip.MustParsePrefix("10.1.2.0/25"), edSigner(f, 4))
+	}, w.comm[100], "10.1.2.0/25", "2001:db8::/32")))
 	f.Add([]byte{})
 	f.Add([]byte{FormatVersion})
 	f.Fuzz(func(t *testing.T, b []byte) {

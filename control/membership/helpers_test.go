@@ -63,6 +63,38 @@ func (w *world) rec(kind Kind, asn, ascn uint32, ver uint64, as Signer, prefixes
 	return r
 }
 
+// recWith is rec with mod applied to the record before it is signed (to
+// add a rotation, an authority request or covers) and after (to add the
+// authority endorsement, given authority).
+func (w *world) recWith(kind Kind, asn, ascn uint32, ver uint64, as Signer, before func(*Record), authority Signer, prefixes ...string) Record {
+	w.t.Helper()
+	r := w.unsigned(kind, asn, ascn, ver, as, prefixes...)
+	if before != nil {
+		before(&r)
+	}
+	if err := r.Sign(as); err != nil {
+		w.t.Fatal(err)
+	}
+	if err := r.Endorse(w.comm[ascn]); err != nil {
+		w.t.Fatal(err)
+	}
+	if authority != nil {
+		if err := r.EndorseAuthority(authority); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+	return r
+}
+
+// rotation returns a before-hook of recWith that signs the hand-over with old.
+func rotation(t testing.TB, old Signer) func(*Record) {
+	return func(r *Record) {
+		if err := r.SignRotation(old); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func (w *world) unsigned(kind Kind, asn, ascn uint32, ver uint64, as Signer, prefixes ...string) Record {
 	w.t.Helper()
 	r := Record{Kind: kind, ASN: asn, ASCN: ascn, Version: ver, Key: as.Public()}

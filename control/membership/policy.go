@@ -16,6 +16,47 @@ const MaxCommunityKeys = 4
 // can never introduce the key that endorses it.
 type Policy struct {
 	communities map[uint32][]PublicKey
+	quotas      map[uint32]Quota
+}
+
+// Quota bounds one community's share of the set: live members, and
+// prefixes over all of them. A community key can endorse records, but not
+// crowd the alliance.
+type Quota struct {
+	MaxMembers  int
+	MaxPrefixes int
+}
+
+// Default quotas of a community that configures none.
+const (
+	DefaultMaxMembers  = 4096
+	DefaultMaxPrefixes = 65536
+)
+
+// DefaultQuota is the quota of a community that configures none.
+var DefaultQuota = Quota{MaxMembers: DefaultMaxMembers, MaxPrefixes: DefaultMaxPrefixes}
+
+// SetQuotas sets the quotas of the communities given (others keep
+// DefaultQuota). Call it before the policy is used by a Set.
+func (p *Policy) SetQuotas(q map[uint32]Quota) error {
+	for ascn, v := range q {
+		if v.MaxMembers < 1 || v.MaxPrefixes < 1 {
+			return fmt.Errorf("membership: community %d quota %+v: both must be at least 1", ascn, v)
+		}
+	}
+	p.quotas = make(map[uint32]Quota, len(q))
+	for ascn, v := range q {
+		p.quotas[ascn] = v
+	}
+	return nil
+}
+
+// Quota returns community ascn's quota.
+func (p *Policy) Quota(ascn uint32) Quota {
+	if q, ok := p.quotas[ascn]; ok {
+		return q
+	}
+	return DefaultQuota
 }
 
 // NewPolicy builds a policy from ASCN → endorsing keys.
@@ -60,7 +101,7 @@ func (p *Policy) Verify(r *Record) (Reason, error) {
 	emsg, _ := r.EndorsedBytes()
 	for _, k := range keys {
 		if k.Verify(emsg, r.Endorsement) {
-			return ReasonNone, nil
+			return p.verifyAuthority(r)
 		}
 	}
 	return ReasonBadEndorsement, fmt.Errorf("endorsement does not verify with any key of community %d", r.ASCN)

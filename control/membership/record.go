@@ -14,6 +14,11 @@ import (
 // introduced without old nodes misreading it.
 const FormatVersion = 1
 
+// FormatVersion2 marks a record carrying the authority extensions of
+// authority.go (rotation, authority endorsement, covers). A record without
+// them is always encoded as FormatVersion, so the encoding stays unique.
+const FormatVersion2 = 2
+
 // Limits on peer-supplied counts. They bound the memory one record can make
 // us allocate; a real AS announces far fewer.
 const (
@@ -21,7 +26,8 @@ const (
 	MaxACS      = 16
 	// MaxRecordSize is the largest encoding the limits above allow; Decode
 	// refuses anything longer before looking at it.
-	MaxRecordSize = 1 + 1 + 4 + 4 + 8 + 1 + 2 + 65 + 2 + MaxPrefixes*18 + 1 + MaxACS*19 + 2*(2+SigSize)
+	MaxRecordSize = 1 + 1 + 4 + 4 + 8 + 1 + 2 + 65 + 2 + MaxPrefixes*18 + 1 + MaxACS*19 + 2*(2+SigSize) +
+		(2 + SigSize) + (1 + 4) + 1 + MaxCovers*(4+18+SigSize) + (2 + SigSize) // format 2
 )
 
 // Kind is the operation a record announces.
@@ -65,6 +71,20 @@ type Record struct {
 	// Endorsement is by a key of community ASCN over EndorsedBytes (the
 	// signed bytes plus the AS signature).
 	Endorsement []byte
+
+	// Format 2 (authority.go). Rotation is by the key held for the AS
+	// over RotationBytes(ASN, Key): the old key hands over to Key.
+	Rotation []byte
+	// HasAuthority asks community AuthorityASCN (the community the AS
+	// leaves, or the root 0) to endorse the record a second time, in
+	// AuthoritySig over AuthorityBytes: needed to move the AS to another
+	// community, and (root only) to replace its key without the old one.
+	HasAuthority  bool
+	AuthorityASCN uint32
+	AuthoritySig  []byte
+	// Covers are consents of the members holding covering prefixes,
+	// ascending by prefix then ASN.
+	Covers []Cover
 }
 
 // Domain-separation prefixes, so a signature made for one purpose can never
@@ -162,7 +182,7 @@ func (r *Record) Validate() error {
 	if n := len(r.Endorsement); n != 0 && n != SigSize {
 		return fmt.Errorf("endorsement is %d bytes", n)
 	}
-	return nil
+	return r.validateExtensions()
 }
 
 // checkAddr refuses zones and IPv4-mapped IPv6, both of which would give
@@ -182,7 +202,11 @@ func checkAddr(a netip.Addr) error {
 // appendBody appends the signed part of the encoding (everything before the
 // AS signature).
 func (r *Record) appendBody(b []byte) []byte {
-	b = append(b, FormatVersion, byte(r.Kind))
+	format := byte(FormatVersion)
+	if r.hasExtensions() {
+		format = FormatVersion2
+	}
+	b = append(b, format, byte(r.Kind))
 	b = binary.BigEndian.AppendUint32(b, r.ASN)
 	b = binary.BigEndian.AppendUint32(b, r.ASCN)
 	b = binary.BigEndian.AppendUint64(b, r.Version)
@@ -216,6 +240,9 @@ func (r *Record) appendBody(b []byte) []byte {
 		}
 		b = binary.BigEndian.AppendUint16(b, ap.Port())
 	}
+	if format == FormatVersion2 {
+		b = r.appendExtensions(b)
+	}
 	return b
 }
 
@@ -245,7 +272,7 @@ func (r *Record) Sign(as Signer) error {
 	if !as.Public().Equal(r.Key) {
 		return errors.New("membership: signer key differs from record key")
 	}
-	r.Signature, r.Endorsement = nil, nil
+	r.Signature, r.Endorsement, r.AuthoritySig = nil, nil, nil
 	msg, err := r.SignedBytes()
 	if err != nil {
 		return err
@@ -271,7 +298,7 @@ func (r *Record) Endorse(community Signer) error {
 	if err != nil {
 		return err
 	}
-	r.Endorsement = sig
+	r.Endorsement, r.AuthoritySig = sig, nil
 	return nil
 }
 
@@ -285,6 +312,10 @@ func (r *Record) Encode() ([]byte, error) {
 	b = append(b, r.Signature...)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(r.Endorsement)))
 	b = append(b, r.Endorsement...)
+	if r.hasExtensions() {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(r.AuthoritySig)))
+		b = append(b, r.AuthoritySig...)
+	}
 	return b, nil
 }
 
@@ -386,8 +417,9 @@ func decode(b []byte) (Record, error) {
 		return r, fmt.Errorf("%d bytes, max %d", len(b), MaxRecordSize)
 	}
 	d := &reader{b: b}
-	if v := d.u8(); d.err == nil && v != FormatVersion {
-		return r, fmt.Errorf("format version %d, want %d", v, FormatVersion)
+	format := d.u8()
+	if d.err == nil && format != FormatVersion && format != FormatVersion2 {
+		return r, fmt.Errorf("format version %d, want %d or %d", format, FormatVersion, FormatVersion2)
 	}
 	r.Kind = Kind(d.u8())
 	r.ASN = d.u32()
@@ -438,6 +470,11 @@ func decode(b []byte) (Record, error) {
 		}
 		r.ACS = append(r.ACS, netip.AddrPortFrom(a, p))
 	}
+	if format == FormatVersion2 && d.err == nil {
+		if err := r.decodeExtensions(d); err != nil {
+			return r, err
+		}
+	}
 	if sl := int(d.u16()); d.err == nil && sl != 0 && sl != SigSize {
 		return r, fmt.Errorf("signature length %d", sl)
 	} else {
@@ -448,6 +485,13 @@ func decode(b []byte) (Record, error) {
 	} else {
 		r.Endorsement = clone(d.take(el))
 	}
+	if format == FormatVersion2 && d.err == nil {
+		if al := int(d.u16()); d.err == nil && al != 0 && al != SigSize {
+			return r, fmt.Errorf("authority signature length %d", al)
+		} else {
+			r.AuthoritySig = clone(d.take(al))
+		}
+	}
 	if d.err != nil {
 		return r, d.err
 	}
@@ -456,6 +500,10 @@ func decode(b []byte) (Record, error) {
 	}
 	if err := r.Validate(); err != nil {
 		return r, err
+	}
+	if format == FormatVersion2 && !r.hasExtensions() {
+		// Would re-encode as format 1: two encodings of one record.
+		return r, errors.New("format 2 without any format 2 field")
 	}
 	return r, nil
 }

@@ -40,12 +40,32 @@ const (
 	// ReasonRPKIUncovered: a prefix is not covered by a validated ROA for
 	// the record's ASN (docs/wire.md §3.2; only where RPKI data is available).
 	ReasonRPKIUncovered
+	// ReasonBadAuthority: an authority endorsement was requested but is
+	// missing or by no key of the named community.
+	ReasonBadAuthority
+	// ReasonForeignCommunity: the record puts the AS in another community
+	// than the one it belongs to, without the endorsement of that
+	// community or of the root.
+	ReasonForeignCommunity
+	// ReasonWrongKey: not signed by the key held for the AS, and no valid
+	// rotation signature by it (nor a root override).
+	ReasonWrongKey
+	// ReasonVersionJump: the version is more than MaxVersionStep above the
+	// held one.
+	ReasonVersionJump
+	// ReasonMoreSpecific: a new prefix lies inside another member's
+	// prefix, with neither that member's cover nor RPKI coverage.
+	ReasonMoreSpecific
+	// ReasonCommunityQuota: the community would exceed its members or
+	// prefixes quota.
+	ReasonCommunityQuota
 	numReasons
 )
 
 var reasonNames = [numReasons]string{
 	"none", "malformed", "unknown-community", "bad-signature", "no-endorsement",
 	"bad-endorsement", "stale-version", "replay", "conflicting-prefix", "storage", "rpki-uncovered",
+	"bad-authority", "foreign-community", "wrong-key", "version-jump", "more-specific", "community-quota",
 }
 
 func (r Reason) String() string {
@@ -127,7 +147,10 @@ type Set struct {
 	// prefixCheck, if set, vets the prefixes of joins and updates against
 	// an outside source (RPKI): an error refuses the record.
 	prefixCheck func(asn uint32, prefixes []netip.Prefix) error
-	rv          revalidation // records held aside by Revalidate (revalidate.go)
+	// coverCheck, if set, tells whether validated RPKI data covers one
+	// prefix for an AS; it lets a more-specific in without a cover.
+	coverCheck func(asn uint32, p netip.Prefix) bool
+	rv         revalidation // records held aside by Revalidate (revalidate.go)
 }
 
 // SetPrefixCheck installs a check of every join's and update's prefixes,
@@ -137,6 +160,17 @@ type Set struct {
 func (s *Set) SetPrefixCheck(check func(asn uint32, prefixes []netip.Prefix) error) {
 	s.mu.Lock()
 	s.prefixCheck = check
+	s.mu.Unlock()
+}
+
+// SetCoverCheck installs the test that lets a new prefix inside another
+// member's prefix in without that member's cover: covered must be true only
+// when validated RPKI data (a ROA) covers p for asn — never merely because
+// data is missing (fail open), or anyone could take a more-specific of
+// anyone's space.
+func (s *Set) SetCoverCheck(covered func(asn uint32, p netip.Prefix) bool) {
+	s.mu.Lock()
+	s.coverCheck = covered
 	s.mu.Unlock()
 }
 
@@ -169,7 +203,7 @@ func (s *Set) ApplyBytes(b []byte) (bool, error) {
 func (s *Set) Apply(r Record) (changed bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	reason, err := s.apply(r, s.store)
+	reason, err := s.apply(r, s.store, false)
 	if reason != ReasonNone {
 		s.refused[reason]++
 		return false, &RefusedError{Reason: reason, ASN: r.ASN, Err: err}
@@ -178,7 +212,12 @@ func (s *Set) Apply(r Record) (changed bool, err error) {
 	return true, nil
 }
 
-func (s *Set) apply(in Record, st *Store) (Reason, error) {
+// apply verifies and merges one record; s.mu held. loading is true for
+// records read back from the store at start: each was judged against the
+// held set when it arrived, and the checks that depend on other records or
+// on the version held before (version jump, more-specific, quota) would
+// depend on the order files are read, so they are not repeated.
+func (s *Set) apply(in Record, st *Store, loading bool) (Reason, error) {
 	enc, err := in.Encode()
 	if err != nil {
 		return ReasonMalformed, err
@@ -207,10 +246,25 @@ func (s *Set) apply(in Record, st *Store) (Reason, error) {
 		}
 		return ReasonStaleVersion, fmt.Errorf("version %d not above held %d", r.Version, held.rec.Version)
 	}
+	var heldRec *Record
+	if held != nil {
+		heldRec = &held.rec
+	}
+	if reason, err := checkAuthority(&r, heldRec); reason != ReasonNone {
+		return reason, err
+	}
 	if r.Kind != KindExit {
 		for _, p := range r.Prefixes {
 			if o, ok := s.owners[p]; ok && o != r.ASN {
 				return ReasonConflictingPrefix, fmt.Errorf("prefix %v is held by AS%d", p, o)
+			}
+		}
+		if !loading {
+			if reason, err := s.checkMoreSpecific(&r, heldRec); reason != ReasonNone {
+				return reason, err
+			}
+			if reason, err := s.checkQuota(&r); reason != ReasonNone {
+				return reason, err
 			}
 		}
 		if s.prefixCheck != nil {

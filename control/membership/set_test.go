@@ -2,6 +2,7 @@ package membership
 
 import (
 	"bytes"
+	"net/netip"
 	"testing"
 )
 
@@ -42,6 +43,11 @@ func TestRefusalsCounted(t *testing.T) {
 	other := w.rec(KindJoin, 64602, 100, 1, b, "10.2.0.0/16")
 	grab := w.rec(KindUpdate, 64602, 100, 2, b, "10.2.0.0/16", "10.9.0.0/16")
 	moreSpecific := w.rec(KindUpdate, 64602, 100, 2, b, "10.2.0.0/16", "10.9.1.0/24")
+	covered := w.recWith(KindUpdate, 64602, 100, 2, b, func(r *Record) {
+		if err := r.AddCover(64601, netip.MustParsePrefix("10.9.1.0/24"), a); err != nil {
+			t.Fatal(err)
+		}
+	}, nil, "10.2.0.0/16", "10.9.1.0/24")
 
 	s := NewSet(w.policy)
 	steps := []struct {
@@ -60,7 +66,8 @@ func TestRefusalsCounted(t *testing.T) {
 		{"stale join", join1, ReasonStaleVersion},
 		{"other AS", other, ReasonNone},
 		{"conflicting prefix", grab, ReasonConflictingPrefix},
-		{"more-specific is not a conflict", moreSpecific, ReasonNone},
+		{"uncovered more-specific", moreSpecific, ReasonMoreSpecific},
+		{"more-specific covered by its owner", covered, ReasonNone},
 		{"exit", exit3, ReasonNone},
 		{"replayed exit", exit3, ReasonReplay},
 		{"older exit", exit2, ReasonReplay},
@@ -133,15 +140,25 @@ func TestTieBreakByHash(t *testing.T) {
 	}
 }
 
-// TestKeyRotation: an update carries the new key, is signed by it and
-// endorsed by the community; afterwards the old key cannot update.
+// TestKeyRotation: an update carries the new key, is signed by it, by the
+// old key (the hand-over) and endorsed by the community; without the old
+// key's signature it is refused; afterwards the old key cannot update.
 func TestKeyRotation(t *testing.T) {
 	w := newWorld(t)
 	old, neu := edSigner(t, 0x31), ecSigner(t, 0x32)
 	s := NewSet(w.policy)
+	if _, err := s.Apply(w.rec(KindJoin, 64800, 100, 1, old, "10.80.0.0/16")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Apply(w.rec(KindUpdate, 64800, 100, 2, neu, "10.80.0.0/16")); ReasonOf(err) != ReasonWrongKey {
+		t.Fatalf("rotation without the old key: %v", err)
+	}
+	stranger := edSigner(t, 0x33)
+	if _, err := s.Apply(w.recWith(KindUpdate, 64800, 100, 2, neu, rotation(t, stranger), nil, "10.80.0.0/16")); ReasonOf(err) != ReasonWrongKey {
+		t.Fatalf("rotation signed by another key: %v", err)
+	}
 	for _, r := range []Record{
-		w.rec(KindJoin, 64800, 100, 1, old, "10.80.0.0/16"),
-		w.rec(KindUpdate, 64800, 100, 2, neu, "10.80.0.0/16"),
+		w.recWith(KindUpdate, 64800, 100, 2, neu, rotation(t, old), nil, "10.80.0.0/16"),
 	} {
 		if _, err := s.Apply(r); err != nil {
 			t.Fatal(err)
@@ -154,6 +171,9 @@ func TestKeyRotation(t *testing.T) {
 	// An old-version record with the old key stays stale.
 	if _, err := s.Apply(w.rec(KindUpdate, 64800, 100, 1, old, "10.81.0.0/16")); ReasonOf(err) != ReasonStaleVersion {
 		t.Fatal(err)
+	}
+	if _, err := s.Apply(w.rec(KindUpdate, 64800, 100, 3, old, "10.81.0.0/16")); ReasonOf(err) != ReasonWrongKey {
+		t.Fatalf("old key after rotation: %v", err)
 	}
 }
 

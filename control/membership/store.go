@@ -148,7 +148,7 @@ func (st *Store) loadFile(s *Set, path, name string) string {
 		return fmt.Sprintf("holds AS%d", r.ASN)
 	}
 	s.mu.Lock()
-	reason, err := s.apply(r, nil)
+	reason, err := s.apply(r, nil, true)
 	s.mu.Unlock()
 	if reason != ReasonNone {
 		return fmt.Sprintf("refused (%s): %v", reason, err)
