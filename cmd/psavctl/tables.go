@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net/netip"
@@ -19,10 +17,10 @@ import (
 
 const tablesLong = `Without -acs: the tables the local node's ACS pushes to its ABRs, through
 the management socket. With -acs HOST:PORT -asn N -cert F -key F -ca F: the
-same from the ACS of the operator's own AS, over mutual TLS (one Feed
-snapshot, as the ABR the certificate names receives it): the ACS feeds ABRs only, so this takes an
-abr certificate of the AS (psav:as<N>:abr:<name>, from cert request -role
-abr).
+same from the ACS of the operator's own AS, over mutual TLS, with an
+operator certificate of the AS (psav:as<N>:op:<name>, from cert request
+-role op): the ACS answers its operators with the tables it feeds its ABRs,
+keys already replaced by their fingerprints.
 
 The AS-Prefix table with each member's tag and validate peer, the epochs
 each peer's keys cover, and the community-border replace entries. Keys are
@@ -54,53 +52,28 @@ func (a *app) tablesCommand() *cobra.Command {
 // pushes to its ABRs.
 func (a *app) remoteTables(f *acsFlags, timeout time.Duration, asJSON bool) int {
 	stdout, stderr := a.stdout, a.stderr
-	conn, own, err := f.dial(pki.RoleABR) // the ACS feeds abr certificates only
+	conn, own, err := f.dial(pki.RoleOp) // operator calls take op certificates
 	if err != nil {
 		return fail(stderr, "tables", err)
 	}
 	defer conn.Close()
 	if f.target != 0 && uint32(f.target) != own.ASN {
-		return fail(stderr, "tables", fmt.Errorf("an ACS feeds only the ABRs of its own AS: -target-asn must be -asn: %w", errUsage))
+		return fail(stderr, "tables", fmt.Errorf("an ACS answers only the operators of its own AS: -target-asn must be -asn: %w", errUsage))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	st, err := acspb.NewACSClient(conn).Feed(ctx, &acspb.FeedRequest{Asn: own.ASN, Abr: own.Name})
+	t, err := acspb.NewACSClient(conn).OperatorTables(ctx, &acspb.TablesRequest{})
 	if err != nil {
 		return fail(stderr, "tables", fmt.Errorf("%s: %w", f.addr, err))
 	}
-	for {
-		m, err := st.Recv()
-		if err != nil {
-			return fail(stderr, "tables", fmt.Errorf("%s: %w", f.addr, err))
+	if asJSON {
+		if err := printJSON(stdout, t); err != nil {
+			return fail(stderr, "tables", err)
 		}
-		t := m.GetTables()
-		if t == nil {
-			continue // a heartbeat
-		}
-		if asJSON {
-			if err := printJSON(stdout, redactKeys(t)); err != nil {
-				return fail(stderr, "tables", err)
-			}
-			return 0
-		}
-		printTables(stdout, t)
 		return 0
 	}
-}
-
-// redactKeys replaces every key by its fingerprint (for -json output).
-func redactKeys(t *acspb.Tables) *acspb.Tables {
-	for _, p := range t.Peers {
-		for _, k := range p.Keys {
-			k.Key = []byte(fingerprint(k.Key))
-		}
-	}
-	return t
-}
-
-func fingerprint(key []byte) string {
-	h := sha256.Sum256(key)
-	return hex.EncodeToString(h[:4])
+	printTables(stdout, t)
+	return 0
 }
 
 func printTables(w io.Writer, t *acspb.Tables) {
@@ -137,7 +110,7 @@ func printTables(w io.Writer, t *acspb.Tables) {
 	for _, p := range t.Peers {
 		var ks string
 		for _, k := range p.Keys {
-			ks += fmt.Sprintf("%d (%s)  ", k.Epoch, fingerprint(k.Key))
+			ks += fmt.Sprintf("%d (%s)  ", k.Epoch, k.GetFingerprint())
 		}
 		fmt.Fprintf(tw, "AS%d\t%s\n", p.Asn, ks)
 	}

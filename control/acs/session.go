@@ -153,6 +153,15 @@ func (sv *server) Status(ctx context.Context, _ *acspb.StatusRequest) (*acspb.St
 	return sv.n.Status(), nil
 }
 
+// OperatorTables answers an operator of this AS with the tables the ABRs
+// are fed, keys replaced by their fingerprints.
+func (sv *server) OperatorTables(ctx context.Context, _ *acspb.TablesRequest) (*acspb.Tables, error) {
+	if _, _, err := sv.n.authorize(ctx, svcStatus); err != nil {
+		return nil, err
+	}
+	return acspb.Redacted(sv.n.Tables(sv.n.now())), nil
+}
+
 // Peer accepts a session from the ACS of any other alliance member
 // (ServerConfig verified the chain; authorize the role and AS).
 func (sv *server) Peer(st acspb.ACS_PeerServer) error {

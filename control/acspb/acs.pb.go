@@ -1164,7 +1164,8 @@ func (x *PeerKeys) GetKeys() []*EpochKey {
 type EpochKey struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Epoch         int64                  `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	Key           []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"` // K(e), 16 octets
+	Key           []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`                 // K(e), 16 octets; empty in a Tables answer to an operator
+	Fingerprint   string                 `protobuf:"bytes,3,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"` // set instead of key for an operator: see control/acs.KeyFingerprint
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1211,6 +1212,13 @@ func (x *EpochKey) GetKey() []byte {
 		return x.Key
 	}
 	return nil
+}
+
+func (x *EpochKey) GetFingerprint() string {
+	if x != nil {
+		return x.Fingerprint
+	}
+	return ""
 }
 
 // Replace is one entry of the community-border table (docs/wire.md §2.6).
@@ -1318,6 +1326,42 @@ func (*StatusRequest) Descriptor() ([]byte, []int) {
 	return file_acs_proto_rawDescGZIP(), []int{18}
 }
 
+type TablesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TablesRequest) Reset() {
+	*x = TablesRequest{}
+	mi := &file_acs_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TablesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TablesRequest) ProtoMessage() {}
+
+func (x *TablesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_acs_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TablesRequest.ProtoReflect.Descriptor instead.
+func (*TablesRequest) Descriptor() ([]byte, []int) {
+	return file_acs_proto_rawDescGZIP(), []int{19}
+}
+
 type StatusReply struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Asn              uint32                 `protobuf:"varint,1,opt,name=asn,proto3" json:"asn,omitempty"`
@@ -1333,7 +1377,7 @@ type StatusReply struct {
 
 func (x *StatusReply) Reset() {
 	*x = StatusReply{}
-	mi := &file_acs_proto_msgTypes[19]
+	mi := &file_acs_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1345,7 +1389,7 @@ func (x *StatusReply) String() string {
 func (*StatusReply) ProtoMessage() {}
 
 func (x *StatusReply) ProtoReflect() protoreflect.Message {
-	mi := &file_acs_proto_msgTypes[19]
+	mi := &file_acs_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1358,7 +1402,7 @@ func (x *StatusReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusReply.ProtoReflect.Descriptor instead.
 func (*StatusReply) Descriptor() ([]byte, []int) {
-	return file_acs_proto_rawDescGZIP(), []int{19}
+	return file_acs_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StatusReply) GetAsn() uint32 {
@@ -1426,7 +1470,7 @@ type PeerStatus struct {
 
 func (x *PeerStatus) Reset() {
 	*x = PeerStatus{}
-	mi := &file_acs_proto_msgTypes[20]
+	mi := &file_acs_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1438,7 +1482,7 @@ func (x *PeerStatus) String() string {
 func (*PeerStatus) ProtoMessage() {}
 
 func (x *PeerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_acs_proto_msgTypes[20]
+	mi := &file_acs_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1451,7 +1495,7 @@ func (x *PeerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerStatus.ProtoReflect.Descriptor instead.
 func (*PeerStatus) Descriptor() ([]byte, []int) {
-	return file_acs_proto_rawDescGZIP(), []int{20}
+	return file_acs_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PeerStatus) GetAsn() uint32 {
@@ -1589,10 +1633,11 @@ const file_acs_proto_rawDesc = "" +
 	"\x04bits\x18\x02 \x01(\rR\x04bits\"H\n" +
 	"\bPeerKeys\x12\x10\n" +
 	"\x03asn\x18\x01 \x01(\rR\x03asn\x12*\n" +
-	"\x04keys\x18\x02 \x03(\v2\x16.psavd.acs.v1.EpochKeyR\x04keys\"2\n" +
+	"\x04keys\x18\x02 \x03(\v2\x16.psavd.acs.v1.EpochKeyR\x04keys\"T\n" +
 	"\bEpochKey\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x03R\x05epoch\x12\x10\n" +
-	"\x03key\x18\x02 \x01(\fR\x03key\"{\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\x12 \n" +
+	"\vfingerprint\x18\x03 \x01(\tR\vfingerprint\"{\n" +
 	"\aReplace\x12\x1d\n" +
 	"\n" +
 	"src_member\x18\x01 \x01(\rR\tsrcMember\x12\x1d\n" +
@@ -1600,7 +1645,8 @@ const file_acs_proto_rawDesc = "" +
 	"dst_member\x18\x02 \x01(\rR\tdstMember\x12\x17\n" +
 	"\ain_peer\x18\x03 \x01(\x05R\x06inPeer\x12\x19\n" +
 	"\bout_peer\x18\x04 \x01(\x05R\aoutPeer\"\x0f\n" +
-	"\rStatusRequest\"\xe7\x01\n" +
+	"\rStatusRequest\"\x0f\n" +
+	"\rTablesRequest\"\xe7\x01\n" +
 	"\vStatusReply\x12\x10\n" +
 	"\x03asn\x18\x01 \x01(\rR\x03asn\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x03R\x05epoch\x12.\n" +
@@ -1619,11 +1665,12 @@ const file_acs_proto_rawDesc = "" +
 	"\ttls_group\x18\x06 \x01(\tR\btlsGroup\x12\x1f\n" +
 	"\vstart_epoch\x18\a \x01(\x04R\n" +
 	"startEpoch\x12+\n" +
-	"\x11missed_heartbeats\x18\b \x01(\rR\x10missedHeartbeats2\xc9\x01\n" +
+	"\x11missed_heartbeats\x18\b \x01(\rR\x10missedHeartbeats2\x8e\x02\n" +
 	"\x03ACS\x12@\n" +
 	"\x04Peer\x12\x19.psavd.acs.v1.PeerMessage\x1a\x19.psavd.acs.v1.PeerMessage(\x010\x01\x12>\n" +
 	"\x04Feed\x12\x19.psavd.acs.v1.FeedRequest\x1a\x19.psavd.acs.v1.FeedMessage0\x01\x12@\n" +
-	"\x06Status\x12\x1b.psavd.acs.v1.StatusRequest\x1a\x19.psavd.acs.v1.StatusReplyB&Z$github.com/psavd/psavd/control/acspbb\x06proto3"
+	"\x06Status\x12\x1b.psavd.acs.v1.StatusRequest\x1a\x19.psavd.acs.v1.StatusReply\x12C\n" +
+	"\x0eOperatorTables\x12\x1b.psavd.acs.v1.TablesRequest\x1a\x14.psavd.acs.v1.TablesB&Z$github.com/psavd/psavd/control/acspbb\x06proto3"
 
 var (
 	file_acs_proto_rawDescOnce sync.Once
@@ -1637,7 +1684,7 @@ func file_acs_proto_rawDescGZIP() []byte {
 	return file_acs_proto_rawDescData
 }
 
-var file_acs_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_acs_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_acs_proto_goTypes = []any{
 	(*PeerMessage)(nil),       // 0: psavd.acs.v1.PeerMessage
 	(*Hello)(nil),             // 1: psavd.acs.v1.Hello
@@ -1658,8 +1705,9 @@ var file_acs_proto_goTypes = []any{
 	(*EpochKey)(nil),          // 16: psavd.acs.v1.EpochKey
 	(*Replace)(nil),           // 17: psavd.acs.v1.Replace
 	(*StatusRequest)(nil),     // 18: psavd.acs.v1.StatusRequest
-	(*StatusReply)(nil),       // 19: psavd.acs.v1.StatusReply
-	(*PeerStatus)(nil),        // 20: psavd.acs.v1.PeerStatus
+	(*TablesRequest)(nil),     // 19: psavd.acs.v1.TablesRequest
+	(*StatusReply)(nil),       // 20: psavd.acs.v1.StatusReply
+	(*PeerStatus)(nil),        // 21: psavd.acs.v1.PeerStatus
 }
 var file_acs_proto_depIdxs = []int32{
 	1,  // 0: psavd.acs.v1.PeerMessage.hello:type_name -> psavd.acs.v1.Hello
@@ -1678,15 +1726,17 @@ var file_acs_proto_depIdxs = []int32{
 	17, // 13: psavd.acs.v1.Tables.replace:type_name -> psavd.acs.v1.Replace
 	14, // 14: psavd.acs.v1.Member.prefixes:type_name -> psavd.acs.v1.Prefix
 	16, // 15: psavd.acs.v1.PeerKeys.keys:type_name -> psavd.acs.v1.EpochKey
-	20, // 16: psavd.acs.v1.StatusReply.peers:type_name -> psavd.acs.v1.PeerStatus
+	21, // 16: psavd.acs.v1.StatusReply.peers:type_name -> psavd.acs.v1.PeerStatus
 	0,  // 17: psavd.acs.v1.ACS.Peer:input_type -> psavd.acs.v1.PeerMessage
 	10, // 18: psavd.acs.v1.ACS.Feed:input_type -> psavd.acs.v1.FeedRequest
 	18, // 19: psavd.acs.v1.ACS.Status:input_type -> psavd.acs.v1.StatusRequest
-	0,  // 20: psavd.acs.v1.ACS.Peer:output_type -> psavd.acs.v1.PeerMessage
-	11, // 21: psavd.acs.v1.ACS.Feed:output_type -> psavd.acs.v1.FeedMessage
-	19, // 22: psavd.acs.v1.ACS.Status:output_type -> psavd.acs.v1.StatusReply
-	20, // [20:23] is the sub-list for method output_type
-	17, // [17:20] is the sub-list for method input_type
+	19, // 20: psavd.acs.v1.ACS.OperatorTables:input_type -> psavd.acs.v1.TablesRequest
+	0,  // 21: psavd.acs.v1.ACS.Peer:output_type -> psavd.acs.v1.PeerMessage
+	11, // 22: psavd.acs.v1.ACS.Feed:output_type -> psavd.acs.v1.FeedMessage
+	20, // 23: psavd.acs.v1.ACS.Status:output_type -> psavd.acs.v1.StatusReply
+	12, // 24: psavd.acs.v1.ACS.OperatorTables:output_type -> psavd.acs.v1.Tables
+	21, // [21:25] is the sub-list for method output_type
+	17, // [17:21] is the sub-list for method input_type
 	17, // [17:17] is the sub-list for extension type_name
 	17, // [17:17] is the sub-list for extension extendee
 	0,  // [0:17] is the sub-list for field type_name
@@ -1717,7 +1767,7 @@ func file_acs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_acs_proto_rawDesc), len(file_acs_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

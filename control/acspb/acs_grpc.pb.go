@@ -29,9 +29,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ACS_Peer_FullMethodName   = "/psavd.acs.v1.ACS/Peer"
-	ACS_Feed_FullMethodName   = "/psavd.acs.v1.ACS/Feed"
-	ACS_Status_FullMethodName = "/psavd.acs.v1.ACS/Status"
+	ACS_Peer_FullMethodName           = "/psavd.acs.v1.ACS/Peer"
+	ACS_Feed_FullMethodName           = "/psavd.acs.v1.ACS/Feed"
+	ACS_Status_FullMethodName         = "/psavd.acs.v1.ACS/Status"
+	ACS_OperatorTables_FullMethodName = "/psavd.acs.v1.ACS/OperatorTables"
 )
 
 // ACSClient is the client API for ACS service.
@@ -46,8 +47,13 @@ type ACSClient interface {
 	// whenever they change and at every epoch boundary (keys for e-1 … e+2,
 	// never states). Heartbeats flow in the same stream.
 	Feed(ctx context.Context, in *FeedRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FeedMessage], error)
-	// Status answers psavctl: peers, epochs, membership, tables.
+	// Status answers psavctl: peers, epochs, membership, tables. Operator
+	// certificates of this AS only (psav:as<N>:op:<name>).
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusReply, error)
+	// OperatorTables answers psavctl with the tables this ACS feeds its ABRs, every
+	// key replaced by its fingerprint (an operator never receives a key).
+	// Operator certificates of this AS only.
+	OperatorTables(ctx context.Context, in *TablesRequest, opts ...grpc.CallOption) (*Tables, error)
 }
 
 type aCSClient struct {
@@ -100,6 +106,16 @@ func (c *aCSClient) Status(ctx context.Context, in *StatusRequest, opts ...grpc.
 	return out, nil
 }
 
+func (c *aCSClient) OperatorTables(ctx context.Context, in *TablesRequest, opts ...grpc.CallOption) (*Tables, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Tables)
+	err := c.cc.Invoke(ctx, ACS_OperatorTables_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ACSServer is the server API for ACS service.
 // All implementations must embed UnimplementedACSServer
 // for forward compatibility.
@@ -112,8 +128,13 @@ type ACSServer interface {
 	// whenever they change and at every epoch boundary (keys for e-1 … e+2,
 	// never states). Heartbeats flow in the same stream.
 	Feed(*FeedRequest, grpc.ServerStreamingServer[FeedMessage]) error
-	// Status answers psavctl: peers, epochs, membership, tables.
+	// Status answers psavctl: peers, epochs, membership, tables. Operator
+	// certificates of this AS only (psav:as<N>:op:<name>).
 	Status(context.Context, *StatusRequest) (*StatusReply, error)
+	// OperatorTables answers psavctl with the tables this ACS feeds its ABRs, every
+	// key replaced by its fingerprint (an operator never receives a key).
+	// Operator certificates of this AS only.
+	OperatorTables(context.Context, *TablesRequest) (*Tables, error)
 	mustEmbedUnimplementedACSServer()
 }
 
@@ -132,6 +153,9 @@ func (UnimplementedACSServer) Feed(*FeedRequest, grpc.ServerStreamingServer[Feed
 }
 func (UnimplementedACSServer) Status(context.Context, *StatusRequest) (*StatusReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method Status not implemented")
+}
+func (UnimplementedACSServer) OperatorTables(context.Context, *TablesRequest) (*Tables, error) {
+	return nil, status.Error(codes.Unimplemented, "method OperatorTables not implemented")
 }
 func (UnimplementedACSServer) mustEmbedUnimplementedACSServer() {}
 func (UnimplementedACSServer) testEmbeddedByValue()             {}
@@ -190,6 +214,24 @@ func _ACS_Status_Handler(srv interface{}, ctx context.Context, dec func(interfac
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ACS_OperatorTables_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TablesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ACSServer).OperatorTables(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ACS_OperatorTables_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ACSServer).OperatorTables(ctx, req.(*TablesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ACS_ServiceDesc is the grpc.ServiceDesc for ACS service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -200,6 +242,10 @@ var ACS_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Status",
 			Handler:    _ACS_Status_Handler,
+		},
+		{
+			MethodName: "OperatorTables",
+			Handler:    _ACS_OperatorTables_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

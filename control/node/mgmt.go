@@ -164,7 +164,7 @@ func (s *mgmtServer) Status(context.Context, *mgmtpb.StatusRequest) (*mgmtpb.Sta
 
 func (s *mgmtServer) Tables(context.Context, *mgmtpb.TablesRequest) (*acspb.Tables, error) {
 	if p := s.n.psav; p != nil && p.acs != nil {
-		return p.acs.Tables(time.Now()), nil
+		return acspb.Redacted(p.acs.Tables(time.Now())), nil // no tool needs a key
 	}
 	return nil, status.Error(codes.FailedPrecondition, "this node runs no ACS (its tables are on its ACS: psavctl -socket there, or psavctl tables -acs)")
 }

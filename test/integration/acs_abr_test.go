@@ -145,6 +145,12 @@ listen = "127.0.0.1:9100"
 			if delivered && cond() {
 				return true
 			}
+			if delivered {
+				// Delivered but not yet as wanted (untagged before the
+				// keys, forwarded as unverifiable): wait before the next
+				// try, or the 300 tries pass in a second.
+				time.Sleep(200 * time.Millisecond)
+			}
 		}
 		return false
 	}

@@ -114,10 +114,17 @@ func TestTwoACSProcesses(t *testing.T) {
 			t.Errorf("psavctl status lacks %q:\n%s", want, out)
 		}
 	}
+	// Another AS's ACS answers only its own operators (docs/wire.md §3.1).
 	out, err = exec.Command(ctl, "status", "-json", "-acs", fmt.Sprintf("127.0.0.1:%d", ports[1]), "-asn", "65001", "-target-asn", "65002",
 		"-cert", certFile, "-key", keyFile, "-ca", al.caFile).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "PermissionDenied") || !strings.Contains(string(out), "accepts only AS65002's certificates") {
+		t.Errorf("psavctl status -json of the other AS's ACS with AS65001's operator certificate: %v\n%s", err, out)
+	}
+	op2Cert, op2Key := al.issueFiles(t, "as65002-op-noc", testpki.OpURI(65002, "noc"))
+	out, err = exec.Command(ctl, "status", "-json", "-acs", fmt.Sprintf("127.0.0.1:%d", ports[1]), "-asn", "65002",
+		"-cert", op2Cert, "-key", op2Key, "-ca", al.caFile).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), `"asn": 65002`) || !strings.Contains(string(out), `"tlsGroup": "X25519MLKEM768"`) {
-		t.Errorf("psavctl status -json of the other AS's ACS: %v\n%s", err, out)
+		t.Errorf("psavctl status -json of AS65002's ACS by its operator: %v\n%s", err, out)
 	}
 
 	// The tables each ACS pushes to its ABRs: the other AS is the tag and
@@ -125,7 +132,7 @@ func TestTwoACSProcesses(t *testing.T) {
 	// (compared by fingerprint: psavctl never prints a key).
 	var keyLines [2]map[string]bool
 	for i, asn := range asns {
-		cf, kf := filepath.Join(al.dir, fmt.Sprintf("as%d.pem", asn)), filepath.Join(al.dir, fmt.Sprintf("as%d.key", asn))
+		cf, kf := al.issueFiles(t, fmt.Sprintf("as%d-op-noc", asn), testpki.OpURI(asn, "noc"))
 		out, err := exec.Command(ctl, "tables", "-acs", fmt.Sprintf("127.0.0.1:%d", ports[i]), "-asn", fmt.Sprint(asn),
 			"-cert", cf, "-key", kf, "-ca", al.caFile).CombinedOutput()
 		if err != nil {

@@ -187,8 +187,14 @@ peer = "inside"
 					break
 				}
 			}
-			if _, ok := got.Load(s); ok && cond() {
+			_, ok := got.Load(s)
+			if ok && cond() {
 				return true
+			}
+			if ok {
+				// Delivered but not yet as wanted (untagged before the
+				// keys): wait, or the 300 tries pass in a second.
+				time.Sleep(200 * time.Millisecond)
 			}
 		}
 		return false
