@@ -2,14 +2,20 @@ package integration
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
@@ -28,14 +34,51 @@ import (
 // from Status's members, the records its ABRs' tables are built from),
 // counts it held aside, and
 // puts it back when the ROA returns; under fail_open it keeps the record
-// and raises psavd_rpki_uncovered_records with a log line.
+// and raises psavd_rpki_uncovered_records with a log line. A third run
+// does fail_closed over RTR-over-SSH.
 func TestRPKIWithdrawal(t *testing.T) {
 	for _, policy := range []string{"fail_closed", "fail_open"} {
-		t.Run(policy, func(t *testing.T) { rpkiWithdrawal(t, policy) })
+		t.Run(policy, func(t *testing.T) { rpkiWithdrawal(t, policy, "tls") })
 	}
+	// The same over RTR-over-SSH (RFC 8210 §9.2), key authentication and a
+	// pinned host key.
+	t.Run("fail_closed_ssh", func(t *testing.T) { rpkiWithdrawal(t, "fail_closed", "ssh") })
 }
 
-func rpkiWithdrawal(t *testing.T, policy string) {
+// sshFiles writes an SSH host key for StayRTR (PEM), a client key for
+// psavd (PEM) and the files that bind them: authorized_keys for StayRTR,
+// the host's public key for [rpki] ssh_host_key.
+func sshFiles(t *testing.T, dir string) (tr *rpkitest.SSH, clientKey, hostPub string) {
+	t.Helper()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	key := func(name string) (ssh.Signer, string) {
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(priv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		signer, err := ssh.NewSignerFromKey(priv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return signer, write(name, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	}
+	host, hostFile := key("rtr-host.pem")
+	client, clientFile := key("rtr-client.pem")
+	tr = &rpkitest.SSH{HostKeyFile: hostFile, AuthorizedKeysFile: write("rtr-authorized_keys", ssh.MarshalAuthorizedKey(client.PublicKey())), User: "rpki"}
+	return tr, clientFile, write("rtr-host.pub", ssh.MarshalAuthorizedKey(host.PublicKey()))
+}
+
+func rpkiWithdrawal(t *testing.T, policy, transport string) {
 	bin := psavdBinary(t)
 	stay := rpkitest.Binary(t)
 	al := newAlliance(t)
@@ -47,7 +90,16 @@ func rpkiWithdrawal(t *testing.T, policy string) {
 	covered := []rpkitest.VRP{{Prefix: mp("198.51.100.0/24"), MaxLen: 24, ASN: 65001}, {Prefix: mp("203.0.113.0/24"), MaxLen: 24, ASN: 65002}}
 	vrpFile := filepath.Join(al.dir, "vrps.json")
 	rpkitest.WriteVRPs(t, vrpFile, covered)
-	rtr := rpkitest.Start(t, stay, vrpFile, &rpkitest.TLS{CertFile: rtrPKI.CertFile, KeyFile: rtrPKI.KeyFile})
+	var rtr, rpkiKeys string
+	switch transport {
+	case "tls":
+		rtr = rpkitest.Start(t, stay, vrpFile, &rpkitest.TLS{CertFile: rtrPKI.CertFile, KeyFile: rtrPKI.KeyFile})
+		rpkiKeys = fmt.Sprintf("transport = \"tls\"\ntls_server_name = \"rtr.example.test\"\ntls_ca = %q\n", rtrPKI.CAFile)
+	case "ssh":
+		tr, clientKey, hostPub := sshFiles(t, al.dir)
+		rtr = rpkitest.Start(t, stay, vrpFile, tr)
+		rpkiKeys = fmt.Sprintf("transport = \"ssh\"\nssh_user = \"rpki\"\nssh_key = %q\nssh_host_key = %q\n", clientKey, hostPub)
+	}
 
 	ports := freePorts(t, 3)
 	asns := []uint32{65001, 65002}
@@ -59,8 +111,7 @@ func rpkiWithdrawal(t *testing.T, policy string) {
 		cfg := fmt.Sprintf("[psav]\nasn = %d\nepoch_seconds = 60\n", asn) +
 			al.acsSection(t, asn, prefixes[i], fmt.Sprintf("127.0.0.1:%d", ports[i]), asns[other], fmt.Sprintf("127.0.0.1:%d", ports[other]))
 		if asn == 65002 {
-			cfg += fmt.Sprintf("[metrics]\nlisten = %q\n[rpki]\nserver = %q\npolicy = %q\ntransport = \"tls\"\ntls_server_name = \"rtr.example.test\"\ntls_ca = %q\n",
-				metricsAddr, rtr, policy, rtrPKI.CAFile)
+			cfg += fmt.Sprintf("[metrics]\nlisten = %q\n[rpki]\nserver = %q\npolicy = %q\n", metricsAddr, rtr, policy) + rpkiKeys
 		}
 		procs[i] = startPsavd(t, bin, "", al.write(t, fmt.Sprintf("as%d.toml", asn), []byte(cfg)), asn == 65002)
 	}
@@ -101,9 +152,9 @@ func rpkiWithdrawal(t *testing.T, policy string) {
 		}
 	}
 	both := []uint32{65001, 65002}
-	wait("AS65001's record in force at AS65002, RTR over TLS up", func() bool {
+	wait("AS65001's record in force at AS65002, RTR over "+transport+" up", func() bool {
 		return slices.Equal(members(), both) &&
-			metric(t, "", metricsAddr, "psavd_rpki_session_up", map[string]string{"transport": "tls"}) == 1 &&
+			metric(t, "", metricsAddr, "psavd_rpki_session_up", map[string]string{"transport": transport}) == 1 &&
 			gauge("psavd_rpki_vrps") == 2
 	})
 	if gauge("psavd_rpki_data_expired") != 0 || gauge("psavd_rpki_uncovered_records") != 0 || gauge("psavd_rpki_records_aside") != 0 {
