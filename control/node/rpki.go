@@ -116,12 +116,15 @@ func (g *rpkiGate) revalidate() {
 	why := func(asn uint32, r membership.Record) zap.Field {
 		return zap.NamedError("reason", check(asn, r.Prefixes))
 	}
-	for _, asn := range res.SetAside {
+	if len(res.SetAside) > 0 {
+		aside := map[uint32]membership.Record{}
 		for _, r := range g.set.Aside() {
-			if r.ASN == asn {
-				g.log.Warn("membership record taken out of force: RPKI no longer covers it (fail_closed); held aside until it does",
-					zap.Uint32("asn", asn), zap.Uint64("version", r.Version), why(asn, r))
-			}
+			aside[r.ASN] = r
+		}
+		for _, asn := range res.SetAside {
+			r := aside[asn]
+			g.log.Warn("membership record taken out of force: RPKI no longer covers it (fail_closed); held aside until it does",
+				zap.Uint32("asn", asn), zap.Uint64("version", r.Version), why(asn, r))
 		}
 	}
 	for _, asn := range res.Readmitted {
