@@ -44,6 +44,7 @@ func (s *Set) Revalidate(check func(asn uint32, prefixes []netip.Prefix) error, 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var res RevalidateResult
+	justAside := map[uint32]bool{}
 	for _, e := range s.sorted() {
 		if e.rec.Kind == KindExit || check(e.rec.ASN, e.rec.Prefixes) == nil {
 			continue
@@ -58,9 +59,10 @@ func (s *Set) Revalidate(check func(asn uint32, prefixes []netip.Prefix) error, 
 		s.rv.aside[e.rec.ASN] = e
 		delete(s.entries, e.rec.ASN)
 		res.SetAside = append(res.SetAside, e.rec.ASN)
+		justAside[e.rec.ASN] = true
 	}
 	for asn, e := range s.rv.aside {
-		if slices.Contains(res.SetAside, asn) {
+		if justAside[asn] {
 			continue
 		}
 		if !drop || check(asn, e.rec.Prefixes) == nil {
