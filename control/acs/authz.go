@@ -4,7 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"sync/atomic"
+	"sync"
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
@@ -19,44 +19,58 @@ import (
 // only verifies the chain; each RPC then checks the role and AS of the
 // client's certificate and refuses with a reason the client sees.
 const (
-	svcPeer   = iota // ACS↔ACS peering: acs certificates of other ASes
-	svcFeed          // the ABR feed: abr certificates of this AS
-	svcStatus        // operator calls: op certificates of this AS
+	svcPeer     = iota // ACS↔ACS peering: acs certificates of other ASes
+	svcFeed            // the ABR feed: abr certificates of this AS
+	svcStatus          // operator calls: op certificates of this AS
+	svcListener        // before any call: connection limits and the TLS handshake (limits.go)
 	nServices
 )
 
-var serviceNames = [nServices]string{"peer", "feed", "status"}
+var serviceNames = [nServices]string{"peer", "feed", "status", "listener"}
 
-// Refusal reasons beyond pair's identity reasons.
+// Refusal reasons beyond pair's identity reasons and the listener's.
 const (
 	reasonLiveSession = "live-session" // a new session for a pair whose session still heartbeats
 	reasonBadHello    = "bad-hello"
 )
 
-var refusalReasons = [...]string{pair.ReasonNoIdentity, pair.ReasonRoleless, pair.ReasonWrongRole, pair.ReasonWrongAS,
-	reasonLiveSession, reasonBadHello}
-
-// refusals counts refused clients by service and reason.
-type refusals [nServices][len(refusalReasons)]atomic.Uint64
-
-func (r *refusals) add(svc int, reason string) {
-	for i, s := range refusalReasons {
-		if s == reason {
-			r[svc][i].Add(1)
-			return
-		}
-	}
-	r[svc][0].Add(1)
+// refusalReasons are the reasons each service can give, for metrics that
+// show every series from the start.
+var refusalReasons = [nServices][]string{
+	svcPeer:     {pair.ReasonNoIdentity, pair.ReasonRoleless, pair.ReasonWrongRole, pair.ReasonWrongAS, reasonLiveSession, reasonBadHello, reasonHelloTime},
+	svcFeed:     {pair.ReasonNoIdentity, pair.ReasonRoleless, pair.ReasonWrongRole, pair.ReasonWrongAS},
+	svcStatus:   {pair.ReasonNoIdentity, pair.ReasonRoleless, pair.ReasonWrongRole, pair.ReasonWrongAS},
+	svcListener: {reasonConnLimit, reasonSourceLimit, reasonSourceRate, reasonHandshake},
 }
 
-// Refusals returns the refused clients by service and reason (every pair,
-// zeros included, for the metrics).
+// refusals counts refused clients by service and reason.
+type refusals struct {
+	mu sync.Mutex
+	n  map[[2]string]uint64
+}
+
+func (r *refusals) add(svc int, reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.n == nil {
+		r.n = map[[2]string]uint64{}
+	}
+	r.n[[2]string{serviceNames[svc], reason}]++
+}
+
+// Refusals returns the refused clients by service and reason (every
+// known pair, zeros included, for the metrics).
 func (n *Node) Refusals() map[[2]string]uint64 {
-	out := make(map[[2]string]uint64, nServices*len(refusalReasons))
-	for svc := range nServices {
-		for i, reason := range refusalReasons {
-			out[[2]string{serviceNames[svc], reason}] = n.refused[svc][i].Load()
+	out := map[[2]string]uint64{}
+	for svc, reasons := range refusalReasons {
+		for _, reason := range reasons {
+			out[[2]string{serviceNames[svc], reason}] = 0
 		}
+	}
+	n.refused.mu.Lock()
+	defer n.refused.mu.Unlock()
+	for k, v := range n.refused.n {
+		out[k] = v
 	}
 	return out
 }
@@ -91,6 +105,12 @@ func (n *Node) authorize(ctx context.Context, svc int) (pki.Identity, tls.Connec
 
 func (n *Node) refuse(svc int, reason string, err error) {
 	n.refused.add(svc, reason)
+	if svc == svcListener {
+		// A flood of these is what the limits are for: a log line each
+		// would be a second flood.
+		n.log.Debug("connection refused", zap.String("reason", reason), zap.Error(err))
+		return
+	}
 	n.c.sessionsRefused.Add(1)
 	n.log.Warn("client refused", zap.String("service", serviceNames[svc]), zap.String("reason", reason), zap.Error(err))
 }

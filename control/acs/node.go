@@ -76,6 +76,9 @@ type Config struct {
 	Logger *zap.Logger      // default: no-op
 	Now    func() time.Time // default time.Now
 
+	// Limits bound what clients can hold of the listener (limits.go).
+	Limits Limits
+
 	// Re-dial back-off (jittered, doubling): default 100 ms … 30 s.
 	BackoffMin, BackoffMax time.Duration
 }
@@ -252,15 +255,21 @@ func (n *Node) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	lim := n.cfg.Limits.withDefaults()
+	listenerRefused := func(reason string, err error) { n.refuse(svcListener, reason, err) }
+	lis = newLimitListener(lis, lim, time.Now, listenerRefused)
 	n.lis = lis
 	n.ctx, n.cancel = context.WithCancel(ctx)
 	// Keepalive pings find a peer or ABR whose link was cut: without them
 	// its stream (and an ABR's feed) would count as open until TCP gives
 	// up, minutes later.
-	n.srv = grpc.NewServer(grpc.Creds(credentials.NewTLS(scfg)),
+	n.srv = grpc.NewServer(
+		grpc.Creds(handshakeLimited{TransportCredentials: credentials.NewTLS(scfg), timeout: lim.HandshakeTimeout, refuse: listenerRefused}),
+		grpc.ConnectionTimeout(lim.HandshakeTimeout),
+		grpc.MaxConcurrentStreams(lim.MaxStreams),
+		grpc.MaxRecvMsgSize(lim.MaxRecvMessage),
 		// Feed snapshots carry the whole AS-Prefix table (see
-		// abr.MaxFeedMessage, the ABR's receive limit); what a peer sends
-		// us stays within gRPC's default 4 MiB.
+		// abr.MaxFeedMessage, the ABR's receive limit).
 		grpc.MaxSendMsgSize(abr.MaxFeedMessage),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: max(n.hb, time.Second), Timeout: time.Duration(n.dead) * max(n.hb, time.Second)}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 500 * time.Millisecond, PermitWithoutStream: true}))

@@ -171,7 +171,11 @@ func (sv *server) Peer(st acspb.ACS_PeerServer) error {
 		return err
 	}
 	asn := id.ASN
-	m, err := st.Recv()
+	m, err := recvHello(st, n.cfg.Limits.withDefaults().HelloTimeout)
+	if errors.Is(err, errHelloTimeout) {
+		n.refuse(svcPeer, reasonHelloTime, err)
+		return status.Error(codes.DeadlineExceeded, "no Hello in time")
+	}
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/psavd/psavd/control/acs"
 	"github.com/psavd/psavd/control/config/schema"
 	"github.com/psavd/psavd/control/membership"
 	"github.com/psavd/psavd/control/pair"
@@ -20,6 +21,7 @@ type ACS struct {
 	Peers         []ACSPeer
 	MembershipDir string
 	Record        string // this AS's own record to publish at start; "" none
+	Limits        acs.Limits
 
 	// Anchors are the keys that endorse membership records, by ASCN (0:
 	// the flat alliance); Communities the community tree (docs/wire.md
@@ -75,6 +77,19 @@ func (c *Config) checkACS(k *checker, f *schema.File) {
 		k.add("acs.dead_after", "must be at least 1")
 	} else if t.DeadAfter > MaxDeadAfter {
 		k.add("acs.dead_after", "must be at most %d, is %d", MaxDeadAfter, t.DeadAfter)
+	}
+	d := acs.DefaultLimits
+	t.Limits = acs.Limits{
+		MaxConns:          orDefault(k.set("acs.max_connections"), a.MaxConnections, d.MaxConns),
+		MaxConnsPerSource: orDefault(k.set("acs.max_connections_per_source"), a.MaxConnectionsPerSource, d.MaxConnsPerSource),
+		HandshakeTimeout:  k.duration("acs.handshake_timeout", a.HandshakeTimeout, d.HandshakeTimeout, 100*time.Millisecond, time.Minute),
+		HelloTimeout:      k.duration("acs.hello_timeout", a.HelloTimeout, d.HelloTimeout, 100*time.Millisecond, time.Minute),
+	}
+	if t.Limits.MaxConns < 1 || t.Limits.MaxConns > 65536 {
+		k.add("acs.max_connections", "must be 1 … 65536, is %d", t.Limits.MaxConns)
+	}
+	if t.Limits.MaxConnsPerSource < 1 || t.Limits.MaxConnsPerSource > t.Limits.MaxConns {
+		k.add("acs.max_connections_per_source", "must be 1 … max_connections (%d), is %d", t.Limits.MaxConns, t.Limits.MaxConnsPerSource)
 	}
 	for i, p := range a.Peers {
 		if p.ASN == 0 {

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap/zapcore"
 
+	"github.com/psavd/psavd/control/acs"
 	"github.com/psavd/psavd/control/lisp"
 	"github.com/psavd/psavd/control/lisp/mapserver"
 	"github.com/psavd/psavd/control/lisp/xtr"
@@ -135,7 +136,14 @@ func TestLoadTypedACS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.ACS.Heartbeat != time.Second || c.ACS.DeadAfter != 3 {
+	if c.ACS.Heartbeat != time.Second || c.ACS.DeadAfter != 3 || c.ACS.Limits != (acs.Limits{MaxConns: 1024, MaxConnsPerSource: 32, HandshakeTimeout: 5 * time.Second, HelloTimeout: 5 * time.Second}) {
 		t.Errorf("defaults %+v", c.ACS)
+	}
+	c, err = Parse("a.toml", []byte(edit(t, text, "membership_dir", "max_connections = 64\nmax_connections_per_source = 4\nhandshake_timeout = \"2s\"\nhello_timeout = \"3s\"\nmembership_dir")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ACS.Limits != (acs.Limits{MaxConns: 64, MaxConnsPerSource: 4, HandshakeTimeout: 2 * time.Second, HelloTimeout: 3 * time.Second}) {
+		t.Errorf("limits %+v", c.ACS.Limits)
 	}
 }

@@ -85,7 +85,7 @@ func (p *psavRoles) newACS(c *config.Config) error {
 	}
 	p.acs, err = acs.New(acs.Config{
 		ASN: c.PSAV.ASN, Identity: id, Listen: a.Listen, Peers: peers,
-		Heartbeat: a.Heartbeat, DeadAfter: a.DeadAfter, KeyLead: a.KeyLead,
+		Heartbeat: a.Heartbeat, DeadAfter: a.DeadAfter, KeyLead: a.KeyLead, Limits: a.Limits,
 		T0: c.PSAV.T0, Period: uint32(c.PSAV.EpochSeconds),
 		Membership: set, MembershipPolicy: policy, Tree: tree,
 		Logger: p.log.Named("acs"),

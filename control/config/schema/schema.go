@@ -112,6 +112,12 @@ type ACS struct {
 	MembershipDir string         `toml:"membership_dir,omitempty,omitzero"` // where membership records are kept (required)
 	Record        string         `toml:"record,omitempty,omitzero"`         // this AS's own signed, endorsed record, published at start
 	Communities   []ACSCommunity `toml:"community,omitempty,omitzero"`      // trust anchors: the keys that endorse records
+
+	// Limits of the listener (control/acs.Limits).
+	MaxConnections          int    `toml:"max_connections,omitempty,omitzero"`            // open connections in total
+	MaxConnectionsPerSource int    `toml:"max_connections_per_source,omitempty,omitzero"` // per IPv4 address or IPv6 /64
+	HandshakeTimeout        string `toml:"handshake_timeout,omitempty,omitzero"`          // TLS handshake of a new connection
+	HelloTimeout            string `toml:"hello_timeout,omitempty,omitzero"`              // a peer's Hello after it calls Peer
 }
 
 // ACSCommunity is [[acs.community]]: a community's endorsement keys.
