@@ -11,6 +11,7 @@ import (
 type Collector struct {
 	n                                              *Node
 	events, up, rtt, offset, missed, memb, refused *prometheus.Desc
+	recRefused                                     *prometheus.Desc
 }
 
 // NewCollector returns a Prometheus collector for n.
@@ -24,12 +25,13 @@ func NewCollector(n *Node) *Collector {
 		memb:   prometheus.NewDesc("psavd_acs_members", "Members in the membership set.", nil, nil),
 		refused: prometheus.NewDesc("psavd_acs_refused_total", "Clients of the ACS listener refused, by service (peer, feed, status) and reason (no-identity, role-less, wrong-role, wrong-as, live-session, bad-hello).",
 			[]string{"service", "reason"}, nil),
+		recRefused: prometheus.NewDesc("psavd_membership_refused_total", "Membership records refused, from peers or published here, by reason (control/membership Reasons).", []string{"reason"}, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.events, c.up, c.rtt, c.offset, c.missed, c.memb, c.refused} {
+	for _, d := range []*prometheus.Desc{c.events, c.up, c.rtt, c.offset, c.missed, c.memb, c.refused, c.recRefused} {
 		ch <- d
 	}
 }
@@ -50,6 +52,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for k, v := range c.n.Refusals() {
 		ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(v), k[0], k[1])
+	}
+	for r, v := range c.n.set.Counters().Refused {
+		ch <- prometheus.MustNewConstMetric(c.recRefused, prometheus.CounterValue, float64(v), r.String())
 	}
 	st := c.n.Status()
 	for _, p := range st.Peers {
