@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -31,8 +32,8 @@ import (
 // "tls"). Once AS65001's record is in force there, the ROA covering its
 // prefix is withdrawn (StayRTR re-reads its VRP file and sends Serial
 // Notify): under fail_closed the ACS takes the record out of force (gone
-// from Status's members, the records its ABRs' tables are built from),
-// counts it held aside, and
+// from Status's members and from the tables it feeds its ABRs, as psavctl
+// tables shows them), counts it held aside, and
 // puts it back when the ROA returns; under fail_open it keeps the record
 // and raises psavd_rpki_uncovered_records with a log line. A third run
 // does fail_closed over RTR-over-SSH.
@@ -141,6 +142,19 @@ func rpkiWithdrawal(t *testing.T, policy, transport string) {
 		}
 		return st.Members
 	}
+	// The tables the ACS feeds its ABRs, as its operator sees them
+	// (psavctl tables): AS65001's prefix is there while its record is in
+	// force.
+	ctl := psavctlBinary(t)
+	opCert, opKey := al.issueFiles(t, "as65002-op-noc", testpki.OpURI(65002, "noc"))
+	inTables := func() bool {
+		out, err := exec.Command(ctl, "tables", "-acs", fmt.Sprintf("127.0.0.1:%d", ports[1]), "-asn", "65002",
+			"-cert", opCert, "-key", opKey, "-ca", al.caFile).CombinedOutput()
+		if err != nil {
+			t.Fatalf("psavctl tables: %v\n%s", err, out)
+		}
+		return strings.Contains(string(out), "198.51.100.0/24")
+	}
 	gauge := func(name string) float64 { return metric(t, "", metricsAddr, name, nil) }
 	wait := func(what string, cond func() bool) {
 		t.Helper()
@@ -160,6 +174,9 @@ func rpkiWithdrawal(t *testing.T, policy, transport string) {
 	if gauge("psavd_rpki_data_expired") != 0 || gauge("psavd_rpki_uncovered_records") != 0 || gauge("psavd_rpki_records_aside") != 0 {
 		t.Fatalf("covered records raise an alarm")
 	}
+	if !inTables() {
+		t.Fatal("AS65001's prefix is not in the tables of AS65002's ACS")
+	}
 	passes := gauge("psavd_rpki_revalidations_total")
 
 	rpkitest.WriteVRPs(t, vrpFile, covered[1:]) // AS65001's ROA withdrawn
@@ -174,15 +191,21 @@ func rpkiWithdrawal(t *testing.T, policy, transport string) {
 		if !strings.Contains(procs[1].log.String(), "taken out of force") {
 			t.Error("no log line for the record taken out of force")
 		}
+		if inTables() {
+			t.Error("the prefix of the record out of force is still in the ABRs' tables")
+		}
 		rpkitest.WriteVRPs(t, vrpFile, covered) // the ROA is back
 		wait("AS65001's record back in force", func() bool {
-			return slices.Equal(members(), both) && gauge("psavd_rpki_records_aside") == 0 && gauge("psavd_rpki_records_readmitted_total") == 1
+			return slices.Equal(members(), both) && gauge("psavd_rpki_records_aside") == 0 && gauge("psavd_rpki_records_readmitted_total") == 1 && inTables()
 		})
 		return
 	}
 	wait("the fail_open alarm", func() bool { return gauge("psavd_rpki_uncovered_records") == 1 })
 	if m := members(); !slices.Equal(m, both) || gauge("psavd_rpki_records_aside") != 0 {
 		t.Errorf("fail_open dropped a record: members %v", m)
+	}
+	if !inTables() {
+		t.Error("fail_open took the prefix out of the tables")
 	}
 	if !strings.Contains(procs[1].log.String(), "kept in force (fail_open)") {
 		t.Error("no log line for the uncovered record")
