@@ -13,8 +13,9 @@ import (
 // ACS is [acs] (docs/wire.md §4.1, plus membership_dir, record and
 // [[acs.community]] of docs/config.md).
 type ACS struct {
-	Listen        string // host:port
-	Cert, Key, CA string // PEM files (they exist)
+	Listen        string   // host:port
+	Cert, Key, CA string   // PEM files (they exist)
+	CRL           []string // revocation lists (they exist; read and checked by the node)
 	Heartbeat     time.Duration
 	DeadAfter     int
 	KeyLead       int // epochs of keys ahead for the ABRs, 2 … 30, default DefaultKeyLead
@@ -29,6 +30,10 @@ type ACS struct {
 	// membership.NewTree.
 	Anchors     map[uint32][]membership.PublicKey
 	Communities []membership.Community
+	// Quotas are the members and prefixes quotas of every configured
+	// community (membership.DefaultQuota where the keys are absent), for
+	// membership.Policy.SetQuotas.
+	Quotas map[uint32]membership.Quota
 }
 
 // ACSPeer is one [[acs.peer]].
@@ -50,20 +55,46 @@ const (
 	// DefaultKeyLead: ten epochs (ten minutes at the default P) ride out
 	// an ACS restart and a reboot of its machine with no loss.
 	DefaultKeyLead = 10
+	// Bounds of [[acs.community]] max_members and max_prefixes: more ASes
+	// than the 32-bit space sensibly holds in one community, more prefixes
+	// than a global table.
+	MaxCommunityMembers  = 1 << 20
+	MaxCommunityPrefixes = 1 << 24
 )
+
+// communityQuota reads max_members or max_prefixes of [[acs.community]] i:
+// def when absent, a written value (0 included) must be 1 … hi.
+func (k *checker) communityQuota(i int, key string, v, def, hi int) int {
+	acs, _ := k.doc["acs"].(map[string]any)
+	ts, _ := acs["community"].([]map[string]any)
+	if i >= len(ts) {
+		return def
+	}
+	if _, ok := ts[i][key]; !ok {
+		return def
+	}
+	if v < 1 || v > hi {
+		k.add(fmt.Sprintf("acs.community[%d].%s", i, key), "must be 1 … %d, is %d", hi, v)
+		return def
+	}
+	return v
+}
 
 func (c *Config) checkACS(k *checker, f *schema.File) {
 	a := f.ACS
 	if a == nil {
 		return
 	}
-	t := &ACS{Listen: a.Listen, Cert: a.Cert, Key: a.Key, CA: a.CA, MembershipDir: a.MembershipDir, Record: a.Record,
-		Anchors: map[uint32][]membership.PublicKey{}}
+	t := &ACS{Listen: a.Listen, Cert: a.Cert, Key: a.Key, CA: a.CA, MembershipDir: a.MembershipDir, Record: a.Record, CRL: a.CRL,
+		Anchors: map[uint32][]membership.PublicKey{}, Quotas: map[uint32]membership.Quota{}}
 	c.ACS = t
 	k.hostPort("acs.listen", a.Listen)
 	k.existingFile("acs.cert", a.Cert)
 	k.existingFile("acs.key", a.Key)
 	k.existingFile("acs.ca", a.CA)
+	for i, f := range a.CRL {
+		k.existingFile(fmt.Sprintf("acs.crl[%d]", i), f)
+	}
 	t.Heartbeat = k.duration("acs.heartbeat", a.Heartbeat, time.Second, MinHeartbeat, MaxHeartbeat)
 	if p := time.Duration(c.PSAV.EpochSeconds) * time.Second; p > 0 && t.Heartbeat >= p {
 		k.add("acs.heartbeat", "%s is not shorter than an epoch (psav.epoch_seconds = %d): every epoch needs a heartbeat", shortDuration(t.Heartbeat), c.PSAV.EpochSeconds)
@@ -144,6 +175,10 @@ func (c *Config) checkACS(k *checker, f *schema.File) {
 				treeOK = false
 			}
 			t.Communities = append(t.Communities, membership.Community{ASCN: cm.ASCN, Parent: cm.Parent, Border: cm.Border, ParentPeer: cm.ParentPeer})
+		}
+		t.Quotas[cm.ASCN] = membership.Quota{
+			MaxMembers:  k.communityQuota(i, "max_members", cm.MaxMembers, membership.DefaultMaxMembers, MaxCommunityMembers),
+			MaxPrefixes: k.communityQuota(i, "max_prefixes", cm.MaxPrefixes, membership.DefaultMaxPrefixes, MaxCommunityPrefixes),
 		}
 		for j, key := range cm.Keys {
 			pk, err := membership.ParsePublicKey(key)

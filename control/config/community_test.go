@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/psavd/psavd/control/membership"
 )
 
 // acsOnly is an ACS-only node of AS 65002 with the given [[acs.community]]
@@ -66,6 +68,44 @@ func TestACSCommunityTree(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("%s: no problem %q / %q in:\n%v", bad.name, bad.key, bad.reason, err)
+		}
+	}
+}
+
+// TestACSCommunityQuotas: max_members and max_prefixes of [[acs.community]]
+// become the community's membership.Quota; absent keys take the defaults;
+// a written value outside 1 … the bound is refused with file and key.
+func TestACSCommunityQuotas(t *testing.T) {
+	c, err := Parse("q.toml", []byte(acsOnly(t, "[[acs.community]]\nascn = 0\n"+key0+"\n[[acs.community]]\nascn = 1\nparent = 0\nborder = 65002\nparent_peer = 65003\nmax_members = 10\nmax_prefixes = 200\n"+key0+"\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := c.ACS.Quotas[1]; q != (membership.Quota{MaxMembers: 10, MaxPrefixes: 200}) {
+		t.Fatalf("community 1 quota %+v", q)
+	}
+	if q := c.ACS.Quotas[0]; q != membership.DefaultQuota {
+		t.Fatalf("community 0 quota %+v", q)
+	}
+	for _, bad := range []struct{ line, key string }{
+		{"max_members = 0", "acs.community[0].max_members"},
+		{"max_members = -1", "acs.community[0].max_members"},
+		{fmt.Sprintf("max_members = %d", MaxCommunityMembers+1), "acs.community[0].max_members"},
+		{"max_prefixes = 0", "acs.community[0].max_prefixes"},
+		{fmt.Sprintf("max_prefixes = %d", MaxCommunityPrefixes+1), "acs.community[0].max_prefixes"},
+	} {
+		_, err := Parse("q.toml", []byte(acsOnly(t, "[[acs.community]]\nascn = 0\n"+key0+"\n"+bad.line+"\n")))
+		var ps Problems
+		if !errors.As(err, &ps) {
+			t.Fatalf("%s: want Problems, got %v", bad.line, err)
+		}
+		found := false
+		for _, p := range ps {
+			if p.File == "q.toml" && p.Key == bad.key && strings.Contains(p.String(), "must be 1") {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%s: no problem at %s in:\n%v", bad.line, bad.key, err)
 		}
 	}
 }

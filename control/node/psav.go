@@ -55,6 +55,11 @@ func (p *psavRoles) newACS(c *config.Config) error {
 		return fmt.Errorf("%s: [acs]: %w", c.File, err)
 	}
 	p.acsCreds = pair.NewCredentials(id.Cert, id.CA)
+	revs, err := pair.LoadRevocations(a.CRL, a.CA)
+	if err != nil {
+		return fmt.Errorf("%s: acs.crl: %w", c.File, err)
+	}
+	p.acsCreds.SetRevocations(revs)
 	id.Live = p.acsCreds
 	tree, err := membership.NewTree(a.Communities)
 	if err != nil {
@@ -62,6 +67,9 @@ func (p *psavRoles) newACS(c *config.Config) error {
 	}
 	policy, err := membership.NewPolicy(a.Anchors)
 	if err != nil {
+		return fileErr(c, "acs.community", err)
+	}
+	if err := policy.SetQuotas(a.Quotas); err != nil {
 		return fileErr(c, "acs.community", err)
 	}
 	set, err := membership.OpenSet(a.MembershipDir, policy)
@@ -134,6 +142,11 @@ func (p *psavRoles) roles(c *config.Config, eng *engine.Engine) ([]Role, error) 
 			return nil, fmt.Errorf("%s: [abr]: %w", c.File, err)
 		}
 		p.abrCreds = pair.NewCredentials(id.Cert, id.CA)
+		revs, err := pair.LoadRevocations(c.ABR.CRL, c.ABR.CA)
+		if err != nil {
+			return nil, fmt.Errorf("%s: abr.crl: %w", c.File, err)
+		}
+		p.abrCreds.SetRevocations(revs)
 		id.Live = p.abrCreds
 		// The ABR is the one its certificate names (psav:as<N>:abr:<name>).
 		self, err := pair.CertIdentity(id.Cert.Leaf)
@@ -282,7 +295,7 @@ func feedLocal(ctx context.Context, node *acs.Node, eng *engine.Engine, log *zap
 // changed. A file that no longer loads refuses the reload.
 func (p *psavRoles) renewCredentials(next *config.Config) (apply func(), changed []string, err error) {
 	var sets []func()
-	renew := func(section string, role pki.Role, creds *pair.Credentials, cert, key, ca string) error {
+	renew := func(section string, role pki.Role, creds *pair.Credentials, cert, key, ca string, crls []string) error {
 		if creds == nil {
 			return nil
 		}
@@ -290,25 +303,36 @@ func (p *psavRoles) renewCredentials(next *config.Config) (apply func(), changed
 		if err != nil {
 			return fmt.Errorf("%s: [%s]: %w", next.File, section, err)
 		}
+		revs, err := pair.LoadRevocations(crls, ca)
+		if err != nil {
+			return fmt.Errorf("%s: [%s] crl: %w", next.File, section, err)
+		}
 		if creds.Differs(id.Cert, id.CA) {
 			changed = append(changed, section)
 		}
-		sets = append(sets, func() { creds.Set(id.Cert, id.CA) })
+		sets = append(sets, func() { creds.Set(id.Cert, id.CA); creds.SetRevocations(revs) })
 		return nil
 	}
 	if a := next.ACS; a != nil {
-		if err := renew("acs", pki.RoleACS, p.acsCreds, a.Cert, a.Key, a.CA); err != nil {
+		if err := renew("acs", pki.RoleACS, p.acsCreds, a.Cert, a.Key, a.CA, a.CRL); err != nil {
 			return nil, nil, err
 		}
 	}
 	if b := next.ABR; b != nil {
-		if err := renew("abr", pki.RoleABR, p.abrCreds, b.Cert, b.Key, b.CA); err != nil {
+		if err := renew("abr", pki.RoleABR, p.abrCreds, b.Cert, b.Key, b.CA, b.CRL); err != nil {
 			return nil, nil, err
 		}
 	}
 	return func() {
 		for _, set := range sets {
 			set()
+		}
+		// Sessions of certificates revoked since are closed now, not at
+		// their next handshake, which may be days away.
+		if p.acs != nil {
+			if n := p.acs.CloseRevoked(); n > 0 {
+				p.log.Warn("sessions of revoked certificates closed", zap.Int("sessions", n))
+			}
 		}
 	}, changed, nil
 }

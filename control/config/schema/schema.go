@@ -113,6 +113,10 @@ type ACS struct {
 	Record        string         `toml:"record,omitempty,omitzero"`         // this AS's own signed, endorsed record, published at start
 	Communities   []ACSCommunity `toml:"community,omitempty,omitzero"`      // trust anchors: the keys that endorse records
 
+	// CRL: the trust anchors' revocation lists (PEM or DER), read again on
+	// every reload.
+	CRL []string `toml:"crl,omitempty,omitzero"`
+
 	// Limits of the listener (control/acs.Limits).
 	MaxConnections          int    `toml:"max_connections,omitempty,omitzero"`            // open connections in total
 	MaxConnectionsPerSource int    `toml:"max_connections_per_source,omitempty,omitzero"` // per IPv4 address or IPv6 /64
@@ -132,6 +136,11 @@ type ACSCommunity struct {
 	Parent     uint32 `toml:"parent,omitempty,omitzero"`
 	Border     uint32 `toml:"border,omitempty,omitzero"`
 	ParentPeer uint32 `toml:"parent_peer,omitempty,omitzero"`
+
+	// Quotas of the community (membership.Quota): live members, and
+	// prefixes over all of them. Absent: membership.DefaultQuota.
+	MaxMembers  int `toml:"max_members,omitempty,omitzero"`
+	MaxPrefixes int `toml:"max_prefixes,omitempty,omitzero"`
 }
 
 // ACSPeer is [[acs.peer]].
@@ -146,6 +155,9 @@ type ABR struct {
 	Cert string `toml:"cert,omitempty,omitzero"`
 	Key  string `toml:"key,omitempty,omitzero"`
 	CA   string `toml:"ca,omitempty,omitzero"`
+	// CRL: the trust anchors' revocation lists (PEM or DER), read again on
+	// every reload.
+	CRL []string `toml:"crl,omitempty,omitzero"`
 }
 
 // Metrics is [metrics].
