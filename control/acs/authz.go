@@ -114,3 +114,23 @@ func (n *Node) refuse(svc int, reason string, err error) {
 	n.c.sessionsRefused.Add(1)
 	n.log.Warn("client refused", zap.String("service", serviceNames[svc]), zap.String("reason", reason), zap.Error(err))
 }
+
+// CloseRevoked closes the sessions of peers whose certificate the
+// revocations now in force (a reload's CRLs) revoke, and returns how many;
+// their redials are refused at the handshake. ABR feeds of a revoked
+// certificate end at their next heartbeat.
+func (n *Node) CloseRevoked() int {
+	n.mu.Lock()
+	var revoked []*session
+	for _, ps := range n.peers {
+		if s := ps.sess; s != nil && n.cfg.Identity.Revoked(s.cs) != nil {
+			revoked = append(revoked, s)
+		}
+	}
+	n.mu.Unlock()
+	for _, s := range revoked {
+		n.log.Warn("session closed: the peer's certificate is revoked", zap.Uint32("peer", s.peer))
+		s.kill(nil)
+	}
+	return len(revoked)
+}

@@ -158,7 +158,7 @@ func (n *Node) hops(recs []membership.Record) *treeHops {
 // (an ABR of ours) is served: the keys are this AS's secrets.
 func (sv *server) Feed(req *acspb.FeedRequest, st acspb.ACS_FeedServer) error {
 	n := sv.n
-	id, _, err := n.authorize(st.Context(), svcFeed)
+	id, cs, err := n.authorize(st.Context(), svcFeed)
 	if err != nil {
 		return err
 	}
@@ -214,6 +214,12 @@ func (sv *server) Feed(req *acspb.FeedRequest, st acspb.ACS_FeedServer) error {
 			return status.Error(codes.Unavailable, "acs stopping")
 		case <-ch:
 		case <-hb.C:
+			// A certificate revoked by a reload loses its feed within a
+			// heartbeat (CloseRevoked closes peer sessions at once).
+			if err := n.cfg.Identity.Revoked(cs); err != nil {
+				n.log.Warn("abr feed closed: certificate revoked", zap.String("abr", name), zap.Error(err))
+				return status.Error(codes.PermissionDenied, err.Error())
+			}
 			if err := heartbeat(); err != nil {
 				return err
 			}

@@ -150,9 +150,9 @@ func (n *Node) live(key string) bool {
 		return true
 	case key == "lisp.decent.owned": // the pull ownership check, when it runs
 		return n.lisp != nil && n.lisp.dn != nil && n.lisp.dn.guard != nil && len(n.cfg.LISP.Decent.Owned) > 0
-	case key == "acs.cert", key == "acs.key", key == "acs.ca":
+	case key == "acs.cert", key == "acs.key", key == "acs.ca", under(key, "acs.crl"):
 		return n.psav != nil && n.psav.acsCreds != nil
-	case key == "abr.cert", key == "abr.key", key == "abr.ca":
+	case key == "abr.cert", key == "abr.key", key == "abr.ca", under(key, "abr.crl"):
 		return n.psav != nil && n.psav.abrCreds != nil
 	}
 	return false

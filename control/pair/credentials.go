@@ -12,7 +12,8 @@ import (
 // force by a reload without a restart. Every handshake from then on uses
 // the new ones; sessions already up stay as they are.
 type Credentials struct {
-	v atomic.Pointer[credentials]
+	v   atomic.Pointer[credentials]
+	crl atomic.Pointer[Revocations]
 }
 
 type credentials struct {

@@ -115,8 +115,11 @@ type Identity struct {
 	CA   *x509.CertPool
 	// Time, if set, replaces time.Now for certificate validity (tests).
 	Time func() time.Time
-	// Live, if set, replaces Cert and CA at every handshake: a reload
-	// renews them without a restart (Credentials.Set).
+	// CRL, if set, revokes certificates of the chains it lists (a fixed
+	// set; with Live, Live's revocations are used instead).
+	CRL *Revocations
+	// Live, if set, replaces Cert, CA and CRL at every handshake: a reload
+	// renews them without a restart (Credentials.Set, SetRevocations).
 	Live *Credentials
 }
 
@@ -187,6 +190,14 @@ func ServerConfig(id Identity) (*tls.Config, error) {
 	c := id.config(true)
 	c.ClientAuth = tls.RequireAndVerifyClientCert
 	c.ClientCAs = id.CA
+	c.VerifyConnection = func(cs tls.ConnectionState) error {
+		for _, chain := range cs.VerifiedChains {
+			if err := id.revocations().Check(chain); err != nil {
+				return err
+			}
+		}
+		return id.Revoked(cs)
+	}
 	return c, nil
 }
 
@@ -209,6 +220,9 @@ func ClientConfig(id Identity, serverASN uint32) (*tls.Config, error) {
 	c.VerifyConnection = func(cs tls.ConnectionState) error {
 		peer, err := VerifyServerChain(cs, id.Roots(), now)
 		if err != nil {
+			return err
+		}
+		if err := id.Revoked(cs); err != nil {
 			return err
 		}
 		if err := Require(peer, pki.RoleACS, 0, "this client"); err != nil {

@@ -261,3 +261,19 @@ func serial() *big.Int {
 	}
 	return n
 }
+
+// CRLPEM returns a CRL of the CA (PEM "X509 CRL") revoking the leaves of
+// revoked; valid from now for a day, number n (CRL numbers must grow).
+func (ca *CA) CRLPEM(n int64, revoked ...tls.Certificate) ([]byte, error) {
+	now := time.Now()
+	tmpl := &x509.RevocationList{Number: big.NewInt(n), ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(24 * time.Hour)}
+	for _, c := range revoked {
+		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries,
+			x509.RevocationListEntry{SerialNumber: c.Leaf.SerialNumber, RevocationTime: now})
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, tmpl, ca.Cert, ca.key)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), nil
+}
