@@ -34,6 +34,9 @@ type ACS struct {
 	// community (membership.DefaultQuota where the keys are absent), for
 	// membership.Policy.SetQuotas.
 	Quotas map[uint32]membership.Quota
+	// Members are the ASes pinned to a community by [[acs.community]]
+	// members (ASN → ASCN), for membership.Policy.SetMembers.
+	Members map[uint32]uint32
 }
 
 // ACSPeer is one [[acs.peer]].
@@ -86,11 +89,11 @@ func (c *Config) checkACS(k *checker, f *schema.File) {
 		return
 	}
 	t := &ACS{Listen: a.Listen, Cert: a.Cert, Key: a.Key, CA: a.CA, MembershipDir: a.MembershipDir, Record: a.Record, CRL: a.CRL,
-		Anchors: map[uint32][]membership.PublicKey{}, Quotas: map[uint32]membership.Quota{}}
+		Anchors: map[uint32][]membership.PublicKey{}, Quotas: map[uint32]membership.Quota{}, Members: map[uint32]uint32{}}
 	c.ACS = t
 	k.hostPort("acs.listen", a.Listen)
 	k.existingFile("acs.cert", a.Cert)
-	k.existingFile("acs.key", a.Key)
+	k.privateKey("acs.key", a.Key)
 	k.existingFile("acs.ca", a.CA)
 	for i, f := range a.CRL {
 		k.existingFile(fmt.Sprintf("acs.crl[%d]", i), f)
@@ -179,6 +182,16 @@ func (c *Config) checkACS(k *checker, f *schema.File) {
 		t.Quotas[cm.ASCN] = membership.Quota{
 			MaxMembers:  k.communityQuota(i, "max_members", cm.MaxMembers, membership.DefaultMaxMembers, MaxCommunityMembers),
 			MaxPrefixes: k.communityQuota(i, "max_prefixes", cm.MaxPrefixes, membership.DefaultMaxPrefixes, MaxCommunityPrefixes),
+		}
+		for j, asn := range cm.Members {
+			key := fmt.Sprintf("acs.community[%d].members[%d]", i, j)
+			if asn == 0 {
+				k.add(key, "ASN 0 is reserved")
+			} else if prev, dup := t.Members[asn]; dup {
+				k.add(key, "AS%d is listed twice (also under community %d): an AS belongs to one community", asn, prev)
+			} else {
+				t.Members[asn] = cm.ASCN
+			}
 		}
 		for j, key := range cm.Keys {
 			pk, err := membership.ParsePublicKey(key)

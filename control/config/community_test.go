@@ -72,6 +72,37 @@ func TestACSCommunityTree(t *testing.T) {
 	}
 }
 
+// TestACSCommunityMembers: members pins ASes to their community; an AS
+// listed twice, or ASN 0, is refused with file and key.
+func TestACSCommunityMembers(t *testing.T) {
+	c, err := Parse("m.toml", []byte(acsOnly(t, "[[acs.community]]\nascn = 0\n"+key0+"\nmembers = [65001, 65002]\n[[acs.community]]\nascn = 1\nparent = 0\nborder = 65003\nparent_peer = 65002\nmembers = [65003]\n"+key0+"\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[uint32]uint32{65001: 0, 65002: 0, 65003: 1}; fmt.Sprint(c.ACS.Members) != fmt.Sprint(want) {
+		t.Fatalf("members %v", c.ACS.Members)
+	}
+	for _, bad := range []struct{ communities, key, reason string }{
+		{"[[acs.community]]\nascn = 0\n" + key0 + "\nmembers = [65001, 0]\n", "acs.community[0].members[1]", "reserved"},
+		{"[[acs.community]]\nascn = 0\n" + key0 + "\nmembers = [65001]\n[[acs.community]]\nascn = 1\nparent = 0\nborder = 65003\nparent_peer = 65002\nmembers = [65001]\n" + key0 + "\n", "acs.community[1].members[0]", "one community"},
+	} {
+		_, err := Parse("m.toml", []byte(acsOnly(t, bad.communities)))
+		var ps Problems
+		if !errors.As(err, &ps) {
+			t.Fatalf("%s: want Problems, got %v", bad.key, err)
+		}
+		found := false
+		for _, p := range ps {
+			if p.File == "m.toml" && p.Key == bad.key && strings.Contains(p.String(), bad.reason) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no problem %s / %s in:\n%v", bad.key, bad.reason, err)
+		}
+	}
+}
+
 // TestACSCommunityQuotas: max_members and max_prefixes of [[acs.community]]
 // become the community's membership.Quota; absent keys take the defaults;
 // a written value outside 1 … the bound is refused with file and key.

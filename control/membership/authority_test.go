@@ -320,3 +320,36 @@ func TestFormat2RoundTrip(t *testing.T) {
 		t.Fatal("format 2 record lost across restart")
 	}
 }
+
+// TestPinnedMembers: an AS the configuration lists under a community
+// (Policy.SetMembers) can only be a member of that community, on a set that
+// has never held a record of it too, and no authority endorsement changes
+// that; unlisted ASes are unaffected.
+func TestPinnedMembers(t *testing.T) {
+	w := authorityWorld(t)
+	if err := w.policy.SetMembers(map[uint32]uint32{65001: 0}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.policy.SetMembers(map[uint32]uint32{65001: 9}); err == nil {
+		t.Fatal("pinned to an unconfigured community")
+	}
+	if ascn, ok := w.policy.CommunityOf(65001); !ok || ascn != 0 {
+		t.Fatal(ascn, ok)
+	}
+	evil := edSigner(t, 0x66)
+	s := NewSet(w.policy)
+	for name, r := range map[string]Record{
+		"first record, community 7": w.rec(KindJoin, 65001, 7, 1, evil, "192.0.2.0/24"),
+		"with root authority":       w.recWith(KindJoin, 65001, 7, 1, evil, func(r *Record) { r.RequestAuthority(0) }, w.comm[0], "192.0.2.0/24"),
+	} {
+		if _, err := s.Apply(r); ReasonOf(err) != ReasonForeignCommunity {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	if _, err := s.Apply(w.rec(KindJoin, 65001, 0, 1, edSigner(t, 1), "192.0.2.0/24")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Apply(w.rec(KindJoin, 65005, 7, 1, evil, "198.51.100.0/24")); err != nil {
+		t.Fatalf("unpinned AS: %v", err)
+	}
+}

@@ -17,6 +17,10 @@ const MaxCommunityKeys = 4
 type Policy struct {
 	communities map[uint32][]PublicKey
 	quotas      map[uint32]Quota
+	// members pins ASNs to their community (ASN → ASCN), where the
+	// configuration lists them: a record naming another community is
+	// refused whatever this node holds.
+	members map[uint32]uint32
 }
 
 // Quota bounds one community's share of the set: live members, and
@@ -49,6 +53,32 @@ func (p *Policy) SetQuotas(q map[uint32]Quota) error {
 		p.quotas[ascn] = v
 	}
 	return nil
+}
+
+// SetMembers pins ASNs to communities (ASN → ASCN), as listed in the
+// configuration: every record of a pinned AS must name its community, on
+// every ACS, even one that has never held a record of it. Call it before the
+// policy is used by a Set.
+func (p *Policy) SetMembers(m map[uint32]uint32) error {
+	for asn, ascn := range m {
+		if asn == 0 {
+			return fmt.Errorf("membership: ASN 0 is reserved")
+		}
+		if _, ok := p.communities[ascn]; !ok {
+			return fmt.Errorf("membership: AS%d pinned to community %d, which is not configured", asn, ascn)
+		}
+	}
+	p.members = make(map[uint32]uint32, len(m))
+	for asn, ascn := range m {
+		p.members[asn] = ascn
+	}
+	return nil
+}
+
+// CommunityOf returns the community asn is pinned to by SetMembers.
+func (p *Policy) CommunityOf(asn uint32) (uint32, bool) {
+	ascn, ok := p.members[asn]
+	return ascn, ok
 }
 
 // Quota returns community ascn's quota.
@@ -87,6 +117,9 @@ func (p *Policy) Verify(r *Record) (Reason, error) {
 	keys, ok := p.communities[r.ASCN]
 	if !ok {
 		return ReasonUnknownCommunity, fmt.Errorf("community %d is not configured", r.ASCN)
+	}
+	if pin, ok := p.members[r.ASN]; ok && pin != r.ASCN {
+		return ReasonForeignCommunity, fmt.Errorf("AS%d is a member of community %d by configuration, not of %d", r.ASN, pin, r.ASCN)
 	}
 	if len(r.Signature) == 0 {
 		return ReasonBadSignature, errors.New("no AS signature")

@@ -72,6 +72,9 @@ func (p *psavRoles) newACS(c *config.Config) error {
 	if err := policy.SetQuotas(a.Quotas); err != nil {
 		return fileErr(c, "acs.community", err)
 	}
+	if err := policy.SetMembers(a.Members); err != nil {
+		return fileErr(c, "acs.community", err)
+	}
 	set, err := membership.OpenSet(a.MembershipDir, policy)
 	if err != nil {
 		return fileErr(c, "acs.membership_dir", err)

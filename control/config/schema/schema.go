@@ -141,6 +141,9 @@ type ACSCommunity struct {
 	// prefixes over all of them. Absent: membership.DefaultQuota.
 	MaxMembers  int `toml:"max_members,omitempty,omitzero"`
 	MaxPrefixes int `toml:"max_prefixes,omitempty,omitzero"`
+	// Members pins ASes to this community (membership.Policy.SetMembers):
+	// their records must name it, on every ACS. Optional.
+	Members []uint32 `toml:"members,omitempty,omitzero"`
 }
 
 // ACSPeer is [[acs.peer]].
