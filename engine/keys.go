@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
 )
@@ -19,21 +18,50 @@ func (k Key) Halves() (k0, k1 uint64) {
 type State [32]byte
 
 // Next returns S(e+1) = HMAC-SHA256(key = S(e), message = "psav state").
-func (s State) Next() State {
-	m := hmac.New(sha256.New, s[:])
-	m.Write([]byte("psav state"))
-	var n State
-	m.Sum(n[:0])
-	return n
-}
+func (s State) Next() State { return State(hmacState(&s, "psav state")) }
 
 // TagKey returns K(e) = first 16 octets of HMAC-SHA256(key = S(e), "psav tag key").
 func (s State) TagKey() Key {
-	m := hmac.New(sha256.New, s[:])
-	m.Write([]byte("psav tag key"))
-	var sum [32]byte
-	m.Sum(sum[:0])
-	return Key(sum[:16])
+	sum := hmacState(&s, "psav tag key")
+	k := Key(sum[:16])
+	clear(sum[:])
+	return k
+}
+
+// hmacSHA256 block size and the RFC 2104 pads.
+const (
+	hmacBlock = 64
+	hmacIpad  = 0x36
+	hmacOpad  = 0x5c
+)
+
+// hmacState is HMAC-SHA256 (RFC 2104) keyed by a state, written out so
+// that every buffer derived from the key is a local array cleared before
+// returning: crypto/hmac keeps its padded keys in heap state it cannot
+// wipe, and a state left in memory would give away every later key of the
+// pair (forward secrecy is the point of erasing old states).
+func hmacState(key *State, msg string) [32]byte {
+	var inner [hmacBlock + 32]byte // (K ⊕ ipad) ‖ msg, msg ≤ 32 octets
+	var outer [hmacBlock + 32]byte // (K ⊕ opad) ‖ H(inner)
+	if len(msg) > 32 {
+		panic("engine: hmacState message too long")
+	}
+	for i := range hmacBlock {
+		var b byte
+		if i < len(key) {
+			b = key[i]
+		}
+		inner[i] = b ^ hmacIpad
+		outer[i] = b ^ hmacOpad
+	}
+	copy(inner[hmacBlock:], msg)
+	ih := sha256.Sum256(inner[:hmacBlock+len(msg)])
+	copy(outer[hmacBlock:], ih[:])
+	sum := sha256.Sum256(outer[:])
+	clear(inner[:])
+	clear(outer[:])
+	clear(ih[:])
+	return sum
 }
 
 // StateMachine runs one peer pair's states forward from S(e0). It keeps only

@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/sys/unix"
 
 	"github.com/psavd/psavd/control/config"
 	"github.com/psavd/psavd/control/metrics"
@@ -40,6 +41,11 @@ func runCmd(args []string) int {
 		return 1
 	}
 	defer func() { _ = log.Sync() }()
+	// The process holds private keys and pair states: no core dump, and
+	// no ptrace or /proc/PID/mem by other processes of the same user.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		log.Warn("could not make the process non-dumpable", zap.Error(err))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	n, err := node.New(c, node.Options{Log: log, Level: level,

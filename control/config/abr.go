@@ -27,7 +27,7 @@ func (c *Config) checkABR(k *checker, f *schema.File) {
 	}
 	k.hostPort("abr.acs", b.ACS)
 	k.existingFile("abr.cert", b.Cert)
-	k.existingFile("abr.key", b.Key)
+	k.privateKey("abr.key", b.Key)
 	k.existingFile("abr.ca", b.CA)
 	for i, f := range b.CRL {
 		k.existingFile(fmt.Sprintf("abr.crl[%d]", i), f)

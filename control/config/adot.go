@@ -170,8 +170,7 @@ func serverConfig(k *checker, s *schema.ADoTServer) *adot.ServerConfig {
 	switch {
 	case s.Cert == "":
 		k.add("adot.server.cert", "missing")
-	case s.Key == "":
-		k.add("adot.server.key", "missing")
+	case !k.privateKey("adot.server.key", s.Key):
 	default:
 		cert, err := tls.LoadX509KeyPair(s.Cert, s.Key)
 		if err != nil {

@@ -324,6 +324,27 @@ func (k *checker) existingFile(key, path string) {
 	}
 }
 
+// privateKey checks a private key file as ssh does its identity files:
+// it must exist and be readable by its owner only. A key that group or
+// others can read is refused — it may already be in other hands — and
+// reports false.
+func (k *checker) privateKey(key, path string) bool {
+	if path == "" {
+		k.add(key, "missing")
+		return false
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		k.add(key, "%v", err)
+		return false
+	}
+	if m := fi.Mode().Perm(); m&0o077 != 0 {
+		k.add(key, "%s is accessible by group or others (mode %04o): a private key must be 0600 or stricter (chmod 600 %s)", path, m, path)
+		return false
+	}
+	return true
+}
+
 // sameSocket reports whether two host:port listen addresses would bind the
 // same UDP port on a shared address (an empty or unspecified host binds all).
 func sameSocket(a, b string) bool {

@@ -96,6 +96,9 @@ func (c *Config) checkRPKI(k *checker, f *schema.File) {
 	}
 	switch {
 	case r.TLSCert != "" && r.TLSKey != "":
+		if !k.privateKey("rpki.tls_key", r.TLSKey) {
+			break
+		}
 		cert, err := tls.LoadX509KeyPair(r.TLSCert, r.TLSKey)
 		if err != nil {
 			k.add("rpki.tls_cert", "%v", err)
@@ -120,6 +123,8 @@ func (k *checker) rtrSSH(r *schema.RPKI) *ssh.ClientConfig {
 	cfg := &ssh.ClientConfig{User: user}
 	if r.SSHKey == "" {
 		k.add("rpki.ssh_key", "missing (transport = \"ssh\")")
+	} else if ok := k.privateKey("rpki.ssh_key", r.SSHKey); !ok {
+		// refused, with its reason
 	} else if b, err := os.ReadFile(r.SSHKey); err != nil {
 		k.add("rpki.ssh_key", "%v", err)
 	} else if signer, err := ssh.ParsePrivateKey(b); err != nil {
