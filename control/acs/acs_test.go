@@ -498,7 +498,7 @@ func TestMembership(t *testing.T) {
 	publish(65003, l.record(membership.KindJoin, 65003, 1, "10.3.0.0/16"))
 	publish(65004, l.record(membership.KindJoin, 65004, 1, "10.4.0.0/16"))
 	publish(65005, l.record(membership.KindJoin, 65005, 1, "10.5.0.0/16"))
-	publish(65003, l.record(membership.KindUpdate, 65002, 2, "10.2.0.0/15")) // published elsewhere than its AS
+	publish(65003, l.record(membership.KindUpdate, 65002, 2, "10.2.0.0/16", "10.20.0.0/16")) // published elsewhere than its AS; no prefix overlapping another member's (a first-come refusal would make the outcome depend on arrival order)
 	publish(65005, l.record(membership.KindExit, 65004, 2))
 
 	converged := func(want int) func() bool {
