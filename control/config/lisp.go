@@ -38,6 +38,9 @@ func (l *LISP) XTR() bool {
 // LISPMapServer is [lisp.map_server].
 type LISPMapServer struct {
 	Listen string // host:port, UDP
+	// Replay is the sites' default anti-replay policy (mapserver.ReplayRecent
+	// unless lisp.map_server.replay says otherwise).
+	Replay mapserver.ReplayPolicy
 }
 
 // Bounds of [lisp].
@@ -84,7 +87,22 @@ func (c *Config) checkLISP(k *checker, f *schema.File) {
 	}
 	if l.MapServer != nil {
 		k.hostPort("lisp.map_server.listen", l.MapServer.Listen)
-		t.MapServer = &LISPMapServer{Listen: l.MapServer.Listen}
+		t.MapServer = &LISPMapServer{Listen: l.MapServer.Listen, Replay: replayPolicy(k, "lisp.map_server.replay", l.MapServer.Replay, mapserver.ReplayRecent)}
+	}
+	authLength := func(key string, n, id int, def int) int {
+		if n == 0 {
+			return def
+		}
+		if id == 1 || id == 2 {
+			if n != lisp.AuthLength(uint16(id), false) && n != lisp.AuthLength(uint16(id), true) {
+				k.add(key, "must be %d or %d for key_id %d, is %d", lisp.AuthLength(uint16(id), false), lisp.AuthLength(uint16(id), true), id, n)
+			}
+		}
+		return n
+	}
+	sharedKeyID := func(key string, n int) uint8 {
+		between(k, key, n, 0, 255)
+		return uint8(n)
 	}
 	siteNames := map[string]int{}
 	for i, s := range l.Sites {
@@ -100,7 +118,12 @@ func (c *Config) checkLISP(k *checker, f *schema.File) {
 			k.add(key+".key", "missing")
 		}
 		keyID(key+".key_id", s.KeyID)
-		site := mapserver.Site{Name: s.Name, Key: []byte(s.Key), KeyID: uint16(s.KeyID), AcceptMoreSpecifics: s.AcceptMoreSpecifics}
+		site := mapserver.Site{Name: s.Name, Key: []byte(s.Key), KeyID: uint16(s.KeyID), AcceptMoreSpecifics: s.AcceptMoreSpecifics,
+			AuthLen: authLength(key+".auth_length", s.AuthLength, s.KeyID, 0), SharedKeyID: sharedKeyID(key+".shared_key_id", s.SharedKeyID)}
+		if s.Replay != "" {
+			p := replayPolicy(k, key+".replay", s.Replay, mapserver.ReplayRecent)
+			site.Replay = &p
+		}
 		for j, p := range s.EIDPrefixes {
 			if pp, ok := k.prefix(fmt.Sprintf("%s.eid_prefixes[%d]", key, j), p); ok {
 				site.EIDPrefixes = append(site.EIDPrefixes, mapserver.EIDPrefix{IID: l.InstanceID, Prefix: pp})
@@ -128,8 +151,12 @@ func (c *Config) checkLISP(k *checker, f *schema.File) {
 			k.add(key+".key", "missing")
 		}
 		keyID(key+".key_id", r.KeyID)
+		// Deployed Map-Servers (OOR, lispers.net) expect the untruncated
+		// HMAC: 20 or 32 octets unless auth_length says otherwise.
+		auth := lisp.AuthConfig{KeyID: uint16(r.KeyID), Key: []byte(r.Key), SharedKeyID: sharedKeyID(key+".shared_key_id", r.SharedKeyID),
+			AuthLen: authLength(key+".auth_length", r.AuthLength, r.KeyID, lisp.AuthLength(uint16(r.KeyID), true))}
 		t.RegisterTo = append(t.RegisterTo, xtr.MapServer{Addr: netip.AddrPortFrom(a.Unmap(), lispControlPort),
-			Auth: lisp.AuthConfig{KeyID: uint16(r.KeyID), Key: []byte(r.Key)}, WantNotify: r.WantNotify, AckNotify: r.AckNotify})
+			Auth: auth, WantNotify: r.WantNotify, AckNotify: r.AckNotify, NoASN: r.ASNumberLCAF != nil && !*r.ASNumberLCAF})
 	}
 	for i, r := range l.MapResolvers {
 		a, _ := k.addr(fmt.Sprintf("lisp.map_resolver[%d].address", i), r.Address)
@@ -169,4 +196,18 @@ func (c *Config) checkLISP(k *checker, f *schema.File) {
 			k.add("lisp.control_listen", "%q is the Map-Server's socket too (lisp.map_server.listen = %q): give the xTR another address or port", t.ControlListen, ms.Listen)
 		}
 	}
+}
+
+// replayPolicy parses a replay policy name (lisp.map_server.replay,
+// lisp.site[].replay); "" is def.
+func replayPolicy(k *checker, key, name string, def mapserver.ReplayPolicy) mapserver.ReplayPolicy {
+	if name == "" {
+		return def
+	}
+	p, ok := mapserver.ParseReplayPolicy(name)
+	if !ok {
+		k.add(key, "%q is not one of recent, monotonic, window, off", name)
+		return def
+	}
+	return p
 }

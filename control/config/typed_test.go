@@ -100,7 +100,7 @@ func TestLoadTypedRoutedLISP(t *testing.T) {
 			EIDPrefixes: []mapserver.EIDPrefix{{IID: 7, Prefix: netip.MustParsePrefix("198.51.100.0/24")}}}},
 		Database: []xtr.Mapping{{EID: netip.MustParsePrefix("198.51.100.0/24"),
 			Locators: []xtr.Locator{{Addr: netip.MustParseAddr("192.0.2.1"), Priority: 1, Weight: 100}}}},
-		RegisterTo: []xtr.MapServer{{Addr: netip.MustParseAddrPort("10.0.0.1:4342"), Auth: lisp.AuthConfig{KeyID: 2, Key: []byte("secret")},
+		RegisterTo: []xtr.MapServer{{Addr: netip.MustParseAddrPort("10.0.0.1:4342"), Auth: lisp.AuthConfig{KeyID: 2, Key: []byte("secret"), AuthLen: 32},
 			WantNotify: true, AckNotify: true}},
 		MapResolvers: []netip.AddrPort{netip.MustParseAddrPort("10.0.0.1:4342")},
 	}

@@ -9,8 +9,12 @@ import (
 	"hash"
 )
 
-// Authentication key IDs (RFC 9301 §5.6 as deployed: a 16-bit Key ID that
-// names the HMAC algorithm).
+// Authentication algorithms. RFC 9301 §5.6 splits the 16-bit field of
+// RFC 6833 into an 8-bit Key ID (which pre-shared key) and an 8-bit
+// Algorithm ID; the values below are the whole field with Key ID 0, which is
+// what RFC 6833 implementations send for "key id 1/2". Functions taking a
+// keyID read the algorithm from its low octet, so they take the whole field
+// (KeyField) as well.
 const (
 	KeyIDNone          uint16 = 0
 	KeyIDHMACSHA1_96   uint16 = 1
@@ -78,7 +82,7 @@ func (e *AuthError) Is(target error) bool {
 // (truncated) length, or the full HMAC length when full is set. It returns
 // 0 for an unknown key id.
 func AuthLength(keyID uint16, full bool) int {
-	switch keyID {
+	switch keyID & 0xff {
 	case KeyIDHMACSHA1_96:
 		if full {
 			return AuthLenSHA1Full
@@ -93,8 +97,19 @@ func AuthLength(keyID uint16, full bool) int {
 	return 0
 }
 
+// KeyField is the 16-bit Key ID / Algorithm ID field of RFC 9301 §5.6:
+// sharedKeyID in the high octet, the algorithm in the low one.
+func KeyField(sharedKeyID uint8, algorithm uint16) uint16 {
+	return uint16(sharedKeyID)<<8 | algorithm&0xff
+}
+
+// SplitKeyField returns the RFC 9301 Key ID and Algorithm ID of field.
+func SplitKeyField(field uint16) (sharedKeyID uint8, algorithm uint16) {
+	return uint8(field >> 8), field & 0xff
+}
+
 func authHash(keyID uint16) func() hash.Hash {
-	switch keyID {
+	switch keyID & 0xff {
 	case KeyIDHMACSHA1_96:
 		return sha1.New
 	case KeyIDHMACSHA256128:
@@ -191,15 +206,22 @@ func Verify(msg []byte, key []byte) error {
 }
 
 // AuthConfig is the authentication a peer (typically a Map-Server) is
-// configured with. AuthLen selects the length of the authentication data we
-// send: 0 sends the RFC length (12 or 16); AuthLength(KeyID, true) sends the
-// untruncated HMAC for Map-Servers that expect it. Received messages are
-// checked with Verify, which accepts either length, plus the KeyID.
+// configured with. KeyID is the algorithm (KeyIDHMACSHA1_96,
+// KeyIDHMACSHA256128); SharedKeyID the RFC 9301 Key ID naming the
+// pre-shared key (0 for RFC 6833 peers), sent in the high octet. AuthLen
+// selects the length of the authentication data we send: 0 sends the RFC
+// length (12 or 16); AuthLength(KeyID, true) sends the untruncated HMAC
+// that deployed Map-Servers (OOR, lispers.net) expect. Received messages are
+// checked with Verify, which accepts either length, plus the key field.
 type AuthConfig struct {
-	KeyID   uint16
-	Key     []byte
-	AuthLen int
+	KeyID       uint16
+	SharedKeyID uint8
+	Key         []byte
+	AuthLen     int
 }
+
+// Field is the Key ID / Algorithm ID field c sends and expects.
+func (c AuthConfig) Field() uint16 { return KeyField(c.SharedKeyID, c.KeyID) }
 
 // Marshal encodes a *MapRegister, *MapNotify or *MapNotifyAck with c's key
 // id and a signed authentication field. m is not modified.
@@ -215,18 +237,19 @@ func (c AuthConfig) Marshal(m Message) ([]byte, error) {
 		return nil, &AuthError{Code: AuthBadLength, KeyID: c.KeyID, Length: n}
 	}
 	zero := make([]byte, n)
+	f := c.Field()
 	switch v := m.(type) {
 	case *MapRegister:
 		x := *v
-		x.KeyID, x.AuthData = c.KeyID, zero
+		x.KeyID, x.AuthData = f, zero
 		m = &x
 	case *MapNotify:
 		x := *v
-		x.KeyID, x.AuthData = c.KeyID, zero
+		x.KeyID, x.AuthData = f, zero
 		m = &x
 	case *MapNotifyAck:
 		x := *v
-		x.KeyID, x.AuthData = c.KeyID, zero
+		x.KeyID, x.AuthData = f, zero
 		m = &x
 	default:
 		return nil, ErrAuthBadMessage
@@ -235,18 +258,32 @@ func (c AuthConfig) Marshal(m Message) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return b, Sign(b, c.KeyID, c.Key, n)
+	return b, Sign(b, f, c.Key, n)
 }
 
 // Verify checks msg's authentication data with c.Key and that it uses
-// c.KeyID.
+// c's key field (algorithm and shared key id); with c.AuthLen set, also
+// that length.
 func (c AuthConfig) Verify(msg []byte) error {
-	keyID, _, _, err := authField(msg)
+	keyID, lo, hi, err := authField(msg)
 	if err != nil {
 		return err
 	}
-	if keyID != c.KeyID {
+	if keyID != c.Field() {
 		return &AuthError{Code: AuthBadKeyID, KeyID: keyID}
 	}
+	if c.AuthLen != 0 && hi-lo != c.AuthLen {
+		return &AuthError{Code: AuthBadLength, KeyID: keyID, Length: hi - lo}
+	}
 	return Verify(msg, c.Key)
+}
+
+// AuthDataLen returns the length of the authentication data of an encoded
+// Map-Register, Map-Notify or Map-Notify-Ack (0 when msg has none).
+func AuthDataLen(msg []byte) int {
+	_, lo, hi, err := authField(msg)
+	if err != nil {
+		return 0
+	}
+	return hi - lo
 }

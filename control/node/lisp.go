@@ -38,7 +38,7 @@ func newLISPRoles(c *config.Config, eng *engine.Engine, log *zap.Logger) (*lispR
 		return nil, err
 	}
 	if l.MapServer != nil {
-		if r.ms, err = mapserver.New(mapserver.Config{Sites: l.Sites}); err != nil {
+		if r.ms, err = mapserver.New(mapserver.Config{Sites: l.Sites, Replay: l.MapServer.Replay}); err != nil {
 			return nil, fmt.Errorf("%s: [lisp.map_server]: %w", c.File, err)
 		}
 		r.msListen = l.MapServer.Listen

@@ -220,6 +220,7 @@ type LISP struct {
 // LISPMapServer is [lisp.map_server].
 type LISPMapServer struct {
 	Listen string `toml:"listen,omitempty,omitzero"`
+	Replay string `toml:"replay,omitempty,omitzero"` // recent (default) | monotonic | window | off
 }
 
 // LISPSite is [[lisp.site]].
@@ -229,6 +230,9 @@ type LISPSite struct {
 	KeyID               int      `toml:"key_id,omitempty,omitzero"`
 	EIDPrefixes         []string `toml:"eid_prefixes,omitempty,omitzero"`
 	AcceptMoreSpecifics bool     `toml:"accept_more_specifics,omitempty,omitzero"`
+	AuthLength          int      `toml:"auth_length,omitempty,omitzero"`   // only this length accepted; default either
+	SharedKeyID         int      `toml:"shared_key_id,omitempty,omitzero"` // RFC 9301 Key ID, 0 … 255
+	Replay              string   `toml:"replay,omitempty,omitzero"`        // recent | monotonic | window | off; default lisp.map_server.replay
 }
 
 // LISPDatabase is [[lisp.database]].
@@ -251,6 +255,10 @@ type LISPRegisterTo struct {
 	KeyID      int    `toml:"key_id,omitempty,omitzero"`
 	WantNotify bool   `toml:"want_notify,omitempty,omitzero"`
 	AckNotify  bool   `toml:"ack_notify,omitempty,omitzero"` // answer Map-Notify with Map-Notify-Ack
+	// Interop with other implementations (docs/config.md).
+	AuthLength   int   `toml:"auth_length,omitempty,omitzero"`   // 12/20 (key_id 1), 16/32 (key_id 2); default 20/32
+	SharedKeyID  int   `toml:"shared_key_id,omitempty,omitzero"` // RFC 9301 Key ID, 0 … 255
+	ASNumberLCAF *bool `toml:"as_number_lcaf,omitempty"`         // default true
 }
 
 // LISPResolver is [[lisp.map_resolver]].

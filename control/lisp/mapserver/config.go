@@ -35,10 +35,17 @@ type Site struct {
 	// (lisp.KeyIDHMACSHA1_96 or lisp.KeyIDHMACSHA256128).
 	Key   []byte
 	KeyID uint16
-	// AuthLen is the authentication data length of the Map-Notify messages
-	// we send (0 = RFC length 12/16; lisp.AuthLength(KeyID, true) = full).
-	// Received messages may use either length.
-	AuthLen     int
+	// SharedKeyID is the RFC 9301 Key ID (high octet of the key field) the
+	// site's ETRs send: 0 for RFC 6833 ETRs, other values for key
+	// roll-over (lispers.net).
+	SharedKeyID uint8
+	// AuthLen, when set, is the only authentication data length accepted
+	// from the site (lisp.AuthLength(KeyID, false) or (KeyID, true)); 0
+	// accepts both. A Map-Notify always answers with the length its
+	// Map-Register used (OOR and lispers.net check it).
+	AuthLen int
+	// Replay, when set, overrides Config.Replay for this site.
+	Replay      *ReplayPolicy
 	EIDPrefixes []EIDPrefix
 	// AcceptMoreSpecifics lets the site register prefixes inside a
 	// configured prefix, not only the configured prefixes themselves.
@@ -63,7 +70,33 @@ const (
 	ReplayWindow
 	// ReplayOff disables the check (ETRs that always send nonce 0).
 	ReplayOff
+	// ReplayRecent refuses a Map-Register that is byte for byte one of the
+	// last RecentMessages messages accepted from the same ETR, unless it
+	// is the latest one: an ETR may repeat its current registration with
+	// any nonce scheme (OOR's random nonces, lispers.net's constant nonce,
+	// RFC 6833's nonce 0, retransmissions), but a replayed older message
+	// cannot bring back a registration the ETR has since changed. See
+	// README.md, "Replay".
+	ReplayRecent
 )
+
+// RecentMessages bounds ReplayRecent's memory per ETR.
+const RecentMessages = 64
+
+// ParseReplayPolicy maps the TOML names to policies.
+func ParseReplayPolicy(name string) (ReplayPolicy, bool) {
+	switch name {
+	case "recent":
+		return ReplayRecent, true
+	case "monotonic":
+		return ReplayMonotonic, true
+	case "window":
+		return ReplayWindow, true
+	case "off":
+		return ReplayOff, true
+	}
+	return 0, false
+}
 
 // Config configures a Server. Zero fields take the defaults above.
 type Config struct {

@@ -60,11 +60,13 @@ func rec(p netip.Prefix, wrap func(lisp.Address) lisp.Address, rloc string) lisp
 type regOpt struct {
 	proxy, notify bool
 	xtr           *lisp.XTRInfo
+	authLen       int   // 0: RFC length
+	sharedKeyID   uint8 // RFC 9301 Key ID
 }
 
 func register(t testing.TB, keyID uint16, key []byte, nonce uint64, o regOpt, recs ...lisp.MappingRecord) []byte {
 	t.Helper()
-	b, err := lisp.AuthConfig{KeyID: keyID, Key: key}.Marshal(&lisp.MapRegister{
+	b, err := lisp.AuthConfig{KeyID: keyID, SharedKeyID: o.sharedKeyID, Key: key, AuthLen: o.authLen}.Marshal(&lisp.MapRegister{
 		ProxyReply: o.proxy, WantMapNotify: o.notify, Nonce: nonce, Records: recs, XTR: o.xtr,
 	})
 	if err != nil {

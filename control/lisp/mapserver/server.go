@@ -56,6 +56,11 @@ type siteState struct {
 type replayState struct {
 	last   uint64
 	recent map[uint64]time.Time // ReplayWindow
+	// ReplayRecent: digests (the authentication data, an HMAC of the
+	// whole message) of the last accepted messages, a ring; latest is the
+	// index of the newest.
+	digests [][lisp.AuthLenSHA256Full]byte
+	latest  int
 }
 
 type regKey struct {
@@ -319,11 +324,8 @@ func (s *Server) handleRegister(pkt []byte, m *lisp.MapRegister, from netip.Addr
 		if !c.claims(keys[0]) {
 			continue
 		}
-		if m.KeyID != c.KeyID {
-			badKeyID = true
-			continue
-		}
-		if err := lisp.Verify(pkt, c.Key); err != nil {
+		ac := lisp.AuthConfig{KeyID: c.KeyID, SharedKeyID: c.SharedKeyID, Key: c.Key, AuthLen: c.AuthLen}
+		if err := ac.Verify(pkt); err != nil {
 			if errors.Is(err, lisp.ErrAuthKeyID) {
 				badKeyID = true
 			} else {
@@ -351,7 +353,7 @@ func (s *Server) handleRegister(pkt []byte, m *lisp.MapRegister, from netip.Addr
 		}
 	}
 	etr := etrOf(m, from)
-	if !s.replayOK(site, etr, m.Nonce, now) {
+	if !s.replayOK(site, etr, m.Nonce, m.AuthData, now) {
 		return s.refuse(ReasonReplay)
 	}
 	expires := now.Add(s.cfg.RegistrationTTL)
@@ -361,7 +363,9 @@ func (s *Server) handleRegister(pkt []byte, m *lisp.MapRegister, from netip.Addr
 	if !m.WantMapNotify {
 		return nil
 	}
-	ac := lisp.AuthConfig{KeyID: site.KeyID, Key: site.Key, AuthLen: site.AuthLen}
+	// The Map-Notify is signed like the Map-Register: same key field, same
+	// authentication data length.
+	ac := lisp.AuthConfig{KeyID: site.KeyID, SharedKeyID: site.SharedKeyID, Key: site.Key, AuthLen: len(m.AuthData)}
 	b, err := ac.Marshal(&lisp.MapNotify{Nonce: m.Nonce, Records: m.Records, XTR: m.XTR})
 	if err != nil {
 		return nil
@@ -375,20 +379,42 @@ func (s *Server) handleRegister(pkt []byte, m *lisp.MapRegister, from netip.Addr
 	return []lisp.Datagram{{To: from, Data: b}}
 }
 
-func (s *Server) replayOK(site *siteState, etr etrID, nonce uint64, now time.Time) bool {
-	if s.cfg.Replay == ReplayOff {
+func (s *Server) replayOK(site *siteState, etr etrID, nonce uint64, auth []byte, now time.Time) bool {
+	policy := s.cfg.Replay
+	if site.Replay != nil {
+		policy = *site.Replay
+	}
+	if policy == ReplayOff {
 		return true
 	}
 	rs := site.replay[etr]
 	if rs == nil {
 		rs = &replayState{}
 		site.replay[etr] = rs
-		if s.cfg.Replay == ReplayMonotonic {
+		if policy == ReplayMonotonic {
 			rs.last = nonce
 			return true
 		}
 	}
-	switch s.cfg.Replay {
+	switch policy {
+	case ReplayRecent:
+		var d [lisp.AuthLenSHA256Full]byte
+		copy(d[:], auth)
+		if len(rs.digests) > 0 && rs.digests[rs.latest] == d {
+			return true // the current registration again
+		}
+		for i := range rs.digests {
+			if rs.digests[i] == d {
+				return false // an older message again
+			}
+		}
+		if len(rs.digests) < RecentMessages {
+			rs.digests = append(rs.digests, d)
+			rs.latest = len(rs.digests) - 1
+		} else {
+			rs.latest = (rs.latest + 1) % RecentMessages
+			rs.digests[rs.latest] = d
+		}
 	case ReplayMonotonic:
 		if nonce <= rs.last {
 			return false
@@ -460,7 +486,7 @@ func (s *Server) handleAck(pkt []byte, m *lisp.MapNotifyAck, from netip.AddrPort
 	if p == nil {
 		return s.refuse(ReasonUnexpectedAck)
 	}
-	err := lisp.AuthConfig{KeyID: p.site.KeyID, Key: p.site.Key}.Verify(pkt)
+	err := lisp.AuthConfig{KeyID: p.site.KeyID, SharedKeyID: p.site.SharedKeyID, Key: p.site.Key}.Verify(pkt)
 	switch {
 	case errors.Is(err, lisp.ErrAuthKeyID):
 		return s.refuse(ReasonBadKeyID)

@@ -217,7 +217,7 @@ func TestMapNotifyRetransmit(t *testing.T) {
 	sites[0].AuthLen = lisp.AuthLenSHA256Full
 	s := newServer(t, func(c *Config) { c.Sites = sites })
 	r := rec(pfx("10.1.0.0/16"), nil, "192.0.2.10")
-	first := onlyOne(t, s.Handle(regA(t, 7, regOpt{notify: true}, r), etrA, t0))
+	first := onlyOne(t, s.Handle(regA(t, 7, regOpt{notify: true, authLen: 32}, r), etrA, t0))
 	if n, _ := lisp.ParseMapNotify(first.Data); len(n.AuthData) != 32 {
 		t.Fatalf("auth length %d, want 32", len(n.AuthData))
 	}
@@ -246,7 +246,7 @@ func TestMapNotifyRetransmit(t *testing.T) {
 
 	// Without an ack: NotifyMaxRetries retransmissions, then give up.
 	s = newServer(t, func(c *Config) { c.Sites = sites })
-	s.Handle(regA(t, 8, regOpt{notify: true}, r), etrA, t0)
+	s.Handle(regA(t, 8, regOpt{notify: true, authLen: 32}, r), etrA, t0)
 	n := 0
 	for i := 1; i <= 10; i++ {
 		n += len(s.Tick(t0.Add(time.Duration(i) * time.Second)))

@@ -29,6 +29,9 @@ type MapServer struct {
 	WantNotify bool // M bit: ask for a Map-Notify
 	AckNotify  bool // answer Map-Notify with Map-Notify-Ack (the site's NotifyAck)
 	ProxyReply bool // P bit: the Map-Server answers Map-Requests for us
+	// NoASN leaves the AS Number LCAF (Config.ASN) out of the records
+	// registered here: OOR and lispers.net do not decode it.
+	NoASN bool
 }
 
 // Registered reports when each Map-Server last confirmed a registration
@@ -87,10 +90,11 @@ func (x *XTR) registerDue(now time.Time) []lisp.Datagram {
 	return out
 }
 
-// record is database mapping m as a mapping record.
-func (x *XTR) record(m Mapping) lisp.MappingRecord {
+// record is database mapping m as a mapping record, the EID in an AS
+// Number LCAF when withASN and Config.ASN is set.
+func (x *XTR) record(m Mapping, withASN bool) lisp.MappingRecord {
 	eid := lisp.IPAddr(m.EID.Masked().Addr())
-	if x.cfg.ASN != 0 {
+	if x.cfg.ASN != 0 && withASN {
 		eid = lisp.ASNAddr(x.cfg.ASN, eid)
 	}
 	r := lisp.MappingRecord{TTL: x.cfg.RecordTTL, EIDMaskLen: uint8(m.EID.Bits()), Authoritative: true, EID: x.eidAddress(x.cfg.InstanceID, eid)}
@@ -98,6 +102,18 @@ func (x *XTR) record(m Mapping) lisp.MappingRecord {
 		r.Locators = append(r.Locators, lisp.Locator{Priority: l.Priority, Weight: l.Weight, MPriority: 255, Local: true, Reachable: true, Address: lisp.IPAddr(l.Addr)})
 	}
 	return r
+}
+
+// repliesWithASN: the ETR's Map-Replies carry the AS Number LCAF unless a
+// Map-Server is configured without it (the ITRs behind such a mapping
+// system are then taken not to decode it either).
+func (x *XTR) repliesWithASN() bool {
+	for _, ms := range x.cfg.MapServers {
+		if ms.NoASN {
+			return false
+		}
+	}
+	return true
 }
 
 // regTarget is one Map-Server and the database mappings registered with it.
@@ -138,7 +154,7 @@ func (x *XTR) registerTargets() (ts []*regTarget, key string, missing bool) {
 				by[ms.Addr] = t
 				ts = append(ts, t)
 			}
-			t.recs = append(t.recs, x.record(m))
+			t.recs = append(t.recs, x.record(m, !ms.NoASN))
 		}
 	}
 	sort.Slice(ts, func(a, b int) bool { return ts[a].ms.Addr.Compare(ts[b].ms.Addr) < 0 })
@@ -226,7 +242,7 @@ func (x *XTR) answer(req *lisp.MapRequest, src, from netip.AddrPort, encapsulate
 	var rec *lisp.MappingRecord
 	for _, i := range x.dbByFamily[f] {
 		if x.cfg.Database[i].EID.Contains(ip) {
-			r := x.record(x.cfg.Database[i])
+			r := x.record(x.cfg.Database[i], x.repliesWithASN())
 			rec = &r
 			break
 		}

@@ -1,0 +1,82 @@
+package mapserver
+
+import (
+	"testing"
+	"time"
+
+	"github.com/psavd/psavd/control/lisp"
+)
+
+// TestReplayRecentNonceSchemes (issue 16): under the default policy the
+// refreshes of OOR (a random nonce each time), lispers.net (one constant
+// nonce) and RFC 6833 ETRs (nonce 0) are all accepted and answered, while a
+// replayed older message — one the ETR has since superseded — is refused.
+func TestReplayRecentNonceSchemes(t *testing.T) {
+	r1 := rec(pfx("10.1.0.0/16"), nil, "192.0.2.10")
+	r2 := rec(pfx("10.1.0.0/16"), nil, "192.0.2.20") // the ETR moved its locator
+	schemes := map[string]func(i int) uint64{
+		"oor-random":         func(i int) uint64 { return 0x9e3779b97f4a7c15 * uint64(i+1) },
+		"lispers-constant":   func(int) uint64 { return 0x1234 },
+		"rfc6833-zero":       func(int) uint64 { return 0 },
+		"psavd-incrementing": func(i int) uint64 { return uint64(100 + i) },
+	}
+	for name, nonce := range schemes {
+		t.Run(name, func(t *testing.T) {
+			s := newServer(t, func(c *Config) { c.Replay = ReplayRecent })
+			var old []byte
+			for i := range 10 {
+				m := regA(t, nonce(i), regOpt{notify: true, authLen: lisp.AuthLenSHA256Full}, r1)
+				if i == 0 {
+					old = m
+				}
+				onlyOne(t, s.Handle(m, etrA, t0.Add(time.Duration(i)*time.Minute)))
+			}
+			// The mapping changes; then the captured first message is
+			// replayed.
+			onlyOne(t, s.Handle(regA(t, nonce(10), regOpt{notify: true, authLen: lisp.AuthLenSHA256Full}, r2), etrA, t0.Add(10*time.Minute)))
+			if out := s.Handle(old, etrA, t0.Add(11*time.Minute)); len(out) != 0 {
+				t.Fatal("replayed old Map-Register answered")
+			}
+			st := s.Stats()
+			if st.Refused[ReasonReplay] != 1 || st.MapNotifies != 11 {
+				t.Fatalf("stats %+v, want 11 Map-Notifies and 1 replay refusal", st)
+			}
+			regs := s.Registrations(t0.Add(11 * time.Minute))
+			if len(regs) != 1 || regs[0].Record.Locators[0].Address.IP.String() != "192.0.2.20" {
+				t.Fatalf("registrations after the replay: %+v", regs)
+			}
+		})
+	}
+}
+
+// TestNotifyAuthLengthAndKeyField: a Map-Notify carries the authentication
+// length and the RFC 9301 Key ID / Algorithm ID of its Map-Register; a site
+// with auth_length set refuses other lengths; a Key ID other than the
+// site's is refused as bad-key-id.
+func TestNotifyAuthLengthAndKeyField(t *testing.T) {
+	r := rec(pfx("10.1.0.0/16"), nil, "192.0.2.10")
+	for _, n := range []int{lisp.AuthLenSHA256_128, lisp.AuthLenSHA256Full} {
+		s := newServer(t, nil)
+		o := onlyOne(t, s.Handle(regA(t, 1, regOpt{notify: true, authLen: n}, r), etrA, t0))
+		if got := lisp.AuthDataLen(o.Data); got != n {
+			t.Fatalf("Map-Notify auth length %d for a Map-Register with %d", got, n)
+		}
+	}
+	sites := testSites()
+	sites[0].SharedKeyID = 7
+	sites[0].AuthLen = lisp.AuthLenSHA256Full
+	s := newServer(t, func(c *Config) { c.Sites = sites })
+	o := onlyOne(t, s.Handle(regA(t, 1, regOpt{notify: true, authLen: 32, sharedKeyID: 7}, r), etrA, t0))
+	n, err := lisp.ParseMapNotify(o.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, alg := lisp.SplitKeyField(n.KeyID); id != 7 || alg != lisp.KeyIDHMACSHA256128 {
+		t.Fatalf("Map-Notify key field %#04x", n.KeyID)
+	}
+	s.Handle(regA(t, 2, regOpt{notify: true, authLen: 32}, r), etrA, t0)
+	s.Handle(regA(t, 3, regOpt{notify: true, authLen: 16, sharedKeyID: 7}, r), etrA, t0)
+	if st := s.Stats(); st.Refused[ReasonBadKeyID] != 1 || st.Refused[ReasonAuthFailed] != 1 {
+		t.Fatalf("refusals %v, want one bad-key-id (Key ID 0) and one auth-failed (length 16)", st.Refused)
+	}
+}
