@@ -322,11 +322,14 @@ func (s *Set) coveringOwner(asn uint32, p netip.Prefix) (uint32, netip.Prefix, b
 }
 
 // checkMoreSpecific refuses a new prefix of r (one its held record does not
-// already carry) inside another member's prefix, unless that member covers
-// it (a Cover signed by the key held for it) or RPKI covers it for r's AS
-// (coverCheck). Without this, any community could hand out a more-specific
-// of any member's space and make that member's own border drop its sources
-// as spoofed-inside (longest match wins). s.mu held.
+// already carry) inside a prefix of a member of another community, unless
+// that member covers it (a Cover signed by the key held for it) or RPKI
+// covers it for r's AS (coverCheck). Without this, any community could hand
+// out a more-specific of any member's space and make that member's own
+// border drop its sources as spoofed-inside (longest match wins). Inside
+// one community the community is the authority over its members' space,
+// as it endorses every record of both (and nesting there is how a provider
+// delegates), so nesting is not judged. s.mu held.
 func (s *Set) checkMoreSpecific(r *Record, held *Record) (Reason, error) {
 	for _, p := range r.Prefixes {
 		if held != nil && held.Kind != KindExit && slices.Contains(held.Prefixes, p) {
@@ -340,6 +343,9 @@ func (s *Set) checkMoreSpecific(r *Record, held *Record) (Reason, error) {
 			continue
 		}
 		e := s.heldFor(o)
+		if e != nil && e.rec.ASCN == r.ASCN {
+			continue
+		}
 		covered := false
 		for _, c := range r.Covers {
 			if c.ASN == o && c.Prefix == p && e != nil && e.rec.Key.Verify(CoverBytes(r.ASN, o, p), c.Signature) {

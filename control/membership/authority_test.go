@@ -209,6 +209,11 @@ func TestCoverAndRPKI(t *testing.T) {
 	if _, err := s.Apply(w.rec(KindUpdate, 65002, 0, 2, owner, "10.2.0.0/16", "10.2.128.0/17")); err != nil {
 		t.Fatal(err)
 	}
+	// Nor does a member of the same community: its community endorses
+	// both records and is the authority over that space.
+	if _, err := s.Apply(w.rec(KindJoin, 65003, 0, 1, other, "10.2.64.0/18")); err != nil {
+		t.Fatalf("same-community more-specific: %v", err)
+	}
 }
 
 // TestCommunityQuota: members and prefixes of one community are bounded;
