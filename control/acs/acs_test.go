@@ -36,7 +36,7 @@ const (
 // lab is a set of ACS on loopback sharing one test CA and one membership
 // policy (community 0, flat alliance).
 type lab struct {
-	t      *testing.T
+	t      testing.TB
 	ca     *testpki.CA
 	comm   membership.Signer
 	policy *membership.Policy
@@ -48,7 +48,7 @@ type lab struct {
 	dead   int
 }
 
-func newLab(t *testing.T) *lab {
+func newLab(t testing.TB) *lab {
 	t.Helper()
 	ca, err := testpki.NewCA("psav test alliance")
 	if err != nil {
