@@ -66,6 +66,17 @@ func newRPKI(c *config.Config, set *membership.Set, log *zap.Logger) (*rpkiGate,
 	}
 	g.client = rc
 	set.SetPrefixCheck(g.admit)
+	// A more-specific of another member's prefix is let in by a ROA for
+	// the new AS, and only by one: missing data covers nothing, whatever
+	// the policy (else fail_open would hand out anyone's space).
+	set.SetCoverCheck(func(asn uint32, p netip.Prefix) bool {
+		v := g.client.Validator()
+		if v == nil {
+			return false
+		}
+		ok, _ := v.Covered(asn, []netip.Prefix{p})
+		return ok
+	})
 	g.revalidate()
 	return g, nil
 }
