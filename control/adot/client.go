@@ -623,6 +623,7 @@ func (c *Client) Exchange(ctx context.Context, m *dns.Msg) (*dns.Msg, Info, erro
 				continue
 			}
 			p.succeeded(info.NewConn)
+			c.metrics.answer(resp.Rcode)
 			switch resp.Rcode {
 			case dns.RcodeServerFailure, dns.RcodeRefused:
 				cause := CauseServfail
@@ -633,8 +634,6 @@ func (c *Client) Exchange(ctx context.Context, m *dns.Msg) (*dns.Msg, Info, erro
 				lastErr = &Error{Cause: cause, Server: p.addr, Name: name}
 				lastResp, lastInfo, transportErr = resp, info, false
 				continue
-			case dns.RcodeNameError:
-				c.metrics.fail(CauseNXDomain)
 			}
 			c.markAnswered(key)
 			return resp, info, nil
@@ -784,6 +783,7 @@ func (c *Client) dial(ctx context.Context, p *pool) (*dconn, error) {
 	}
 	cs := tc.ConnectionState()
 	c.metrics.Handshakes.Add(1)
+	c.metrics.handshake(p.addr, cs)
 	if cs.DidResume {
 		c.metrics.Resumptions.Add(1)
 	}
@@ -901,6 +901,7 @@ func (c *Client) exchangePlain(ctx context.Context, q *dns.Msg) (*dns.Msg, Info,
 			}
 			c.metrics.Queries.Add(1)
 			c.metrics.RTT.Observe(rtt)
+			c.metrics.answer(resp.Rcode)
 			return resp, Info{Server: addr, Plaintext: true, RTT: rtt}, nil
 		}
 	}

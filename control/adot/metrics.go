@@ -1,6 +1,8 @@
 package adot
 
 import (
+	"crypto/tls"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -58,6 +60,55 @@ type Metrics struct {
 	Rejected                  atomic.Uint64 // server only: connections refused by a limit
 	Failures                  [numCauses]atomic.Uint64
 	RTT                       Histogram
+	// Answers counts DNS answers by RCODE (client: received, over TLS or
+	// the fallback; server: sent). NXDOMAIN is an answer, not a failure.
+	Answers [16]atomic.Uint64
+	// RateLimited: server only, connections reset at accept because new
+	// handshakes came faster than MaxHandshakesPerSecond (also in Rejected).
+	RateLimited atomic.Uint64
+
+	tlsMu sync.Mutex
+	tls   map[TLSParams]uint64
+}
+
+// TLSParams are the negotiated parameters of a handshake with one peer:
+// for a client the server's address, for a server its listen address.
+type TLSParams struct {
+	Server  string
+	Version uint16
+	Cipher  uint16
+	Group   tls.CurveID
+}
+
+// handshake counts one completed handshake with server's parameters.
+func (m *Metrics) handshake(server string, cs tls.ConnectionState) {
+	k := TLSParams{Server: server, Version: cs.Version, Cipher: cs.CipherSuite, Group: cs.CurveID}
+	m.tlsMu.Lock()
+	if m.tls == nil {
+		m.tls = map[TLSParams]uint64{}
+	}
+	if len(m.tls) < 1024 || m.tls[k] > 0 { // bounded: a server is one entry per parameter set
+		m.tls[k]++
+	}
+	m.tlsMu.Unlock()
+}
+
+// TLSHandshakes returns the completed handshakes by server and negotiated
+// version, cipher suite and key-exchange group.
+func (m *Metrics) TLSHandshakes() map[TLSParams]uint64 {
+	m.tlsMu.Lock()
+	defer m.tlsMu.Unlock()
+	out := make(map[TLSParams]uint64, len(m.tls))
+	for k, v := range m.tls {
+		out[k] = v
+	}
+	return out
+}
+
+func (m *Metrics) answer(rcode int) {
+	if rcode >= 0 && rcode < len(m.Answers) {
+		m.Answers[rcode].Add(1)
+	}
 }
 
 // Failure returns the number of failures counted for cause c.

@@ -1,6 +1,9 @@
 package adot
 
 import (
+	"crypto/tls"
+
+	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -13,7 +16,8 @@ type Collector struct {
 	role string
 
 	handshakes, resumptions, handshakeErr, queries, cacheHits, staleRetries,
-	plaintext, fallbackRefused, dials, backoffSkips, openConns, rejected, failures, rtt *prometheus.Desc
+	plaintext, fallbackRefused, dials, backoffSkips, openConns, rejected, failures, rtt,
+	answers, tlsHandshakes, padded, idleCloses, rateLimited *prometheus.Desc
 }
 
 // Roles of a Collector.
@@ -42,15 +46,22 @@ func NewCollector(m *Metrics, role string) *Collector {
 		backoffSkips: d("backoff_skips_total", "Client queries that skipped a server remembered dead (in back-off after failures)."),
 		openConns:    d("open_connections", "DoT connections currently open."),
 		rejected:     d("rejected_connections_total", "Server connections refused by a limit (total or per client)."),
-		failures:     d("failures_total", "Failures by cause (refused, tls, timeout, servfail, nxdomain, network, protocol).", "cause"),
-		rtt:          d("query_rtt_seconds", "Query round-trip time (client: query written to answer read; server: query read to answer written)."),
+		failures:     d("failures_total", "Failures by cause (refused, tls, timeout, servfail, network, protocol); NXDOMAIN is an answer (answers_total), not a failure.", "cause"),
+		answers:      d("answers_total", "DNS answers by RCODE (client: received, TLS or fallback; server: sent).", "rcode"),
+		tlsHandshakes: d("tls_handshakes_total", "Completed TLS handshakes by server (client: its address; server: the listen address) and negotiated version, cipher suite and key-exchange group.",
+			"server", "version", "cipher", "group"),
+		padded:      d("padded_answers_total", "Answers with EDNS(0) padding (client: received; server: sent, RFC 8467 block 468)."),
+		idleCloses:  d("idle_closes_total", "Client connections closed idle by the client, before the server's advertised (edns-tcp-keepalive) or its own idle timeout."),
+		rateLimited: d("rate_limited_connections_total", "Server connections reset at accept: new handshakes above max_handshakes_per_second."),
+		rtt:         d("query_rtt_seconds", "Query round-trip time (client: query written to answer read; server: query read to answer written)."),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.handshakes, c.resumptions, c.handshakeErr, c.queries, c.cacheHits,
-		c.staleRetries, c.plaintext, c.fallbackRefused, c.dials, c.backoffSkips, c.openConns, c.rejected, c.failures, c.rtt} {
+		c.staleRetries, c.plaintext, c.fallbackRefused, c.dials, c.backoffSkips, c.openConns, c.rejected, c.failures, c.rtt,
+		c.answers, c.tlsHandshakes, c.padded, c.idleCloses, c.rateLimited} {
 		ch <- d
 	}
 }
@@ -73,11 +84,25 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.fallbackRefused, m.FallbackRefusedUnanswered.Load(), "unanswered")
 		counter(c.dials, m.Dials.Load())
 		counter(c.backoffSkips, m.BackoffSkips.Load())
+		counter(c.idleCloses, m.IdleCloses.Load())
 	} else {
 		counter(c.rejected, m.Rejected.Load())
+		counter(c.rateLimited, m.RateLimited.Load())
+	}
+	counter(c.padded, m.Padded.Load())
+	for rc := range m.Answers {
+		if n := m.Answers[rc].Load(); n > 0 || rc == dns.RcodeSuccess || rc == dns.RcodeNameError {
+			counter(c.answers, n, dns.RcodeToString[rc])
+		}
+	}
+	for k, n := range m.TLSHandshakes() {
+		counter(c.tlsHandshakes, n, k.Server, tls.VersionName(k.Version), tls.CipherSuiteName(k.Cipher), k.Group.String())
 	}
 	ch <- prometheus.MustNewConstMetric(c.openConns, prometheus.GaugeValue, float64(m.OpenConns.Load()))
 	for cause := CauseNone + 1; cause < numCauses; cause++ {
+		if cause == CauseNXDomain {
+			continue // an answer, not a failure
+		}
 		counter(c.failures, m.Failures[cause].Load(), cause.String())
 	}
 	ch <- c.histogram()

@@ -98,7 +98,17 @@ func TestPrometheusScrape(t *testing.T) {
 	eq("psavd_adot_plaintext_queries_total", 0, cl...)
 	eq("psavd_adot_stale_retries_total", 0, cl...)
 	eq("psavd_adot_open_connections", 1, cl...)
-	eq("psavd_adot_failures_total", 1, append(cl, "cause", "nxdomain")...)
+	eq("psavd_adot_answers_total", 1, append(cl, "rcode", "NXDOMAIN")...) // an answer, not a failure
+	eq("psavd_adot_answers_total", 2, append(cl, "rcode", "NOERROR")...)
+	eq("psavd_adot_answers_total", 1, append(cl, "rcode", "REFUSED")...)
+	eq("psavd_adot_answers_total", 1, append(sv, "rcode", "NXDOMAIN")...)
+	// The cipher suite and group depend on the CPU (AES-NI) and Go's
+	// defaults: named, not fixed here.
+	if hs := value(t, fams, "psavd_adot_tls_handshakes_total", append(cl, "server", b.addr, "version", "TLS 1.3")...); hs.Value != 1 ||
+		!strings.HasPrefix(hs.Labels["cipher"], "TLS_") || hs.Labels["group"] == "" || strings.HasPrefix(hs.Labels["group"], "CurveID(") {
+		t.Errorf("TLS parameters by server: %v", hs)
+	}
+	eq("psavd_adot_padded_answers_total", 4, cl...)
 	eq("psavd_adot_failures_total", 1, append(cl, "cause", "refused")...)
 	eq("psavd_adot_failures_total", 1, append(cl, "cause", "tls")...)
 	eq("psavd_adot_failures_total", 0, append(cl, "cause", "timeout")...)
@@ -116,8 +126,13 @@ func TestPrometheusScrape(t *testing.T) {
 			}
 		}
 	}
-	if n := len(fams.Named("psavd_adot_failures_total")); n != 2*int(numCauses-1) {
-		t.Errorf("%d failure series, want one per cause and role (%d)", n, 2*int(numCauses-1))
+	if n := len(fams.Named("psavd_adot_failures_total")); n != 2*int(numCauses-2) {
+		t.Errorf("%d failure series, want one per cause but nxdomain and role (%d)", n, 2*int(numCauses-2))
+	}
+	for _, smp := range fams.Named("psavd_adot_failures_total") {
+		if smp.Labels["cause"] == "nxdomain" {
+			t.Errorf("NXDOMAIN exported as a failure: %v", smp)
+		}
 	}
 
 	for _, role := range []string{"client", "server"} {

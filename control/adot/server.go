@@ -28,18 +28,25 @@ type ServerConfig struct {
 	// AllowTLS12 lowers the minimum version to TLS 1.2 (default 1.3 only).
 	AllowTLS12 bool
 
-	MaxConns          int           // total open connections; default 1024
-	MaxConnsPerIP     int           // per client source address; default 32
-	MaxQueriesPerConn int           // then the server closes; default 10000
-	IdleTimeout       time.Duration // between queries; default DefaultServerIdle (40 s); advertised by edns-tcp-keepalive
-	HandshakeTimeout  time.Duration // default 5 s
-	WriteTimeout      time.Duration // default 5 s
+	MaxConns      int // total open connections; default 1024
+	MaxConnsPerIP int // per client: IPv4 address or IPv6 /64; default 32
+	// MaxHandshakesPerSecond bounds the rate of new connections (each one
+	// a TLS handshake to pay for), with a burst of as many; the excess is
+	// reset at accept. Default DefaultMaxHandshakes.
+	MaxQueriesPerConn      int // then the server closes; default 10000
+	MaxHandshakesPerSecond int
+	IdleTimeout            time.Duration // between queries; default DefaultServerIdle (40 s); advertised by edns-tcp-keepalive
+	HandshakeTimeout       time.Duration // default 5 s
+	WriteTimeout           time.Duration // default 5 s
 	// TicketRotation is the period after which a new session ticket key is
 	// installed; the two previous keys keep decrypting. Default 1 h.
 	TicketRotation time.Duration
 	// Metrics receives counters; default a fresh Metrics.
 	Metrics *Metrics
 }
+
+// DefaultMaxHandshakes is the default of ServerConfig.MaxHandshakesPerSecond.
+const DefaultMaxHandshakes = 200
 
 // Server answers DNS queries over TLS for one zone.
 type Server struct {
@@ -72,6 +79,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	if cfg.MaxConnsPerIP <= 0 {
 		cfg.MaxConnsPerIP = 32
+	}
+	if cfg.MaxHandshakesPerSecond <= 0 {
+		cfg.MaxHandshakesPerSecond = DefaultMaxHandshakes
 	}
 	if cfg.MaxQueriesPerConn <= 0 {
 		cfg.MaxQueriesPerConn = 10000
@@ -191,6 +201,8 @@ func (s *Server) Serve(ln net.Listener) error {
 	}()
 
 	backoff := 5 * time.Millisecond
+	rate := float64(s.cfg.MaxHandshakesPerSecond)
+	tokens, last := rate, time.Now() // token bucket of new connections
 	for {
 		raw, err := ln.Accept()
 		if err != nil {
@@ -207,8 +219,18 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		backoff = 5 * time.Millisecond
-		ip := remoteIP(raw)
-		if !s.admit(raw, ip) {
+		now := time.Now()
+		tokens = min(rate, tokens+now.Sub(last).Seconds()*rate)
+		last = now
+		limited := tokens < 1
+		if !limited {
+			tokens--
+		}
+		ip := clientKey(remoteIP(raw))
+		if limited || !s.admit(raw, ip) {
+			if limited {
+				s.metrics.RateLimited.Add(1)
+			}
 			s.metrics.Rejected.Add(1)
 			if tc, ok := raw.(*net.TCPConn); ok {
 				_ = tc.SetLinger(0) // RST: no TIME_WAIT on our side under a flood
@@ -226,6 +248,16 @@ func remoteIP(c net.Conn) netip.Addr {
 		return a.Unmap()
 	}
 	return netip.Addr{}
+}
+
+// clientKey is what the per-client limit counts by: an IPv4 address, or
+// the /64 of an IPv6 one (a host gets a /64; counting addresses would let
+// it open MaxConnsPerIP connections from each of 2^64).
+func clientKey(ip netip.Addr) netip.Addr {
+	if ip = ip.Unmap(); ip.Is6() {
+		return netip.PrefixFrom(ip, 64).Masked().Addr()
+	}
+	return ip
 }
 
 func (s *Server) admit(c net.Conn, ip netip.Addr) bool {
@@ -268,6 +300,7 @@ func (s *Server) handle(raw net.Conn, ip netip.Addr) {
 		return
 	}
 	s.metrics.Handshakes.Add(1)
+	s.metrics.handshake(raw.LocalAddr().String(), tc.ConnectionState())
 	if tc.ConnectionState().DidResume {
 		s.metrics.Resumptions.Add(1)
 	}
@@ -330,6 +363,7 @@ func (s *Server) respond(b []byte) []byte {
 					return nil
 				}
 				s.metrics.Padded.Add(1)
+				s.metrics.answer(r.Rcode)
 				return out
 			}
 		}
@@ -338,6 +372,7 @@ func (s *Server) respond(b []byte) []byte {
 	if err != nil {
 		return nil
 	}
+	s.metrics.answer(r.Rcode)
 	return out
 }
 

@@ -273,6 +273,7 @@ func TestOwnServerPerClientLimitFlood(t *testing.T) {
 	const limit, flood = 16, 200
 	s, b := startOwn(t, func(c *ServerConfig) {
 		c.MaxConnsPerIP = limit
+		c.MaxHandshakesPerSecond = 100000 // the per-client limit is tested here, not the rate
 		c.MaxConns = 1000
 		c.HandshakeTimeout = 20 * time.Second
 	})

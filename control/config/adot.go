@@ -187,6 +187,8 @@ func serverConfig(k *checker, s *schema.ADoTServer) *adot.ServerConfig {
 		k.add("adot.server.max_conns_per_client", "%d is more than max_conns (%d)", cfg.MaxConnsPerIP, cfg.MaxConns)
 	}
 	count(k, "adot.server.max_queries_per_conn", cfg.MaxQueriesPerConn, 1, 1<<30)
+	cfg.MaxHandshakesPerSecond = orDefault(k.set("adot.server.max_handshakes_per_second"), s.MaxHandshakesPerSecond, adot.DefaultMaxHandshakes)
+	count(k, "adot.server.max_handshakes_per_second", cfg.MaxHandshakesPerSecond, 1, maxADoTServerConn)
 	cfg.IdleTimeout = k.duration("adot.server.idle_timeout", s.IdleTimeout, adotServerIdle, 100*time.Millisecond, maxADoTIdle)
 	cfg.HandshakeTimeout = k.duration("adot.server.handshake_timeout", s.HandshakeTimeout, adotHandshake, 100*time.Millisecond, maxADoTTimeout)
 	cfg.TicketRotation = k.duration("adot.server.ticket_rotation", s.TicketRotation, adotRotation, time.Nanosecond, maxADoTRotation)

@@ -54,6 +54,7 @@ ttl = 60
 max_conns = 100
 max_conns_per_client = 10
 max_queries_per_conn = 1000
+max_handshakes_per_second = 50
 idle_timeout = "5s"
 handshake_timeout = "2s"
 ticket_rotation = "30m"
@@ -129,6 +130,8 @@ func TestADoTProblems(t *testing.T) {
 		{"zone file and records", `ttl = 60`, "ttl = 60\nzone_file = \"" + zone + "\"", "adot.server.zone_file", "not both"},
 		{"no records", "[adot.server.records]", "[adot.server.nothing]", "adot.server.records", "missing"},
 		{"negative limit", `max_conns_per_client = 10`, `max_conns_per_client = -1`, "adot.server.max_conns_per_client", "negative"},
+		{"handshake rate", `max_handshakes_per_second = 50`, `max_handshakes_per_second = -5`, "adot.server.max_handshakes_per_second", "negative"},
+		{"handshake rate zero", `max_handshakes_per_second = 50`, `max_handshakes_per_second = 0`, "adot.server.max_handshakes_per_second", ""},
 		{"per client above total", `max_conns_per_client = 10`, `max_conns_per_client = 200`, "adot.server.max_conns_per_client", "more than max_conns"},
 		{"ticket rotation too short", `ticket_rotation = "30m"`, `ticket_rotation = "1s"`, "adot.server.ticket_rotation", "below 1m"},
 		{"idle", `idle_timeout = "5s"`, `idle_timeout = "0s"`, "adot.server.idle_timeout", "not a positive duration"},

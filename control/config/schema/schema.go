@@ -292,20 +292,21 @@ type ADoT struct {
 
 // ADoTServer is [adot.server]: an authoritative DoT server for one zone.
 type ADoTServer struct {
-	Listen            string              `toml:"listen,omitempty,omitzero"`    // TLS address, e.g. "192.0.2.53:853"
-	Cert              string              `toml:"cert,omitempty,omitzero"`      // PEM certificate chain
-	Key               string              `toml:"key,omitempty,omitzero"`       // PEM private key
-	Zone              string              `toml:"zone,omitempty,omitzero"`      // origin, e.g. "map-server.example.test"
-	ZoneFile          string              `toml:"zone_file,omitempty,omitzero"` // RFC 1035 master file (or records)
-	TTL               uint32              `toml:"ttl,omitempty,omitzero"`       // TTL of records (default 30 s)
-	Records           map[string][]string `toml:"records,omitempty,omitzero"`   // owner → ["A 192.0.2.10", …]
-	MinTLS            string              `toml:"min_tls,omitempty,omitzero"`
-	MaxConns          int                 `toml:"max_conns,omitempty,omitzero"`
-	MaxConnsPerClient int                 `toml:"max_conns_per_client,omitempty,omitzero"`
-	MaxQueriesPerConn int                 `toml:"max_queries_per_conn,omitempty,omitzero"`
-	IdleTimeout       string              `toml:"idle_timeout,omitempty,omitzero"`
-	HandshakeTimeout  string              `toml:"handshake_timeout,omitempty,omitzero"`
-	TicketRotation    string              `toml:"ticket_rotation,omitempty,omitzero"`
+	Listen                 string              `toml:"listen,omitempty,omitzero"`    // TLS address, e.g. "192.0.2.53:853"
+	Cert                   string              `toml:"cert,omitempty,omitzero"`      // PEM certificate chain
+	Key                    string              `toml:"key,omitempty,omitzero"`       // PEM private key
+	Zone                   string              `toml:"zone,omitempty,omitzero"`      // origin, e.g. "map-server.example.test"
+	ZoneFile               string              `toml:"zone_file,omitempty,omitzero"` // RFC 1035 master file (or records)
+	TTL                    uint32              `toml:"ttl,omitempty,omitzero"`       // TTL of records (default 30 s)
+	Records                map[string][]string `toml:"records,omitempty,omitzero"`   // owner → ["A 192.0.2.10", …]
+	MinTLS                 string              `toml:"min_tls,omitempty,omitzero"`
+	MaxConns               int                 `toml:"max_conns,omitempty,omitzero"`
+	MaxConnsPerClient      int                 `toml:"max_conns_per_client,omitempty,omitzero"`
+	MaxHandshakesPerSecond int                 `toml:"max_handshakes_per_second,omitempty,omitzero"`
+	MaxQueriesPerConn      int                 `toml:"max_queries_per_conn,omitempty,omitzero"`
+	IdleTimeout            string              `toml:"idle_timeout,omitempty,omitzero"`
+	HandshakeTimeout       string              `toml:"handshake_timeout,omitempty,omitzero"`
+	TicketRotation         string              `toml:"ticket_rotation,omitempty,omitzero"`
 }
 
 // LISPDecent is [lisp.decent]: this node finds its Map-Servers and
