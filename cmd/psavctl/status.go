@@ -34,7 +34,7 @@ func addACSFlags(c *cobra.Command) *acsFlags {
 	fs.StringVar(&f.addr, "acs", "", "ask this ACS, `HOST:PORT`, over mutual TLS (the remote form)")
 	fs.UintVar(&f.asn, "asn", 0, "with -acs: the AS `N` the certificate names")
 	fs.UintVar(&f.target, "target-asn", 0, "with -acs: the AS `N` of the ACS asked (default: -asn)")
-	fs.StringVar(&f.cert, "cert", "", "with -acs: the certificate `FILE` (PEM; status: an op certificate, tables: an abr one)")
+	fs.StringVar(&f.cert, "cert", "", "with -acs: an operator certificate `FILE` of the AS (PEM; psav:as<N>:op:<name>)")
 	fs.StringVar(&f.key, "key", "", "with -acs: its key `FILE` (PEM)")
 	fs.StringVar(&f.ca, "ca", "", "with -acs: the alliance CA bundle `FILE` (PEM)")
 	return f
@@ -64,8 +64,8 @@ func remoteTimeout(c *cobra.Command, l *localCall) time.Duration {
 }
 
 // dial opens a gRPC connection to the ACS over mutual TLS 1.3 with a
-// certificate of role (op for status, abr for tables: what the ACS's
-// listener accepts for the call, docs/wire.md §3.1). For the ACS of the
+// certificate of role (op for the operator calls status and tables: what
+// the ACS's listener accepts for them, docs/wire.md §3.1). For the ACS of the
 // certificate's own AS the ABR's check of the server applies (same AS), for
 // another AS's ACS the peer check.
 func (f *acsFlags) dial(role pki.Role) (*grpc.ClientConn, pki.Identity, error) {
