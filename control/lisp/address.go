@@ -1,6 +1,7 @@
 package lisp
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
@@ -11,10 +12,11 @@ type AFI uint16
 
 // Address families understood by the codec.
 const (
-	AFINone AFI = 0     // no address (RFC 9301 §5: AFI 0, zero-length address)
-	AFIIPv4 AFI = 1     // 4-octet IPv4 address
-	AFIIPv6 AFI = 2     // 16-octet IPv6 address
-	AFILCAF AFI = 16387 // LISP Canonical Address Format, RFC 8060
+	AFINone              AFI = 0     // no address (RFC 9301 §5: AFI 0, zero-length address)
+	AFIIPv4              AFI = 1     // 4-octet IPv4 address
+	AFIIPv6              AFI = 2     // 16-octet IPv6 address
+	AFIDistinguishedName AFI = 17    // NUL-terminated ASCII name (RFC 8060 §3; lispers.net's named RLOCs)
+	AFILCAF              AFI = 16387 // LISP Canonical Address Format, RFC 8060
 )
 
 // LCAFType is the Type octet of an LCAF header (RFC 8060 §3).
@@ -41,7 +43,13 @@ const MaxAddressDepth = 4
 type Address struct {
 	IP   netip.Addr
 	LCAF *LCAF
+	// Name is a Distinguished Name (AFI 17) when not "": printable ASCII,
+	// no NUL, encoded NUL-terminated.
+	Name string
 }
+
+// MaxNameLen bounds a Distinguished Name (AFI 17) we decode or encode.
+const MaxNameLen = 255
 
 // LCAF is a decoded LISP Canonical Address. Which fields are meaningful
 // depends on Type:
@@ -123,6 +131,8 @@ func (a Address) AFI() AFI {
 	switch {
 	case a.LCAF != nil:
 		return AFILCAF
+	case a.Name != "":
+		return AFIDistinguishedName
 	case a.IP.Is4():
 		return AFIIPv4
 	case a.IP.IsValid():
@@ -132,7 +142,7 @@ func (a Address) AFI() AFI {
 }
 
 // IsZero reports whether a is AFI 0.
-func (a Address) IsZero() bool { return !a.IP.IsValid() && a.LCAF == nil }
+func (a Address) IsZero() bool { return !a.IP.IsValid() && a.LCAF == nil && a.Name == "" }
 
 // String renders the address for logs.
 func (a Address) String() string {
@@ -141,6 +151,8 @@ func (a Address) String() string {
 		return a.LCAF.String()
 	case a.IP.IsValid():
 		return a.IP.String()
+	case a.Name != "":
+		return fmt.Sprintf("%q", a.Name)
 	}
 	return "no-address"
 }
@@ -182,10 +194,17 @@ func AppendAddress(b []byte, a Address) ([]byte, error) {
 }
 
 func appendAddress(b []byte, a Address, depth int) ([]byte, error) {
-	if a.LCAF != nil && a.IP.IsValid() {
-		return b, fmt.Errorf("%w: address has both IP and LCAF", ErrInvalid)
+	if (a.LCAF != nil && a.IP.IsValid()) || (a.Name != "" && (a.LCAF != nil || a.IP.IsValid())) {
+		return b, fmt.Errorf("%w: address has more than one of IP, LCAF, name", ErrInvalid)
 	}
 	switch {
+	case a.Name != "":
+		if len(a.Name) > MaxNameLen || !printable(a.Name) {
+			return b, fmt.Errorf("%w: distinguished name %q", ErrInvalid, a.Name)
+		}
+		b = binary.BigEndian.AppendUint16(b, uint16(AFIDistinguishedName))
+		b = append(b, a.Name...)
+		return append(b, 0), nil
 	case a.LCAF != nil:
 		return appendLCAF(b, a.LCAF, depth)
 	case a.IP.Is4():
@@ -298,6 +317,16 @@ func (r *reader) address(depth int) Address {
 		return Address{IP: netip.AddrFrom16([16]byte(v))}
 	case AFILCAF:
 		return r.lcaf(depth)
+	case AFIDistinguishedName:
+		rest := r.b[r.off:]
+		n := bytes.IndexByte(rest[:min(len(rest), MaxNameLen+1)], 0)
+		if n <= 0 || !printable(string(rest[:n])) {
+			r.fail(fmt.Errorf("%w: distinguished name not NUL-terminated printable ASCII of 1 … %d octets", ErrInvalid, MaxNameLen))
+			return Address{}
+		}
+		name := string(rest[:n])
+		r.off += n + 1
+		return Address{Name: name}
 	}
 	r.fail(fmt.Errorf("%w: AFI %d", ErrUnknownAFI, afi))
 	return Address{}
@@ -370,4 +399,15 @@ func (r *reader) lcaf(depth int) Address {
 		return Address{}
 	}
 	return Address{LCAF: l}
+}
+
+// printable reports whether s is printable ASCII (what a Distinguished Name
+// may hold here).
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }

@@ -230,11 +230,14 @@ func TestInnerChecksum(t *testing.T) {
 			t.Errorf("%s: ParseInnerIPUDP %v %v %d", v.name, err, hdr, len(payload))
 		}
 	}
-	// IPv6 inner UDP with a zero checksum is refused.
+	// IPv6 inner UDP with a zero checksum (lispers.net's ECMs) is
+	// accepted (issue 16).
 	b := bytes.Clone(msgVectors[len(msgVectors)-1].wire)
 	b[4+40+6], b[4+40+7] = 0, 0
-	if _, err := Parse(b); !errors.Is(err, ErrMalformed) {
-		t.Errorf("IPv6 zero UDP checksum: %v", err)
+	if m, err := Parse(b); err != nil {
+		t.Errorf("IPv6 zero UDP checksum refused: %v", err)
+	} else if _, ok := m.(*ECM).Message.(*MapRequest); !ok {
+		t.Errorf("IPv6 zero UDP checksum: inner message %T", m.(*ECM).Message)
 	}
 }
 

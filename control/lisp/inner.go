@@ -45,8 +45,10 @@ func AppendInnerIPUDP(b []byte, h InnerHeader, payload []byte) ([]byte, error) {
 // ParseInnerIPUDP decodes the inner IP and UDP headers of an ECM and returns
 // the UDP payload. The IP packet must fill b exactly; IPv4 fragments, IPv6
 // extension headers and non-UDP payloads are refused; the IPv4 header
-// checksum must verify; the UDP checksum must verify when non-zero and must
-// be non-zero for IPv6.
+// checksum must verify; the UDP checksum must verify when non-zero. A zero
+// UDP checksum is accepted for IPv6 too: lispers.net sends its ECMs so, and
+// RFC 6935/6936 allow it for tunnel protocols (the ECM's outer UDP and the
+// signed or nonce-matched message inside carry the integrity).
 func ParseInnerIPUDP(b []byte) (InnerHeader, []byte, error) {
 	var h InnerHeader
 	if len(b) < 1 {
@@ -98,8 +100,6 @@ func ParseInnerIPUDP(b []byte) (InnerHeader, []byte, error) {
 		return h, nil, fmt.Errorf("%w: inner UDP length %d, have %d octets", ErrMalformed, ul, len(rest))
 	}
 	switch ck := binary.BigEndian.Uint16(rest[6:]); {
-	case ck == 0 && src.Is6():
-		return h, nil, fmt.Errorf("%w: inner IPv6 UDP checksum is zero", ErrMalformed)
 	case ck != 0 && header.Checksum(rest, header.PseudoHeaderChecksum(header.ProtoUDP, src, dst, len(rest))) != 0xffff:
 		return h, nil, fmt.Errorf("%w: inner UDP checksum", ErrMalformed)
 	}
