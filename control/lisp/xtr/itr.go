@@ -136,7 +136,29 @@ func (x *XTR) reply(m *lisp.MapReply, now time.Time) {
 	}
 	x.dropPending(p)
 	x.stats.Replies++
-	x.learn(m.Records, now)
+	x.learn(x.answering(p, m.Records), now)
+}
+
+// answering keeps the records that answer p: same instance, a prefix that
+// contains the EID asked for. A record for anything else is an overclaim
+// (a buggy or hostile ETR/Map-Resolver taking over other destinations) and
+// is refused, counted. So is a record with locators for a /0: no ETR owns
+// the whole address space, while a negative /0 ("nothing is LISP here")
+// is legitimate.
+func (x *XTR) answering(p *pending, recs []lisp.MappingRecord) []lisp.MappingRecord {
+	keep := recs[:0:0]
+	for _, r := range recs {
+		iid, ip, ok := unwrapEID(r.EID)
+		if ok && int(r.EIDMaskLen) <= ip.BitLen() {
+			pfx := netip.PrefixFrom(ip, int(r.EIDMaskLen)).Masked()
+			if iid != p.iid || !pfx.Contains(p.eid) || (r.EIDMaskLen == 0 && len(r.Locators) > 0) {
+				x.stats.Overclaims++
+				continue
+			}
+		}
+		keep = append(keep, r)
+	}
+	return keep
 }
 
 // releaseHolds ends the hold-downs that are over. x.mu held.

@@ -38,7 +38,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.etr, prometheus.CounterValue, float64(v), name)
 	}
 	for name, v := range map[string]uint64{
-		"request": st.Requests, "retry": st.Retries, "reply": st.Replies, "negative": st.Negative, "bad-nonce": st.BadNonce,
+		"request": st.Requests, "retry": st.Retries, "reply": st.Replies, "negative": st.Negative, "bad-nonce": st.BadNonce, "overclaim": st.Overclaims,
 		"gave-up": st.GaveUp, "rate-limited": st.RateLimited, "expired": st.Expired, "miss-dropped": st.MissesDropped, "no-resolver": st.NoResolver,
 	} {
 		ch <- prometheus.MustNewConstMetric(c.itr, prometheus.CounterValue, float64(v), name)

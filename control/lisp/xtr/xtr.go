@@ -64,6 +64,7 @@ type Stats struct {
 	RequestsAnswered, RequestsNotOurs, Malformed, Unhandled uint64
 	NoMapServer, NoResolver                                 uint64 // registrations / requests the Directory had no target for (yet)
 	RegisterRetries                                         uint64 // rounds sent again early: a wanted Map-Notify did not come
+	Overclaims                                              uint64 // Map-Reply records refused: not covering the EID asked for
 	CacheEntries, Pending                                   int
 }
 
