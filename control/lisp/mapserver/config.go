@@ -12,7 +12,8 @@ import (
 // Defaults (see README.md, "Decisions").
 const (
 	DefaultRegistrationTTL     = 3 * time.Minute // draft §4.2: time out after three minutes
-	DefaultNegativeTTL         = 1               // minutes, negative Map-Reply record TTL
+	DefaultNegativeTTL         = 1               // minutes, negative Map-Reply record TTL inside configured EID space
+	DefaultNegativeTTLOutside  = 15              // minutes, outside it (RFC 9301 §5.4's 15-minute suggestion for non-EID space)
 	DefaultControlPort         = 4342            // LISP control port (forwarded ECMs go here)
 	DefaultNotifyRetryInterval = time.Second
 	DefaultNotifyMaxRetries    = 3
@@ -103,7 +104,8 @@ type Config struct {
 	Sites               []Site
 	Replay              ReplayPolicy
 	RegistrationTTL     time.Duration
-	NegativeTTL         uint32 // minutes
+	NegativeTTL         uint32 // minutes, for EIDs inside a site's configured prefixes
+	NegativeTTLOutside  uint32 // minutes, for addresses outside every site's prefixes
 	ControlPort         uint16 // destination port of ECMs forwarded to ETRs
 	NotifyRetryInterval time.Duration
 	NotifyMaxRetries    int
@@ -117,6 +119,9 @@ func (c *Config) fill() {
 	}
 	if c.NegativeTTL == 0 {
 		c.NegativeTTL = DefaultNegativeTTL
+	}
+	if c.NegativeTTLOutside == 0 {
+		c.NegativeTTLOutside = DefaultNegativeTTLOutside
 	}
 	if c.ControlPort == 0 {
 		c.ControlPort = DefaultControlPort

@@ -1,6 +1,7 @@
 package mapserver
 
 import (
+	"net/netip"
 	"testing"
 	"time"
 
@@ -78,5 +79,39 @@ func TestNotifyAuthLengthAndKeyField(t *testing.T) {
 	s.Handle(regA(t, 3, regOpt{notify: true, authLen: 16, sharedKeyID: 7}, r), etrA, t0)
 	if st := s.Stats(); st.Refused[ReasonBadKeyID] != 1 || st.Refused[ReasonAuthFailed] != 1 {
 		t.Fatalf("refusals %v, want one bad-key-id (Key ID 0) and one auth-failed (length 16)", st.Refused)
+	}
+}
+
+// TestEveryRecordAnsweredLBitClear (issue 16): a Map-Request with two
+// records gets both answered in one Map-Reply — a proxy record, whose
+// locators no longer carry the L bit (they are not the Map-Server's own),
+// and a negative one outside EID space with the 15-minute TTL.
+func TestEveryRecordAnsweredLBitClear(t *testing.T) {
+	s := newServer(t, nil)
+	r := rec(pfx("10.1.0.0/16"), nil, "192.0.2.10")
+	r.Locators[0].Local = true
+	s.Handle(regA(t, 1, regOpt{proxy: true}, r), etrA, t0)
+	a, b := netip.MustParseAddr("10.1.2.3"), netip.MustParseAddr("172.16.0.1")
+	pkt, err := lisp.Marshal(&lisp.ECM{
+		Inner: lisp.InnerHeader{Source: netip.AddrPortFrom(itr.Addr(), itr.Port()), Destination: netip.AddrPortFrom(a, 4342), TTL: 64},
+		Message: &lisp.MapRequest{Nonce: 9, ITRRLOCs: []lisp.Address{lisp.IPAddr(itr.Addr())},
+			Records: []lisp.EIDRecord{{MaskLen: 32, EID: lisp.IPAddr(a)}, {MaskLen: 32, EID: lisp.IPAddr(b)}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := parseReply(t, onlyOne(t, s.Handle(pkt, itr, t0)))
+	if len(rep.Records) != 2 {
+		t.Fatalf("%d records answered, want 2", len(rep.Records))
+	}
+	p, n := rep.Records[0], rep.Records[1]
+	if len(p.Locators) != 1 || p.Locators[0].Local || !p.Locators[0].Reachable {
+		t.Fatalf("proxy record %+v: want one locator, L clear", p)
+	}
+	if len(n.Locators) != 0 || n.TTL != DefaultNegativeTTLOutside {
+		t.Fatalf("negative record %+v", n)
+	}
+	if regs := s.Registrations(t0); !regs[0].Record.Locators[0].Local {
+		t.Fatal("the stored registration was altered")
 	}
 }

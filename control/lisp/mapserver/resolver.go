@@ -55,7 +55,10 @@ func commonBits(a, b netip.Addr) int {
 // registration table and the prefixes configured for the sites. A known
 // prefix that itself covers addr (configured but not registered) bounds the
 // answer from above: the answer is then that prefix or inside it.
-func (s *Server) negativePrefix(iid uint32, addr netip.Addr) netip.Prefix {
+// inEIDSpace reports whether a site's configured prefix covers addr (EID
+// space nobody registered yet: a short negative TTL, so a registration is
+// found soon) rather than none (not LISP: the long TTL).
+func (s *Server) negativePrefix(iid uint32, addr netip.Addr) (_ netip.Prefix, inEIDSpace bool) {
 	l := 0
 	v4 := addr.Is4()
 	constrain := func(q netip.Prefix) {
@@ -81,11 +84,12 @@ func (s *Server) negativePrefix(iid uint32, addr netip.Addr) netip.Prefix {
 		for _, p := range site.EIDPrefixes {
 			if p.IID == iid {
 				constrain(p.Prefix)
+				inEIDSpace = inEIDSpace || p.Prefix.Contains(addr)
 			}
 		}
 	}
 	p, _ := addr.Prefix(min(l, addr.BitLen()))
-	return p
+	return p, inEIDSpace
 }
 
 // requestEID extracts (IID, address) from a Map-Request EID record.
@@ -123,38 +127,64 @@ func ReplyTo(req *lisp.MapRequest, e *lisp.ECM, from netip.AddrPort) netip.AddrP
 	return netip.AddrPortFrom(from.Addr(), port)
 }
 
-// handleRequest answers an Encapsulated Map-Request for its first record:
-// a proxy Map-Reply (P bit), a forwarded ECM to the registering ETR, or a
-// negative Map-Reply.
+// handleRequest answers every record of an Encapsulated Map-Request: a
+// proxy Map-Reply record (P bit), the ECM forwarded unaltered to the
+// registering ETR (once per ETR), or a negative record; the proxy and
+// negative records go back in one Map-Reply.
 func (s *Server) handleRequest(pkt []byte, e *lisp.ECM, req *lisp.MapRequest, from netip.AddrPort, now time.Time) []lisp.Datagram {
 	s.st.MapRequests++
-	iid, addr, hasIID, ok := requestEID(req.Records[0].EID)
-	if !ok {
-		return s.refuse(ReasonMalformed)
-	}
-	_, ent := s.lookup(iid, addr, now)
-	if ent != nil && !ent.proxy {
-		s.st.Forwarded++
-		// Forwarded unaltered: the ETR answers the ITR directly.
-		return []lisp.Datagram{{To: netip.AddrPortFrom(ent.etrAddr.Addr(), s.cfg.ControlPort), Data: pkt}}
-	}
-	var rec lisp.MappingRecord
-	if ent != nil {
-		s.st.ProxyReplies++
-		rec = ent.rec
-		rec.Authoritative = false // answered by the Map-Server, not the ETR
-	} else {
-		s.st.NegativeReplies++
-		p := s.negativePrefix(iid, addr)
-		eid := lisp.IPAddr(p.Addr())
-		if hasIID || iid != 0 {
-			eid = lisp.InstanceIDAddr(iid, 0, eid)
+	var out []lisp.Datagram
+	var recs []lisp.MappingRecord
+	for _, r := range req.Records {
+		iid, addr, hasIID, ok := requestEID(r.EID)
+		if !ok {
+			return s.refuse(ReasonMalformed)
 		}
-		rec = lisp.MappingRecord{TTL: s.cfg.NegativeTTL, EIDMaskLen: uint8(p.Bits()), Action: lisp.ActionNativelyForward, EID: eid}
+		_, ent := s.lookup(iid, addr, now)
+		switch {
+		case ent != nil && !ent.proxy:
+			to := netip.AddrPortFrom(ent.etrAddr.Addr(), s.cfg.ControlPort)
+			dup := false
+			for _, o := range out {
+				dup = dup || o.To == to
+			}
+			if !dup {
+				s.st.Forwarded++
+				// Forwarded unaltered: the ETR answers the ITR directly.
+				out = append(out, lisp.Datagram{To: to, Data: pkt})
+			}
+		case ent != nil:
+			s.st.ProxyReplies++
+			rec := ent.rec
+			rec.Authoritative = false // answered by the Map-Server, not the ETR
+			// The L bit says "this locator is the replier's own": not so
+			// for the Map-Server (OOR and lispers.net then treat the
+			// mapping as local).
+			rec.Locators = append([]lisp.Locator(nil), rec.Locators...)
+			for i := range rec.Locators {
+				rec.Locators[i].Local = false
+			}
+			recs = append(recs, rec)
+		default:
+			s.st.NegativeReplies++
+			p, inEIDSpace := s.negativePrefix(iid, addr)
+			eid := lisp.IPAddr(p.Addr())
+			if hasIID || iid != 0 {
+				eid = lisp.InstanceIDAddr(iid, 0, eid)
+			}
+			ttl := s.cfg.NegativeTTL
+			if !inEIDSpace {
+				ttl = s.cfg.NegativeTTLOutside
+			}
+			recs = append(recs, lisp.MappingRecord{TTL: ttl, EIDMaskLen: uint8(p.Bits()), Action: lisp.ActionNativelyForward, EID: eid})
+		}
 	}
-	b, err := (&lisp.MapReply{Nonce: req.Nonce, Records: []lisp.MappingRecord{rec}}).Append(nil)
+	if len(recs) == 0 {
+		return out
+	}
+	b, err := (&lisp.MapReply{Nonce: req.Nonce, Records: recs}).Append(nil)
 	if err != nil {
-		return nil
+		return out
 	}
-	return []lisp.Datagram{{To: ReplyTo(req, e, from), Data: b}}
+	return append(out, lisp.Datagram{To: ReplyTo(req, e, from), Data: b})
 }

@@ -349,7 +349,17 @@ func TestNegativeReply(t *testing.T) {
 		if got.String() != c.want || hasIID != (c.wrap != nil) || (c.wrap != nil && iid != 7) {
 			t.Errorf("%s: negative prefix [%d]%v (IID LCAF %v), want %s", c.eid, iid, got, hasIID, c.want)
 		}
-		if len(rr.Locators) != 0 || rr.Action != lisp.ActionNativelyForward || rr.TTL != DefaultNegativeTTL || r.Nonce != 5 {
+		// Inside a site's configured prefixes: 1 minute (a registration
+		// may come); outside EID space: 15 minutes (issue 16).
+		wantTTL := uint32(DefaultNegativeTTLOutside)
+		for _, site := range testSites() {
+			for _, p := range site.EIDPrefixes {
+				if p.IID == iid && p.Prefix.Contains(a) {
+					wantTTL = DefaultNegativeTTL
+				}
+			}
+		}
+		if len(rr.Locators) != 0 || rr.Action != lisp.ActionNativelyForward || rr.TTL != wantTTL || r.Nonce != 5 {
 			t.Errorf("%s: record %+v", c.eid, rr)
 		}
 	}
