@@ -115,3 +115,34 @@ func TestEveryRecordAnsweredLBitClear(t *testing.T) {
 		t.Fatal("the stored registration was altered")
 	}
 }
+
+// TestExpiryHeap (issue 16): expiry goes by the heap — what expired goes,
+// a refreshed registration outlives its first expiry, and the heap holds
+// only live items plus superseded ones not yet due (Tick visits those
+// alone, not the table).
+func TestExpiryHeap(t *testing.T) {
+	sites := testSites()
+	sites[0].AcceptMoreSpecifics = true
+	s := newServer(t, func(c *Config) { c.Sites = sites })
+	for i := range 200 {
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 1, byte(i), 0}), 24)
+		s.Handle(regA(t, uint64(i+1), regOpt{}, rec(p, nil, "192.0.2.10")), etrA, t0)
+	}
+	keep := rec(pfx("10.1.0.0/24"), nil, "192.0.2.10")
+	s.Handle(regA(t, 1000, regOpt{}, keep), etrA, t0.Add(2*time.Minute)) // refresh of one
+	if n := len(s.expiry); n != 201 {
+		t.Fatalf("heap holds %d items, want 201", n)
+	}
+	s.Tick(t0.Add(time.Minute))
+	if st := s.Stats(); st.Expirations != 0 || len(s.expiry) != 201 {
+		t.Fatalf("a Tick before any expiry changed things: %+v, heap %d", st, len(s.expiry))
+	}
+	s.Tick(t0.Add(DefaultRegistrationTTL))
+	if st := s.Stats(); st.Expirations != 199 || len(s.Registrations(t0.Add(DefaultRegistrationTTL))) != 1 || len(s.expiry) != 1 {
+		t.Fatalf("after the first expiry: %+v, heap %d", st, len(s.expiry))
+	}
+	s.Tick(t0.Add(2*time.Minute + DefaultRegistrationTTL))
+	if st := s.Stats(); st.Expirations != 200 || len(s.expiry) != 0 {
+		t.Fatalf("refreshed registration: %+v, heap %d", st, len(s.expiry))
+	}
+}

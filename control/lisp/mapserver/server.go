@@ -2,6 +2,7 @@ package mapserver
 
 import (
 	"bytes"
+	"container/heap"
 	"encoding/hex"
 	"errors"
 	"net/netip"
@@ -113,6 +114,11 @@ type Server struct {
 
 	pending   map[pendKey]*pendingNotify
 	nextSweep time.Time
+	// expiry orders registrations by expiry time so a sweep visits only
+	// what expires (O(expired · log n), not O(table)). Refreshes replace
+	// the entry, so an item whose entry is no longer stored is stale and
+	// dropped when it comes up.
+	expiry expiryHeap
 
 	st Stats
 }
@@ -210,25 +216,51 @@ func (s *Server) Tick(now time.Time) []lisp.Datagram {
 	return out
 }
 
-// sweep removes expired registrations.
+// sweep removes expired registrations: only those, from the expiry heap.
 func (s *Server) sweep(now time.Time) {
 	s.nextSweep = now.Add(time.Second)
-	for k, es := range s.regs {
-		live := es[:0]
-		for _, e := range es {
-			if now.Before(e.expires) {
-				live = append(live, e)
-			} else {
-				s.st.Expirations++
+	for len(s.expiry) > 0 && !now.Before(s.expiry[0].at) {
+		it := heap.Pop(&s.expiry).(expiryItem)
+		es := s.regs[it.k]
+		idx := -1
+		for i, e := range es {
+			if e == it.e {
+				idx = i
+				break
 			}
 		}
-		clear(es[len(live):])
-		if len(live) == 0 {
-			s.dropKey(k)
+		if idx < 0 || now.Before(it.e.expires) {
+			continue // refreshed or removed since
+		}
+		s.st.Expirations++
+		es = append(es[:idx], es[idx+1:]...)
+		if len(es) == 0 {
+			s.dropKey(it.k)
 		} else {
-			s.regs[k] = live
+			s.regs[it.k] = es
 		}
 	}
+}
+
+type expiryItem struct {
+	at time.Time
+	k  regKey
+	e  *entry
+}
+
+// expiryHeap is a min-heap of expiryItems by time (container/heap).
+type expiryHeap []expiryItem
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiryItem)) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	old[len(old)-1] = expiryItem{}
+	*h = old[:len(old)-1]
+	return it
 }
 
 func (s *Server) dropKey(k regKey) {
@@ -462,6 +494,7 @@ func (s *Server) upsert(site *siteState, etr etrID, from netip.AddrPort, k regKe
 	}
 	e := &entry{site: site, etr: etr, etrAddr: from, rec: *rec, proxy: m.ProxyReply,
 		asn: asn, hasASN: hasASN, xtr: m.XTR, registered: now, expires: expires}
+	heap.Push(&s.expiry, expiryItem{at: expires, k: k, e: e})
 	if idx >= 0 {
 		s.st.Refreshes++
 		es[idx] = e
