@@ -146,3 +146,17 @@ func TestExpiryHeap(t *testing.T) {
 		t.Fatalf("refreshed registration: %+v, heap %d", st, len(s.expiry))
 	}
 }
+
+// TestServeWildcardSocket: on a dual-stack wildcard socket (where replies
+// are not batched) an IPv4 ETR's Map-Register is answered, as on the
+// specific-address sockets TestServeLoopback batches on.
+func TestServeWildcardSocket(t *testing.T) {
+	s, ms := startServer(t, "[::]", 4342, nil)
+	etr := listen(t, "127.0.0.1:0")
+	to := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ms.Port())
+	etr.WriteToUDPAddrPort(regA(t, 1, regOpt{notify: true}, rec(pfx("10.1.1.0/24"), nil, "127.0.0.1")), to)
+	b, _ := recv(t, etr)
+	if n, err := lisp.ParseMapNotify(b); err != nil || n.Nonce != 1 || s.Stats().MapNotifies != 1 {
+		t.Fatalf("Map-Notify %v %+v", err, n)
+	}
+}
