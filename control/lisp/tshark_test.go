@@ -46,7 +46,8 @@ func writePcap(path string, payloads [][]byte) error {
 }
 
 // tsharkFrames is every packet the tshark test writes: all message vectors,
-// and signed Map-Register/Map-Notify/Map-Notify-Ack with both lengths.
+// and signed Map-Register/Map-Notify/Map-Notify-Ack with both lengths and
+// with an RFC 9301 Key ID in the high octet of the key field.
 func tsharkFrames(t *testing.T) (names []string, frames [][]byte, want []map[string]string) {
 	for _, v := range msgVectors {
 		names = append(names, v.name)
@@ -61,7 +62,7 @@ func tsharkFrames(t *testing.T) (names []string, frames [][]byte, want []map[str
 		typ   byte
 		keyID uint16
 		n     int
-	}{{3, 1, 12}, {3, 1, 20}, {3, 2, 16}, {3, 2, 32}, {4, 2, 16}, {5, 1, 20}} {
+	}{{3, 1, 12}, {3, 1, 20}, {3, 2, 16}, {3, 2, 32}, {4, 2, 16}, {5, 1, 20}, {3, 0x0301, 20}, {4, 0x0702, 32}} {
 		b := authVector(c.typ, c.keyID, c.n)
 		if err := Sign(b, c.keyID, testKey, c.n); err != nil {
 			t.Fatal(err)
