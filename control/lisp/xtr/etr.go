@@ -260,7 +260,21 @@ func (x *XTR) answer(req *lisp.MapRequest, src, from netip.AddrPort, encapsulate
 		}
 		to = netip.AddrPortFrom(ip, src.Port())
 	}
-	b, err := lisp.Marshal(&lisp.MapReply{Nonce: req.Nonce, Records: []lisp.MappingRecord{*rec}})
+	reply := &lisp.MapReply{Nonce: req.Nonce, Records: []lisp.MappingRecord{*rec}}
+	if req.Probe && !encapsulated {
+		// An RLOC-probe (RFC 9301 §7.1): the reply has the P bit, and p
+		// on the locator probed — ours of the prober's family (OOR takes
+		// p's locator, else the reply's source, as the one that is up).
+		reply.Probe = true
+		for i, l := range rec.Locators {
+			for _, r := range x.cfg.RLOCs {
+				if l.Address.IP == r && r.Is4() == src.Addr().Unmap().Is4() {
+					rec.Locators[i].Probed = true
+				}
+			}
+		}
+	}
+	b, err := lisp.Marshal(reply)
 	if err != nil {
 		x.stats.Malformed++
 		return nil

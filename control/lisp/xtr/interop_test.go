@@ -55,3 +55,26 @@ func TestITRRefusesOverclaim(t *testing.T) {
 		t.Fatalf("negative /0 refused: %+v", x.Stats())
 	}
 }
+
+// TestETRProbeReply (issue 16): a plain Map-Request with the P bit (an
+// RLOC-probe, as OOR sends every 30 s) is answered with a Map-Reply with P
+// set and the probed locator's p bit, so the prober keeps the RLOC up; a
+// plain request without P gets neither.
+func TestETRProbeReply(t *testing.T) {
+	x := newXTR(t, Config{RLOCs: []netip.Addr{rloc}, Database: etrDatabase()})
+	for _, probe := range []bool{true, false} {
+		b, err := lisp.Marshal(&lisp.MapRequest{Probe: probe, Nonce: 42, ITRRLOCs: []lisp.Address{lisp.IPAddr(netip.MustParseAddr("198.51.100.9"))},
+			Records: []lisp.EIDRecord{{MaskLen: 24, EID: lisp.IPAddr(netip.MustParseAddr("203.0.113.0"))}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := x.Handle(b, netip.MustParseAddrPort("198.51.100.9:4342"), t0)
+		if len(out) != 1 {
+			t.Fatalf("probe %v: %d answers", probe, len(out))
+		}
+		r, err := lisp.ParseMapReply(out[0].Data)
+		if err != nil || r.Nonce != 42 || r.Probe != probe || len(r.Records) != 1 || r.Records[0].Locators[0].Probed != probe {
+			t.Fatalf("probe %v: reply %+v %v", probe, r, err)
+		}
+	}
+}
