@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/psavd/psavd/internal/syncbuf"
 	"github.com/psavd/psavd/internal/testpki"
 	"github.com/psavd/psavd/internal/testtool"
 
@@ -126,26 +127,9 @@ type BIND struct {
 	cmd     *exec.Cmd
 	enter   func(fn func() error) error
 	exited  chan struct{}
-	log     *lockedBuf
+	log     *syncbuf.Buffer
 	ownDir  bool
 	stopped sync.Once
-}
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // Log returns what named has written to stdout/stderr so far (-g).
@@ -183,7 +167,7 @@ func Start(dir string, opts Options) (*BIND, error) {
 		opts.Enter = func(fn func() error) error { return fn() }
 	}
 	la := opts.ListenAddr
-	b := &BIND{Dir: dir, ServerName: opts.ServerName, Zone: opts.Zone, log: &lockedBuf{}, exited: make(chan struct{}), enter: opts.Enter}
+	b := &BIND{Dir: dir, ServerName: opts.ServerName, Zone: opts.Zone, log: &syncbuf.Buffer{}, exited: make(chan struct{}), enter: opts.Enter}
 	if dir == "" {
 		d, err := os.MkdirTemp("", "bindserver-")
 		if err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/psavd/psavd/control/pair"
 	"github.com/psavd/psavd/control/pki"
 	"github.com/psavd/psavd/internal/netlab"
+	"github.com/psavd/psavd/internal/syncbuf"
 	"github.com/psavd/psavd/internal/testpki"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -273,7 +274,7 @@ var readyWord = regexp.MustCompile(`\bready\b`)
 // psavdProc is a running psavd of a test.
 type psavdProc struct {
 	cmd  *exec.Cmd
-	log  *lockedBuffer
+	log  *syncbuf.Buffer
 	done chan struct{}
 }
 
@@ -310,8 +311,8 @@ func startPsavd(t *testing.T, bin, ns, cfgFile string, waitReady bool) *psavdPro
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &psavdProc{cmd: cmd, log: &lockedBuffer{}, done: make(chan struct{})}
-	var stdout lockedBuffer
+	p := &psavdProc{cmd: cmd, log: &syncbuf.Buffer{}, done: make(chan struct{})}
+	var stdout syncbuf.Buffer
 	cmd.Stdout = &stdout
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

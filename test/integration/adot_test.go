@@ -18,6 +18,7 @@ import (
 
 	"github.com/psavd/psavd/control/decent/pull"
 	"github.com/psavd/psavd/internal/netlab"
+	"github.com/psavd/psavd/internal/syncbuf"
 	"github.com/psavd/psavd/internal/testpki"
 	"github.com/psavd/psavd/internal/testtool"
 )
@@ -267,7 +268,7 @@ type capture struct {
 	tcpdump, file, ns string
 	cmd               *exec.Cmd
 	done              chan struct{}
-	log               lockedBuffer // tcpdump's standard error
+	log               syncbuf.Buffer // tcpdump's standard error
 }
 
 func startCapture(t *testing.T, tcpdump, ns, file string) *capture {

@@ -6,17 +6,16 @@
 package rpkitest
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/psavd/psavd/internal/syncbuf"
 	"github.com/psavd/psavd/internal/testtool"
 )
 
@@ -69,24 +68,6 @@ func WriteVRPs(t testing.TB, path string, vrps []VRP) {
 	}
 }
 
-// lockedBuffer collects the server's output for failure messages.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TLS names the server certificate and key for RTR over TLS.
 type TLS struct{ CertFile, KeyFile string }
 
@@ -130,7 +111,7 @@ func Start(t testing.TB, bin, file string, tr Transport, extra ...string) string
 		t.Fatalf("rpkitest.Start: transport %T", tr)
 	}
 	cmd := exec.Command(bin, append(args, extra...)...)
-	out := &lockedBuffer{}
+	out := &syncbuf.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start stayrtr: %v", err)
