@@ -10,7 +10,6 @@
 package oorpeer
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -25,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/psavd/psavd/internal/syncbuf"
 	"github.com/psavd/psavd/internal/testtool"
 )
 
@@ -122,26 +122,9 @@ func Need(t testing.TB, rel string) (bin, dir string) {
 type OOR struct {
 	Conf string
 	cmd  *exec.Cmd
-	log  *lockedBuf
+	log  *syncbuf.Buffer
 	done chan struct{}
 	once sync.Once
-}
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // Start runs bin (built in buildDir) in namespace ns with configuration
@@ -159,7 +142,7 @@ func Start(bin, buildDir, ns, workDir, conf string) (*OOR, error) {
 	}
 	sh := fmt.Sprintf("mount --bind %q %q && exec stdbuf -oL -eL %q -f %q", ipc, filepath.Join(buildDir, "ipc"), bin, path)
 	cmd := exec.Command("ip", "netns", "exec", ns, "sh", "-c", sh)
-	o := &OOR{Conf: path, cmd: cmd, log: &lockedBuf{}, done: make(chan struct{})}
+	o := &OOR{Conf: path, cmd: cmd, log: &syncbuf.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = o.log, o.log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
