@@ -40,6 +40,26 @@ func addACSFlags(c *cobra.Command) *acsFlags {
 	return f
 }
 
+// acsCommand is a command with a local form (through the management
+// socket: local) and a remote form against an ACS (-acs …: remote), the
+// shape of status and tables.
+func (a *app) acsCommand(c *cobra.Command, local func(l *localCall) int, remote func(f *acsFlags, timeout time.Duration, asJSON bool) int) *cobra.Command {
+	l := localFlags(c)
+	noteRemoteTimeout(c)
+	f := addACSFlags(c)
+	name := c.Name()
+	return a.leaf(c, noArgs, func(c *cobra.Command, _ []string) int {
+		if f.addr == "" {
+			if n := remoteOnly(c, "asn", "target-asn", "cert", "key", "ca"); n != "" {
+				fmt.Fprintf(a.stderr, "psavctl %s: -%s is for an ACS: give -acs HOST:PORT too\n", name, n)
+				return 2
+			}
+			return local(l)
+		}
+		return remote(f, remoteTimeout(c, l), l.asJSON)
+	})
+}
+
 // remoteOnly names a flag of the remote form given without -acs, if any.
 func remoteOnly(c *cobra.Command, names ...string) string {
 	for _, n := range names {
@@ -139,19 +159,9 @@ func (a *app) statusCommand() *cobra.Command {
 		Short: "the node's roles and readiness, or an ACS's peers (-acs)",
 		Long:  statusLong,
 	}
-	l := localFlags(c)
-	noteRemoteTimeout(c)
-	f := addACSFlags(c)
-	return a.leaf(c, noArgs, func(c *cobra.Command, _ []string) int {
-		if f.addr == "" {
-			if n := remoteOnly(c, "asn", "target-asn", "cert", "key", "ca"); n != "" {
-				fmt.Fprintf(a.stderr, "psavctl status: -%s is for an ACS: give -acs HOST:PORT too\n", n)
-				return 2
-			}
-			return a.runLocal("status", l.timeout, l.asJSON, askStatus, printNodeStatus)
-		}
-		return a.remoteStatus(f, remoteTimeout(c, l), l.asJSON)
-	})
+	return a.acsCommand(c, func(l *localCall) int {
+		return a.runLocal("status", l.timeout, l.asJSON, askStatus, printNodeStatus)
+	}, a.remoteStatus)
 }
 
 // remoteStatus asks an ACS for its Status: epoch, peers, membership, ABRs.

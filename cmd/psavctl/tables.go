@@ -33,19 +33,9 @@ func (a *app) tablesCommand() *cobra.Command {
 		Short: "the AS-Prefix table, key epochs and replace entries the ABRs get",
 		Long:  tablesLong,
 	}
-	l := localFlags(c)
-	noteRemoteTimeout(c)
-	f := addACSFlags(c)
-	return a.leaf(c, noArgs, func(c *cobra.Command, _ []string) int {
-		if f.addr == "" {
-			if n := remoteOnly(c, "asn", "target-asn", "cert", "key", "ca"); n != "" {
-				fmt.Fprintf(a.stderr, "psavctl tables: -%s is for an ACS: give -acs HOST:PORT too\n", n)
-				return 2
-			}
-			return a.runLocal("tables", l.timeout, l.asJSON, askTables, printTablesReply)
-		}
-		return a.remoteTables(f, remoteTimeout(c, l), l.asJSON)
-	})
+	return a.acsCommand(c, func(l *localCall) int {
+		return a.runLocal("tables", l.timeout, l.asJSON, askTables, printTablesReply)
+	}, a.remoteTables)
 }
 
 // remoteTables asks an ACS of the operator's own AS for the tables it

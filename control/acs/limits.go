@@ -50,31 +50,22 @@ var DefaultLimits = Limits{MaxConns: 1024, MaxConnsPerSource: 32, NewConnsPerSec
 
 func (l Limits) withDefaults() Limits {
 	d := DefaultLimits
-	if l.MaxConns > 0 {
-		d.MaxConns = l.MaxConns
-	}
-	if l.MaxConnsPerSource > 0 {
-		d.MaxConnsPerSource = l.MaxConnsPerSource
-	}
-	if l.NewConnsPerSecond > 0 {
-		d.NewConnsPerSecond = l.NewConnsPerSecond
-	}
-	if l.NewConnsBurst > 0 {
-		d.NewConnsBurst = l.NewConnsBurst
-	}
-	if l.HandshakeTimeout > 0 {
-		d.HandshakeTimeout = l.HandshakeTimeout
-	}
-	if l.HelloTimeout > 0 {
-		d.HelloTimeout = l.HelloTimeout
-	}
-	if l.MaxStreams > 0 {
-		d.MaxStreams = l.MaxStreams
-	}
-	if l.MaxRecvMessage > 0 {
-		d.MaxRecvMessage = l.MaxRecvMessage
-	}
+	orDefault(&d.MaxConns, l.MaxConns)
+	orDefault(&d.MaxConnsPerSource, l.MaxConnsPerSource)
+	orDefault(&d.NewConnsPerSecond, l.NewConnsPerSecond)
+	orDefault(&d.NewConnsBurst, l.NewConnsBurst)
+	orDefault(&d.HandshakeTimeout, l.HandshakeTimeout)
+	orDefault(&d.HelloTimeout, l.HelloTimeout)
+	orDefault(&d.MaxStreams, l.MaxStreams)
+	orDefault(&d.MaxRecvMessage, l.MaxRecvMessage)
 	return d
+}
+
+// orDefault sets *def to v when v is set (positive).
+func orDefault[T int | uint32 | float64 | time.Duration](def *T, v T) {
+	if v > 0 {
+		*def = v
+	}
 }
 
 // Listener refusal reasons (service "listener").

@@ -279,18 +279,22 @@ type psavdProc struct {
 }
 
 // Stop sends SIGTERM and waits (SIGKILL after 10 s). Safe to call twice.
-func (p *psavdProc) Stop() {
+func (p *psavdProc) Stop() { stopProcess(p.cmd, p.done, syscall.SIGTERM) }
+
+// stopProcess ends a child the test started: sig, then SIGKILL if it has
+// not exited (done closed) within 10 s. Nothing if it has exited already.
+func stopProcess(cmd *exec.Cmd, done <-chan struct{}, sig os.Signal) {
 	select {
-	case <-p.done:
+	case <-done:
 		return
 	default:
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Process.Signal(sig)
 	select {
-	case <-p.done:
+	case <-done:
 	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
+		_ = cmd.Process.Kill()
+		<-done
 	}
 }
 

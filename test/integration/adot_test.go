@@ -307,20 +307,7 @@ func startCapture(t *testing.T, tcpdump, ns, file string) *capture {
 	return c
 }
 
-func (c *capture) kill() {
-	select {
-	case <-c.done:
-		return
-	default:
-	}
-	_ = c.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-c.done:
-	case <-time.After(10 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.done
-	}
-}
+func (c *capture) kill() { stopProcess(c.cmd, c.done, syscall.SIGINT) }
 
 // dnsQuestion matches tcpdump's rendering of a query: "A? name." (answers
 // carry no question mark).
