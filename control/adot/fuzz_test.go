@@ -2,6 +2,7 @@ package adot
 
 import (
 	"crypto/tls"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -85,34 +86,43 @@ func FuzzZoneFromMap(f *testing.F) {
 }
 
 // FuzzServerRespond: whatever arrives in a DoT frame, the server answers
-// (or drops the connection) without panicking, and echoes the ID.
+// (or drops the connection) without panicking, and echoes the ID — also a
+// zone transfer to an allowed secondary (every message parses, IDs echoed).
 func FuzzServerRespond(f *testing.F) {
 	z, err := ParseZone(testZone, zoneText())
 	if err != nil {
 		f.Fatal(err)
 	}
-	s, err := NewServer(ServerConfig{Certificates: []tls.Certificate{{}}, Zone: z})
+	s, err := NewServer(ServerConfig{Certificates: []tls.Certificate{{}}, Zone: z,
+		TransferFrom: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
 	if err != nil {
 		f.Fatal(err)
 	}
+	secondary := &peer{ip: netip.MustParseAddr("127.0.0.1"), state: tls.ConnectionState{NegotiatedProtocol: "dot"}}
 	m := new(dns.Msg)
 	m.SetQuestion("0."+testZone, dns.TypeA)
 	m.SetEdns0(1232, true)
 	b, _ := m.Pack()
 	f.Add(b)
+	m.SetQuestion(testZone, dns.TypeAXFR)
+	b, _ = m.Pack()
+	f.Add(b)
+	m.SetIxfr(testZone, 7, "ns.", "hm.")
+	b, _ = m.Pack()
+	f.Add(b)
 	f.Add([]byte(strings.Repeat("\x00", 12)))
 	f.Add([]byte{1, 2, 3})
 	f.Fuzz(func(t *testing.T, in []byte) {
-		out := s.respond(in)
-		if out == nil {
-			return
-		}
-		r := new(dns.Msg)
-		if err := r.Unpack(out); err != nil {
-			t.Fatalf("server produced an unparsable answer: %v", err)
-		}
-		if len(in) >= 2 && r.Id != uint16(in[0])<<8|uint16(in[1]) {
-			t.Fatal("ID not echoed")
+		for _, p := range []*peer{nil, secondary} {
+			for _, out := range s.respond(in, p) {
+				r := new(dns.Msg)
+				if err := r.Unpack(out); err != nil {
+					t.Fatalf("server produced an unparsable answer: %v", err)
+				}
+				if len(in) >= 2 && r.Id != uint16(in[0])<<8|uint16(in[1]) {
+					t.Fatal("ID not echoed")
+				}
+			}
 		}
 	})
 }

@@ -66,6 +66,18 @@ type Metrics struct {
 	// RateLimited: server only, connections reset at accept because new
 	// handshakes came faster than MaxHandshakesPerSecond (also in Rejected).
 	RateLimited atomic.Uint64
+	// Server only, zone transfers (xfr.go): transfers served by kind
+	// (AXFR, IXFR), transfer queries refused (not an allowed secondary,
+	// not over ALPN dot, not the zone), NOTIFY datagrams sent, targets
+	// that answered, retries, targets given up after NotifyAttempts, and
+	// the SOA serial being served.
+	Transfers        [2]atomic.Uint64
+	TransfersRefused atomic.Uint64
+	NotifySent       atomic.Uint64
+	NotifyAcked      atomic.Uint64
+	NotifyRetries    atomic.Uint64
+	NotifyFailed     atomic.Uint64
+	Serial           atomic.Uint64
 
 	tlsMu sync.Mutex
 	tls   map[TLSParams]uint64

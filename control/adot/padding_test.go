@@ -76,7 +76,7 @@ func TestOwnServerPadding(t *testing.T) {
 		} else {
 			wire, _ = q.Pack()
 		}
-		out := s.respond(wire)
+		out := s.respondOne(wire)
 		r := new(dns.Msg)
 		if err := r.Unpack(out); err != nil {
 			t.Fatal(err)

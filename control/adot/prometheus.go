@@ -17,7 +17,8 @@ type Collector struct {
 
 	handshakes, resumptions, handshakeErr, queries, cacheHits, staleRetries,
 	plaintext, fallbackRefused, dials, backoffSkips, openConns, rejected, failures, rtt,
-	answers, tlsHandshakes, padded, idleCloses, rateLimited *prometheus.Desc
+	answers, tlsHandshakes, padded, idleCloses, rateLimited,
+	transfers, transfersRefused, notifies, serial *prometheus.Desc
 }
 
 // Roles of a Collector.
@@ -50,10 +51,15 @@ func NewCollector(m *Metrics, role string) *Collector {
 		answers:      d("answers_total", "DNS answers by RCODE (client: received, TLS or fallback; server: sent).", "rcode"),
 		tlsHandshakes: d("tls_handshakes_total", "Completed TLS handshakes by server (client: its address; server: the listen address) and negotiated version, cipher suite and key-exchange group.",
 			"server", "version", "cipher", "group"),
-		padded:      d("padded_answers_total", "Answers with EDNS(0) padding (client: received; server: sent, RFC 8467 block 468)."),
-		idleCloses:  d("idle_closes_total", "Client connections closed idle by the client, before the server's advertised (edns-tcp-keepalive) or its own idle timeout."),
-		rateLimited: d("rate_limited_connections_total", "Server connections reset at accept: new handshakes above max_handshakes_per_second."),
-		rtt:         d("query_rtt_seconds", "Query round-trip time (client: query written to answer read; server: query read to answer written)."),
+		padded:           d("padded_answers_total", "Answers with EDNS(0) padding (client: received; server: sent, RFC 8467 block 468)."),
+		idleCloses:       d("idle_closes_total", "Client connections closed idle by the client, before the server's advertised (edns-tcp-keepalive) or its own idle timeout."),
+		rateLimited:      d("rate_limited_connections_total", "Server connections reset at accept: new handshakes above max_handshakes_per_second."),
+		transfers:        d("zone_transfers_total", "Server zone transfers over TLS (RFC 9103) by kind: axfr, or ixfr (answered with the whole zone, or the SOA alone when current).", "kind"),
+		transfersRefused: d("zone_transfers_refused_total", "Server AXFR/IXFR queries refused: not an allowed secondary (address, client certificate), not ALPN dot, or not the zone."),
+		notifies: d("notifies_total", "Server NOTIFY (RFC 1996) to secondaries: datagrams sent, targets that answered (acked), retries, targets given up after every attempt (failed).",
+			"result"),
+		serial: d("zone_serial", "SOA serial of the zone the server serves."),
+		rtt:    d("query_rtt_seconds", "Query round-trip time (client: query written to answer read; server: query read to answer written)."),
 	}
 }
 
@@ -61,7 +67,7 @@ func NewCollector(m *Metrics, role string) *Collector {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.handshakes, c.resumptions, c.handshakeErr, c.queries, c.cacheHits,
 		c.staleRetries, c.plaintext, c.fallbackRefused, c.dials, c.backoffSkips, c.openConns, c.rejected, c.failures, c.rtt,
-		c.answers, c.tlsHandshakes, c.padded, c.idleCloses, c.rateLimited} {
+		c.answers, c.tlsHandshakes, c.padded, c.idleCloses, c.rateLimited, c.transfers, c.transfersRefused, c.notifies, c.serial} {
 		ch <- d
 	}
 }
@@ -88,6 +94,14 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	} else {
 		counter(c.rejected, m.Rejected.Load())
 		counter(c.rateLimited, m.RateLimited.Load())
+		counter(c.transfers, m.Transfers[xfrAXFR].Load(), "axfr")
+		counter(c.transfers, m.Transfers[xfrIXFR].Load(), "ixfr")
+		counter(c.transfersRefused, m.TransfersRefused.Load())
+		counter(c.notifies, m.NotifySent.Load(), "sent")
+		counter(c.notifies, m.NotifyAcked.Load(), "acked")
+		counter(c.notifies, m.NotifyRetries.Load(), "retried")
+		counter(c.notifies, m.NotifyFailed.Load(), "failed")
+		ch <- prometheus.MustNewConstMetric(c.serial, prometheus.GaugeValue, float64(m.Serial.Load()))
 	}
 	counter(c.padded, m.Padded.Load())
 	for rc := range m.Answers {

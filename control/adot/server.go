@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"net"
@@ -43,6 +44,23 @@ type ServerConfig struct {
 	TicketRotation time.Duration
 	// Metrics receives counters; default a fresh Metrics.
 	Metrics *Metrics
+
+	// TransferFrom lists the secondaries allowed to transfer the zone
+	// (AXFR, IXFR) over TLS, by source address (RFC 9103 XoT, xfr.go);
+	// empty: transfers are refused.
+	TransferFrom []netip.Prefix
+	// TransferCAs, if set, also requires a transfer client to present a
+	// certificate these CAs verify (mutual TLS). Other clients are asked
+	// for one too but may send none.
+	TransferCAs *x509.CertPool
+	// Notify are the secondaries sent NOTIFY (RFC 1996, UDP) when the zone
+	// changes; RunNotify sends them.
+	Notify []netip.AddrPort
+	// NotifyAttempts per change and target (default DefaultNotifyAttempts);
+	// NotifyTimeout is the first attempt's wait for the answer, doubled at
+	// each retry (default DefaultNotifyTimeout).
+	NotifyAttempts int
+	NotifyTimeout  time.Duration
 }
 
 // DefaultMaxHandshakes is the default of ServerConfig.MaxHandshakesPerSecond.
@@ -54,6 +72,8 @@ type Server struct {
 	metrics *Metrics
 	tls     *tls.Config
 	zone    atomic.Pointer[Zone]
+	zoneMu  sync.Mutex    // serialises SetZone (serial stamping)
+	changed chan struct{} // a new zone to NOTIFY about (RunNotify)
 
 	mu     sync.Mutex
 	ln     net.Listener
@@ -100,6 +120,12 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = new(Metrics)
 	}
+	if cfg.NotifyAttempts <= 0 {
+		cfg.NotifyAttempts = DefaultNotifyAttempts
+	}
+	if cfg.NotifyTimeout <= 0 {
+		cfg.NotifyTimeout = DefaultNotifyTimeout
+	}
 	minV := uint16(tls.VersionTLS13)
 	if cfg.AllowTLS12 {
 		minV = tls.VersionTLS12
@@ -113,11 +139,17 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 			MaxVersion:   tls.VersionTLS13,
 			NextProtos:   []string{"dot"},
 		},
-		perIP: map[netip.Addr]int{},
-		conns: map[net.Conn]struct{}{},
-		done:  make(chan struct{}),
+		perIP:   map[netip.Addr]int{},
+		conns:   map[net.Conn]struct{}{},
+		done:    make(chan struct{}),
+		changed: make(chan struct{}, 1),
 	}
-	s.zone.Store(cfg.Zone)
+	if cfg.TransferCAs != nil {
+		s.tls.ClientCAs = cfg.TransferCAs
+		s.tls.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	s.zone.Store(stamp(cfg.Zone, nil, time.Now()))
+	s.metrics.Serial.Store(uint64(s.zone.Load().Serial()))
 	s.RotateTicketKeys()
 	return s, nil
 }
@@ -129,10 +161,21 @@ func (s *Server) Metrics() *Metrics { return s.metrics }
 func (s *Server) Zone() *Zone { return s.zone.Load() }
 
 // SetZone atomically replaces the zone; queries in progress finish with the
-// old one.
+// old one. It is a change: the SOA serial served is raised above the
+// previous one if z's is not (a made-up SOA gets the clock's, see stamp),
+// and the secondaries are sent NOTIFY (RunNotify).
 func (s *Server) SetZone(z *Zone) {
-	if z != nil {
-		s.zone.Store(z)
+	if z == nil {
+		return
+	}
+	s.zoneMu.Lock()
+	z = stamp(z, s.zone.Load(), time.Now())
+	s.zone.Store(z)
+	s.zoneMu.Unlock()
+	s.metrics.Serial.Store(uint64(z.Serial()))
+	select {
+	case s.changed <- struct{}{}:
+	default: // one pending round announces the newest zone
 	}
 }
 
@@ -305,6 +348,7 @@ func (s *Server) handle(raw net.Conn, ip netip.Addr) {
 		s.metrics.Resumptions.Add(1)
 	}
 	defer func() { _ = tc.Close() }() // sends close_notify
+	p := &peer{ip: remoteIP(raw), state: tc.ConnectionState()}
 	for n := 0; n < s.cfg.MaxQueriesPerConn; n++ {
 		_ = tc.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
 		b, err := readFramed(tc)
@@ -312,24 +356,54 @@ func (s *Server) handle(raw net.Conn, ip netip.Addr) {
 			return // idle timeout, EOF, reset, or a bogus length
 		}
 		start := time.Now()
-		out := s.respond(b)
-		if out == nil {
+		outs := s.respond(b, p)
+		if outs == nil {
 			s.metrics.fail(CauseProtocol)
 			return
 		}
-		_ = tc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
-		if err := writeFramed(tc, out); err != nil {
-			s.metrics.fail(classify(err))
-			return
+		for _, out := range outs { // more than one: a zone transfer
+			_ = tc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+			if err := writeFramed(tc, out); err != nil {
+				s.metrics.fail(classify(err))
+				return
+			}
 		}
 		s.metrics.Queries.Add(1)
 		s.metrics.RTT.Observe(time.Since(start))
 	}
 }
 
-// respond returns the wire answer to one query, or nil when the input is
-// not even a DNS header (the connection is then closed).
-func (s *Server) respond(b []byte) []byte {
+// respond returns the wire answer to one query from p — several messages
+// for a zone transfer —, or nil when the input is not even a DNS header
+// (the connection is then closed). p nil is a client that may not
+// transfer.
+func (s *Server) respond(b []byte, p *peer) [][]byte {
+	q := new(dns.Msg)
+	if q.Unpack(b) == nil && !q.Response && q.Opcode == dns.OpcodeQuery && len(q.Question) == 1 &&
+		(q.Question[0].Qtype == dns.TypeAXFR || q.Question[0].Qtype == dns.TypeIXFR) {
+		if opt := q.IsEdns0(); opt == nil || opt.Version() == 0 {
+			var outs [][]byte
+			for _, r := range s.transfer(q, p) {
+				out, err := r.Pack()
+				if err != nil {
+					return nil
+				}
+				s.metrics.answer(r.Rcode)
+				outs = append(outs, out)
+			}
+			return outs
+		}
+	}
+	out := s.respondOne(b)
+	if out == nil {
+		return nil
+	}
+	return [][]byte{out}
+}
+
+// respondOne returns the wire answer to one (non-transfer) query, or nil
+// when the input is not even a DNS header.
+func (s *Server) respondOne(b []byte) []byte {
 	q := new(dns.Msg)
 	var r *dns.Msg
 	if err := q.Unpack(b); err != nil {

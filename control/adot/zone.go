@@ -26,6 +26,58 @@ type Zone struct {
 	names  map[string]map[uint16][]dns.RR
 	// ents are empty non-terminals: names with descendants but no records.
 	ents map[string]bool
+	// synthSOA: the SOA was made up by ZoneFromMap, so its serial is the
+	// server's to choose (Server.SetZone stamps a clock-based one).
+	synthSOA bool
+}
+
+// Serial returns the serial of the zone's SOA.
+func (z *Zone) Serial() uint32 { return z.soa.Serial }
+
+// SOA returns a copy of the zone's SOA record.
+func (z *Zone) SOA() *dns.SOA { return dns.Copy(z.soa).(*dns.SOA) }
+
+// WithSerial returns a copy of z whose SOA carries serial (z itself is
+// immutable: servers may be answering from it).
+func (z *Zone) WithSerial(serial uint32) *Zone {
+	c := *z
+	c.soa = z.SOA()
+	c.soa.Serial = serial
+	c.names = make(map[string]map[uint16][]dns.RR, len(z.names))
+	for n, m := range z.names {
+		c.names[n] = m
+	}
+	apex := make(map[uint16][]dns.RR, len(z.names[z.origin]))
+	for t, set := range z.names[z.origin] {
+		apex[t] = set
+	}
+	apex[dns.TypeSOA] = []dns.RR{c.soa}
+	c.names[z.origin] = apex
+	return &c
+}
+
+// Records returns the zone's records in zone-transfer order (RFC 5936
+// §2.2): the SOA first, then every other record, names and types sorted
+// so that two transfers of one zone are identical; the SOA is not
+// repeated at the end (the transfer adds it).
+func (z *Zone) Records() []dns.RR {
+	out := make([]dns.RR, 0, z.Len())
+	out = append(out, z.soa)
+	names := make([]string, 0, len(z.names))
+	for n := range z.names {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		m := z.names[n]
+		for _, t := range sortedTypes(m) {
+			if t == dns.TypeSOA {
+				continue
+			}
+			out = append(out, m[t]...)
+		}
+	}
+	return out
 }
 
 // Origin returns the zone apex (canonical, fully qualified).
@@ -116,14 +168,19 @@ func ZoneFromMap(origin string, ttl uint32, records map[string][]string) (*Zone,
 			rrs = append(rrs, rr)
 		}
 	}
-	if !hasSOA {
+	synth := !hasSOA
+	if synth {
 		rrs = append(rrs, &dns.SOA{
 			Hdr: dns.RR_Header{Name: origin, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: ttl},
 			Ns:  "ns." + origin, Mbox: "hostmaster." + origin,
 			Serial: 1, Refresh: 3600, Retry: 600, Expire: 86400, Minttl: ttl,
 		})
 	}
-	return buildZone(origin, rrs)
+	z, err := buildZone(origin, rrs)
+	if z != nil {
+		z.synthSOA = synth
+	}
+	return z, err
 }
 
 func checkOrigin(origin string) (string, error) {
