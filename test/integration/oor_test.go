@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/psavd/psavd/control/lisp"
+	"github.com/psavd/psavd/deploy/lab"
 	"github.com/psavd/psavd/internal/netlab"
 )
 
@@ -229,4 +232,137 @@ as_number_lcaf = false
 	if v := etr("request-answered"); v < 1 {
 		t.Fatalf("psavd's ETR answered %v Map-Requests", v)
 	}
+}
+
+// TestPsavdITRWithOORMapResolver (issue 16, must-show 2, second half):
+// OOR's xTR registers 10.9.1.0/24 with OOR's Map-Server; psavd's xTR
+// (AF_XDP), whose Map-Resolver is OOR's, gets a packet from its site for
+// 10.9.1.10: the engine misses, the ITR sends an Encapsulated Map-Request
+// to OOR's Map-Resolver, which hands it to OOR's ETR, whose Map-Reply
+// psavd installs — 10.9.1.0/24 → 10.77.0.2 in psavctl map-cache — and the
+// next packets reach the host behind OOR, encapsulated by psavd and
+// decapsulated by OOR.
+func TestPsavdITRWithOORMapResolver(t *testing.T) {
+	l := newOORLab(t)
+	l.startMapServer(t)
+	l.startOORxTR(t)
+	sock, metricsAt := l.startPsavdxTR(t)
+	oorEID := netip.MustParsePrefix(oorLabOOREIDs)
+	cached := func() map[string]any {
+		for _, e := range psavctlJSON(t, sock, "map-cache")["entries"].([]any) {
+			e := e.(map[string]any)
+			if p, err := netip.ParsePrefix(e["eid"].(string)); err == nil && p.Overlaps(oorEID) {
+				return e
+			}
+		}
+		return nil
+	}
+	if e := cached(); e != nil {
+		t.Fatalf("map-cache holds %v before any traffic", e)
+	}
+	sink := newUDPSink(t, l.oorHost, oorLabOORHost+":4242")
+	deliver(t, l.psavdHost, oorLabOORHost+":4242", "itr-via-oor-mr", 64, sink)
+
+	e := cached()
+	if e == nil {
+		t.Fatalf("no map-cache entry for %s:\n%s", oorLabOOREIDs, psavctl(t, sock, "map-cache"))
+	}
+	locs, _ := e["locators"].([]any)
+	if e["eid"] != oorLabOOREIDs || e["negative"] == true || len(locs) != 1 {
+		t.Fatalf("map-cache entry %v, want %s with one locator", e, oorLabOOREIDs)
+	}
+	loc := locs[0].(map[string]any)
+	if loc["address"] != oorRLOC || loc["up"] != true || loc["priority"] != float64(1) || loc["weight"] != float64(100) {
+		t.Fatalf("locator %v, want %s up, priority 1, weight 100 (OOR's database-mapping)", loc, oorRLOC)
+	}
+	itr := func(event string) float64 {
+		return metric(t, l.psavdNS, metricsAt, "psavd_lisp_xtr_itr_total", map[string]string{"event": event})
+	}
+	if itr("request") < 1 || itr("reply") < 1 || itr("overclaim") != 0 || itr("negative") != 0 || itr("bad-nonce") != 0 {
+		t.Fatalf("ITR: requests %v, replies %v, overclaims %v, negative %v, bad nonces %v",
+			itr("request"), itr("reply"), itr("overclaim"), itr("negative"), itr("bad-nonce"))
+	}
+	c, err := lab.Scrape(context.Background(), l.psavdNS, metricsAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Total("drops", "lisp-miss") < 1 {
+		t.Errorf("no lisp-miss drop before the Map-Reply: %v", c)
+	}
+}
+
+// TestOORxTRDataWithPsavdxTR (issue 16, must-show 3): LISP data both ways
+// between OOR's xTR (tun data plane) and psavd's xTR (AF_XDP), each having
+// resolved the other's EID prefix through OOR's Map-Resolver (psavd's ETR
+// registered with OOR's Map-Server). UDP datagrams of 64 and 1200 octets,
+// ph → oh and oh → ph: the packet each host receives is the one the other
+// host sent, octet for octet, except the TTL and (IPv4) the header
+// checksum, which only the TTL changes. The TTL is two lower: psavd's
+// routed hop decrements it, and OOR's kernel forwards between lispTun0
+// and the EID link (the encapsulating side copies the inner TTL to the
+// outer header, the decapsulating side takes the outer TTL back, RFC 9300
+// §5.3, so the underlay adds no hop). tshark then decodes every LISP
+// packet on psavd's underlay link, control and data, psavd's and OOR's,
+// without a malformed or expert mark.
+func TestOORxTRDataWithPsavdxTR(t *testing.T) {
+	l := newOORLab(t)
+	l.startMapServer(t)
+	oor := l.startOORxTR(t)
+	// psavd's underlay link from before its first Map-Register.
+	underlay, err := lab.Sniff(l.ulNS, "p1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer underlay.Close()
+	_, metricsAt := l.startPsavdxTR(t)
+	atPh, err := lab.Sniff(l.psavdHost, "eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer atPh.Close()
+	atOh, err := lab.Sniff(l.oorHost, "eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer atOh.Close()
+	toOh := newUDPSink(t, l.oorHost, oorLabOORHost+":4242")
+	toPh := newUDPSink(t, l.psavdHost, oorLabPsavdHost+":4242")
+
+	ctx := context.Background()
+	for _, c := range []struct {
+		name         string
+		from, to     string // host namespaces
+		atFrom, atTo *lab.Sniffer
+		dst          string
+		sink         *udpSink
+	}{
+		{"psavd-to-oor", l.psavdHost, l.oorHost, atPh, atOh, oorLabOORHost + ":4242", toOh},
+		{"oor-to-psavd", l.oorHost, l.psavdHost, atOh, atPh, oorLabPsavdHost + ":4242", toPh},
+	} {
+		for _, size := range []int{64, 1200} {
+			payload := deliver(t, c.from, c.dst, fmt.Sprintf("%s-%d", c.name, size), size, c.sink)
+			// A sniffer may report its copy after the socket got it.
+			c.atFrom.Wait(ctx, 5*time.Second, func([]lab.Captured) bool { return frameWith(c.atFrom, payload, true) != nil })
+			c.atTo.Wait(ctx, 5*time.Second, func([]lab.Captured) bool { return frameWith(c.atTo, payload, false) != nil })
+			sent, got := ipPacket(frameWith(c.atFrom, payload, true)), ipPacket(frameWith(c.atTo, payload, false))
+			if sent == nil || got == nil {
+				t.Fatalf("%s, %d octets: sent or delivered packet not captured", c.name, size)
+			}
+			if hopCount(got) != hopCount(sent)-2 || !bytes.Equal(normalised(got, 0), normalised(sent, 0)) {
+				t.Fatalf("%s, %d octets: delivered packet differs from the sent one (but for two hops):\n sent %x\n  got %x", c.name, size, sent, got)
+			}
+			t.Logf("%s: %d-octet IPv4 packet delivered identical but for TTL %d → %d", c.name, len(sent), hopCount(sent), hopCount(got))
+		}
+	}
+	cs, err := lab.Scrape(ctx, l.psavdNS, metricsAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs.Total("packets", "lisp-encapsulated") < 2 || cs.Total("packets", "lisp-decapsulated") < 2 {
+		t.Errorf("psavd encapsulated %v and decapsulated %v packets, want ≥ 2 each: %v", cs.Total("packets", "lisp-encapsulated"), cs.Total("packets", "lisp-decapsulated"), cs)
+	}
+	if n := oor.Count("Added Map Cache entry with EID prefix " + oorLabPsavdEIDs); n < 1 {
+		t.Errorf("OOR's log does not show its map-cache entry for %s", oorLabPsavdEIDs)
+	}
+	checkLISPWithTshark(t, l.dir, underlay.Frames())
 }
