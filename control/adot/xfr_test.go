@@ -8,12 +8,15 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 
+	"github.com/psavd/psavd/internal/bindserver"
 	"github.com/psavd/psavd/internal/testpki"
+	"github.com/psavd/psavd/internal/testtool"
 )
 
 // bigZone is the test zone with n more names, so that a transfer needs
@@ -374,5 +377,111 @@ func TestNotify(t *testing.T) {
 	// Per round: 1 to the answering target, 3 to the silent one (2 retries).
 	if m.NotifySent.Load() != 8 || m.NotifyRetries.Load() != 4 {
 		t.Fatalf("sent %d retried %d, want 8 and 4", m.NotifySent.Load(), m.NotifyRetries.Load())
+	}
+}
+
+// TestXoTBINDSecondary: BIND 9.18 as a secondary of our server over XoT
+// (strict TLS: ca-file and remote-hostname) takes the zone and serves it;
+// after SetZone, NOTIFY makes it transfer the new zone (new serial, new
+// records, removed records gone). TestXoTBINDSecondaryMutualTLS: the same
+// with TransferCAs, BIND presenting a client certificate. Skipped without
+// named.
+func TestXoTBINDSecondary(t *testing.T) { bindSecondary(t, false) }
+
+func TestXoTBINDSecondaryMutualTLS(t *testing.T) { bindSecondary(t, true) }
+
+func bindSecondary(t *testing.T, mutual bool) {
+	testtool.Path(t, "named", "bind9")
+	dir := t.TempDir()
+	z := bigZone(t, 3)
+	clientCA, err := testpki.NewCA("secondaries")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, b := startOwn(t, func(c *ServerConfig) {
+		c.Zone = z
+		c.TransferFrom = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+		c.NotifyTimeout = 200 * time.Millisecond
+		if mutual {
+			c.TransferCAs = clientCA.Pool()
+		}
+	})
+	caFile := dir + "/primary-ca.crt"
+	if err := os.WriteFile(caFile, b.pki.CAPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	secCfg := &bindserver.Secondary{Primary: b.addr, ServerName: testServerName, CAFile: caFile}
+	if mutual {
+		cert, err := clientCA.Issue(testpki.Request{CommonName: "secondary"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		secCfg.CertFile, secCfg.KeyFile = dir+"/client.crt", dir+"/client.key"
+		if err := testpki.WriteFiles(cert, secCfg.CertFile, secCfg.KeyFile); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sec, err := bindserver.Start("", bindserver.Options{ServerName: "secondary.example.test", Zone: testZone, Secondary: secCfg})
+	if errors.Is(err, bindserver.ErrNoNamed) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sec.Stop()
+	// Start notifying only now that BIND listens.
+	s.cfg.Notify = []netip.AddrPort{netip.MustParseAddrPort(sec.ClearAddr)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.RunNotify(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	ask := func(name string, qt uint16) *dns.Msg {
+		q := new(dns.Msg)
+		q.SetQuestion(name, qt)
+		r, err := dns.Exchange(q, sec.ClearAddr)
+		if err != nil {
+			return nil
+		}
+		return r
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 60 s; named:\n%s", what, sec.Log())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	hasA := func(name, addr string) func() bool {
+		return func() bool {
+			r := ask(name+"."+testZone, dns.TypeA)
+			return r != nil && r.Rcode == dns.RcodeSuccess && len(r.Answer) == 1 && r.Answer[0].(*dns.A).A.String() == addr
+		}
+	}
+	serial := func(want uint32) func() bool {
+		return func() bool {
+			r := ask(testZone, dns.TypeSOA)
+			return r != nil && len(r.Answer) == 1 && r.Answer[0].(*dns.SOA).Serial == want
+		}
+	}
+	waitFor("BIND serves the zone", hasA("host-00002", "10.0.0.2"))
+	waitFor("BIND has our serial", serial(s.Zone().Serial()))
+
+	s.SetZone(bigZone(t, 5)) // host-00003 and host-00004 added
+	waitFor("new serial after NOTIFY", serial(s.Zone().Serial()))
+	waitFor("new record", hasA("host-00004", "10.0.0.4"))
+	s.SetZone(bigZone(t, 1)) // shrink
+	waitFor("serial after the shrink", serial(s.Zone().Serial()))
+	if r := ask("host-00004."+testZone, dns.TypeA); r == nil || r.Rcode != dns.RcodeNameError {
+		t.Fatalf("removed record still served: %v", r)
+	}
+	m := s.Metrics()
+	t.Logf("transfers: axfr %d ixfr %d refused %d; notifies sent %d acked %d", m.Transfers[xfrAXFR].Load(), m.Transfers[xfrIXFR].Load(),
+		m.TransfersRefused.Load(), m.NotifySent.Load(), m.NotifyAcked.Load())
+	if m.NotifyAcked.Load() < 2 || m.Transfers[xfrAXFR].Load()+m.Transfers[xfrIXFR].Load() < 3 {
+		t.Fatalf("want ≥ 2 NOTIFY acked and ≥ 3 transfers")
 	}
 }

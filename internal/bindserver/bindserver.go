@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -112,6 +113,23 @@ type Options struct {
 	// package) where ListenAddr is reachable, e.g. inside a namespace;
 	// default: in the calling process's namespace.
 	Enter func(fn func() error) error
+
+	// Secondary, if set, makes the zone a secondary one, transferred from
+	// Secondary.Primary over TLS (RFC 9103 XoT) instead of read from
+	// ZoneText; it implies Clear (NOTIFY arrives over UDP there). Start
+	// then only waits until named answers at all: the zone comes when the
+	// primary hands it over.
+	Secondary *Secondary
+}
+
+// Secondary is the primary a secondary zone is transferred from over TLS.
+type Secondary struct {
+	Primary    string // "127.0.0.1:853": an IP address and port
+	ServerName string // the name the primary's certificate must carry (remote-hostname)
+	CAFile     string // PEM CA that verifies the primary (ca-file)
+	// CertFile and KeyFile, if set, are the client certificate named
+	// presents to the primary (mutual TLS).
+	CertFile, KeyFile string
 }
 
 // BIND is a running named.
@@ -124,12 +142,14 @@ type BIND struct {
 	TLS12Addr  string // TLS 1.2-only DoT listener, if Options.TLS12
 	ClearAddr  string // clear UDP+TCP listener, if Options.Clear
 
-	cmd     *exec.Cmd
-	enter   func(fn func() error) error
-	exited  chan struct{}
-	log     *syncbuf.Buffer
-	ownDir  bool
-	stopped sync.Once
+	cmd   *exec.Cmd
+	enter func(fn func() error) error
+	// secondary: the zone may not be there yet (SERVFAIL is an answer)
+	secondary bool
+	exited    chan struct{}
+	log       *syncbuf.Buffer
+	ownDir    bool
+	stopped   sync.Once
 }
 
 // Log returns what named has written to stdout/stderr so far (-g).
@@ -167,7 +187,11 @@ func Start(dir string, opts Options) (*BIND, error) {
 		opts.Enter = func(fn func() error) error { return fn() }
 	}
 	la := opts.ListenAddr
-	b := &BIND{Dir: dir, ServerName: opts.ServerName, Zone: opts.Zone, log: &syncbuf.Buffer{}, exited: make(chan struct{}), enter: opts.Enter}
+	if opts.Secondary != nil {
+		opts.Clear = true
+	}
+	b := &BIND{Dir: dir, ServerName: opts.ServerName, Zone: opts.Zone, log: &syncbuf.Buffer{}, exited: make(chan struct{}), enter: opts.Enter,
+		secondary: opts.Secondary != nil}
 	if dir == "" {
 		d, err := os.MkdirTemp("", "bindserver-")
 		if err != nil {
@@ -211,6 +235,10 @@ func Start(dir string, opts Options) (*BIND, error) {
 	if opts.ResponsePadding > 0 {
 		fmt.Fprintf(&listen, "\tresponse-padding { any; } block-size %d;\n", opts.ResponsePadding)
 	}
+	zc, err := zoneConf(b.Dir, opts)
+	if err != nil {
+		return fail(err)
+	}
 	conf := fmt.Sprintf(`
 options {
 	directory "%[1]s";
@@ -237,11 +265,7 @@ tls tls12-only {
 	cert-file "%[1]s/server.crt";
 	protocols { TLSv1.2; };
 };
-zone "%[3]s" {
-	type primary;
-	file "%[1]s/zone.db";
-};
-`, b.Dir, listen.String(), strings.TrimSuffix(opts.Zone, "."))
+%[3]s`, b.Dir, listen.String(), zc)
 	if err := os.WriteFile(filepath.Join(b.Dir, "named.conf"), []byte(conf), 0o644); err != nil {
 		return fail(err)
 	}
@@ -288,6 +312,35 @@ zone "%[3]s" {
 	}
 }
 
+// zoneConf is named.conf's zone statement (and, for a secondary, the tls
+// block it transfers with).
+func zoneConf(dir string, opts Options) (string, error) {
+	name := strings.TrimSuffix(opts.Zone, ".")
+	sec := opts.Secondary
+	if sec == nil {
+		return fmt.Sprintf("zone %q {\n\ttype primary;\n\tfile \"%s/zone.db\";\n};\n", name, dir), nil
+	}
+	ap, err := netip.ParseAddrPort(sec.Primary)
+	if err != nil {
+		return "", fmt.Errorf("bindserver: Secondary.Primary: %w", err)
+	}
+	var client string
+	if sec.CertFile != "" {
+		client = fmt.Sprintf("\tcert-file %q;\n\tkey-file %q;\n", sec.CertFile, sec.KeyFile)
+	}
+	return fmt.Sprintf(`tls to-primary {
+	ca-file %q;
+	remote-hostname %q;
+%s	protocols { TLSv1.3; };
+};
+zone %q {
+	type secondary;
+	primaries { %s port %d tls to-primary; };
+	file "%s/secondary.db";
+};
+`, sec.CAFile, sec.ServerName, client, name, ap.Addr(), ap.Port(), dir), nil
+}
+
 // probe asks 0.<zone> A over TLS 1.3 (miekg/dns; bindserver must not import
 // control/adot, whose own tests use this package).
 func (b *BIND) probe() error {
@@ -299,7 +352,7 @@ func (b *BIND) probe() error {
 	if err != nil {
 		return err
 	}
-	if r.Rcode != dns.RcodeSuccess {
+	if r.Rcode != dns.RcodeSuccess && !b.secondary {
 		return fmt.Errorf("bindserver: probe: %s", dns.RcodeToString[r.Rcode])
 	}
 	return nil
