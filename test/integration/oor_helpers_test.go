@@ -129,9 +129,10 @@ func oorConf(blocks ...string) string { return strings.Join(blocks, "\n") + "\n"
 //	                                            ├ ul (bridge, 10.77.0.0/24) ─ oorms (OOR Map-Server + Map-Resolver)
 //	oh ─ oor (OOR xTR, kernel "eid" / "rloc") ─┘
 //
-// psavd's site is 10.10.2.0/24 (host ph 10.10.2.10), OOR's 10.9.1.0/24
-// (host oh 10.9.1.10). The RLOCs are psavd 10.77.0.1, OOR 10.77.0.2, the
-// Map-Server 10.77.0.3. Every veth has transmit checksum offload off: an
+// psavd's site is 10.10.2.0/24 and 2001:db8:10:2::/64 (host ph .10 / ::10),
+// OOR's 10.9.1.0/24 and 2001:db8:9:1::/64 (host oh .10 / ::10). The RLOCs
+// are IPv4 only: psavd 10.77.0.1, OOR 10.77.0.2, the Map-Server 10.77.0.3
+// (the IPv6 EIDs travel IPv6-in-IPv4). Every veth has transmit checksum offload off: an
 // AF_XDP copy of a locally sent packet would otherwise carry a partial
 // checksum, and the test compares packets octet for octet.
 type oorLab struct {
@@ -146,6 +147,10 @@ const (
 	oorLabPsavdHost  = "10.10.2.10"
 	oorLabOOREIDs    = "10.9.1.0/24"
 	oorLabOORHost    = "10.9.1.10"
+	oorLabPsavdEIDs6 = "2001:db8:10:2::/64"
+	oorLabPsavdHost6 = "2001:db8:10:2::10"
+	oorLabOOREIDs6   = "2001:db8:9:1::/64"
+	oorLabOORHost6   = "2001:db8:9:1::10"
 	oorLabPsavdKey   = "psavd-site-secret"
 	oorLabOORKey     = "oor-site-secret"
 	oorLabPhMAC      = "02:00:00:16:01:10"
@@ -190,11 +195,17 @@ func newOORLab(t *testing.T) *oorLab {
 		[]string{"-n", l.msNS, "addr", "add", oorMSAddr + "/24", "dev", "rloc"},
 		[]string{"-n", l.oorHost, "addr", "add", oorLabOORHost + "/24", "dev", "eth0"},
 		[]string{"-n", l.oorHost, "route", "add", "default", "via", oorEIDHost},
+		[]string{"-n", l.psavdHost, "addr", "add", oorLabPsavdHost6 + "/64", "dev", "eth0", "nodad"},
+		[]string{"-n", l.psavdHost, "-6", "route", "add", "default", "via", "2001:db8:10:2::1"},
+		[]string{"-n", p.psavdNS, "addr", "add", "2001:db8:10:2::1/64", "dev", "in", "nodad"},
+		[]string{"-n", p.oorNS, "addr", "add", "2001:db8:9:1::1/64", "dev", "eid", "nodad"},
+		[]string{"-n", l.oorHost, "addr", "add", oorLabOORHost6 + "/64", "dev", "eth0", "nodad"},
+		[]string{"-n", l.oorHost, "-6", "route", "add", "default", "via", "2001:db8:9:1::1"},
 	)
 	// OOR's xTR is a kernel router between its EID link and lispTun0 (the
 	// decapsulated packets arrive there with sources no route points back
 	// through).
-	for _, s := range []string{"net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"} {
+	for _, s := range []string{"net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"} {
 		if _, err := netlab.Exec(p.oorNS, "sysctl", "-w", s); err != nil {
 			t.Fatalf("sysctl %s: %v", s, err)
 		}
@@ -217,32 +228,40 @@ func (l *oorLab) startMapServer(t *testing.T) *oorpeer.OOR {
 		return fmt.Sprintf("lisp-site {\n eid-prefix = %s\n key-type = 1\n key = %s\n iid = 0\n accept-more-specifics = false\n proxy-reply = false\n}", eids, key)
 	}
 	o := l.startOORIn(t, l.msNS, "ms", oorConf("debug = 2", "operating-mode = MS", "control-iface = rloc",
-		site(oorLabOOREIDs, oorLabOORKey), site(oorLabPsavdEIDs, oorLabPsavdKey)))
+		site(oorLabOOREIDs, oorLabOORKey), site(oorLabOOREIDs6, oorLabOORKey),
+		site(oorLabPsavdEIDs, oorLabPsavdKey), site(oorLabPsavdEIDs6, oorLabPsavdKey)))
 	if err := o.Wait(30*time.Second, func() bool { return strings.Contains(o.Log(), "started") }); err != nil {
 		t.Fatalf("OOR Map-Server not started: %v", err)
 	}
 	return o
 }
 
-// startOORxTR runs OOR's xTR for 10.9.1.0/24, registering with and
+// startOORxTR runs OOR's xTR for 10.9.1.0/24 and 2001:db8:9:1::/64 (IPv4
+// locator), registering with and
 // resolving through OOR's Map-Server (tun data plane, LISP
-// encapsulation), and waits for its registration to be confirmed.
+// encapsulation), and waits for both registrations to be confirmed.
 func (l *oorLab) startOORxTR(t *testing.T) *oorpeer.OOR {
 	t.Helper()
+	db := func(eids string) string {
+		return fmt.Sprintf("database-mapping {\n eid-prefix = %s\n iid = 0\n ttl = 10\n rloc-iface {\n  interface = rloc\n  ip_version = 4\n  priority = 1\n  weight = 100\n }\n}", eids)
+	}
 	o := l.startOOR(t, "xtr", oorConf(
 		"debug = 2", "operating-mode = xTR", "encapsulation = LISP",
 		fmt.Sprintf("map-resolver = { %s }", oorMSAddr),
 		fmt.Sprintf("map-server {\n address = %s\n key-type = 1\n key = %s\n proxy-reply = off\n}", oorMSAddr, oorLabOORKey),
-		fmt.Sprintf("database-mapping {\n eid-prefix = %s\n iid = 0\n ttl = 10\n rloc-iface {\n  interface = rloc\n  ip_version = 4\n  priority = 1\n  weight = 100\n }\n}", oorLabOOREIDs),
+		db(oorLabOOREIDs), db(oorLabOOREIDs6),
 	))
-	confirmed := "Map-Notify message confirms correct registration of " + oorLabOOREIDs
-	if err := o.Wait(60*time.Second, func() bool { return o.Count(confirmed) >= 1 }); err != nil {
-		t.Fatalf("OOR xTR's registration not confirmed: %v", err)
+	for _, eids := range []string{oorLabOOREIDs, oorLabOOREIDs6} {
+		confirmed := "Map-Notify message confirms correct registration of " + eids
+		if err := o.Wait(60*time.Second, func() bool { return o.Count(confirmed) >= 1 }); err != nil {
+			t.Fatalf("OOR xTR's registration of %s not confirmed: %v", eids, err)
+		}
 	}
 	return o
 }
 
-// startPsavdxTR runs psavd as the xTR of 10.10.2.0/24 on AF_XDP ports
+// startPsavdxTR runs psavd as the xTR of 10.10.2.0/24 and
+// 2001:db8:10:2::/64 (IPv4 locator) on AF_XDP ports
 // (routed; "out" encapsulates LISP towards the OOR xTR's MAC, the only
 // next hop on the bridge): its ETR registers with OOR's Map-Server (no AS
 // Number LCAF, which OOR does not decode), its ITR resolves through OOR's
@@ -258,7 +277,7 @@ listen = %q
 asn = 65002
 [[psav.member]]
 asn = 65002
-prefixes = [%q]
+prefixes = [%q, %q]
 [engine]
 forwarding = "routed"
 [[port]]
@@ -272,29 +291,39 @@ role = "egress"
 encap = "lisp"
 mtu = 1500
 [[route]]
-prefix = %q
+prefix = %[3]q
 port = "inside"
-next_hop_mac = %q
+next_hop_mac = %[5]q
+[[route]]
+prefix = %[4]q
+port = "inside"
+next_hop_mac = %[5]q
 [[route]]
 prefix = "0.0.0.0/0"
 port = "outside"
-next_hop_mac = %q
+next_hop_mac = %[6]q
+[[route]]
+prefix = "::/0"
+port = "outside"
+next_hop_mac = %[6]q
 [lisp]
-rlocs = [%q]
-control_listen = "%s:4342"
+rlocs = [%[7]q]
+control_listen = "%[7]s:4342"
 [[lisp.database]]
-eid = %q
-rlocs = [{ address = %q, priority = 1, weight = 100 }]
+eid = %[3]q
+rlocs = [{ address = %[7]q, priority = 1, weight = 100 }]
+[[lisp.database]]
+eid = %[4]q
+rlocs = [{ address = %[7]q, priority = 1, weight = 100 }]
 [[lisp.register_to]]
-address = %q
-key = %q
+address = %[8]q
+key = %[9]q
 key_id = 1
 want_notify = true
 as_number_lcaf = false
 [[lisp.map_resolver]]
-address = %q
-`, sock, metricsAt, oorLabPsavdEIDs, oorLabPsavdEIDs, oorLabPhMAC, oorLabOORRLOCMAC, oorPsavdAddr, oorPsavdAddr,
-		oorLabPsavdEIDs, oorPsavdAddr, oorMSAddr, oorLabPsavdKey, oorMSAddr)
+address = %[8]q
+`, sock, metricsAt, oorLabPsavdEIDs, oorLabPsavdEIDs6, oorLabPhMAC, oorLabOORRLOCMAC, oorPsavdAddr, oorMSAddr, oorLabPsavdKey)
 	path := filepath.Join(l.dir, "xtr.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

@@ -235,60 +235,64 @@ as_number_lcaf = false
 }
 
 // TestPsavdITRWithOORMapResolver (issue 16, must-show 2, second half):
-// OOR's xTR registers 10.9.1.0/24 with OOR's Map-Server; psavd's xTR
-// (AF_XDP), whose Map-Resolver is OOR's, gets a packet from its site for
-// 10.9.1.10: the engine misses, the ITR sends an Encapsulated Map-Request
-// to OOR's Map-Resolver, which hands it to OOR's ETR, whose Map-Reply
-// psavd installs — 10.9.1.0/24 → 10.77.0.2 in psavctl map-cache — and the
-// next packets reach the host behind OOR, encapsulated by psavd and
-// decapsulated by OOR.
+// OOR's xTR registers 10.9.1.0/24 and 2001:db8:9:1::/64 with OOR's
+// Map-Server; psavd's xTR (AF_XDP), whose Map-Resolver is OOR's, gets a
+// packet from its site for 10.9.1.10 (then 2001:db8:9:1::10): the engine
+// misses, the ITR sends an Encapsulated Map-Request to OOR's
+// Map-Resolver, which hands it to OOR's ETR, whose Map-Reply psavd
+// installs — the prefix → 10.77.0.2, priority 1, weight 100, up, in
+// psavctl map-cache — and the next packets reach the host behind OOR,
+// encapsulated by psavd and decapsulated by OOR.
 func TestPsavdITRWithOORMapResolver(t *testing.T) {
 	l := newOORLab(t)
 	l.startMapServer(t)
 	l.startOORxTR(t)
 	sock, metricsAt := l.startPsavdxTR(t)
-	oorEID := netip.MustParsePrefix(oorLabOOREIDs)
-	cached := func() map[string]any {
+	cached := func(eids netip.Prefix) map[string]any {
 		for _, e := range psavctlJSON(t, sock, "map-cache")["entries"].([]any) {
 			e := e.(map[string]any)
-			if p, err := netip.ParsePrefix(e["eid"].(string)); err == nil && p.Overlaps(oorEID) {
+			if p, err := netip.ParsePrefix(e["eid"].(string)); err == nil && p.Overlaps(eids) {
 				return e
 			}
 		}
 		return nil
 	}
-	if e := cached(); e != nil {
-		t.Fatalf("map-cache holds %v before any traffic", e)
-	}
-	sink := newUDPSink(t, l.oorHost, oorLabOORHost+":4242")
-	deliver(t, l.psavdHost, oorLabOORHost+":4242", "itr-via-oor-mr", 64, sink)
+	for i, c := range []struct{ eids, host string }{{oorLabOOREIDs, oorLabOORHost}, {oorLabOOREIDs6, oorLabOORHost6}} {
+		eids := netip.MustParsePrefix(c.eids)
+		if e := cached(eids); e != nil {
+			t.Fatalf("map-cache holds %v before any traffic", e)
+		}
+		dst := netip.AddrPortFrom(netip.MustParseAddr(c.host), 4242).String()
+		deliver(t, l.psavdHost, dst, "itr-via-oor-mr", 64, newUDPSink(t, l.oorHost, dst))
 
-	e := cached()
-	if e == nil {
-		t.Fatalf("no map-cache entry for %s:\n%s", oorLabOOREIDs, psavctl(t, sock, "map-cache"))
-	}
-	locs, _ := e["locators"].([]any)
-	if e["eid"] != oorLabOOREIDs || e["negative"] == true || len(locs) != 1 {
-		t.Fatalf("map-cache entry %v, want %s with one locator", e, oorLabOOREIDs)
-	}
-	loc := locs[0].(map[string]any)
-	if loc["address"] != oorRLOC || loc["up"] != true || loc["priority"] != float64(1) || loc["weight"] != float64(100) {
-		t.Fatalf("locator %v, want %s up, priority 1, weight 100 (OOR's database-mapping)", loc, oorRLOC)
-	}
-	itr := func(event string) float64 {
-		return metric(t, l.psavdNS, metricsAt, "psavd_lisp_xtr_itr_total", map[string]string{"event": event})
-	}
-	if itr("request") < 1 || itr("reply") < 1 || itr("overclaim") != 0 || itr("negative") != 0 || itr("bad-nonce") != 0 {
-		t.Fatalf("ITR: requests %v, replies %v, overclaims %v, negative %v, bad nonces %v",
-			itr("request"), itr("reply"), itr("overclaim"), itr("negative"), itr("bad-nonce"))
+		e := cached(eids)
+		if e == nil {
+			t.Fatalf("no map-cache entry for %s:\n%s", c.eids, psavctl(t, sock, "map-cache"))
+		}
+		locs, _ := e["locators"].([]any)
+		if e["eid"] != c.eids || e["negative"] == true || len(locs) != 1 {
+			t.Fatalf("map-cache entry %v, want %s with one locator", e, c.eids)
+		}
+		loc := locs[0].(map[string]any)
+		if loc["address"] != oorRLOC || loc["up"] != true || loc["priority"] != float64(1) || loc["weight"] != float64(100) {
+			t.Fatalf("%s: locator %v, want %s up, priority 1, weight 100 (OOR's database-mapping)", c.eids, loc, oorRLOC)
+		}
+		itr := func(event string) float64 {
+			return metric(t, l.psavdNS, metricsAt, "psavd_lisp_xtr_itr_total", map[string]string{"event": event})
+		}
+		if itr("request") < float64(i+1) || itr("reply") != float64(i+1) || itr("overclaim") != 0 || itr("negative") != 0 || itr("bad-nonce") != 0 {
+			t.Fatalf("ITR after %s: requests %v, replies %v, overclaims %v, negative %v, bad nonces %v", c.eids,
+				itr("request"), itr("reply"), itr("overclaim"), itr("negative"), itr("bad-nonce"))
+		}
 	}
 	c, err := lab.Scrape(context.Background(), l.psavdNS, metricsAt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Total("drops", "lisp-miss") < 1 {
-		t.Errorf("no lisp-miss drop before the Map-Reply: %v", c)
+	if c.Total("drops", "lisp-miss") < 2 {
+		t.Errorf("want a lisp-miss drop before each Map-Reply: %v", c)
 	}
+	t.Logf("psavd's map-cache:\n%s", psavctl(t, sock, "map-cache"))
 }
 
 // TestOORxTRDataWithPsavdxTR (issue 16, must-show 3): LISP data both ways
@@ -325,8 +329,9 @@ func TestOORxTRDataWithPsavdxTR(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer atOh.Close()
-	toOh := newUDPSink(t, l.oorHost, oorLabOORHost+":4242")
-	toPh := newUDPSink(t, l.psavdHost, oorLabPsavdHost+":4242")
+	hostPort := func(a string) string { return netip.AddrPortFrom(netip.MustParseAddr(a), 4242).String() }
+	toOh, toOh6 := newUDPSink(t, l.oorHost, hostPort(oorLabOORHost)), newUDPSink(t, l.oorHost, hostPort(oorLabOORHost6))
+	toPh, toPh6 := newUDPSink(t, l.psavdHost, hostPort(oorLabPsavdHost)), newUDPSink(t, l.psavdHost, hostPort(oorLabPsavdHost6))
 
 	ctx := context.Background()
 	for _, c := range []struct {
@@ -336,8 +341,10 @@ func TestOORxTRDataWithPsavdxTR(t *testing.T) {
 		dst          string
 		sink         *udpSink
 	}{
-		{"psavd-to-oor", l.psavdHost, l.oorHost, atPh, atOh, oorLabOORHost + ":4242", toOh},
-		{"oor-to-psavd", l.oorHost, l.psavdHost, atOh, atPh, oorLabPsavdHost + ":4242", toPh},
+		{"psavd-to-oor", l.psavdHost, l.oorHost, atPh, atOh, hostPort(oorLabOORHost), toOh},
+		{"oor-to-psavd", l.oorHost, l.psavdHost, atOh, atPh, hostPort(oorLabPsavdHost), toPh},
+		{"psavd-to-oor-ipv6", l.psavdHost, l.oorHost, atPh, atOh, hostPort(oorLabOORHost6), toOh6},
+		{"oor-to-psavd-ipv6", l.oorHost, l.psavdHost, atOh, atPh, hostPort(oorLabPsavdHost6), toPh6},
 	} {
 		for _, size := range []int{64, 1200} {
 			payload := deliver(t, c.from, c.dst, fmt.Sprintf("%s-%d", c.name, size), size, c.sink)
@@ -351,18 +358,20 @@ func TestOORxTRDataWithPsavdxTR(t *testing.T) {
 			if hopCount(got) != hopCount(sent)-2 || !bytes.Equal(normalised(got, 0), normalised(sent, 0)) {
 				t.Fatalf("%s, %d octets: delivered packet differs from the sent one (but for two hops):\n sent %x\n  got %x", c.name, size, sent, got)
 			}
-			t.Logf("%s: %d-octet IPv4 packet delivered identical but for TTL %d → %d", c.name, len(sent), hopCount(sent), hopCount(got))
+			t.Logf("%s: %d-octet IPv%d packet delivered identical but for TTL %d → %d", c.name, len(sent), sent[0]>>4, hopCount(sent), hopCount(got))
 		}
 	}
 	cs, err := lab.Scrape(ctx, l.psavdNS, metricsAt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cs.Total("packets", "lisp-encapsulated") < 2 || cs.Total("packets", "lisp-decapsulated") < 2 {
-		t.Errorf("psavd encapsulated %v and decapsulated %v packets, want ≥ 2 each: %v", cs.Total("packets", "lisp-encapsulated"), cs.Total("packets", "lisp-decapsulated"), cs)
+	if cs.Total("packets", "lisp-encapsulated") < 4 || cs.Total("packets", "lisp-decapsulated") < 4 {
+		t.Errorf("psavd encapsulated %v and decapsulated %v packets, want ≥ 4 each: %v", cs.Total("packets", "lisp-encapsulated"), cs.Total("packets", "lisp-decapsulated"), cs)
 	}
-	if n := oor.Count("Added Map Cache entry with EID prefix " + oorLabPsavdEIDs); n < 1 {
-		t.Errorf("OOR's log does not show its map-cache entry for %s", oorLabPsavdEIDs)
+	for _, eids := range []string{oorLabPsavdEIDs, oorLabPsavdEIDs6} {
+		if n := oor.Count("Added Map Cache entry with EID prefix " + eids); n < 1 {
+			t.Errorf("OOR's log does not show its map-cache entry for %s", eids)
+		}
 	}
 	checkLISPWithTshark(t, l.dir, underlay.Frames())
 }
