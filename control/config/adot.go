@@ -15,6 +15,7 @@ import (
 
 	"github.com/psavd/psavd/control/adot"
 	"github.com/psavd/psavd/control/config/schema"
+	"github.com/psavd/psavd/control/decent/pull"
 )
 
 // ADoT is [adot]: the DNS-over-TLS client of the pull-based mapping system
@@ -24,6 +25,23 @@ import (
 type ADoT struct {
 	Client *adot.Config       // nil without adot.servers
 	Server *adot.ServerConfig // nil without [adot.server]
+	// Index is set with adot.server.index_modulus: the zone's <index>
+	// names follow live membership (Server.Zone is then the zone of the
+	// configured owners, or of no owners yet).
+	Index *ADoTIndex
+}
+
+// ADoTIndex is how the node builds the mapping zone from live membership
+// (pull.IndexZone, kept current by pull.ZoneFeed).
+type ADoTIndex struct {
+	Modulus  uint64
+	Replicas int
+	TTL      uint32
+	// Owners are the configured map-servers (index_owners); nil: the
+	// members of this node's push registration group.
+	Owners []netip.Addr
+	// Static are the records besides the index names (adot.server.records).
+	Static map[string][]string
 }
 
 // Defaults and bounds of [adot] and [adot.server] (docs/config.md).
@@ -46,6 +64,9 @@ const (
 	adotRotation      = time.Hour
 	maxADoTServerConn = 1_000_000
 	maxADoTRotation   = 7 * 24 * time.Hour // TLS 1.3 tickets live at most a week (RFC 8446 §4.6.1)
+	adotReplicas      = 2                  // map-servers per index in a generated zone
+	maxADoTReplicas   = 64
+	maxADoTSecondary  = 64 // secondaries and notify targets
 )
 
 // adotClientKeys are the client keys that are refused without servers.
@@ -72,7 +93,8 @@ func (c *Config) checkADoT(k *checker, f *schema.File) {
 		}
 	}
 	if s := a.Server; s != nil {
-		c.ADoT.Server = serverConfig(k, s)
+		push := f.LISP != nil && f.LISP.Decent != nil && f.LISP.Decent.Mode == "push"
+		c.ADoT.Server, c.ADoT.Index = serverConfig(k, s, push)
 	}
 }
 
@@ -160,8 +182,10 @@ func clientConfig(k *checker, a *schema.ADoT) *adot.Config {
 }
 
 // serverConfig checks [adot.server] and compiles it: the certificate
-// loaded and the zone built (relative zone_file paths are taken as given).
-func serverConfig(k *checker, s *schema.ADoTServer) *adot.ServerConfig {
+// loaded and the zone built (relative zone_file paths are taken as given);
+// with index_modulus also how the zone follows membership (push: this
+// node is a push group member, whose members can own the indexes).
+func serverConfig(k *checker, s *schema.ADoTServer, push bool) (*adot.ServerConfig, *ADoTIndex) {
 	cfg := &adot.ServerConfig{Addr: s.Listen}
 	k.hostPort("adot.server.listen", s.Listen)
 	if v := orDefault(k.set("adot.server.min_tls"), s.MinTLS, "1.3"); k.oneOf("adot.server.min_tls", v, "1.3", "1.2") {
@@ -195,11 +219,118 @@ func serverConfig(k *checker, s *schema.ADoTServer) *adot.ServerConfig {
 	if cfg.TicketRotation < time.Minute {
 		k.add("adot.server.ticket_rotation", "%v is below 1m: clients would rarely resume", cfg.TicketRotation)
 	}
+	transfers(k, s, cfg)
 	ttl := orDefault(k.set("adot.server.ttl"), s.TTL, adotServerTTL)
+	ix := index(k, s, ttl, push)
 	if between(k, "adot.server.ttl", ttl, 1, maxADoTServerTTL) {
-		cfg.Zone = zone(k, s, ttl)
+		if ix != nil {
+			cfg.Zone = indexZone(k, s, ix)
+		} else {
+			cfg.Zone = zone(k, s, ttl)
+		}
 	}
-	return cfg
+	return cfg, ix
+}
+
+// transfers checks the zone-transfer keys: secondaries (addresses or
+// prefixes allowed XoT), notify (targets; by default each secondary that
+// is one address, port 53) and transfer_ca (mutual TLS).
+func transfers(k *checker, s *schema.ADoTServer, cfg *adot.ServerConfig) {
+	if len(s.Secondaries) > maxADoTSecondary {
+		k.add("adot.server.secondaries", "%d entries, at most %d", len(s.Secondaries), maxADoTSecondary)
+	}
+	var hosts []netip.Addr
+	for i, v := range s.Secondaries {
+		key := fmt.Sprintf("adot.server.secondaries[%d]", i)
+		if a, err := netip.ParseAddr(v); err == nil && a.Zone() == "" {
+			a = a.Unmap()
+			cfg.TransferFrom = append(cfg.TransferFrom, netip.PrefixFrom(a, a.BitLen()))
+			hosts = append(hosts, a)
+		} else if p, ok := k.prefix(key, v); ok {
+			cfg.TransferFrom = append(cfg.TransferFrom, p)
+		}
+	}
+	if k.set("adot.server.notify") {
+		if len(s.Secondaries) == 0 && len(s.Notify) > 0 {
+			k.add("adot.server.notify", "given, but adot.server.secondaries is empty: the targets could not transfer the zone")
+		}
+		if len(s.Notify) > maxADoTSecondary {
+			k.add("adot.server.notify", "%d entries, at most %d", len(s.Notify), maxADoTSecondary)
+		}
+		for i, v := range s.Notify {
+			key := fmt.Sprintf("adot.server.notify[%d]", i)
+			ap, err := netip.ParseAddrPort(v)
+			if a, aerr := netip.ParseAddr(v); aerr == nil && a.Zone() == "" {
+				ap, err = netip.AddrPortFrom(a, 53), nil
+			}
+			if err != nil || ap.Port() == 0 || ap.Addr().Zone() != "" {
+				k.add(key, "%q is not an IP address or address:port (NOTIFY goes over UDP, port 53 by default)", v)
+				continue
+			}
+			cfg.Notify = append(cfg.Notify, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+		}
+	} else {
+		for _, a := range hosts {
+			cfg.Notify = append(cfg.Notify, netip.AddrPortFrom(a, 53))
+		}
+	}
+	if k.set("adot.server.transfer_ca") {
+		if len(s.Secondaries) == 0 {
+			k.add("adot.server.transfer_ca", "given, but adot.server.secondaries is empty (no transfers at all)")
+		}
+		cfg.TransferCAs = k.caPool("adot.server.transfer_ca", s.TransferCA)
+	}
+}
+
+// index checks the index_* keys: nil without index_modulus (the zone is
+// then records or zone_file alone).
+func index(k *checker, s *schema.ADoTServer, ttl uint32, push bool) *ADoTIndex {
+	if !k.set("adot.server.index_modulus") {
+		for _, key := range []string{"index_replicas", "index_owners"} {
+			if k.set("adot.server." + key) {
+				k.add("adot.server."+key, "needs adot.server.index_modulus (the number of <index> names)")
+			}
+		}
+		return nil
+	}
+	ix := &ADoTIndex{Modulus: s.IndexModulus, TTL: ttl, Static: s.Records}
+	between(k, "adot.server.index_modulus", s.IndexModulus, 1, pull.MaxZoneIndexes)
+	ix.Replicas = orDefault(k.set("adot.server.index_replicas"), s.IndexReplicas, adotReplicas)
+	count(k, "adot.server.index_replicas", ix.Replicas, 1, maxADoTReplicas)
+	if s.ZoneFile != "" {
+		k.add("adot.server.zone_file", "not with index_modulus: the zone is made from membership (give the other records as adot.server.records)")
+	}
+	if k.set("adot.server.index_owners") {
+		ix.Owners = []netip.Addr{}
+		if len(s.IndexOwners) > pull.MaxZoneIndexes {
+			k.add("adot.server.index_owners", "%d entries, at most %d", len(s.IndexOwners), pull.MaxZoneIndexes)
+		}
+		for i, v := range s.IndexOwners {
+			if a, ok := k.addr(fmt.Sprintf("adot.server.index_owners[%d]", i), v); ok {
+				ix.Owners = append(ix.Owners, a.Unmap())
+			}
+		}
+	} else if !push {
+		k.add("adot.server.index_owners", "missing: with index_modulus the indexes are owned by index_owners, or by the push group's members ([lisp.decent] mode = \"push\")")
+	}
+	return ix
+}
+
+// indexZone builds the zone of the configured owners (or of no members
+// yet, for a push node: its group is not known before it runs).
+func indexZone(k *checker, s *schema.ADoTServer, ix *ADoTIndex) *adot.Zone {
+	if s.Zone == "" {
+		k.add("adot.server.zone", "missing (the zone's origin, e.g. \"map-server.example.test\")")
+		return nil
+	}
+	if ix.Modulus < 1 || ix.Modulus > pull.MaxZoneIndexes || ix.Replicas < 1 || !recordsOK(k, s, ix.TTL) {
+		return nil
+	}
+	z, err := pull.IndexZone(s.Zone, ix.TTL, ix.Modulus, ix.Replicas, ix.Owners, ix.Static)
+	if err != nil {
+		k.add("adot.server.records", "%v", err)
+	}
+	return z
 }
 
 // zone builds the zone from zone_file or records, their TTL ttl; each bad
@@ -226,20 +357,7 @@ func zone(k *checker, s *schema.ADoTServer, ttl uint32) *adot.Zone {
 	case len(s.Records) == 0:
 		k.add("adot.server.records", "missing: the zone's records (or a zone_file)")
 	default:
-		owners := make([]string, 0, len(s.Records))
-		for o := range s.Records {
-			owners = append(owners, o)
-		}
-		sort.Strings(owners)
-		bad := false
-		for _, o := range owners {
-			// One owner at a time first, so that the problem names it.
-			if _, err := adot.ZoneFromMap(s.Zone, ttl, map[string][]string{o: s.Records[o]}); err != nil {
-				k.add(fmt.Sprintf("adot.server.records.%q", o), "%v", err)
-				bad = true
-			}
-		}
-		if bad {
+		if !recordsOK(k, s, ttl) {
 			return nil
 		}
 		z, err := adot.ZoneFromMap(s.Zone, ttl, s.Records)
@@ -249,6 +367,24 @@ func zone(k *checker, s *schema.ADoTServer, ttl uint32) *adot.Zone {
 		return z
 	}
 	return nil
+}
+
+// recordsOK checks adot.server.records one owner at a time, so that a
+// problem names its owner.
+func recordsOK(k *checker, s *schema.ADoTServer, ttl uint32) bool {
+	owners := make([]string, 0, len(s.Records))
+	for o := range s.Records {
+		owners = append(owners, o)
+	}
+	sort.Strings(owners)
+	ok := true
+	for _, o := range owners {
+		if _, err := adot.ZoneFromMap(s.Zone, ttl, map[string][]string{o: s.Records[o]}); err != nil {
+			k.add(fmt.Sprintf("adot.server.records.%q", o), "%v", err)
+			ok = false
+		}
+	}
+	return ok
 }
 
 // caPool reads PEM trust anchors.

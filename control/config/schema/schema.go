@@ -307,6 +307,14 @@ type ADoTServer struct {
 	IdleTimeout            string              `toml:"idle_timeout,omitempty,omitzero"`
 	HandshakeTimeout       string              `toml:"handshake_timeout,omitempty,omitzero"`
 	TicketRotation         string              `toml:"ticket_rotation,omitempty,omitzero"`
+	// Zone transfers over TLS (RFC 9103) and NOTIFY (RFC 1996).
+	Secondaries []string `toml:"secondaries,omitempty,omitzero"` // addresses or prefixes allowed to transfer the zone
+	Notify      []string `toml:"notify,omitempty,omitzero"`      // NOTIFY targets, "addr" (port 53) or "addr:port"
+	TransferCA  string   `toml:"transfer_ca,omitempty,omitzero"` // PEM CAs a secondary's client certificate must chain to
+	// The <index> names from live membership (pull.ZoneFeed).
+	IndexModulus  uint64   `toml:"index_modulus,omitempty,omitzero"`
+	IndexReplicas int      `toml:"index_replicas,omitempty,omitzero"`
+	IndexOwners   []string `toml:"index_owners,omitempty,omitzero"` // configured owners; default: the push group's members
 }
 
 // LISPDecent is [lisp.decent]: this node finds its Map-Servers and
