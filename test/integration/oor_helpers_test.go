@@ -132,9 +132,9 @@ func oorConf(blocks ...string) string { return strings.Join(blocks, "\n") + "\n"
 // psavd's site is 10.10.2.0/24 and 2001:db8:10:2::/64 (host ph .10 / ::10),
 // OOR's 10.9.1.0/24 and 2001:db8:9:1::/64 (host oh .10 / ::10). The RLOCs
 // are IPv4 only: psavd 10.77.0.1, OOR 10.77.0.2, the Map-Server 10.77.0.3
-// (the IPv6 EIDs travel IPv6-in-IPv4). Every veth has transmit checksum offload off: an
-// AF_XDP copy of a locally sent packet would otherwise carry a partial
-// checksum, and the test compares packets octet for octet.
+// (the IPv6 EIDs travel IPv6-in-IPv4). Every veth has transmit checksum
+// offload off: an AF_XDP copy of a locally sent packet would otherwise
+// carry a partial checksum, and the tests compare packets octet for octet.
 type oorLab struct {
 	*oorPair           // psavdNS: the psavd xTR; oorNS: the OOR xTR
 	msNS, ulNS         string
@@ -237,9 +237,9 @@ func (l *oorLab) startMapServer(t *testing.T) *oorpeer.OOR {
 }
 
 // startOORxTR runs OOR's xTR for 10.9.1.0/24 and 2001:db8:9:1::/64 (IPv4
-// locator), registering with and
-// resolving through OOR's Map-Server (tun data plane, LISP
-// encapsulation), and waits for both registrations to be confirmed.
+// locator; tun data plane, LISP encapsulation), registering with and
+// resolving through OOR's Map-Server, and waits for both registrations to
+// be confirmed.
 func (l *oorLab) startOORxTR(t *testing.T) *oorpeer.OOR {
 	t.Helper()
 	db := func(eids string) string {
@@ -261,9 +261,9 @@ func (l *oorLab) startOORxTR(t *testing.T) *oorpeer.OOR {
 }
 
 // startPsavdxTR runs psavd as the xTR of 10.10.2.0/24 and
-// 2001:db8:10:2::/64 (IPv4 locator) on AF_XDP ports
-// (routed; "out" encapsulates LISP towards the OOR xTR's MAC, the only
-// next hop on the bridge): its ETR registers with OOR's Map-Server (no AS
+// 2001:db8:10:2::/64 (IPv4 locator) on AF_XDP ports (routed; "out"
+// encapsulates LISP towards the OOR xTR's MAC, the only next hop on the
+// bridge; neither site is another PSAV member, so nothing is tagged): its ETR registers with OOR's Map-Server (no AS
 // Number LCAF, which OOR does not decode), its ITR resolves through OOR's
 // Map-Resolver. It returns the control socket and the metrics address.
 func (l *oorLab) startPsavdxTR(t *testing.T) (sock, metricsAt string) {

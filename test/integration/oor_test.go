@@ -280,7 +280,9 @@ func TestPsavdITRWithOORMapResolver(t *testing.T) {
 		itr := func(event string) float64 {
 			return metric(t, l.psavdNS, metricsAt, "psavd_lisp_xtr_itr_total", map[string]string{"event": event})
 		}
-		if itr("request") < float64(i+1) || itr("reply") != float64(i+1) || itr("overclaim") != 0 || itr("negative") != 0 || itr("bad-nonce") != 0 {
+		// A reply to a resent request (same nonce) after the first one was
+		// taken is a bad nonce; nothing else may be.
+		if itr("request") < float64(i+1) || itr("reply") < float64(i+1) || itr("overclaim") != 0 || itr("negative") != 0 || itr("bad-nonce") > itr("retry") {
 			t.Fatalf("ITR after %s: requests %v, replies %v, overclaims %v, negative %v, bad nonces %v", c.eids,
 				itr("request"), itr("reply"), itr("overclaim"), itr("negative"), itr("bad-nonce"))
 		}
