@@ -94,7 +94,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		if n.dot, err = newDoTServer(c, n.log); err != nil {
 			return err
 		}
-		roles = append(roles, n.dot.role())
+		roles = append(roles, n.dot.roles(c.ADoT.Server)...)
 		n.collectors = append(n.collectors, n.dot.collectors()...)
 	}
 	if n.psav, err = newPSAVRoles(c, n.log); err != nil {
@@ -107,6 +107,11 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	}
 	if n.lisp, err = newLISPRoles(c, n.dp.engineOrNil(), n.log); err != nil {
 		return err
+	}
+	if n.dot != nil {
+		if err := n.dot.followPush(n.lisp.dn); err != nil {
+			return fmt.Errorf("%s: %w", c.File, err)
+		}
 	}
 	roles = append(roles, n.lisp.roles()...)
 	n.collectors = append(n.collectors, n.lisp.collectors()...)

@@ -120,8 +120,21 @@ func (n *Node) Reload(next *config.Config) (res Result, err error) {
 		apply = append(apply, func() { g.SetOwned(owned) })
 	}
 	if touchedIn(res.Applied, "adot.server") {
-		srv, zone := n.dot.srv, next.ADoT.Server.Zone
-		apply = append(apply, func() { srv.SetZone(zone) })
+		if d := n.dot; d.feed != nil { // the zone follows membership: new static records, TTL or owners for the feed
+			ix := next.ADoT.Index
+			if ix == nil || (ix.Owners == nil) != (d.owners.Load() == nil) {
+				return res, fmt.Errorf("%s: adot.server.index_modulus or index_owners added or removed: needs a restart", next.File)
+			}
+			apply = append(apply, func() {
+				if ix.Owners != nil {
+					d.setOwners(ix.Owners)
+				}
+				d.feed.SetStatic(ix.TTL, ix.Static)
+			})
+		} else {
+			srv, zone := n.dot.srv, next.ADoT.Server.Zone
+			apply = append(apply, func() { srv.SetZone(zone) })
+		}
 	}
 	if touchedIn(res.Applied, "log") {
 		lvl := next.Log.Level
@@ -146,6 +159,8 @@ func (n *Node) live(key string) bool {
 		return n.lisp != nil && n.lisp.ms != nil
 	case under(key, "adot.server.records"), under(key, "adot.server.zone_file"), key == "adot.server.ttl":
 		return n.dot != nil
+	case under(key, "adot.server.index_owners"): // configured owners, on a node whose zone follows them
+		return n.dot != nil && n.dot.feed != nil && n.dot.owners.Load() != nil
 	case key == "log.level":
 		return true
 	case key == "lisp.decent.owned": // the pull ownership check, when it runs

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/psavd/psavd/control/adot"
@@ -76,7 +77,9 @@ const MaxZoneIndexes = 1 << 16
 // ZoneFeed keeps a DoT server's zone in step with a membership: Run polls
 // Members every Interval and installs a new zone when the membership
 // changes (an atomic swap in the server: queries in flight are answered
-// from the old or the new zone, never from a mix).
+// from the old or the new zone, never from a mix). Each installed zone is
+// a change to the server: it raises the SOA serial and NOTIFYs the
+// secondaries (adot.Server.SetZone).
 type ZoneFeed struct {
 	Server   *adot.Server
 	Origin   string
@@ -88,13 +91,25 @@ type ZoneFeed struct {
 	Interval time.Duration                    // default 1 s
 	OnChange func(members []netip.Addr, err error)
 
+	mu   sync.Mutex // guards TTL and Static (SetStatic) and the state below
 	last []netip.Addr
 	done bool
+}
+
+// SetStatic replaces the TTL and the static records (a configuration
+// reload); the next Update installs a zone even if the membership is the
+// same.
+func (f *ZoneFeed) SetStatic(ttl uint32, static map[string][]string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.TTL, f.Static, f.done = ttl, static, false
 }
 
 // Update installs the zone for the members at now if they changed; it
 // reports whether a new zone was installed.
 func (f *ZoneFeed) Update(now time.Time) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	ms := slices.Clone(f.Members(now))
 	slices.SortFunc(ms, func(a, b netip.Addr) int { return a.Compare(b) })
 	ms = slices.Compact(ms)
@@ -121,7 +136,10 @@ func (f *ZoneFeed) Run(ctx context.Context) error {
 	for {
 		changed, err := f.Update(time.Now())
 		if (changed || err != nil) && f.OnChange != nil {
-			f.OnChange(f.last, err)
+			f.mu.Lock()
+			last := f.last
+			f.mu.Unlock()
+			f.OnChange(last, err)
 		}
 		select {
 		case <-ctx.Done():
