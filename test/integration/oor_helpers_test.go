@@ -220,16 +220,18 @@ func newOORLab(t *testing.T) *oorLab {
 }
 
 // startMapServer runs OOR's Map-Server (which is its Map-Resolver too)
-// with a site for each xTR, neither proxy-replied: Map-Requests go on to
-// the ETR that registered.
+// with a site for each prefix. Map-Requests for OOR's IPv6 prefix are
+// proxy-replied by the Map-Server; all others go on to the ETR that
+// registered (neither xTR asks for proxy replies), so both ways of
+// answering are exercised.
 func (l *oorLab) startMapServer(t *testing.T) *oorpeer.OOR {
 	t.Helper()
-	site := func(eids, key string) string {
-		return fmt.Sprintf("lisp-site {\n eid-prefix = %s\n key-type = 1\n key = %s\n iid = 0\n accept-more-specifics = false\n proxy-reply = false\n}", eids, key)
+	site := func(eids, key string, proxy bool) string {
+		return fmt.Sprintf("lisp-site {\n eid-prefix = %s\n key-type = 1\n key = %s\n iid = 0\n accept-more-specifics = false\n proxy-reply = %v\n}", eids, key, proxy)
 	}
 	o := l.startOORIn(t, l.msNS, "ms", oorConf("debug = 2", "operating-mode = MS", "control-iface = rloc",
-		site(oorLabOOREIDs, oorLabOORKey), site(oorLabOOREIDs6, oorLabOORKey),
-		site(oorLabPsavdEIDs, oorLabPsavdKey), site(oorLabPsavdEIDs6, oorLabPsavdKey)))
+		site(oorLabOOREIDs, oorLabOORKey, false), site(oorLabOOREIDs6, oorLabOORKey, true),
+		site(oorLabPsavdEIDs, oorLabPsavdKey, false), site(oorLabPsavdEIDs6, oorLabPsavdKey, false)))
 	if err := o.Wait(30*time.Second, func() bool { return strings.Contains(o.Log(), "started") }); err != nil {
 		t.Fatalf("OOR Map-Server not started: %v", err)
 	}

@@ -239,13 +239,15 @@ as_number_lcaf = false
 // Map-Server; psavd's xTR (AF_XDP), whose Map-Resolver is OOR's, gets a
 // packet from its site for 10.9.1.10 (then 2001:db8:9:1::10): the engine
 // misses, the ITR sends an Encapsulated Map-Request to OOR's
-// Map-Resolver, which hands it to OOR's ETR, whose Map-Reply psavd
-// installs — the prefix → 10.77.0.2, priority 1, weight 100, up, in
-// psavctl map-cache — and the next packets reach the host behind OOR,
-// encapsulated by psavd and decapsulated by OOR.
+// Map-Resolver, which hands it to OOR's ETR (IPv4; the ETR's Map-Reply)
+// or answers it itself (IPv6, a site OOR's Map-Server proxy-replies for:
+// a non-authoritative Map-Reply). psavd installs the answer — the prefix
+// → 10.77.0.2, priority 1, weight 100, up, in psavctl map-cache — and the
+// next packets reach the host behind OOR, encapsulated by psavd and
+// decapsulated by OOR.
 func TestPsavdITRWithOORMapResolver(t *testing.T) {
 	l := newOORLab(t)
-	l.startMapServer(t)
+	ms := l.startMapServer(t)
 	l.startOORxTR(t)
 	sock, metricsAt := l.startPsavdxTR(t)
 	cached := func(eids netip.Prefix) map[string]any {
@@ -257,7 +259,10 @@ func TestPsavdITRWithOORMapResolver(t *testing.T) {
 		}
 		return nil
 	}
-	for i, c := range []struct{ eids, host string }{{oorLabOOREIDs, oorLabOORHost}, {oorLabOOREIDs6, oorLabOORHost6}} {
+	for i, c := range []struct {
+		eids, host string
+		proxy      bool // answered by OOR's Map-Server, not its ETR
+	}{{oorLabOOREIDs, oorLabOORHost, false}, {oorLabOOREIDs6, oorLabOORHost6, true}} {
 		eids := netip.MustParsePrefix(c.eids)
 		if e := cached(eids); e != nil {
 			t.Fatalf("map-cache holds %v before any traffic", e)
@@ -276,6 +281,9 @@ func TestPsavdITRWithOORMapResolver(t *testing.T) {
 		loc := locs[0].(map[string]any)
 		if loc["address"] != oorRLOC || loc["up"] != true || loc["priority"] != float64(1) || loc["weight"] != float64(100) {
 			t.Fatalf("%s: locator %v, want %s up, priority 1, weight 100 (OOR's database-mapping)", c.eids, loc, oorRLOC)
+		}
+		if proxied := ms.Count("belongs to the registered prefix " + c.eids + ". Send Map Reply"); (proxied > 0) != c.proxy {
+			t.Fatalf("%s: OOR's Map-Server proxy-replied %d times, want proxy replies %v", c.eids, proxied, c.proxy)
 		}
 		itr := func(event string) float64 {
 			return metric(t, l.psavdNS, metricsAt, "psavd_lisp_xtr_itr_total", map[string]string{"event": event})
