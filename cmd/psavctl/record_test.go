@@ -139,3 +139,102 @@ func TestRecordNewEndorseShow(t *testing.T) {
 		t.Error("a prefix with host bits was accepted")
 	}
 }
+
+// TestRecordFormat2 makes the records of docs/wire.md §3.2's format 2 with
+// psavctl alone and hands them to a membership set as an ACS would: a key
+// rotation signed by the old key, a root override that moves an AS to
+// another community, and a more-specific let in by the covering member's
+// consent. Each is refused without its proof.
+func TestRecordFormat2(t *testing.T) {
+	dir := t.TempDir()
+	p := func(n string) string { return filepath.Join(dir, n) }
+	pub := func(name string) membership.PublicKey {
+		k, err := membership.ParsePublicKey(strings.TrimSpace(mustCtl(t, "key", "generate", "-out", p(name))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	root, comm7 := pub("root.key"), pub("comm7.key")
+	for _, k := range []string{"a1.key", "a2.key", "b.key", "c.key"} {
+		pub(k)
+	}
+	pol, err := membership.NewPolicy(map[uint32][]membership.PublicKey{0: {root}, 7: {comm7}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := membership.NewSet(pol)
+	// make writes, endorses (by community key ckey, and by authority akey
+	// if given) and applies one record; it returns the set's verdict.
+	make := func(name, ckey, akey string, args ...string) error {
+		t.Helper()
+		mustCtl(t, append([]string{"record", "new", "-out", p(name + ".signed")}, args...)...)
+		mustCtl(t, "record", "endorse", "-in", p(name+".signed"), "-key", p(ckey), "-out", p(name))
+		if akey != "" {
+			mustCtl(t, "record", "endorse", "-authority", "-in", p(name), "-key", p(akey), "-out", p(name))
+		}
+		b, err := os.ReadFile(p(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = set.ApplyBytes(b)
+		return err
+	}
+	mustApply := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustApply(make("a1.rec", "root.key", "", "-asn", "65001", "-version", "1", "-prefix", "10.1.0.0/16", "-acs", "192.0.2.1:7443", "-key", p("a1.key")))
+	mustApply(make("b1.rec", "root.key", "", "-asn", "65002", "-version", "1", "-prefix", "10.2.0.0/16", "-acs", "192.0.2.2:7443", "-key", p("b.key")))
+
+	// Key rotation: refused without the old key's hand-over, accepted with it.
+	if err := make("a2-bare.rec", "root.key", "", "-kind", "update", "-asn", "65001", "-version", "2", "-prefix", "10.1.0.0/16", "-acs", "192.0.2.1:7443", "-key", p("a2.key")); membership.ReasonOf(err) == membership.ReasonNone {
+		t.Fatal("a key change without the old key's signature was accepted")
+	}
+	mustApply(make("a2.rec", "root.key", "", "-kind", "update", "-asn", "65001", "-version", "2", "-prefix", "10.1.0.0/16", "-acs", "192.0.2.1:7443", "-key", p("a2.key"), "-rotate-from", p("a1.key")))
+	if r, _ := set.Get(65001); !r.Key.Equal(mustKey(t, p("a2.key"))) {
+		t.Fatal("rotation not in force")
+	}
+	if out := mustCtl(t, "record", "show", p("a2.rec")); !strings.Contains(out, "rotation   signed by the AS's previous key") {
+		t.Errorf("record show of a rotation:\n%s", out)
+	}
+
+	// A move to community 7: refused with only community 7's endorsement,
+	// accepted with the root's second endorsement.
+	if err := make("a3-bare.rec", "comm7.key", "", "-kind", "update", "-asn", "65001", "-ascn", "7", "-version", "3", "-prefix", "10.1.0.0/16", "-acs", "192.0.2.1:7443", "-key", p("a2.key")); membership.ReasonOf(err) != membership.ReasonForeignCommunity {
+		t.Fatalf("a move without the old community's endorsement: %v", err)
+	}
+	mustApply(make("a3.rec", "comm7.key", "root.key", "-kind", "update", "-asn", "65001", "-ascn", "7", "-version", "3", "-prefix", "10.1.0.0/16", "-acs", "192.0.2.1:7443", "-key", p("a2.key"), "-authority", "0"))
+	if r, _ := set.Get(65001); r.ASCN != 7 {
+		t.Fatalf("AS65001 in community %d", r.ASCN)
+	}
+
+	// A more-specific of AS65002's /16 for an AS of another community:
+	// refused bare, accepted with AS65002's consent.
+	if err := make("c-bare.rec", "comm7.key", "", "-asn", "65003", "-ascn", "7", "-version", "1", "-prefix", "10.2.3.0/25", "-acs", "192.0.2.3:7443", "-key", p("c.key")); membership.ReasonOf(err) != membership.ReasonMoreSpecific {
+		t.Fatalf("a more-specific without a cover: %v", err)
+	}
+	mustCtl(t, "record", "cover", "-asn", "65003", "-prefix", "10.2.3.0/25", "-coverer", "65002", "-key", p("b.key"), "-out", p("cover"))
+	if code, _, errs := ctl("record", "new", "-asn", "65004", "-version", "1", "-prefix", "10.2.3.0/25", "-acs", "192.0.2.4:7443", "-key", p("c.key"), "-cover", p("cover"), "-out", p("x.rec")); code == 0 || !strings.Contains(errs, "for AS65003") {
+		t.Errorf("a consent for AS65003 used by AS65004: exit %d %s", code, errs)
+	}
+	mustApply(make("c.rec", "comm7.key", "", "-asn", "65003", "-ascn", "7", "-version", "1", "-prefix", "10.2.3.0/25", "-acs", "192.0.2.3:7443", "-key", p("c.key"), "-cover", p("cover")))
+	if out := mustCtl(t, "record", "show", p("c.rec")); !strings.Contains(out, "cover      AS65002 10.2.3.0/25") {
+		t.Errorf("record show of a cover:\n%s", out)
+	}
+}
+
+func mustKey(t *testing.T, path string) membership.PublicKey {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := membership.ParseSignerPEM(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.Public()
+}

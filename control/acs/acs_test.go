@@ -46,6 +46,9 @@ type lab struct {
 	held   map[uint32]net.Listener // reserved, not yet used by a node
 	hb     time.Duration
 	dead   int
+	// manual: the test publishes the members' records itself; otherwise
+	// start publishes a join of each node (peering needs membership).
+	manual bool
 }
 
 func newLab(t testing.TB) *lab {
@@ -130,6 +133,11 @@ func (l *lab) start(asn uint32, asns []uint32, mod ...func(*Config)) *Node {
 	}
 	l.nodes[asn] = n
 	l.t.Cleanup(func() { n.Close() })
+	if _, held := n.Membership().Get(asn); !l.manual && !held {
+		if _, err := n.Publish(l.record(membership.KindJoin, asn, 1, fmt.Sprintf("10.%d.%d.0/24", asn>>8&255, asn&255))); err != nil {
+			l.t.Fatal(err)
+		}
+	}
 	return n
 }
 
@@ -484,6 +492,7 @@ func (l *lab) recordIn(ascn uint32, comm membership.Signer, kind membership.Kind
 
 func TestMembership(t *testing.T) {
 	l := newLab(t)
+	l.manual = true
 	asns := []uint32{65001, 65002, 65003, 65004, 65005}
 	// Two members are known before the mesh comes up (in their stores).
 	l.mesh(asns...)
@@ -501,6 +510,28 @@ func TestMembership(t *testing.T) {
 	publish(65003, l.record(membership.KindUpdate, 65002, 2, "10.2.0.0/16", "10.20.0.0/16")) // published elsewhere than its AS; no prefix overlapping another member's (a first-come refusal would make the outcome depend on arrival order)
 	publish(65005, l.record(membership.KindExit, 65004, 2))
 
+	// The exited AS65004 learns of its exit (the last message of its
+	// sessions) and is then cut off: it takes no part in what follows.
+	waitFor(t, "AS65004 told of its own exit", func() bool {
+		r, ok := l.nodes[65004].Membership().Get(65004)
+		return ok && r.Kind == membership.KindExit
+	})
+	waitFor(t, "no session with the exited AS65004", func() bool {
+		for asn, n := range l.nodes {
+			if asn == 65004 {
+				continue
+			}
+			if st := peerStatus(n, 65004); st != nil && st.State != StateConnecting {
+				return false
+			}
+			if _, keyed := n.Keys(time.Now().Unix())[65004]; keyed {
+				return false
+			}
+		}
+		return true
+	})
+	l.nodes[65004].Close()
+	delete(l.nodes, 65004)
 	converged := func(want int) func() bool {
 		return func() bool {
 			d := l.nodes[65001].Membership().Digest()
@@ -513,9 +544,9 @@ func TestMembership(t *testing.T) {
 		}
 	}
 	waitFor(t, "membership converged", converged(4))
-	rec, ok := l.nodes[65004].Membership().Get(65002)
+	rec, ok := l.nodes[65003].Membership().Get(65002)
 	if !ok || rec.Version != 2 {
-		t.Fatalf("AS65002 at AS65004: %v %v", rec, ok)
+		t.Fatalf("AS65002 at AS65003: %v %v", rec, ok)
 	}
 	if r, ok := l.nodes[65001].Membership().Get(65004); !ok || r.Kind != membership.KindExit {
 		t.Fatal("exit not held as a tombstone")

@@ -37,7 +37,8 @@ const (
 // refusalReasons are the reasons each service can give, for metrics that
 // show every series from the start.
 var refusalReasons = [nServices][]string{
-	svcPeer:     {pair.ReasonNoIdentity, pair.ReasonRoleless, pair.ReasonWrongRole, pair.ReasonWrongAS, reasonLiveSession, reasonBadHello, reasonHelloTime},
+	svcPeer: {pair.ReasonNoIdentity, pair.ReasonRoleless, pair.ReasonWrongRole, pair.ReasonWrongAS, reasonLiveSession, reasonBadHello, reasonHelloTime,
+		reasonExited, reasonNotMember, reasonMessageRate},
 	svcFeed:     {pair.ReasonNoIdentity, pair.ReasonRoleless, pair.ReasonWrongRole, pair.ReasonWrongAS},
 	svcStatus:   {pair.ReasonNoIdentity, pair.ReasonRoleless, pair.ReasonWrongRole, pair.ReasonWrongAS},
 	svcListener: {reasonConnLimit, reasonSourceLimit, reasonSourceRate, reasonHandshake},

@@ -26,6 +26,7 @@ func abrConn(t *testing.T, l *lab, asn uint32, name string) *grpc.ClientConn {
 
 func TestFeed(t *testing.T) {
 	l := newLab(t)
+	l.manual = true
 	l.mesh(65001, 65002)
 	a, b := l.nodes[65001], l.nodes[65002]
 	if _, err := a.Publish(l.record(membership.KindJoin, 65001, 1, "10.1.0.0/16", "2001:db8:1::/48")); err != nil {

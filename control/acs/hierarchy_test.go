@@ -23,6 +23,7 @@ import (
 func hierarchyLab(t *testing.T) (*lab, map[uint32]*Node) {
 	t.Helper()
 	l := newLab(t)
+	l.manual = true
 	comm1, err := membership.NewEd25519SignerFromSeed(bytes.Repeat([]byte{0xC1}, 32))
 	if err != nil {
 		t.Fatal(err)

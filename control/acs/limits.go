@@ -42,11 +42,23 @@ type Limits struct {
 	// largest message is a membership record with all of a member's
 	// prefixes, or a summary of the whole membership).
 	MaxRecvMessage int
+	// PeerMessagesPerSecond and PeerMessageBurst bound the messages one
+	// peer session may send (defaults 2000 a second, bursts of 20000: a
+	// catch-up of a whole membership fits in a burst); PeerControlPerSecond
+	// and PeerControlBurst bound its summaries, wants and proposals, each of
+	// which walks the membership or negotiates keys (defaults 2 a second,
+	// bursts of 16). A peer over either ends its session, counted
+	// message-rate.
+	PeerMessagesPerSecond float64
+	PeerMessageBurst      int
+	PeerControlPerSecond  float64
+	PeerControlBurst      int
 }
 
 // DefaultLimits are the limits of a zero Limits.
 var DefaultLimits = Limits{MaxConns: 1024, MaxConnsPerSource: 32, NewConnsPerSecond: 20, NewConnsBurst: 40,
-	HandshakeTimeout: 5 * time.Second, HelloTimeout: 5 * time.Second, MaxStreams: 16, MaxRecvMessage: 16 << 20}
+	HandshakeTimeout: 5 * time.Second, HelloTimeout: 5 * time.Second, MaxStreams: 16, MaxRecvMessage: 16 << 20,
+	PeerMessagesPerSecond: 2000, PeerMessageBurst: 20000, PeerControlPerSecond: 2, PeerControlBurst: 16}
 
 func (l Limits) withDefaults() Limits {
 	d := DefaultLimits
@@ -58,6 +70,10 @@ func (l Limits) withDefaults() Limits {
 	orDefault(&d.HelloTimeout, l.HelloTimeout)
 	orDefault(&d.MaxStreams, l.MaxStreams)
 	orDefault(&d.MaxRecvMessage, l.MaxRecvMessage)
+	orDefault(&d.PeerMessagesPerSecond, l.PeerMessagesPerSecond)
+	orDefault(&d.PeerMessageBurst, l.PeerMessageBurst)
+	orDefault(&d.PeerControlPerSecond, l.PeerControlPerSecond)
+	orDefault(&d.PeerControlBurst, l.PeerControlBurst)
 	return d
 }
 
@@ -94,9 +110,8 @@ func sourceKey(a net.Addr) netip.Prefix {
 // source is the state of one source: its open connections and its token
 // bucket of new connections.
 type source struct {
-	open   int
-	tokens float64
-	last   time.Time
+	open int
+	rate tokenBucket
 }
 
 // limitListener applies Limits.MaxConns, MaxConnsPerSource and the
@@ -144,20 +159,18 @@ func (l *limitListener) admit(key netip.Prefix) string {
 		if len(l.sources) > 4*l.lim.MaxConns {
 			l.prune(now)
 		}
-		s = &source{tokens: float64(l.lim.NewConnsBurst), last: now}
+		s = &source{rate: newTokenBucket(l.lim.NewConnsPerSecond, l.lim.NewConnsBurst, now)}
 		l.sources[key] = s
 	}
-	s.tokens = min(float64(l.lim.NewConnsBurst), s.tokens+now.Sub(s.last).Seconds()*l.lim.NewConnsPerSecond)
-	s.last = now
+	s.rate.refill(now)
 	switch {
 	case l.open >= l.lim.MaxConns:
 		return reasonConnLimit
 	case s.open >= l.lim.MaxConnsPerSource:
 		return reasonSourceLimit
-	case s.tokens < 1:
+	case !s.rate.take(now):
 		return reasonSourceRate
 	}
-	s.tokens--
 	s.open++
 	l.open++
 	return ""
@@ -167,7 +180,7 @@ func (l *limitListener) admit(key netip.Prefix) string {
 // they are what a new source would start as.
 func (l *limitListener) prune(now time.Time) {
 	for k, s := range l.sources {
-		if s.open == 0 && s.tokens+now.Sub(s.last).Seconds()*l.lim.NewConnsPerSecond >= float64(l.lim.NewConnsBurst) {
+		if s.open == 0 && s.rate.full(now) {
 			delete(l.sources, k)
 		}
 	}

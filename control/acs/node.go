@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
+	"net/netip"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -47,7 +47,10 @@ type Config struct {
 	Identity pair.Identity // TLS identity (certificate naming ASN, alliance CA)
 	Listen   string        // [acs] listen, e.g. "127.0.0.1:0"
 	Listener net.Listener  // if set, used instead of Listen (tests, socket activation)
-	Peers    []PeerConfig  // [[acs.peer]]; the node dials those with a higher ASN
+	Peers    []PeerConfig  // [[acs.peer]]: bootstrap peers, dialled at these addresses (peering.go)
+	// JoinGrace is how long a session with an AS that holds no membership
+	// record is kept for membership exchange (default DefaultJoinGrace).
+	JoinGrace time.Duration
 
 	Heartbeat time.Duration // default 1 s
 	DeadAfter int           // missed heartbeats before a peer is dead; default 3
@@ -118,6 +121,13 @@ type peerState struct {
 	start   uint64
 	missed  uint32
 	heard   bool // a heartbeat came on the current session
+
+	// Dialling (peering.go): the addresses the peer's record carries, the
+	// dialer's stop, and since when it has had no session.
+	recAddrs   []netip.AddrPort
+	stopDial   context.CancelFunc
+	quietSince time.Time
+	reached    bool // a session from the peer was accepted (it knows us)
 }
 
 // Node is one AS Control Server: it peers with the other ACS of the
@@ -224,6 +234,7 @@ func New(cfg Config) (*Node, error) {
 		}
 		n.peers[p.ASN] = &peerState{asn: p.ASN, addr: p.Address, state: StateConnecting}
 	}
+	n.set.SetOnChange(n.membershipChanged)
 	return n, nil
 }
 
@@ -286,12 +297,7 @@ func (n *Node) Start(ctx context.Context) error {
 		}
 	}()
 	go func() { defer n.wg.Done(); n.deadLoop() }()
-	for _, p := range n.cfg.Peers {
-		if pair.Initiator(n.cfg.ASN, p.ASN) {
-			n.wg.Add(1)
-			go func() { defer n.wg.Done(); n.dialLoop(p) }()
-		}
-	}
+	n.reconcile() // the dialers: configured peers and members
 	n.log.Info("acs started", zap.String("listen", lis.Addr().String()))
 	return nil
 }
@@ -458,6 +464,9 @@ func (n *Node) register(s *session) error {
 		old.kill(nil)
 	}
 	ps.sess = s
+	if s.dialer == s.peer {
+		ps.reached = true
+	}
 	ps.state = StateNegotiating
 	ps.lastHB = n.now() // a session silent from the start is dead too
 	ps.heard = false
@@ -621,26 +630,6 @@ func (n *Node) nextProposalID() uint64 {
 	defer n.mu.Unlock()
 	n.propID++
 	return n.propID
-}
-
-// dialLoop keeps a session to a peer with a higher ASN, re-dialling with a
-// jittered exponential back-off.
-func (n *Node) dialLoop(p PeerConfig) {
-	backoff := n.cfg.BackoffMin
-	for n.ctx.Err() == nil {
-		ok := n.dialOnce(p)
-		if ok {
-			backoff = n.cfg.BackoffMin
-		} else {
-			backoff = min(2*backoff, n.cfg.BackoffMax)
-		}
-		d := backoff/2 + rand.N(backoff/2+1)
-		select {
-		case <-n.ctx.Done():
-			return
-		case <-time.After(d):
-		}
-	}
 }
 
 // bump records a change of the tables and wakes the feeds; n.mu held.

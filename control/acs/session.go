@@ -52,6 +52,9 @@ type session struct {
 	proposal *pair.Proposal  // initiator: outstanding
 	pending  *acspb.Proposal // responder: waiting for a measurement
 	upOnce   bool            // a proposal was accepted on this session
+
+	started time.Time // when the session was registered (the join grace)
+	rates   peerRates // the peer's message rates (reader goroutine only)
 }
 
 func (n *Node) newSession(peerASN, dialer uint32, cs tls.ConnectionState) *session {
@@ -59,7 +62,9 @@ func (n *Node) newSession(peerASN, dialer uint32, cs tls.ConnectionState) *sessi
 	if dialer == n.cfg.ASN {
 		acceptor = peerASN
 	}
+	now := n.now()
 	return &session{
+		started: now, rates: newPeerRates(n.cfg.Limits.withDefaults(), now),
 		n: n, peer: peerASN, dialer: dialer, acceptor: acceptor,
 		initiator: pair.Initiator(n.cfg.ASN, peerASN), cs: cs,
 		log:  n.log.With(zap.Uint32("peer", peerASN)),
@@ -183,6 +188,10 @@ func (sv *server) Peer(st acspb.ACS_PeerServer) error {
 		n.refuse(svcPeer, reasonBadHello, err)
 		return status.Error(codes.PermissionDenied, err.Error())
 	}
+	if err := n.admitPeer(asn); err != nil {
+		n.refuse(svcPeer, reasonExited, err)
+		return status.Error(codes.PermissionDenied, err.Error())
+	}
 	s := n.newSession(asn, asn, cs)
 	if err := n.register(s); err != nil {
 		n.refuse(svcPeer, reasonLiveSession, err)
@@ -242,6 +251,9 @@ func (n *Node) dialOnce(p PeerConfig) bool {
 		n.c.sessionsRefused.Add(1)
 		return fail(err)
 	}
+	if err := n.admitPeer(asn); err != nil {
+		return fail(err)
+	}
 	s := n.newSession(asn, n.cfg.ASN, cs)
 	if err := n.register(s); err != nil {
 		n.c.sessionsRefused.Add(1)
@@ -265,6 +277,13 @@ func (s *session) run(st stream) error {
 		for {
 			m, err := st.Recv()
 			if err != nil {
+				rerr <- err
+				s.kill(nil)
+				return
+			}
+			if err := s.rates.admit(m, n.now()); err != nil {
+				err = fmt.Errorf("AS%d: %w", s.peer, err)
+				n.refuse(svcPeer, reasonMessageRate, err)
 				rerr <- err
 				s.kill(nil)
 				return
@@ -300,8 +319,10 @@ func (s *session) run(st stream) error {
 			s.kill(nil)
 		case m := <-s.out:
 			err = st.Send(m)
-		case <-t.C:
-			err = s.heartbeat(st)
+		case now := <-t.C:
+			if err = s.checkStanding(now); err == nil {
+				err = s.heartbeat(st)
+			}
 		}
 	}
 	s.kill(nil)
@@ -391,9 +412,10 @@ func (s *session) onHeartbeat(h *acspb.Heartbeat) error {
 	}
 	replyNow := !s.replied
 	s.replied = true
-	propose := s.initiator && s.measured && s.proposal == nil && !s.upOnce
+	member := n.mayPair(s.peer) // keys only with members (peering.go)
+	propose := s.initiator && s.measured && s.proposal == nil && !s.upOnce && member
 	pending := s.pending
-	if !s.initiator && s.measured && pending != nil {
+	if !s.initiator && s.measured && pending != nil && member {
 		s.pending = nil
 	} else {
 		pending = nil

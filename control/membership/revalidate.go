@@ -41,6 +41,14 @@ type RevalidateResult struct {
 // record held aside when drop is false. check is called with the set
 // locked and must not call back into it.
 func (s *Set) Revalidate(check func(asn uint32, prefixes []netip.Prefix) error, drop bool) RevalidateResult {
+	res := s.revalidate(check, drop)
+	if len(res.SetAside) > 0 || len(res.Readmitted) > 0 {
+		s.changed()
+	}
+	return res
+}
+
+func (s *Set) revalidate(check func(asn uint32, prefixes []netip.Prefix) error, drop bool) RevalidateResult {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var res RevalidateResult

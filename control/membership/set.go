@@ -151,6 +151,70 @@ type Set struct {
 	// prefix for an AS; it lets a more-specific in without a cover.
 	coverCheck func(asn uint32, p netip.Prefix) bool
 	rv         revalidation // records held aside by Revalidate (revalidate.go)
+
+	// onChange, if set, is called (without s.mu) after every change of
+	// what is in force: an accepted record, or a Revalidate that set
+	// records aside or put them back.
+	onChange func()
+}
+
+// SetOnChange installs f, called after every change of the records in
+// force, whoever made it (a peer's record, an operator's, an RPKI
+// re-validation): the ACS re-derives its peers and tables from it. f runs
+// on the goroutine that made the change and must not block for long.
+func (s *Set) SetOnChange(f func()) {
+	s.mu.Lock()
+	s.onChange = f
+	s.mu.Unlock()
+}
+
+// changed calls the onChange hook; s.mu not held.
+func (s *Set) changed() {
+	s.mu.Lock()
+	f := s.onChange
+	s.mu.Unlock()
+	if f != nil {
+		f()
+	}
+}
+
+// Standing is what the set says of one AS.
+type Standing int
+
+const (
+	// Unknown: no record held (never joined, or not yet heard of).
+	Unknown Standing = iota
+	// Member: a join or update is held, in force or held aside by an RPKI
+	// re-validation (a member whose prefixes are in doubt is still the
+	// AS its record names: its prefixes leave the tables, its peering
+	// stays so that it costs nothing once RPKI covers it again).
+	Member
+	// Exited: the held record is an exit (a tombstone).
+	Exited
+)
+
+func (st Standing) String() string {
+	switch st {
+	case Member:
+		return "member"
+	case Exited:
+		return "exited"
+	}
+	return "unknown"
+}
+
+// Standing tells whether asn is a member, has exited, or is unknown.
+func (s *Set) Standing(asn uint32) Standing {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.heldFor(asn)
+	switch {
+	case e == nil:
+		return Unknown
+	case e.rec.Kind == KindExit:
+		return Exited
+	}
+	return Member
 }
 
 // SetPrefixCheck installs a check of every join's and update's prefixes,
@@ -202,13 +266,15 @@ func (s *Set) ApplyBytes(b []byte) (bool, error) {
 // counted.
 func (s *Set) Apply(r Record) (changed bool, err error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	reason, err := s.apply(r, s.store, false)
 	if reason != ReasonNone {
 		s.refused[reason]++
+		s.mu.Unlock()
 		return false, &RefusedError{Reason: reason, ASN: r.ASN, Err: err}
 	}
 	s.accepted++
+	s.mu.Unlock()
+	s.changed()
 	return true, nil
 }
 
