@@ -309,9 +309,12 @@ func TestPsavdITRWithOORMapResolver(t *testing.T) {
 // between OOR's xTR (tun data plane) and psavd's xTR (AF_XDP), each having
 // resolved the other's EID prefix through OOR's Map-Resolver (psavd's ETR
 // registered with OOR's Map-Server). UDP datagrams of 64 and 1200 octets,
-// ph → oh and oh → ph: the packet each host receives is the one the other
-// host sent, octet for octet, except the TTL and (IPv4) the header
-// checksum, which only the TTL changes. The TTL is two lower: psavd's
+// IPv4 and IPv6 (IPv6-in-IPv4), ph → oh and oh → ph: the packet each host
+// receives is the one the other host sent, octet for octet, except the
+// TTL / hop limit and (IPv4) the header checksum, which only the TTL
+// changes; nothing is tagged (neither site is another PSAV member), and
+// the UDP checksum, untouched, is accepted by the receiving socket. The
+// TTL is two lower: psavd's
 // routed hop decrements it, and OOR's kernel forwards between lispTun0
 // and the EID link (the encapsulating side copies the inner TTL to the
 // outer header, the decapsulating side takes the outer TTL back, RFC 9300
@@ -346,15 +349,15 @@ func TestOORxTRDataWithPsavdxTR(t *testing.T) {
 	ctx := context.Background()
 	for _, c := range []struct {
 		name         string
-		from, to     string // host namespaces
+		from         string // host namespace
 		atFrom, atTo *lab.Sniffer
 		dst          string
 		sink         *udpSink
 	}{
-		{"psavd-to-oor", l.psavdHost, l.oorHost, atPh, atOh, hostPort(oorLabOORHost), toOh},
-		{"oor-to-psavd", l.oorHost, l.psavdHost, atOh, atPh, hostPort(oorLabPsavdHost), toPh},
-		{"psavd-to-oor-ipv6", l.psavdHost, l.oorHost, atPh, atOh, hostPort(oorLabOORHost6), toOh6},
-		{"oor-to-psavd-ipv6", l.oorHost, l.psavdHost, atOh, atPh, hostPort(oorLabPsavdHost6), toPh6},
+		{"psavd-to-oor", l.psavdHost, atPh, atOh, hostPort(oorLabOORHost), toOh},
+		{"oor-to-psavd", l.oorHost, atOh, atPh, hostPort(oorLabPsavdHost), toPh},
+		{"psavd-to-oor-ipv6", l.psavdHost, atPh, atOh, hostPort(oorLabOORHost6), toOh6},
+		{"oor-to-psavd-ipv6", l.oorHost, atOh, atPh, hostPort(oorLabPsavdHost6), toPh6},
 	} {
 		for _, size := range []int{64, 1200} {
 			payload := deliver(t, c.from, c.dst, fmt.Sprintf("%s-%d", c.name, size), size, c.sink)
