@@ -620,7 +620,7 @@ func (n *Node) flood(rec []byte, except uint32) {
 	}
 	n.mu.Unlock()
 	for _, s := range out {
-		s.send(recordMsg(rec))
+		s.sendRecords(rec)
 		n.c.flooded.Add(1)
 	}
 }

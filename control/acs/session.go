@@ -55,6 +55,17 @@ type session struct {
 
 	started time.Time // when the session was registered (the join grace)
 	rates   peerRates // the peer's message rates (reader goroutine only)
+
+	// Membership traffic goes around the heartbeats, both ways (docs/wire.md
+	// §2.8): records to send wait in bulk and go out only when no control
+	// message is queued, at the pace the transport takes them (a catch-up
+	// of any size is streamed, never dropped); membership messages received
+	// wait in work for the session's membership worker, so that applying
+	// them (signature checks, fsyncs) never delays reading a heartbeat.
+	bulk      [][]byte             // guarded by mu
+	bulkReady chan struct{}        // capacity 1: bulk became non-empty
+	work      []*acspb.PeerMessage // guarded by mu
+	workReady chan struct{}        // capacity 1: work became non-empty
 }
 
 func (n *Node) newSession(peerASN, dialer uint32, cs tls.ConnectionState) *session {
@@ -70,6 +81,88 @@ func (n *Node) newSession(peerASN, dialer uint32, cs tls.ConnectionState) *sessi
 		log:  n.log.With(zap.Uint32("peer", peerASN)),
 		out:  make(chan *acspb.PeerMessage, 1024),
 		done: make(chan struct{}),
+
+		bulkReady: make(chan struct{}, 1),
+		workReady: make(chan struct{}, 1),
+	}
+}
+
+// sendRecords queues membership records behind the control messages.
+func (s *session) sendRecords(recs ...[]byte) {
+	if len(recs) == 0 {
+		return
+	}
+	s.mu.Lock()
+	s.bulk = append(s.bulk, recs...)
+	s.mu.Unlock()
+	select {
+	case s.bulkReady <- struct{}{}:
+	default:
+	}
+}
+
+// nextRecord takes the oldest queued record, or nil.
+func (s *session) nextRecord() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.bulk) == 0 {
+		return nil
+	}
+	r := s.bulk[0]
+	s.bulk[0] = nil
+	s.bulk = s.bulk[1:]
+	if len(s.bulk) == 0 {
+		s.bulk = nil // let the backing array go
+	}
+	return r
+}
+
+// isMembership tells the messages the membership worker handles.
+func isMembership(m *acspb.PeerMessage) bool {
+	switch m.Body.(type) {
+	case *acspb.PeerMessage_Record, *acspb.PeerMessage_Summary, *acspb.PeerMessage_Want:
+		return true
+	}
+	return false
+}
+
+// queueWork hands a membership message to the worker.
+func (s *session) queueWork(m *acspb.PeerMessage) {
+	s.mu.Lock()
+	s.work = append(s.work, m)
+	s.mu.Unlock()
+	select {
+	case s.workReady <- struct{}{}:
+	default:
+	}
+}
+
+// membershipWorker applies the membership messages received, in order;
+// when the session ends it applies what was received before the end (the
+// last message may be the peer's news of our own exit) and returns.
+func (s *session) membershipWorker() {
+	for {
+		ended := false
+		select {
+		case <-s.done:
+			ended = true
+		case <-s.workReady:
+		}
+		for {
+			s.mu.Lock()
+			batch := s.work
+			s.work = nil
+			s.mu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			for _, m := range batch {
+				_ = s.handle(m) // membership messages end no session: refusals are counted
+			}
+		}
+		if ended {
+			return
+		}
 	}
 }
 
@@ -273,6 +366,7 @@ func (s *session) run(st stream) error {
 	defer n.unregister(s)
 	s.send(summaryMsg(n.set))
 	rerr := make(chan error, 1)
+	go s.membershipWorker()
 	go func() {
 		for {
 			m, err := st.Recv()
@@ -288,6 +382,10 @@ func (s *session) run(st stream) error {
 				s.kill(nil)
 				return
 			}
+			if isMembership(m) {
+				s.queueWork(m)
+				continue
+			}
 			if err := s.handle(m); err != nil {
 				s.log.Warn("session error", zap.Error(err))
 				rerr <- err
@@ -301,7 +399,31 @@ func (s *session) run(st stream) error {
 	s.heartbeat(st) // at once: the first round trip measures the offset
 	var err error
 	for err == nil {
+		// Control messages and heartbeats first; a queued record only
+		// when none is waiting.
 		select {
+		case m := <-s.out:
+			err = st.Send(m)
+			continue
+		default:
+		}
+		if rec := s.nextRecord(); rec != nil {
+			select {
+			case <-s.done:
+			case <-t.C:
+				if err = s.checkStanding(time.Now()); err == nil {
+					err = s.heartbeat(st)
+				}
+				s.requeueRecord(rec)
+				continue
+			default:
+				err = st.Send(recordMsg(rec))
+				continue
+			}
+			s.requeueRecord(rec)
+		}
+		select {
+		case <-s.bulkReady:
 		case <-s.done:
 			s.mu.Lock()
 			final := s.final
@@ -374,18 +496,18 @@ func (s *session) handle(m *acspb.PeerMessage) error {
 			entries = append(entries, se)
 		}
 		need, send := n.set.Diff(entries)
-		for _, r := range send {
-			s.send(recordMsg(r))
-		}
+		s.sendRecords(send...)
 		if len(need) > 0 {
 			s.send(&acspb.PeerMessage{Body: &acspb.PeerMessage_Want{Want: &acspb.MembershipWant{Asns: need}}})
 		}
 	case *acspb.PeerMessage_Want:
+		var recs [][]byte
 		for _, asn := range b.Want.GetAsns() {
 			if r, ok := n.set.Encoded(asn); ok {
-				s.send(recordMsg(r))
+				recs = append(recs, r)
 			}
 		}
+		s.sendRecords(recs...)
 	case *acspb.PeerMessage_ForcedExit:
 		s.log.Warn("forced exit received", zap.String("reason", b.ForcedExit.GetReason()))
 		n.forcedExit(s)
@@ -541,4 +663,12 @@ func summaryMsg(set *membership.Set) *acspb.PeerMessage {
 		sum.Entries = append(sum.Entries, &acspb.MembershipEntry{Asn: e.ASN, Version: e.Version, Hash: append([]byte(nil), e.Hash[:]...)})
 	}
 	return &acspb.PeerMessage{Body: &acspb.PeerMessage_Summary{Summary: &acspb.MembershipSummary{Digest: sum.Digest, Entries: sum.Entries}}}
+}
+
+// requeueRecord puts back a record taken but not sent (a heartbeat or the
+// end came first), at the head of the queue.
+func (s *session) requeueRecord(rec []byte) {
+	s.mu.Lock()
+	s.bulk = append([][]byte{rec}, s.bulk...)
+	s.mu.Unlock()
 }
