@@ -74,6 +74,8 @@ type Server struct {
 	zone    atomic.Pointer[Zone]
 	zoneMu  sync.Mutex    // serialises SetZone (serial stamping)
 	changed chan struct{} // a new zone to NOTIFY about (RunNotify)
+	serving chan struct{} // closed when Serve first accepts: NOTIFY waits for it
+	once    sync.Once
 
 	mu     sync.Mutex
 	ln     net.Listener
@@ -143,6 +145,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		conns:   map[net.Conn]struct{}{},
 		done:    make(chan struct{}),
 		changed: make(chan struct{}, 1),
+		serving: make(chan struct{}),
 	}
 	if cfg.TransferCAs != nil {
 		s.tls.ClientCAs = cfg.TransferCAs
@@ -229,6 +232,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.wg.Add(1)
 	s.mu.Unlock()
 	defer s.wg.Done()
+	s.once.Do(func() { close(s.serving) })
 
 	go func() {
 		t := time.NewTicker(s.cfg.TicketRotation)

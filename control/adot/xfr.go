@@ -154,12 +154,19 @@ func stamp(z, prev *Zone, now time.Time) *Zone {
 }
 
 // RunNotify sends NOTIFY (RFC 1996) for the zone to every
-// ServerConfig.Notify target: once at start (a secondary may hold an older
-// zone than the one this server starts with) and after every SetZone,
-// until ctx ends. Without targets it just waits.
+// ServerConfig.Notify target: once the server accepts connections (a
+// secondary may hold an older zone than the one this server starts with;
+// told earlier it would find nobody to transfer from and back off for its
+// retry interval) and after every SetZone, until ctx ends. Without
+// targets it just waits.
 func (s *Server) RunNotify(ctx context.Context) error {
 	if len(s.cfg.Notify) == 0 {
 		<-ctx.Done()
+		return nil
+	}
+	select {
+	case <-s.serving:
+	case <-ctx.Done():
 		return nil
 	}
 	for {

@@ -97,6 +97,7 @@ type Options struct {
 	ZoneText   string // zone file; default ZoneText(Zone)
 	TLS12      bool   // also a TLS 1.2-only DoT listener (TLS12Addr)
 	Clear      bool   // also a clear UDP+TCP listener (ClearAddr)
+	ClearPort  int    // its port; default a free one (set it to tell a primary where to NOTIFY before named starts)
 	// ResponsePadding, if > 0, pads answers to padded queries to a
 	// multiple of this many octets (named.conf response-padding; BIND 9.18
 	// does not pad without it).
@@ -225,7 +226,10 @@ func Start(dir string, opts Options) (*BIND, error) {
 		fmt.Fprintf(&listen, "\tlisten-on port %d tls tls12-only { %s; };\n", p12, la)
 	}
 	if opts.Clear {
-		pc, err := freeUDPTCPPort()
+		pc, err := opts.ClearPort, error(nil)
+		if pc == 0 {
+			pc, err = freeUDPTCPPort()
+		}
 		if err != nil {
 			return fail(err)
 		}
