@@ -165,6 +165,8 @@ type Node struct {
 	hopsMu    sync.Mutex
 	hopsCache *treeHops
 
+	reconcileKick chan struct{} // capacity 1: membership changed (peering.go)
+
 	// pauseHB stops sending heartbeats (tests: a peer that is alive on TCP
 	// but silent, to see a ForcedExit arrive).
 	pauseHB atomic.Bool
@@ -207,7 +209,7 @@ func New(cfg Config) (*Node, error) {
 		hb: cfg.Heartbeat, dead: cfg.DeadAfter,
 		peers:   map[uint32]*peerState{},
 		version: 1, changed: make(chan struct{}), abrs: map[string]int{},
-		failed: make(chan error, 1),
+		failed: make(chan error, 1), reconcileKick: make(chan struct{}, 1),
 	}
 	n.ppol = cfg.PairPolicy
 	n.ppol.T0, n.ppol.Period = cfg.T0, cfg.Period
@@ -298,6 +300,8 @@ func (n *Node) Start(ctx context.Context) error {
 	}()
 	go func() { defer n.wg.Done(); n.deadLoop() }()
 	n.reconcile() // the dialers: configured peers and members
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); n.reconcileLoop() }()
 	n.log.Info("acs started", zap.String("listen", lis.Addr().String()))
 	return nil
 }

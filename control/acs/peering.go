@@ -60,11 +60,30 @@ func (n *Node) standing(asn uint32) membership.Standing { return n.set.Standing(
 
 // membershipChanged is the membership set's change hook: peering and the
 // ABRs' tables follow every change, whoever made it.
+// The re-derivation walks the whole membership, so it runs on its own
+// goroutine (reconcileLoop), coalesced: a catch-up of thousands of records
+// costs a few walks, not one per record, and never holds up the session
+// that applies them.
 func (n *Node) membershipChanged() {
 	n.mu.Lock()
 	n.bump()
 	n.mu.Unlock()
-	n.reconcile()
+	select {
+	case n.reconcileKick <- struct{}{}:
+	default: // one is pending already: it will see this change too
+	}
+}
+
+// reconcileLoop runs reconcile after membership changes until the node stops.
+func (n *Node) reconcileLoop() {
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-n.reconcileKick:
+			n.reconcile()
+		}
+	}
 }
 
 // reconcile brings the peers in line with the membership: exited peers
