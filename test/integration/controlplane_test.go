@@ -137,18 +137,7 @@ func TestControlPlaneEventsCostNoPacket(t *testing.T) {
 	skipUnlessLab(t)
 	bin := psavdBinary(t)
 	al := newAlliance(t)
-	topo := netlab.New()
-	t.Cleanup(func() {
-		if err := topo.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	topo, must := newTopology(t)
 	ns := func(name string) string {
 		n, err := topo.NS(name)
 		must(err)
@@ -191,20 +180,8 @@ func TestControlPlaneEventsCostNoPacket(t *testing.T) {
 	// default heartbeat (1 s, dead after 3) so that a 10-second cut does
 	// declare the peers dead.
 	const period = 6
-	header := func(asn uint32, prefix string) string {
-		return fmt.Sprintf("[psav]\nasn = %d\nepoch_seconds = %d\n[[psav.member]]\nasn = %d\nprefixes = [%q]\n", asn, period, asn, prefix)
-	}
-	const dataPorts = `[[port]]
-name = "inside"
-interface = "in"
-role = "ingress"
-peer = "outside"
-[[port]]
-name = "outside"
-interface = "out"
-role = "egress"
-peer = "inside"
-`
+	header := func(asn uint32, prefix string) string { return psavHeader(asn, period, prefix) }
+	const dataPorts = bumpInWirePorts
 	const metricsAt = "127.0.0.1:9100"
 	metricsSection := fmt.Sprintf("[metrics]\nlisten = %q\n", metricsAt)
 	acsSection := func(asn uint32, prefix string, peer uint32, peerAddr string) string {

@@ -21,26 +21,17 @@ import (
 // a management veth; AS 65002 runs one psavd that is ACS and ABR. While a
 // host of AS 65001 streams numbered UDP datagrams to a host of AS 65002, the
 // feed link is cut right after abr1 received a fresh snapshot (keys for
-// epochs e−1 … e+2): abr1 goes fail-static (metric and log) and keeps
-// tagging with its last tables across two epoch boundaries, abr2 validates,
+// epochs e−1 … e+key_lead, key_lead 4): abr1 goes fail-static (metric and
+// log), its key horizon counts down and alarms, and it keeps
+// tagging with its last tables across key_lead − 1 epoch boundaries (issue
+// 13, must-show 2), abr2 validates,
 // and every datagram arrives. The link comes back: the feed reconnects, new
 // snapshots are published and traffic validates again.
 func TestFailStaticSeparateProcesses(t *testing.T) {
 	skipUnlessLab(t)
 	bin := psavdBinary(t)
 	al := newAlliance(t)
-	topo := netlab.New()
-	t.Cleanup(func() {
-		if err := topo.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	topo, must := newTopology(t)
 	ns := func(name string) string {
 		n, err := topo.NS(name)
 		must(err)
@@ -83,20 +74,13 @@ func TestFailStaticSeparateProcesses(t *testing.T) {
 	// (2.4 s seen) neither push it past the fail-static horizon (see stopAt
 	// below) nor make it stale at abr2 (more than one epoch late).
 	const period = 6
-	header := func(asn uint32, prefix string) string {
-		return fmt.Sprintf("[psav]\nasn = %d\nepoch_seconds = %d\n[[psav.member]]\nasn = %d\nprefixes = [%q]\n", asn, period, asn, prefix)
-	}
-	const dataPorts = `[[port]]
-name = "inside"
-interface = "in"
-role = "ingress"
-peer = "outside"
-[[port]]
-name = "outside"
-interface = "out"
-role = "egress"
-peer = "inside"
-`
+	// A key lead of 4 epochs: abr1 is cut for key_lead − 1 of them (issue
+	// 13, must-show 2), long enough for the horizon alarm (3 epochs before
+	// the end) to fire, short enough for the test.
+	const keyLead = 4
+	const keyLeadLine = "key_lead = 4\n"
+	header := func(asn uint32, prefix string) string { return psavHeader(asn, period, prefix) }
+	const dataPorts = bumpInWirePorts
 	const metricsAt = "127.0.0.1:9100"
 	metricsSection := fmt.Sprintf("[metrics]\nlisten = %q\n", metricsAt)
 	// The ACS pair must stay up while abr1 is cut off: were it declared
@@ -104,7 +88,7 @@ peer = "inside"
 	// the stream lost for a legitimate reason. acsSection's 200 ms × 3
 	// heartbeats flap on a loaded 2-core machine; 1 s × 10 does not.
 	acsSection := func(asn uint32, prefix, listen string, peer uint32, peerAddr string) string {
-		const fast, slow = "heartbeat = \"200ms\"\ndead_after = 3\n", "heartbeat = \"1s\"\ndead_after = 10\n"
+		const fast, slow = "heartbeat = \"200ms\"\ndead_after = 3\n", "heartbeat = \"1s\"\ndead_after = 10\n" + keyLeadLine
 		s := al.acsSection(t, asn, prefix, listen, peer, peerAddr)
 		if !strings.Contains(s, fast) {
 			t.Fatalf("acsSection's heartbeat settings changed; adapt this test:\n%s", s)
@@ -263,8 +247,9 @@ peer = "inside"
 	defer stop()
 
 	// Cut right after a fresh snapshot: the ACS pushes one at every epoch
-	// boundary with the keys of e−1 … e+2, so a snapshot published early in
-	// epoch e was built in e and keeps tagging possible until e+3 begins.
+	// boundary with the keys of e−1 … e+key_lead, so a snapshot published
+	// early in epoch e was built in e and keeps tagging possible until
+	// e+key_lead+1 begins.
 	// Wait for the version to change, then cut within the first half of the
 	// epoch the snapshot was published in.
 	epochOf := func(ns int64) int64 { return ns / 1e9 / period }
@@ -296,10 +281,12 @@ peer = "inside"
 	if epochOf(cutAt.UnixNano()) != cutEpoch {
 		t.Fatalf("cutting the link took from epoch %d into %d (machine too slow for %d-second epochs)", cutEpoch, epochOf(cutAt.UnixNano()), period)
 	}
-	// Two epoch boundaries after the cut, stop in the middle of epoch e+2:
-	// half an epoch of margin before e+3, where the pushed keys end.
-	stopAt.Store(startOf(cutEpoch + 2).Add(period * time.Second / 2).UnixNano())
-	t.Logf("feed cut in epoch %d at +%v; streaming until the middle of epoch %d", cutEpoch, cutAt.Sub(startOf(cutEpoch)), cutEpoch+2)
+	// key_lead − 1 epoch boundaries after the cut, stop in the middle of
+	// epoch e+key_lead−1: an epoch and a half of margin before the pushed
+	// keys end.
+	stopAt.Store(startOf(cutEpoch + keyLead - 1).Add(period * time.Second / 2).UnixNano())
+	t.Logf("feed cut in epoch %d at +%v; streaming until the middle of epoch %d", cutEpoch, cutAt.Sub(startOf(cutEpoch)), cutEpoch+keyLead-1)
+	horizonAtCut := gauge(abr1, "psavd_abr_key_horizon_seconds")
 
 	// abr1 notices (its ACS falls silent) and says so, in metrics and log.
 	for deadline := time.Now().Add(60 * time.Second); feedState("fail-static") != 1; time.Sleep(100 * time.Millisecond) {
@@ -315,6 +302,14 @@ peer = "inside"
 	if l := abr1Proc.log.String(); !strings.Contains(l[logAtCut:], "fail-static") {
 		t.Errorf("abr1's log does not say fail-static after the cut:\n%s", l)
 	}
+	// The horizon counts down while cut off, and the alarm fires before the
+	// keys run out.
+	if h := gauge(abr1, "psavd_abr_key_horizon_seconds"); h <= 0 || h >= horizonAtCut {
+		t.Errorf("key horizon %v s at the end of the cut, %v s at the cut: not counting down, or run out", h, horizonAtCut)
+	}
+	if l := abr1Proc.log.String(); !strings.Contains(l[logAtCut:], "keys run out soon") {
+		t.Errorf("abr1's log has no key-horizon alarm after the cut:\n%s", l)
+	}
 	// Only the ABR was cut off: its ACS still peers with AS 65002's.
 	if m := rawMetrics(t, acs1, metricsAt); !strings.Contains(m, `psavd_acs_peer_up{peer="65002",state="up"} 1`) {
 		t.Errorf("acs1 lost its peer while only its ABR was cut off:\n%s", m)
@@ -325,8 +320,8 @@ peer = "inside"
 	// obsolete: said with any loss below.
 	events1 := pairEvents()
 	lastSentAt := time.Unix(0, int64(sentLog[len(sentLog)-1].at))
-	if e := epochOf(lastSentAt.UnixNano()); e < cutEpoch+2 {
-		t.Fatalf("the stream ended in epoch %d, before crossing two boundaries after the cut (epoch %d)", e, cutEpoch)
+	if e := epochOf(lastSentAt.UnixNano()); e < cutEpoch+keyLead-1 {
+		t.Fatalf("the stream ended in epoch %d, before crossing key_lead − 1 boundaries after the cut (epoch %d)", e, cutEpoch)
 	}
 
 	// Every datagram of the stream arrives (waiting as long as it takes to
@@ -394,6 +389,25 @@ peer = "inside"
 		t.Fatalf("after the feed reconnected, traffic is not tagged and validated again; abr1 %v; abr2 %v", counters(abr1), counters(abr2))
 	}
 }
+
+// psavHeader is the [psav] section of an AS with one member entry, its own.
+func psavHeader(asn uint32, period int, prefix string) string {
+	return fmt.Sprintf("[psav]\nasn = %d\nepoch_seconds = %d\n[[psav.member]]\nasn = %d\nprefixes = [%q]\n", asn, period, asn, prefix)
+}
+
+// bumpInWirePorts are an ABR's two ports as a bump in the wire: "in"
+// (ingress, towards its AS) and "out" (egress, towards the other AS).
+const bumpInWirePorts = `[[port]]
+name = "inside"
+interface = "in"
+role = "ingress"
+peer = "outside"
+[[port]]
+name = "outside"
+interface = "out"
+role = "egress"
+peer = "inside"
+`
 
 // missing returns the sequence numbers in [first, last) not received, or nil.
 func missing(got *sync.Map, first, last uint64) []uint64 {
