@@ -27,18 +27,7 @@ func TestNegotiatedKeysEndToEnd(t *testing.T) {
 	skipUnlessLab(t)
 	bin := psavdBinary(t)
 	al := newAlliance(t)
-	topo := netlab.New()
-	t.Cleanup(func() {
-		if err := topo.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	topo, must := newTopology(t)
 	ns := func(name string) string {
 		n, err := topo.NS(name)
 		must(err)

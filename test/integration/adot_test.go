@@ -43,12 +43,7 @@ func TestADoTNoClearTextLeak(t *testing.T) {
 	}
 	tcpdump := testtool.Path(t, "tcpdump", "tcpdump")
 	bin := psavdBinary(t)
-	topo := netlab.New()
-	t.Cleanup(func() {
-		if err := topo.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	topo, _ := newTopology(t)
 	ns, err := topo.NS("adot")
 	if err != nil {
 		t.Fatal(err)

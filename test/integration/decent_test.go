@@ -69,18 +69,7 @@ type decentAS struct {
 func decentEndToEnd(t *testing.T, mode string) {
 	skipUnlessLab(t)
 	bin := psavdBinary(t)
-	topo := netlab.New()
-	t.Cleanup(func() {
-		if err := topo.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	topo, must := newTopology(t)
 	ases := []*decentAS{
 		{asn: 65001, prefix: "198.51.100.0/24", host: "198.51.100.10", abrIn: "198.51.100.1"},
 		{asn: 65002, prefix: "203.0.113.0/24", host: "203.0.113.10", abrIn: "203.0.113.1"},

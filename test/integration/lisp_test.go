@@ -45,18 +45,7 @@ import (
 func TestLISPEndToEnd(t *testing.T) {
 	skipUnlessLab(t)
 	bin := psavdBinary(t)
-	topo := netlab.New()
-	t.Cleanup(func() {
-		if err := topo.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	topo, must := newTopology(t)
 	ns := map[string]string{}
 	for _, n := range []string{"lh1", "labr1", "ltr", "labr2", "lh2"} {
 		name, err := topo.NS(n)

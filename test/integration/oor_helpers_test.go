@@ -42,12 +42,7 @@ func newOORBase(t *testing.T) *oorPair {
 		t.Skip(why)
 	}
 	bin, build := oorpeer.Need(t, filepath.Join("..", ".."))
-	topo := netlab.New()
-	t.Cleanup(func() {
-		if err := topo.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	topo, _ := newTopology(t)
 	return &oorPair{topo: topo, bin: bin, buildDir: build, dir: t.TempDir()}
 }
 

@@ -24,18 +24,7 @@ import (
 func TestReloadUnderTraffic(t *testing.T) {
 	skipUnlessLab(t)
 	bin := psavdBinary(t)
-	topo := netlab.New()
-	t.Cleanup(func() {
-		if err := topo.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	topo, must := newTopology(t)
 	h1, err := topo.NS("hh1")
 	must(err)
 	abr, err := topo.NS("habr")

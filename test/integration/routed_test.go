@@ -25,12 +25,7 @@ import (
 func TestRoutedABR(t *testing.T) {
 	skipUnlessLab(t)
 	bin := psavdBinary(t)
-	topo := netlab.New()
-	t.Cleanup(func() {
-		if err := topo.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	topo, _ := newTopology(t)
 	h1, err := topo.NS("rh1")
 	if err != nil {
 		t.Fatal(err)

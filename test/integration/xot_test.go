@@ -43,18 +43,7 @@ func TestXoTLiveZoneToBIND(t *testing.T) {
 	}
 	testtool.Path(t, "named", "bind9")
 	bin := psavdBinary(t)
-	topo := netlab.New()
-	t.Cleanup(func() {
-		if err := topo.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	topo, must := newTopology(t)
 	nsA, err := topo.NS("xa")
 	must(err)
 	nsB, err := topo.NS("xb")
@@ -270,12 +259,7 @@ func TestXoTConfiguredOwnersReload(t *testing.T) {
 	}
 	testtool.Path(t, "named", "bind9")
 	bin := psavdBinary(t)
-	topo := netlab.New()
-	t.Cleanup(func() {
-		if err := topo.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	topo, _ := newTopology(t)
 	ns, err := topo.NS("xo")
 	if err != nil {
 		t.Fatal(err)
