@@ -105,6 +105,11 @@ func (n *Node) reconcile() {
 	if !n.started || n.closed {
 		return
 	}
+	// Every peer's record addresses are re-derived: an update that drops
+	// an address (or a member no longer adjacent) stops its dialling.
+	for _, ps := range n.peers {
+		ps.recAddrs = nil
+	}
 	for _, r := range recs {
 		if r.ASN == n.cfg.ASN || len(r.ACS) == 0 || !adjacent(r.ASN) {
 			continue
@@ -123,15 +128,12 @@ func (n *Node) reconcile() {
 		n.peer(r.ASN).recAddrs = addrs
 	}
 	for asn, ps := range n.peers {
-		switch n.standing(asn) {
-		case membership.Exited:
+		if n.standing(asn) == membership.Exited {
 			n.endExited(ps)
 			if ps.addr == "" {
 				delete(n.peers, asn)
 			}
 			continue
-		case membership.Unknown:
-			ps.recAddrs = nil
 		}
 		if (ps.addr != "" || len(ps.recAddrs) > 0) && ps.stopDial == nil {
 			ctx, cancel := context.WithCancel(n.ctx)
