@@ -62,10 +62,58 @@ type session struct {
 	// of any size is streamed, never dropped); membership messages received
 	// wait in work for the session's membership worker, so that applying
 	// them (signature checks, fsyncs) never delays reading a heartbeat.
-	bulk      [][]byte             // guarded by mu
-	bulkReady chan struct{}        // capacity 1: bulk became non-empty
-	work      []*acspb.PeerMessage // guarded by mu
-	workReady chan struct{}        // capacity 1: work became non-empty
+	bulk *wakeQueue[[]byte]
+	work *wakeQueue[*acspb.PeerMessage]
+}
+
+// wakeQueue is a FIFO whose producers never block and whose one consumer
+// waits on ready (capacity 1: the queue became non-empty since the last
+// wake-up).
+type wakeQueue[T any] struct {
+	mu    sync.Mutex
+	items []T
+	ready chan struct{}
+}
+
+func newWakeQueue[T any]() *wakeQueue[T] { return &wakeQueue[T]{ready: make(chan struct{}, 1)} }
+
+func (q *wakeQueue[T]) push(v ...T) {
+	if len(v) == 0 {
+		return
+	}
+	q.mu.Lock()
+	q.items = append(q.items, v...)
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// pop takes the oldest item.
+func (q *wakeQueue[T]) pop() (T, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var zero T
+	if len(q.items) == 0 {
+		return zero, false
+	}
+	v := q.items[0]
+	q.items[0] = zero
+	q.items = q.items[1:]
+	if len(q.items) == 0 {
+		q.items = nil // let the backing array go
+	}
+	return v, true
+}
+
+// drain takes every item.
+func (q *wakeQueue[T]) drain() []T {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	v := q.items
+	q.items = nil
+	return v
 }
 
 func (n *Node) newSession(peerASN, dialer uint32, cs tls.ConnectionState) *session {
@@ -82,40 +130,13 @@ func (n *Node) newSession(peerASN, dialer uint32, cs tls.ConnectionState) *sessi
 		out:  make(chan *acspb.PeerMessage, 1024),
 		done: make(chan struct{}),
 
-		bulkReady: make(chan struct{}, 1),
-		workReady: make(chan struct{}, 1),
+		bulk: newWakeQueue[[]byte](),
+		work: newWakeQueue[*acspb.PeerMessage](),
 	}
 }
 
 // sendRecords queues membership records behind the control messages.
-func (s *session) sendRecords(recs ...[]byte) {
-	if len(recs) == 0 {
-		return
-	}
-	s.mu.Lock()
-	s.bulk = append(s.bulk, recs...)
-	s.mu.Unlock()
-	select {
-	case s.bulkReady <- struct{}{}:
-	default:
-	}
-}
-
-// nextRecord takes the oldest queued record, or nil.
-func (s *session) nextRecord() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.bulk) == 0 {
-		return nil
-	}
-	r := s.bulk[0]
-	s.bulk[0] = nil
-	s.bulk = s.bulk[1:]
-	if len(s.bulk) == 0 {
-		s.bulk = nil // let the backing array go
-	}
-	return r
-}
+func (s *session) sendRecords(recs ...[]byte) { s.bulk.push(recs...) }
 
 // isMembership tells the messages the membership worker handles.
 func isMembership(m *acspb.PeerMessage) bool {
@@ -124,17 +145,6 @@ func isMembership(m *acspb.PeerMessage) bool {
 		return true
 	}
 	return false
-}
-
-// queueWork hands a membership message to the worker.
-func (s *session) queueWork(m *acspb.PeerMessage) {
-	s.mu.Lock()
-	s.work = append(s.work, m)
-	s.mu.Unlock()
-	select {
-	case s.workReady <- struct{}{}:
-	default:
-	}
 }
 
 // membershipWorker applies the membership messages received, in order;
@@ -146,13 +156,10 @@ func (s *session) membershipWorker() {
 		select {
 		case <-s.done:
 			ended = true
-		case <-s.workReady:
+		case <-s.work.ready:
 		}
 		for {
-			s.mu.Lock()
-			batch := s.work
-			s.work = nil
-			s.mu.Unlock()
+			batch := s.work.drain()
 			if len(batch) == 0 {
 				break
 			}
@@ -383,7 +390,7 @@ func (s *session) run(st stream) error {
 				return
 			}
 			if isMembership(m) {
-				s.queueWork(m)
+				s.work.push(m)
 				continue
 			}
 			if err := s.handle(m); err != nil {
@@ -400,30 +407,23 @@ func (s *session) run(st stream) error {
 	var err error
 	for err == nil {
 		// Control messages and heartbeats first; a queued record only
-		// when none is waiting.
+		// when none is waiting (and the session is not ending).
 		select {
 		case m := <-s.out:
 			err = st.Send(m)
 			continue
+		case now := <-t.C:
+			err = s.tick(st, now)
+			continue
+		case <-s.done:
 		default:
-		}
-		if rec := s.nextRecord(); rec != nil {
-			select {
-			case <-s.done:
-			case <-t.C:
-				if err = s.checkStanding(time.Now()); err == nil {
-					err = s.heartbeat(st)
-				}
-				s.requeueRecord(rec)
-				continue
-			default:
+			if rec, ok := s.bulk.pop(); ok {
 				err = st.Send(recordMsg(rec))
 				continue
 			}
-			s.requeueRecord(rec)
 		}
 		select {
-		case <-s.bulkReady:
+		case <-s.bulk.ready:
 		case <-s.done:
 			s.mu.Lock()
 			final := s.final
@@ -442,13 +442,20 @@ func (s *session) run(st stream) error {
 		case m := <-s.out:
 			err = st.Send(m)
 		case now := <-t.C:
-			if err = s.checkStanding(now); err == nil {
-				err = s.heartbeat(st)
-			}
+			err = s.tick(st, now)
 		}
 	}
 	s.kill(nil)
 	return err
+}
+
+// tick is the heartbeat interval's work: the peer's standing, then a
+// heartbeat.
+func (s *session) tick(st stream, now time.Time) error {
+	if err := s.checkStanding(now); err != nil {
+		return err
+	}
+	return s.heartbeat(st)
 }
 
 // heartbeat sends one heartbeat echoing the last one received.
@@ -663,12 +670,4 @@ func summaryMsg(set *membership.Set) *acspb.PeerMessage {
 		sum.Entries = append(sum.Entries, &acspb.MembershipEntry{Asn: e.ASN, Version: e.Version, Hash: append([]byte(nil), e.Hash[:]...)})
 	}
 	return &acspb.PeerMessage{Body: &acspb.PeerMessage_Summary{Summary: &acspb.MembershipSummary{Digest: sum.Digest, Entries: sum.Entries}}}
-}
-
-// requeueRecord puts back a record taken but not sent (a heartbeat or the
-// end came first), at the head of the queue.
-func (s *session) requeueRecord(rec []byte) {
-	s.mu.Lock()
-	s.bulk = append([][]byte{rec}, s.bulk...)
-	s.mu.Unlock()
 }
