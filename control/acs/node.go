@@ -165,7 +165,8 @@ type Node struct {
 	hopsMu    sync.Mutex
 	hopsCache *treeHops
 
-	reconcileKick chan struct{} // capacity 1: membership changed (peering.go)
+	reconcileKick chan struct{}                                  // capacity 1: membership changed (peering.go)
+	standings     atomic.Pointer[map[uint32]membership.Standing] // peering.go
 
 	// pauseHB stops sending heartbeats (tests: a peer that is alive on TCP
 	// but silent, to see a ForcedExit arrive).

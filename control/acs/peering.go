@@ -55,8 +55,38 @@ const (
 // kept for membership exchange.
 const DefaultJoinGrace = 30 * time.Second
 
-// standing is what the membership says of asn.
-func (n *Node) standing(asn uint32) membership.Standing { return n.set.Standing(asn) }
+// standing is what the membership says of asn, as of the last reconcile.
+// The session paths (Hello, every heartbeat) read this snapshot rather
+// than the set: the set's lock is held while a record is written to disk,
+// and a heartbeat must never wait for an fsync.
+func (n *Node) standing(asn uint32) membership.Standing {
+	if m := n.standings.Load(); m != nil {
+		return (*m)[asn]
+	}
+	return membership.Unknown
+}
+
+// loadStandings snapshots what the membership says of every AS it holds
+// (exits, members in force and members held aside), and the encoded exits
+// (the last message of an exited peer's session); taken without n.mu.
+func (n *Node) loadStandings() (map[uint32]membership.Standing, map[uint32][]byte) {
+	st := map[uint32]membership.Standing{}
+	exits := map[uint32][]byte{}
+	for _, r := range n.set.Aside() {
+		st[r.ASN] = membership.Member
+	}
+	for _, r := range n.set.All() {
+		if r.Kind == membership.KindExit {
+			st[r.ASN] = membership.Exited
+			if b, ok := n.set.Encoded(r.ASN); ok {
+				exits[r.ASN] = b
+			}
+		} else {
+			st[r.ASN] = membership.Member
+		}
+	}
+	return st, exits
+}
 
 // membershipChanged is the membership set's change hook: peering and the
 // ABRs' tables follow every change, whoever made it.
@@ -90,6 +120,8 @@ func (n *Node) reconcileLoop() {
 // lose their machine and session, and a dialer runs for every dial target
 // (configured peers and adjacent members with ACS addresses).
 func (n *Node) reconcile() {
+	standings, exits := n.loadStandings()
+	n.standings.Store(&standings)
 	recs := n.set.Records()
 	adjacent := func(asn uint32) bool { return true }
 	if n.cfg.Tree != nil {
@@ -128,8 +160,8 @@ func (n *Node) reconcile() {
 		n.peer(r.ASN).recAddrs = addrs
 	}
 	for asn, ps := range n.peers {
-		if n.standing(asn) == membership.Exited {
-			n.endExited(ps)
+		if standings[asn] == membership.Exited {
+			n.endExited(ps, exits[asn])
 			if ps.addr == "" {
 				delete(n.peers, asn)
 			}
@@ -146,7 +178,7 @@ func (n *Node) reconcile() {
 
 // endExited removes an exited peer's machine and closes its session, the
 // exit record as the last message; n.mu held.
-func (n *Node) endExited(ps *peerState) {
+func (n *Node) endExited(ps *peerState, exit []byte) {
 	if ps.stopDial != nil {
 		ps.stopDial()
 		ps.stopDial = nil
@@ -162,8 +194,8 @@ func (n *Node) endExited(ps *peerState) {
 	if s := ps.sess; s != nil {
 		ps.sess = nil
 		var final *acspb.PeerMessage
-		if rec, ok := n.set.Encoded(ps.asn); ok {
-			final = recordMsg(rec)
+		if exit != nil {
+			final = recordMsg(exit)
 		}
 		s.kill(final)
 	}
