@@ -52,10 +52,18 @@ func EIDString(iid uint32, p netip.Prefix) string {
 	return "[" + strconv.FormatUint(uint64(iid), 10) + "]" + p.Masked().String()
 }
 
-// MulticastEIDString is the hash input of an (S, G) entry:
-// "[<iid>]<group>/<gml>-<source>/<sml>".
-func MulticastEIDString(iid uint32, group, source netip.Prefix) string {
-	return "[" + strconv.FormatUint(uint64(iid), 10) + "]" + group.Masked().String() + "-" + source.Masked().String()
+// MulticastEIDString is the hash input of an (S, G) entry in the given
+// mode. ModeDraft: "[<iid>]<group>/<gml>-<source>/<sml>". ModeLispersNet:
+// "[<iid>]<group address>/<host length>", the group alone, as lispers.net
+// hashes it: an ITR looking up a group cannot know whether (*, G) or which
+// (S, G) was registered, so the source takes no part, and the group is the
+// address (32 or 128 bits) whatever the registered group mask.
+func MulticastEIDString(mode HashMode, iid uint32, group, source netip.Prefix) string {
+	prefix := "[" + strconv.FormatUint(uint64(iid), 10) + "]"
+	if mode == ModeLispersNet {
+		return prefix + netip.PrefixFrom(group.Addr(), group.Addr().BitLen()).String()
+	}
+	return prefix + group.Masked().String() + "-" + source.Masked().String()
 }
 
 // Index returns the index that owns the EID string input. mask (octets) is

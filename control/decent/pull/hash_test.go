@@ -52,11 +52,28 @@ func TestEIDStrings(t *testing.T) {
 		{EIDString(0, netip.MustParsePrefix("2001:DB8:0:0::/32")), "[0]2001:db8::/32"},                // RFC 5952
 		{EIDString(7, netip.MustParsePrefix("240.0.1.9/24")), "[7]240.0.1.0/24"},                      // masked
 		{EIDString(0, netip.MustParsePrefix("2001:db8:0:0:1:0:0:1/128")), "[0]2001:db8::1:0:0:1/128"}, // longest zero run first
-		{MulticastEIDString(0, netip.MustParsePrefix("224.1.1.1/32"), netip.MustParsePrefix("10.0.0.1/32")), "[0]224.1.1.1/32-10.0.0.1/32"},
-		{MulticastEIDString(5, netip.MustParsePrefix("ff0e::1/128"), netip.MustParsePrefix("::/0")), "[5]ff0e::1/128-::/0"},
+		{MulticastEIDString(ModeDraft, 0, netip.MustParsePrefix("224.1.1.1/32"), netip.MustParsePrefix("10.0.0.1/32")), "[0]224.1.1.1/32-10.0.0.1/32"},
+		{MulticastEIDString(ModeDraft, 5, netip.MustParsePrefix("ff0e::1/128"), netip.MustParsePrefix("::/0")), "[5]ff0e::1/128-::/0"},
+		// lispers.net: the group address alone, at its host length.
+		{MulticastEIDString(ModeLispersNet, 0, netip.MustParsePrefix("224.1.1.1/32"), netip.MustParsePrefix("10.0.0.1/32")), "[0]224.1.1.1/32"},
+		{MulticastEIDString(ModeLispersNet, 5, netip.MustParsePrefix("ff0e::1/128"), netip.MustParsePrefix("::/0")), "[5]ff0e::1/128"},
+		{MulticastEIDString(ModeLispersNet, 0, netip.MustParsePrefix("239.255.0.1/16"), netip.MustParsePrefix("::/0")), "[0]239.255.0.1/32"},
 	} {
 		if c.got != c.want {
 			t.Errorf("got %q, want %q", c.got, c.want)
+		}
+	}
+	// lispers.net's (S, G) indexes, computed with its formula (first 12 hex
+	// digits of hmac-sha256("lisp-decent", string), mod the modulus).
+	for _, v := range []struct {
+		input   string
+		modulus uint64
+		want    uint64
+	}{
+		{"[3]224.1.1.1/32", 16, 7}, {"[0]224.1.1.1/32", 4, 2}, {"[5]ff0e::1/128", 16, 3}, {"[0]239.255.0.1/32", 16, 3},
+	} {
+		if got, _ := Index(ModeLispersNet, v.input, 0, v.modulus); got != v.want {
+			t.Errorf("lispers.net %s mod %d = %d, want %d", v.input, v.modulus, got, v.want)
 		}
 	}
 	if _, err := Index(ModeDraft, "x", 0, 0); err == nil {

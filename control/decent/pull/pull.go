@@ -183,16 +183,17 @@ func (p *Node) IndexOfName(name string) (uint64, error) {
 
 // RecordIndex returns the index owning a mapping record's EID as it is on
 // the wire: the IID of an Instance-ID LCAF (0 without one), an AS-Number
-// LCAF skipped, a unicast prefix or a Multicast Info LCAF (S, G).
+// LCAF skipped, a unicast prefix or a Multicast Info LCAF (S, G), whose
+// string depends on the hash mode (MulticastEIDString).
 func (p *Node) RecordIndex(r *lisp.MappingRecord) (uint64, string, error) {
-	s, err := recordEIDString(r.EID, r.EIDMaskLen)
+	s, err := recordEIDString(p.cfg.Mode, r.EID, r.EIDMaskLen)
 	if err != nil {
 		return 0, "", err
 	}
 	return p.index(s), s, nil
 }
 
-func recordEIDString(a lisp.Address, mask uint8) (string, error) {
+func recordEIDString(mode HashMode, a lisp.Address, mask uint8) (string, error) {
 	var iid uint32
 	for depth := 0; depth <= lisp.MaxAddressDepth; depth++ {
 		if a.LCAF == nil {
@@ -221,7 +222,7 @@ func recordEIDString(a lisp.Address, mask uint8) (string, error) {
 			if err := errors.Join(err1, err2); err != nil {
 				return "", fmt.Errorf("decent: multicast EID: %w", err)
 			}
-			return MulticastEIDString(l.InstanceID, grp, src), nil
+			return MulticastEIDString(mode, l.InstanceID, grp, src), nil
 		default:
 			return "", fmt.Errorf("decent: record EID LCAF type %d not hashable", l.Type)
 		}
