@@ -163,8 +163,28 @@ func (s *session) membershipWorker() {
 			if len(batch) == 0 {
 				break
 			}
-			for _, m := range batch {
-				_ = s.handle(m) // membership messages end no session: refusals are counted
+			for i := 0; i < len(batch); {
+				// A run of records is applied as one batch: one disk sync
+				// for the run (membership.Set.ApplyBatch), so a catch-up of
+				// thousands of records is not thousands of fsyncs.
+				j := i
+				for j < len(batch) && j-i < maxRecordBatch {
+					if _, ok := batch[j].Body.(*acspb.PeerMessage_Record); !ok {
+						break
+					}
+					j++
+				}
+				if j > i {
+					recs := make([][]byte, 0, j-i)
+					for _, m := range batch[i:j] {
+						recs = append(recs, m.GetRecord().GetRecord())
+					}
+					s.applyRecords(recs)
+					i = j
+					continue
+				}
+				_ = s.handle(batch[i]) // membership messages end no session: refusals are counted
+				i++
 			}
 		}
 		if ended {
@@ -476,6 +496,25 @@ func (s *session) heartbeatMsg() *acspb.PeerMessage {
 	}}}
 }
 
+// maxRecordBatch bounds one ApplyBatch, so records of a long catch-up are
+// flooded onward in runs rather than all at its end.
+const maxRecordBatch = 256
+
+// applyRecords applies records received from the peer, durably as one
+// batch, and floods onward those that changed the set.
+func (s *session) applyRecords(recs [][]byte) {
+	n := s.n
+	for i, r := range n.set.ApplyBatch(recs) {
+		if r.Err != nil {
+			n.c.recRefused.Add(1)
+			s.log.Debug("record refused", zap.Stringer("reason", membership.ReasonOf(r.Err)), zap.Error(r.Err))
+		}
+		if r.Changed {
+			n.flood(recs[i], s.peer)
+		}
+	}
+}
+
 // handle processes one message from the peer (reader goroutine).
 func (s *session) handle(m *acspb.PeerMessage) error {
 	n := s.n
@@ -487,14 +526,7 @@ func (s *session) handle(m *acspb.PeerMessage) error {
 	case *acspb.PeerMessage_ProposalResponse:
 		return s.onResponse(b.ProposalResponse)
 	case *acspb.PeerMessage_Record:
-		changed, err := n.set.ApplyBytes(b.Record.GetRecord())
-		if err != nil {
-			n.c.recRefused.Add(1)
-			s.log.Debug("record refused", zap.Stringer("reason", membership.ReasonOf(err)), zap.Error(err))
-		}
-		if changed {
-			n.flood(b.Record.GetRecord(), s.peer)
-		}
+		s.applyRecords([][]byte{b.Record.GetRecord()})
 	case *acspb.PeerMessage_Summary:
 		entries := make([]membership.SummaryEntry, 0, len(b.Summary.GetEntries()))
 		for _, e := range b.Summary.GetEntries() {

@@ -49,6 +49,8 @@ func (s *Set) Revalidate(check func(asn uint32, prefixes []netip.Prefix) error, 
 }
 
 func (s *Set) revalidate(check func(asn uint32, prefixes []netip.Prefix) error, drop bool) RevalidateResult {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var res RevalidateResult

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Store keeps a Set on disk as one file per AS, named "AS<asn>.rec" and
@@ -44,30 +46,82 @@ func (st *Store) fileName(asn uint32) string {
 // directory, fsync it, rename over the target, fsync the directory. A crash
 // at any point leaves either the old record or the new one, never a torn
 // file, and after put returns the new one survives power loss.
-func (st *Store) put(asn uint32, enc []byte) (err error) {
+func (st *Store) put(asn uint32, enc []byte) error {
+	f, err := st.stage(asn, enc)
+	if err != nil {
+		return err
+	}
+	if err := f.file.Sync(); err != nil {
+		f.discard()
+		return fmt.Errorf("membership: store fsync %s: %w", f.tmp, err)
+	}
+	return st.rename([]staged{f})
+}
+
+// staged is a record written to a temp file, not yet synced or renamed.
+type staged struct {
+	file *os.File
+	tmp  string
+	dst  string
+}
+
+func (f staged) discard() {
+	f.file.Close()
+	os.Remove(f.tmp)
+}
+
+// stage writes enc to a new temp file in the store's directory.
+func (st *Store) stage(asn uint32, enc []byte) (staged, error) {
 	f, err := os.CreateTemp(st.dir, tmpPrefix+"*")
 	if err != nil {
-		return fmt.Errorf("membership: store: %w", err)
+		return staged{}, fmt.Errorf("membership: store: %w", err)
 	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
+	s := staged{file: f, tmp: f.Name(), dst: st.fileName(asn)}
+	if _, err := f.Write(enc); err != nil {
+		s.discard()
+		return staged{}, fmt.Errorf("membership: store write %s: %w", s.tmp, err)
+	}
+	return s, nil
+}
+
+// install makes staged files durable together: one syncfs(2) flushes all
+// their data (instead of one fsync each), then each is renamed over its
+// target in order (a later file of the same AS wins) and the directory is
+// synced once. The order data, rename, directory is what put's is, so a
+// crash still leaves each file old or new, never torn.
+func (st *Store) install(files []staged) error {
+	err := unix.Syncfs(int(files[0].file.Fd()))
+	if err != nil {
+		err = fmt.Errorf("membership: store syncfs %s: %w", st.dir, err)
+		for _, f := range files {
+			f.discard()
 		}
-	}()
-	if _, err = f.Write(enc); err != nil {
-		return fmt.Errorf("membership: store write %s: %w", tmp, err)
+		return err
 	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("membership: store fsync %s: %w", tmp, err)
+	return st.rename(files)
+}
+
+// rename closes synced staged files, renames each into place and syncs the
+// directory.
+func (st *Store) rename(files []staged) error {
+	var first error
+	for _, f := range files {
+		if first != nil {
+			f.discard()
+			continue
+		}
+		if err := f.file.Close(); err != nil {
+			os.Remove(f.tmp)
+			first = fmt.Errorf("membership: store close %s: %w", f.tmp, err)
+			continue
+		}
+		if err := os.Rename(f.tmp, f.dst); err != nil {
+			os.Remove(f.tmp)
+			first = fmt.Errorf("membership: store rename %s: %w", f.dst, err)
+		}
 	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("membership: store close %s: %w", tmp, err)
-	}
-	dst := st.fileName(asn)
-	if err = os.Rename(tmp, dst); err != nil {
-		return fmt.Errorf("membership: store rename %s: %w", dst, err)
+	if first != nil {
+		return first
 	}
 	return syncDir(st.dir)
 }
@@ -147,9 +201,11 @@ func (st *Store) loadFile(s *Set, path, name string) string {
 	if uint64(r.ASN) != asn {
 		return fmt.Sprintf("holds AS%d", r.ASN)
 	}
+	s.writeMu.Lock()
 	s.mu.Lock()
-	reason, err := s.apply(r, nil, true)
+	reason, err := s.apply(r, true)
 	s.mu.Unlock()
+	s.writeMu.Unlock()
 	if reason != ReasonNone {
 		return fmt.Sprintf("refused (%s): %v", reason, err)
 	}
