@@ -2,8 +2,8 @@ package engine
 
 import (
 	"encoding/binary"
+	"math/bits"
 
-	"github.com/dchest/siphash"
 	"github.com/psavd/psavd/engine/header"
 	"github.com/psavd/psavd/ports"
 )
@@ -13,13 +13,56 @@ import (
 //	tag = SipHash-2-4(K(e), src16 ‖ dst16 ‖ first_payload_octet ‖ src_prefix_len)
 //
 // src and dst are 16 octets (IPv4 as IPv4-mapped IPv6).
+//
+// The message always has this 34-octet shape, so SipHash is written out for
+// it: four message words read straight from the addresses, the two tail
+// octets and the length in the final block. Nothing is copied into a
+// message buffer and there is no loop or tail switch; it is the reference
+// SipHash (github.com/dchest/siphash, internal/psavref) word for word, which
+// TestComputeTagIsSipHash checks on random inputs.
 func ComputeTag(k0, k1 uint64, src, dst *[16]byte, firstOctet, srcPrefixLen byte) uint64 {
-	var msg [34]byte
-	copy(msg[0:16], src[:])
-	copy(msg[16:32], dst[:])
-	msg[32] = firstOctet
-	msg[33] = srcPrefixLen
-	return siphash.Hash(k0, k1, msg[:])
+	v0 := k0 ^ 0x736f6d6570736575
+	v1 := k1 ^ 0x646f72616e646f6d
+	v2 := k0 ^ 0x6c7967656e657261
+	v3 := k1 ^ 0x7465646279746573
+	m := binary.LittleEndian.Uint64(src[0:8])
+	v3 ^= m
+	v0, v1, v2, v3 = sipRound(sipRound(v0, v1, v2, v3))
+	v0 ^= m
+	m = binary.LittleEndian.Uint64(src[8:16])
+	v3 ^= m
+	v0, v1, v2, v3 = sipRound(sipRound(v0, v1, v2, v3))
+	v0 ^= m
+	m = binary.LittleEndian.Uint64(dst[0:8])
+	v3 ^= m
+	v0, v1, v2, v3 = sipRound(sipRound(v0, v1, v2, v3))
+	v0 ^= m
+	m = binary.LittleEndian.Uint64(dst[8:16])
+	v3 ^= m
+	v0, v1, v2, v3 = sipRound(sipRound(v0, v1, v2, v3))
+	v0 ^= m
+	m = 34<<56 | uint64(srcPrefixLen)<<8 | uint64(firstOctet) // length and tail
+	v3 ^= m
+	v0, v1, v2, v3 = sipRound(sipRound(v0, v1, v2, v3))
+	v0 ^= m
+	v2 ^= 0xff
+	v0, v1, v2, v3 = sipRound(sipRound(sipRound(sipRound(v0, v1, v2, v3))))
+	return v0 ^ v1 ^ v2 ^ v3
+}
+
+// sipRound is one SipRound of the SipHash paper.
+func sipRound(v0, v1, v2, v3 uint64) (uint64, uint64, uint64, uint64) {
+	v0 += v1
+	v1 = bits.RotateLeft64(v1, 13) ^ v0
+	v0 = bits.RotateLeft64(v0, 32)
+	v2 += v3
+	v3 = bits.RotateLeft64(v3, 16) ^ v2
+	v0 += v3
+	v3 = bits.RotateLeft64(v3, 21) ^ v0
+	v2 += v1
+	v1 = bits.RotateLeft64(v1, 17) ^ v2
+	v2 = bits.RotateLeft64(v2, 32)
+	return v0, v1, v2, v3
 }
 
 // writeOptData writes the 12 data octets of a PSAV option at b.
@@ -147,15 +190,17 @@ func stripTag(pkt *ports.Packet, p *parsed) {
 		h := header.IPv4(f[p.l3:])
 		if o+TagGrowth <= p.hdrEnd && f[o+14] == 1 && f[o+15] == 1 {
 			// Incremental checksum, the reverse of insertTag's: the option's
-			// words and the growth of IHL and total length come off.
-			removed := header.Checksum(f[o:o+TagGrowth], 0)
+			// 16 octets (summed from two loads) and the growth of IHL (4
+			// words: 0x0400 in word 0) and of the total length (16, word 1)
+			// come off. Neither field borrows: the option is inside both.
+			a, b := binary.BigEndian.Uint64(f[o:o+8]), binary.BigEndian.Uint64(f[o+8:o+16])
+			removed := header.Fold(a>>32 + a&0xffffffff + b>>32 + b&0xffffffff)
 			if (o-p.l3)&1 != 0 {
 				removed = removed<<8 | removed>>8
 			}
-			before := header.Checksum(h[0:4], 0)
+			h.AdjustChecksum(header.Fold(0x0400+TagGrowth+uint64(removed)), 0)
 			h.SetHeaderLen(h.HeaderLen() - TagGrowth)
 			h.SetTotalLength(h.TotalLength() - TagGrowth)
-			h.AdjustChecksum(header.Fold(uint64(before)+uint64(removed)), header.Checksum(h[0:4], 0))
 			shrink(pkt, o)
 		} else {
 			for i := o; i < o+optLenIPv4; i++ {
