@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/psavd/psavd/control/config/schema"
 	"github.com/psavd/psavd/control/lisp"
@@ -27,6 +28,9 @@ type LISP struct {
 	Decent       *Decent          // [lisp.decent]
 	// ControlListen is the xTR's UDP socket (host:port), default ":4342".
 	ControlListen string
+	// RLOC-probing by the ITR (xtr.Config.Probe*): interval 0 is off.
+	ProbeInterval, ProbeTimeout time.Duration
+	ProbeRetries                int
 }
 
 // XTR reports whether the node runs an xTR: an ETR for a database, an ITR
@@ -161,6 +165,17 @@ func (c *Config) checkLISP(k *checker, f *schema.File) {
 	for i, r := range l.MapResolvers {
 		a, _ := k.addr(fmt.Sprintf("lisp.map_resolver[%d].address", i), r.Address)
 		t.MapResolvers = append(t.MapResolvers, netip.AddrPortFrom(a.Unmap(), lispControlPort))
+	}
+
+	// RLOC-probing (RFC 9301 §7.1).
+	if l.RLOCProbeInterval != "off" {
+		t.ProbeInterval = k.duration("lisp.rloc_probe_interval", l.RLOCProbeInterval, 30*time.Second, time.Second, time.Hour)
+	}
+	t.ProbeTimeout = k.duration("lisp.rloc_probe_timeout", l.RLOCProbeTimeout, 5*time.Second, 100*time.Millisecond, time.Minute)
+	t.ProbeRetries = orDefault(k.set("lisp.rloc_probe_retries"), l.RLOCProbeRetries, 2)
+	between(k, "lisp.rloc_probe_retries", t.ProbeRetries, 0, 10)
+	if t.ProbeInterval > 0 && t.ProbeTimeout*time.Duration(t.ProbeRetries+1) >= t.ProbeInterval {
+		k.add("lisp.rloc_probe_timeout", "%s × %d sends does not fit in rloc_probe_interval %s: a round must end before the next", shortDuration(t.ProbeTimeout), t.ProbeRetries+1, shortDuration(t.ProbeInterval))
 	}
 
 	// The data plane's LISP policy.

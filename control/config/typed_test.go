@@ -95,7 +95,7 @@ func TestLoadTypedRoutedLISP(t *testing.T) {
 	}
 	l := c.LISP
 	rlocs := []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8:ff::1")}
-	want := &LISP{InstanceID: 7, RLOCs: rlocs, ControlListen: "192.0.2.1:4343",
+	want := &LISP{InstanceID: 7, RLOCs: rlocs, ControlListen: "192.0.2.1:4343", ProbeInterval: 30 * time.Second, ProbeTimeout: 5 * time.Second, ProbeRetries: 2,
 		Sites: []mapserver.Site{{Name: "s", Key: []byte("k"), KeyID: 1, AcceptMoreSpecifics: true,
 			EIDPrefixes: []mapserver.EIDPrefix{{IID: 7, Prefix: netip.MustParsePrefix("198.51.100.0/24")}}}},
 		Database: []xtr.Mapping{{EID: netip.MustParsePrefix("198.51.100.0/24"),

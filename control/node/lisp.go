@@ -50,7 +50,11 @@ func newLISPRoles(c *config.Config, eng *engine.Engine, log *zap.Logger) (*lispR
 	}
 	if l.XTR() {
 		cfg := xtr.Config{InstanceID: l.InstanceID, ASN: c.PSAV.ASN, RLOCs: l.RLOCs, Database: l.Database,
-			MapServers: l.RegisterTo, MapResolvers: l.MapResolvers}
+			MapServers: l.RegisterTo, MapResolvers: l.MapResolvers,
+			ProbeInterval: l.ProbeInterval, ProbeTimeout: l.ProbeTimeout, ProbeRetries: l.ProbeRetries}
+		if l.ProbeRetries == 0 {
+			cfg.ProbeRetries = -1 // xtr.Config's 0 is its default
+		}
 		if r.dn != nil {
 			cfg.Directory = r.dn.dir
 		}

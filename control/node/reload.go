@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/psavd/psavd/control/config"
+	"github.com/psavd/psavd/control/lisp/xtr"
 	"github.com/psavd/psavd/control/static"
 	"github.com/psavd/psavd/engine"
 )
@@ -112,6 +113,13 @@ func (n *Node) Reload(next *config.Config) (res Result, err error) {
 			}
 		})
 	}
+	if touchedIn(res.Applied, "lisp.database") {
+		x, db := n.lisp.x, next.LISP.Database
+		if err := xtr.CheckDatabase(db); err != nil {
+			return res, fmt.Errorf("%s: %w", next.File, err)
+		}
+		apply = append(apply, func() { _ = x.SetDatabase(db) }) // checked above: registered at once, SMRs sent
+	}
 	if touchedIn(res.Applied, "lisp.decent.owned") {
 		g, owned := n.lisp.dn.guard, next.LISP.Decent.Owned
 		if len(owned) == 0 { // no ownership check any more: the Map-Server's socket changes hands
@@ -157,6 +165,8 @@ func (n *Node) live(key string) bool {
 		return n.dp != nil && n.dp.spec.Forwarding == engine.Routed
 	case under(key, "lisp.site"):
 		return n.lisp != nil && n.lisp.ms != nil
+	case under(key, "lisp.database"): // the ETR's mappings: re-registered, SMRs to the ITRs in the map-cache
+		return n.lisp != nil && n.lisp.x != nil && len(n.cfg.LISP.Database) > 0
 	case under(key, "adot.server.records"), under(key, "adot.server.zone_file"), key == "adot.server.ttl":
 		return n.dot != nil
 	case under(key, "adot.server.index_owners"): // configured owners, on a node whose zone follows them

@@ -215,6 +215,10 @@ type LISP struct {
 	OnMiss        string `toml:"on_miss,omitempty,omitzero"`        // "drop" (default) | "native"
 	TooBig        string `toml:"too_big,omitempty,omitzero"`        // "icmp" (default) | "drop"
 	ICMPRate      int    `toml:"icmp_rate,omitempty,omitzero"`      // Packet Too Big per poll loop per second, default 100
+
+	RLOCProbeInterval string `toml:"rloc_probe_interval,omitempty,omitzero"` // ITR RLOC-probing, default "30s"; "off"
+	RLOCProbeTimeout  string `toml:"rloc_probe_timeout,omitempty,omitzero"`  // before a probe is re-sent, default "5s"
+	RLOCProbeRetries  int    `toml:"rloc_probe_retries,omitempty,omitzero"`  // re-sends before a locator is down, default 2
 }
 
 // LISPMapServer is [lisp.map_server].

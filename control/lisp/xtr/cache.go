@@ -49,7 +49,8 @@ func (x *XTR) covering(iid uint32, addr netip.Addr, now time.Time) *Entry {
 	return e
 }
 
-func (x *XTR) store(k cacheKey, e *Entry) {
+func (x *XTR) store(k cacheKey, e *Entry, now time.Time) {
+	x.trackLocators(k, e, now)
 	x.cache[k] = e
 	t := x.index[k.iid]
 	if t == nil {
@@ -61,6 +62,7 @@ func (x *XTR) store(k cacheKey, e *Entry) {
 }
 
 func (x *XTR) remove(k cacheKey) {
+	x.untrackLocators(k, x.cache[k], nil)
 	delete(x.cache, k)
 	if t := x.index[k.iid]; t != nil {
 		t.Delete(k.eid)
@@ -72,8 +74,9 @@ func (x *XTR) remove(k cacheKey) {
 // one entry per (instance, EID prefix), expiring after the record's TTL
 // (capped at MaxTTL; TTL 0 is not cached); a record without locators is a
 // negative entry whose action (natively forward or drop) comes from the
-// reply's; only IP locators are kept. At most MaxEntries. x.mu held.
-func (x *XTR) learn(records []lisp.MappingRecord, now time.Time) {
+// reply's; only IP locators are kept. At most MaxEntries. It returns the
+// keys stored. x.mu held.
+func (x *XTR) learn(records []lisp.MappingRecord, now time.Time) (stored []cacheKey) {
 	for _, r := range records {
 		iid, ip, ok := unwrapEID(r.EID)
 		if !ok || int(r.EIDMaskLen) > ip.BitLen() {
@@ -110,8 +113,10 @@ func (x *XTR) learn(records []lisp.MappingRecord, now time.Time) {
 			x.stats.MissesDropped++
 			continue
 		}
-		x.store(k, e)
+		x.store(k, e, now)
+		stored = append(stored, k)
 	}
+	return stored
 }
 
 // expire removes the map-cache entries whose TTL has run out. x.mu held.

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/psavd/psavd/control/lisp"
@@ -15,6 +16,9 @@ import (
 type pending struct {
 	iid   uint32
 	eid   netip.Addr
+	bits  int      // mask length asked for: the host's, or the cached prefix's (SMR-invoked)
+	key   cacheKey // in pendingEID (and hold)
+	smr   bool     // SMR-invoked: refreshes the cache entry key, which stays in use until then
 	nonce uint64
 	tries int
 	next  time.Time
@@ -41,17 +45,22 @@ func (x *XTR) miss(m engine.Miss, now time.Time) {
 		x.stats.MissesDropped++
 		return
 	}
-	p := &pending{iid: m.InstanceID, eid: m.Addr, nonce: randomNonce(), next: now}
-	for x.pending[p.nonce] != nil {
+	x.addPending(&pending{iid: m.InstanceID, eid: m.Addr, bits: m.Addr.BitLen(), key: k, next: now})
+}
+
+// addPending makes p outstanding under a fresh nonce.
+func (x *XTR) addPending(p *pending) {
+	p.nonce = randomNonce()
+	for x.pending[p.nonce] != nil || x.probeNonce[p.nonce] != (probeKey{}) {
 		p.nonce = randomNonce()
 	}
 	x.pending[p.nonce] = p
-	x.pendingEID[k] = p
+	x.pendingEID[p.key] = p
 }
 
 func (x *XTR) dropPending(p *pending) {
 	delete(x.pending, p.nonce)
-	delete(x.pendingEID, cacheKey{p.iid, netip.PrefixFrom(p.eid, p.eid.BitLen())})
+	delete(x.pendingEID, p.key)
 }
 
 // sendRequests sends the Map-Requests that are due, within the rate.
@@ -63,7 +72,9 @@ func (x *XTR) sendRequests(now time.Time) []lisp.Datagram {
 		}
 		if p.tries > x.cfg.RequestRetries {
 			x.dropPending(p)
-			x.hold[cacheKey{p.iid, netip.PrefixFrom(p.eid, p.eid.BitLen())}] = now.Add(x.cfg.HoldDown)
+			if !p.smr { // an SMR-invoked look-up keeps the entry it would have refreshed
+				x.hold[p.key] = now.Add(x.cfg.HoldDown)
+			}
 			x.stats.GaveUp++
 			continue
 		}
@@ -91,6 +102,8 @@ func (x *XTR) sendRequests(now time.Time) []lisp.Datagram {
 		}
 		if p.tries > 0 {
 			x.stats.Retries++
+		} else if p.smr {
+			x.stats.SMRInvokedSent++
 		}
 		p.tries++
 		p.next = now.Add(x.cfg.RequestTimeout)
@@ -119,8 +132,8 @@ func (x *XTR) request(p *pending, resolver netip.AddrPort) ([]byte, error) {
 	return lisp.Marshal(&lisp.ECM{
 		Inner: lisp.InnerHeader{Source: netip.AddrPortFrom(src, x.cfg.LocalPort), Destination: netip.AddrPortFrom(p.eid, 4342), TTL: 64},
 		Message: &lisp.MapRequest{
-			Nonce: p.nonce, ITRRLOCs: itr,
-			Records: []lisp.EIDRecord{{MaskLen: uint8(p.eid.BitLen()), EID: x.eidAddress(p.iid, lisp.IPAddr(p.eid))}},
+			Nonce: p.nonce, ITRRLOCs: itr, SMRInvoked: p.smr,
+			Records: []lisp.EIDRecord{{MaskLen: uint8(p.bits), EID: x.eidAddress(p.iid, lisp.IPAddr(p.eid))}},
 		},
 	})
 }
@@ -136,7 +149,14 @@ func (x *XTR) reply(m *lisp.MapReply, now time.Time) {
 	}
 	x.dropPending(p)
 	x.stats.Replies++
-	x.learn(x.answering(p, m.Records), now)
+	learned := x.learn(x.answering(p, m.Records), now)
+	if p.smr && len(learned) > 0 && !slices.Contains(learned, p.key) {
+		// The mapping the SMR was about now has another prefix: the
+		// old entry is stale.
+		if _, ok := x.cache[p.key]; ok {
+			x.remove(p.key)
+		}
+	}
 }
 
 // answering keeps the records that answer p: same instance, a prefix that

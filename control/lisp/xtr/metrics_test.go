@@ -39,7 +39,7 @@ func TestCollector(t *testing.T) {
 	if got["psavd_lisp_xtr_etr_total,register"] != 1 || got["psavd_lisp_xtr_itr_total,request"] != 0 {
 		t.Fatalf("%v", got)
 	}
-	if _, ok := got["psavd_lisp_xtr_map_cache_entries"]; !ok || len(got) != 8+11+2 {
+	if _, ok := got["psavd_lisp_xtr_map_cache_entries"]; !ok || len(got) != 12+20+2+2 {
 		t.Fatalf("%d series: %v", len(got), got)
 	}
 }

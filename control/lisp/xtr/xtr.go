@@ -46,6 +46,15 @@ type Config struct {
 	MaxEntries        int           // map-cache entries [65536]
 	MaxTTL            time.Duration // cap on a reply's TTL [24 h]
 
+	// RLOC-probing (RFC 9301 §7.1, probe.go): every ProbeInterval each
+	// locator of each map-cache entry gets a Map-Request with the P bit;
+	// unanswered after ProbeTimeout it is sent again, ProbeRetries times,
+	// then the locator is down (not used by the data plane) until a
+	// probe is answered. ProbeInterval 0: no probing.
+	ProbeInterval time.Duration
+	ProbeTimeout  time.Duration // [5 s]
+	ProbeRetries  int           // [2]; negative: none
+
 	// Misses drains the engine's miss queues (engine.Engine.Misses);
 	// Publish hands it the map-cache (engine.Engine.PublishMapCache).
 	Misses  func(dst []engine.Miss) []engine.Miss
@@ -65,7 +74,19 @@ type Stats struct {
 	NoMapServer, NoResolver                                 uint64 // registrations / requests the Directory had no target for (yet)
 	RegisterRetries                                         uint64 // rounds sent again early: a wanted Map-Notify did not come
 	Overclaims                                              uint64 // Map-Reply records refused: not covering the EID asked for
-	CacheEntries, Pending                                   int
+
+	// RLOC-probing (probe.go).
+	Probes, ProbeRetries, ProbeReplies, ProbeBadNonce uint64
+	LocatorsDown, LocatorsUp                          uint64 // transitions
+	// Solicit-Map-Request (smr.go): sent on a database change (and
+	// re-sent), SMR-invoked Map-Requests received for our EIDs (acks);
+	// SMRs received, ignored (nothing cached for the source EID, or a
+	// look-up already pending), SMR-invoked Map-Requests sent.
+	SMRsSent, SMRsResent, SMRsAcked           uint64
+	SMRsReceived, SMRsIgnored, SMRInvokedSent uint64
+	DatabaseChanges                           uint64
+	CacheEntries, Pending                     int
+	LocatorsUpNow, LocatorsDownNow            int // probed locators by current state
 }
 
 // XTR is the ETR and ITR state of one node. One lock covers it all: Handle
@@ -102,6 +123,11 @@ type XTR struct {
 	cache map[cacheKey]*Entry
 	index map[uint32]*bart.Table[*Entry] // by instance: longest match over cache
 	dirty bool                           // changed since it was last published
+
+	// RLOC-probing (probe.go) and SMRs (smr.go).
+	probes     map[probeKey]*probe
+	probeNonce map[uint64]probeKey
+	smrs       map[netip.Prefix]*smrRound // by changed database EID prefix
 }
 
 // New checks cfg and returns an xTR.
@@ -109,15 +135,8 @@ func New(cfg Config) (*XTR, error) {
 	if cfg.InstanceID >= 1<<24 {
 		return nil, fmt.Errorf("xtr: instance-ID %d does not fit 24 bits", cfg.InstanceID)
 	}
-	for i, m := range cfg.Database {
-		if !m.EID.IsValid() || len(m.Locators) == 0 {
-			return nil, fmt.Errorf("xtr: database[%d]: an EID prefix and at least one locator are needed", i)
-		}
-		for _, l := range m.Locators {
-			if !l.Addr.IsValid() {
-				return nil, fmt.Errorf("xtr: database[%d]: invalid locator", i)
-			}
-		}
+	if err := CheckDatabase(cfg.Database); err != nil {
+		return nil, err
 	}
 	for _, ms := range cfg.MapServers {
 		if !ms.Addr.IsValid() || len(ms.Auth.Key) == 0 {
@@ -157,6 +176,12 @@ func New(cfg Config) (*XTR, error) {
 	if cfg.MaxEntries <= 0 {
 		cfg.MaxEntries = 65536
 	}
+	def(&cfg.ProbeTimeout, 5*time.Second)
+	if cfg.ProbeRetries == 0 {
+		cfg.ProbeRetries = 2
+	} else if cfg.ProbeRetries < 0 {
+		cfg.ProbeRetries = 0
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -168,11 +193,35 @@ func New(cfg Config) (*XTR, error) {
 		pending: map[uint64]*pending{}, pendingEID: map[cacheKey]*pending{}, hold: map[cacheKey]time.Time{},
 		registered: map[netip.AddrPort]time.Time{}, servers: map[netip.AddrPort]MapServer{},
 		dir: cfg.Directory, asks: cfg.Directory != nil || len(cfg.MapResolvers) > 0,
+		probes: map[probeKey]*probe{}, probeNonce: map[uint64]probeKey{}, smrs: map[netip.Prefix]*smrRound{},
 	}
 	if x.dir == nil {
 		x.dir = &Static{Servers: cfg.MapServers, Resolvers: cfg.MapResolvers}
 	}
-	for i, m := range cfg.Database {
+	x.indexDatabase()
+	return x, nil
+}
+
+// CheckDatabase checks database mappings as New and SetDatabase take them.
+func CheckDatabase(db []Mapping) error {
+	for i, m := range db {
+		if !m.EID.IsValid() || len(m.Locators) == 0 {
+			return fmt.Errorf("xtr: database[%d]: an EID prefix and at least one locator are needed", i)
+		}
+		for _, l := range m.Locators {
+			if !l.Addr.IsValid() {
+				return fmt.Errorf("xtr: database[%d]: invalid locator", i)
+			}
+		}
+	}
+	return nil
+}
+
+// indexDatabase sorts the database's indexes by family, longest prefix
+// first (the ETR answers with the longest match). x.mu held or not shared.
+func (x *XTR) indexDatabase() {
+	x.dbByFamily = [2][]int{}
+	for i, m := range x.cfg.Database {
 		f := 0
 		if m.EID.Addr().Is6() {
 			f = 1
@@ -181,9 +230,8 @@ func New(cfg Config) (*XTR, error) {
 	}
 	for f := range x.dbByFamily {
 		idx := x.dbByFamily[f]
-		sort.SliceStable(idx, func(a, b int) bool { return cfg.Database[idx[a]].EID.Bits() > cfg.Database[idx[b]].EID.Bits() })
+		sort.SliceStable(idx, func(a, b int) bool { return x.cfg.Database[idx[a]].EID.Bits() > x.cfg.Database[idx[b]].EID.Bits() })
 	}
-	return x, nil
 }
 
 // Serve runs the xTR on conn (bound to the control port, 4342) until ctx is
@@ -204,6 +252,13 @@ func (x *XTR) Stats() Stats {
 	defer x.mu.Unlock()
 	s := x.stats
 	s.CacheEntries, s.Pending = len(x.cache), len(x.pending)
+	for _, p := range x.probes {
+		if p.reach {
+			s.LocatorsUpNow++
+		} else {
+			s.LocatorsDownNow++
+		}
+	}
 	return s
 }
 
@@ -217,6 +272,8 @@ func (x *XTR) Tick(now time.Time) []lisp.Datagram {
 	out := x.registerDue(now)
 	x.drainMisses(now)
 	out = append(out, x.sendRequests(now)...)
+	out = append(out, x.probeDue(now)...)
+	out = append(out, x.smrDue(now)...)
 	x.expire(now)
 	x.releaseHolds(now)
 	x.publishLocked()
@@ -235,16 +292,26 @@ func (x *XTR) Handle(pkt []byte, from netip.AddrPort, now time.Time) []lisp.Data
 	}
 	switch m := msg.(type) {
 	case *lisp.MapReply:
-		x.reply(m, now)
+		if !x.probeReply(m, now) {
+			x.reply(m, now)
+		}
 		x.publishLocked()
 	case *lisp.MapNotify:
 		return x.notify(m, pkt, from, now)
 	case *lisp.ECM:
 		if req, ok := m.Message.(*lisp.MapRequest); ok {
+			x.smrInvoked(req)
 			return x.answer(req, m.Inner.Source, from, true)
 		}
 		x.stats.Unhandled++
 	case *lisp.MapRequest:
+		if m.SMR {
+			x.solicited(m, now)
+			if !m.Probe {
+				return nil // an SMR is not answered; the look-up it asks for is
+			}
+		}
+		x.smrInvoked(m)
 		return x.answer(m, from, from, false)
 	default:
 		x.stats.Unhandled++
