@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/psavd/psavd/control/acspb"
 	"github.com/psavd/psavd/control/pair"
@@ -92,8 +93,8 @@ type Config struct {
 
 // Counters are the client's event counts, readable at any time (metrics).
 type Counters struct {
-	Received      atomic.Uint64 // Tables messages received
-	Refused       atomic.Uint64 // snapshots refused (Convert or local_asn mismatch)
+	Received      atomic.Uint64 // updates received: whole membership versions and FeedKeys
+	Refused       atomic.Uint64 // updates refused (a membership version or a FeedKeys breaking a rule)
 	Published     atomic.Uint64 // snapshots published into the engine
 	Heartbeats    atomic.Uint64 // heartbeats received
 	Attempts      atomic.Uint64 // Feed attempts (dial + call)
@@ -101,22 +102,30 @@ type Counters struct {
 	Reconnects    atomic.Uint64 // streams established after the first one
 	Silences      atomic.Uint64 // streams dropped for missed heartbeats
 	connectedOnce atomic.Bool
+
+	// What the feed carried, by part: messages and their encoded size
+	// (docs/scale.md measures the feed with them).
+	MembershipChunks, MembershipBytes atomic.Uint64
+	KeysMessages, KeysBytes           atomic.Uint64
 }
 
-// Client keeps an ABR's engine fed from its ACS (docs/wire.md §3.1): it streams
-// table snapshots over mutually authenticated TLS 1.3, publishes every valid
-// one, and on any failure keeps the last good tables (fail-static) while it
-// reconnects with jittered exponential back-off.
+// Client keeps an ABR's engine fed from its ACS (docs/wire.md §3.1): it
+// receives the membership in chunks and the keys in FeedKeys over mutually
+// authenticated TLS 1.3, publishes a snapshot built from the latest whole
+// membership and every key held (make before break), and on any failure
+// keeps the last good tables (fail-static) while it reconnects with
+// jittered exponential back-off.
 type Client struct {
 	cfg     Config
 	acsASN  uint32
 	tlsConf *tls.Config
 	log     *zap.Logger
 	now     func() time.Time
-	prev    *engine.Tables // the last snapshot published (accept's goroutine only)
+	feed    *feedState // the stream goroutine's only
 
 	state         atomic.Int32
 	version       atomic.Uint64
+	memVersion    atomic.Uint64
 	lastUpdate    atomic.Int64 // unix nanoseconds, 0: never
 	lastHeartbeat atomic.Int64 // unix nanoseconds, 0: never
 	Counters      Counters
@@ -160,7 +169,7 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, acsASN: cfg.ACSASN, tlsConf: tc, log: cfg.Log, now: cfg.Now}
+	c := &Client{cfg: cfg, acsASN: cfg.ACSASN, tlsConf: tc, log: cfg.Log, now: cfg.Now, feed: newFeedState(cfg.Identity.ASN)}
 	if c.log == nil {
 		c.log = zap.NewNop()
 	}
@@ -171,10 +180,17 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// MaxFeedMessage bounds one message of the ACS feed: room for about a
-// million IPv6 prefixes (some 30 octets each on the wire) and their
-// members, and a bound on what an ACS can make an ABR allocate.
-const MaxFeedMessage = 64 << 20
+// MaxFeedMessage is the ABR's receive limit on the feed and the ACS's send
+// limit, set on purpose (4 × gRPC's default): a membership chunk is cut at
+// acspb.FeedChunkBytes (1 MiB) whatever the size of the AS-Prefix table;
+// the largest FeedKeys, the first of a stream, holds every live pair's keys
+// for e−1 … e+key_lead (some 26 octets per key: about 20,000 peers at the
+// largest key lead). It also bounds what an ACS can make an ABR allocate at
+// once.
+const MaxFeedMessage = 16 << 20
+
+// maxFeedRequest is the ABR's send limit: it sends only a FeedRequest.
+const maxFeedRequest = 64 << 10
 
 // TLSConfig is the ABR's tls.Config for dialling the ACS of its own AS:
 // pair.ClientConfig (TLS 1.3 only, Go's default key exchange with
@@ -191,6 +207,10 @@ func (c *Client) State() State { return State(c.state.Load()) }
 
 // Version is the version of the last snapshot published (0: none).
 func (c *Client) Version() uint64 { return c.version.Load() }
+
+// MembershipVersion is the membership version of the last snapshot
+// published (0: none).
+func (c *Client) MembershipVersion() uint64 { return c.memVersion.Load() }
 
 // LastUpdate is when the last snapshot was published (zero: never).
 func (c *Client) LastUpdate() time.Time { return unixNano(c.lastUpdate.Load()) }
@@ -272,11 +292,10 @@ var errSilent = errors.New("abr: ACS silent (heartbeats missed)")
 // heard says whether the ACS said anything on this stream.
 func (c *Client) attempt(parent context.Context) (heard bool, err error) {
 	c.Counters.Attempts.Add(1)
-	// A snapshot carries the whole AS-Prefix table: gRPC's 4 MiB default
-	// would refuse one of a few hundred thousand prefixes. The limit is set
-	// on purpose; the ACS sends up to the same.
+	// The limits are set on purpose (MaxFeedMessage); the ACS sends up to
+	// the same.
 	conn, err := grpc.NewClient(c.cfg.Addr, grpc.WithTransportCredentials(credentials.NewTLS(c.tlsConf)),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxFeedMessage)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxFeedMessage), grpc.MaxCallSendMsgSize(maxFeedRequest)))
 	if err != nil {
 		return false, err
 	}
@@ -284,10 +303,11 @@ func (c *Client) attempt(parent context.Context) (heard bool, err error) {
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
 
-	stream, err := acspb.NewACSClient(conn).Feed(ctx, &acspb.FeedRequest{Asn: c.cfg.Identity.ASN, Abr: c.cfg.Name, HaveVersion: c.Version()})
+	stream, err := acspb.NewACSClient(conn).Feed(ctx, &acspb.FeedRequest{Asn: c.cfg.Identity.ASN, Abr: c.cfg.Name, HaveVersion: c.Version(), FeedVersion: acspb.FeedVersion})
 	if err != nil {
 		return false, err
 	}
+	c.feed.newStream()
 	silence := time.Duration(c.cfg.MissedHeartbeats) * c.cfg.HeartbeatInterval
 	var watchdog *time.Timer
 	defer func() {
@@ -326,36 +346,51 @@ func (c *Client) attempt(parent context.Context) (heard bool, err error) {
 			if c.Version() != 0 {
 				c.setState(Connected, "heartbeat", nil)
 			}
-		case *acspb.FeedMessage_Tables:
-			c.Counters.Received.Add(1)
-			if err := c.accept(b.Tables); err != nil {
+		case *acspb.FeedMessage_Membership:
+			c.Counters.MembershipChunks.Add(1)
+			c.Counters.MembershipBytes.Add(uint64(proto.Size(msg)))
+			whole, err := c.feed.chunk(b.Membership)
+			if err != nil {
 				c.Counters.Refused.Add(1)
-				c.log.Warn("snapshot refused: keeping the last tables", zap.Uint64("version", b.Tables.GetVersion()), zap.Uint64("in_force", c.Version()), zap.Error(err))
+				c.log.Warn("membership refused: keeping the one in force", zap.Uint64("membership_version", b.Membership.GetVersion()),
+					zap.Uint64("in_force", c.MembershipVersion()), zap.Error(err))
 				continue
 			}
-			c.setState(Connected, "snapshot", nil)
+			if whole {
+				c.Counters.Received.Add(1)
+			}
+		case *acspb.FeedMessage_Keys:
+			c.Counters.KeysMessages.Add(1)
+			c.Counters.KeysBytes.Add(uint64(proto.Size(msg)))
+			c.Counters.Received.Add(1)
+			if err := c.accept(b.Keys); err != nil {
+				c.Counters.Refused.Add(1)
+				c.log.Warn("keys refused: keeping the last tables", zap.Uint64("version", b.Keys.GetVersion()), zap.Uint64("in_force", c.Version()), zap.Error(err))
+				continue
+			}
+			if c.Version() != 0 {
+				c.setState(Connected, "snapshot", nil)
+			}
 		default:
-			c.log.Debug("unknown feed message ignored")
+			// A message of a newer (or older) feed than this ABR's.
+			c.log.Warn("unknown feed message ignored (the ACS speaks another feed version?)")
 		}
 	}
 }
 
-// accept converts and publishes one snapshot.
-func (c *Client) accept(m *acspb.Tables) error {
-	t, err := Convert(m)
-	if err != nil {
-		return err
+// accept builds the snapshot of one FeedKeys (with the membership it puts
+// in force, if any) and publishes it: a new immutable engine.Tables, one
+// atomic swap, so that no packet ever sees half of it.
+func (c *Client) accept(k *acspb.FeedKeys) error {
+	now := c.now()
+	t, err := c.feed.feedKeys(k, now.Unix())
+	if err != nil || t == nil {
+		return err // nil, nil: no whole membership yet, keys held
 	}
-	if m.GetLocalAsn() != c.cfg.Identity.ASN {
-		return &ConvertError{Field: "local_asn", Msg: fmt.Sprintf("AS%d is not this ABR's AS%d", m.GetLocalAsn(), c.cfg.Identity.ASN)}
-	}
-	// Make before break: keys the previous snapshot held and this one
-	// omits stay until their epoch is past.
-	t = Merge(c.prev, t, engine.Epoch(c.now().Unix(), t.T0, t.Period))
-	c.prev = t
 	c.cfg.Engine.Publish(t) // the PSAV part: the node publishes its routes on their own
 	c.version.Store(t.Version)
-	c.lastUpdate.Store(c.now().UnixNano())
+	c.memVersion.Store(c.feed.inForce.version)
+	c.lastUpdate.Store(now.UnixNano())
 	c.Counters.Published.Add(1)
 	return nil
 }

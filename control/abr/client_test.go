@@ -70,8 +70,16 @@ func (f *fakeACS) Feed(req *acspb.FeedRequest, s grpc.ServerStreamingServer[acsp
 	}
 }
 
-func tablesMsg(m *acspb.Tables) *acspb.FeedMessage {
-	return &acspb.FeedMessage{Body: &acspb.FeedMessage_Tables{Tables: m}}
+// tablesMsg is a whole snapshot as an ACS feeds it (feedMessages).
+func tablesMsg(m *acspb.Tables) []*acspb.FeedMessage { return feedMessages(m, 0) }
+
+// msgs concatenates the messages of several snapshots.
+func msgs(parts ...[]*acspb.FeedMessage) []*acspb.FeedMessage {
+	var out []*acspb.FeedMessage
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
 }
 
 // alliance is an alliance CA with the certificates of AS 65001's ACS and ABR.
@@ -166,6 +174,11 @@ func start(t *testing.T, cfg Config) *Client {
 	}
 	cfg.Log = zaptest.NewLogger(t)
 	cfg.Name = "abr1"
+	if cfg.Now == nil {
+		// The vectors' clock: keys of epochs past at the client's clock
+		// are dropped.
+		cfg.Now = func() time.Time { return time.Unix(vecNow, 0) }
+	}
 	c, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -230,12 +243,14 @@ func TestFeedTagsEndToEnd(t *testing.T) {
 	bad := snapshot(t, 2, localASN, vecNow)
 	bad.Peers[0].Keys[0].Key = bad.Peers[0].Keys[0].Key[:8]
 	other := snapshot(t, 3, 65002, vecNow) // valid, but for another AS's ABR
-	f := &fakeACS{msgs: []*acspb.FeedMessage{tablesMsg(snapshot(t, 1, localASN, vecNow)), tablesMsg(bad), tablesMsg(other)}, beat: 20 * time.Millisecond, beats: -1}
+	f := &fakeACS{msgs: msgs(tablesMsg(snapshot(t, 1, localASN, vecNow)), tablesMsg(bad), tablesMsg(other)), beat: 20 * time.Millisecond, beats: -1}
 	_, addr := serve(t, "127.0.0.1:0", p.acs, f)
 	eng := newEngine(t)
 	c := start(t, Config{Addr: addr, Identity: p.abr, Engine: eng})
 
-	waitFor(t, "two snapshots refused", func() bool { return c.Counters.Refused.Load() == 2 })
+	// Refused: bad's keys, other's membership (another AS) and other's keys
+	// (which name this AS as a peer).
+	waitFor(t, "three updates refused", func() bool { return c.Counters.Refused.Load() == 3 })
 	waitFor(t, "heartbeats", func() bool { return c.Counters.Heartbeats.Load() > 0 })
 	if got := eng.Tables().Version; got != 1 || c.Version() != 1 {
 		t.Fatalf("engine version %d, client %d; want 1", got, c.Version())
@@ -243,13 +258,13 @@ func TestFeedTagsEndToEnd(t *testing.T) {
 	if c.State() != Connected || c.LastUpdate().IsZero() || c.LastHeartbeat().IsZero() {
 		t.Fatalf("state %s, last update %v, last heartbeat %v", c.State(), c.LastUpdate(), c.LastHeartbeat())
 	}
-	if n := c.Counters.Received.Load(); n != 3 {
+	if n := c.Counters.Received.Load(); n != 5 { // two whole memberships, three FeedKeys
 		t.Fatalf("received %d", n)
 	}
 	f.mu.Lock()
 	req := f.reqs[0]
 	f.mu.Unlock()
-	if req.GetAsn() != localASN || req.GetAbr() != "abr1" {
+	if req.GetAsn() != localASN || req.GetAbr() != "abr1" || req.GetFeedVersion() != acspb.FeedVersion {
 		t.Fatalf("request %v", req)
 	}
 
@@ -267,7 +282,7 @@ func TestFeedTagsEndToEnd(t *testing.T) {
 // reconnects and publishes.
 func TestFailStatic(t *testing.T) {
 	p := newPKI(t)
-	srv, addr := serve(t, "127.0.0.1:0", p.acs, &fakeACS{msgs: []*acspb.FeedMessage{tablesMsg(snapshot(t, 1, localASN, vecNow))}})
+	srv, addr := serve(t, "127.0.0.1:0", p.acs, &fakeACS{msgs: tablesMsg(snapshot(t, 1, localASN, vecNow))})
 	eng := newEngine(t)
 	c := start(t, Config{Addr: addr, Identity: p.abr, Engine: eng})
 	waitFor(t, "first snapshot", func() bool { return eng.Tables().Version == 1 && c.State() == Connected })
@@ -317,7 +332,7 @@ func TestFailStatic(t *testing.T) {
 	}
 
 	// The ACS comes back with a new snapshot.
-	serve(t, addr, p.acs, &fakeACS{msgs: []*acspb.FeedMessage{tablesMsg(snapshot(t, 2, localASN, vecNow+vecPeriod))}})
+	serve(t, addr, p.acs, &fakeACS{msgs: tablesMsg(snapshot(t, 2, localASN, vecNow+vecPeriod))})
 	waitFor(t, "reconnection", func() bool { return eng.Tables().Version == 2 && c.State() == Connected })
 	if c.Version() != 2 || c.Counters.Reconnects.Load() == 0 || c.Counters.Published.Load() != 2 {
 		t.Fatalf("version %d, reconnects %d, published %d", c.Version(), c.Counters.Reconnects.Load(), c.Counters.Published.Load())
@@ -328,7 +343,7 @@ func TestFailStatic(t *testing.T) {
 // open is declared silent; the tables stay.
 func TestSilentACS(t *testing.T) {
 	p := newPKI(t)
-	f := &fakeACS{msgs: []*acspb.FeedMessage{tablesMsg(snapshot(t, 1, localASN, vecNow))}, beat: 10 * time.Millisecond, beats: 3}
+	f := &fakeACS{msgs: tablesMsg(snapshot(t, 1, localASN, vecNow)), beat: 10 * time.Millisecond, beats: 3}
 	_, addr := serve(t, "127.0.0.1:0", p.acs, f)
 	eng := newEngine(t)
 	c := start(t, Config{Addr: addr, Identity: p.abr, Engine: eng, HeartbeatInterval: 20 * time.Millisecond, MissedHeartbeats: 3})
@@ -345,7 +360,7 @@ func TestSilentACS(t *testing.T) {
 func TestACSAnnouncesInterval(t *testing.T) {
 	p := newPKI(t)
 	for _, announce := range []time.Duration{time.Second, 0} {
-		f := &fakeACS{msgs: []*acspb.FeedMessage{tablesMsg(snapshot(t, 1, localASN, vecNow))}, beat: 100 * time.Millisecond, beats: -1, announce: announce}
+		f := &fakeACS{msgs: tablesMsg(snapshot(t, 1, localASN, vecNow)), beat: 100 * time.Millisecond, beats: -1, announce: announce}
 		_, addr := serve(t, "127.0.0.1:0", p.acs, f)
 		c := start(t, Config{Addr: addr, Identity: p.abr, Engine: newEngine(t), HeartbeatInterval: 20 * time.Millisecond, MissedHeartbeats: 3})
 		if announce == 0 {
@@ -379,7 +394,7 @@ func TestWrongServerCertificate(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			id.CA = p.ca.Pool() // the server itself accepts the ABR
-			_, addr := serveAs(t, id, &fakeACS{msgs: []*acspb.FeedMessage{tablesMsg(snapshot(t, 1, localASN, vecNow))}})
+			_, addr := serveAs(t, id, &fakeACS{msgs: tablesMsg(snapshot(t, 1, localASN, vecNow))})
 			eng := newEngine(t)
 			initial := eng.Tables()
 			c := start(t, Config{Addr: addr, Identity: p.abr, Engine: eng})
@@ -410,7 +425,7 @@ func TestNewChecks(t *testing.T) {
 
 func TestCollector(t *testing.T) {
 	p := newPKI(t)
-	_, addr := serve(t, "127.0.0.1:0", p.acs, &fakeACS{msgs: []*acspb.FeedMessage{tablesMsg(snapshot(t, 5, localASN, vecNow))}})
+	_, addr := serve(t, "127.0.0.1:0", p.acs, &fakeACS{msgs: tablesMsg(snapshot(t, 5, localASN, vecNow))})
 	eng := newEngine(t)
 	c := start(t, Config{Addr: addr, Identity: p.abr, Engine: eng})
 	waitFor(t, "snapshot", func() bool { return c.Version() == 5 })
@@ -434,13 +449,17 @@ func TestCollector(t *testing.T) {
 	}
 	for name, v := range map[string]float64{
 		"psavd_abr_tables_version": 5, "psavd_abr_feed_state{connected}": 1, "psavd_abr_feed_state{fail-static}": 0,
-		"psavd_abr_snapshots_published_total": 1, "psavd_abr_snapshots_received_total": 1, "psavd_abr_feed_attempts_total": 1,
+		"psavd_abr_snapshots_published_total": 1, "psavd_abr_snapshots_received_total": 2, "psavd_abr_feed_attempts_total": 1,
+		"psavd_abr_membership_version": 5, "psavd_abr_feed_messages_total{membership}": 1, "psavd_abr_feed_messages_total{keys}": 1,
 	} {
 		if g, ok := got[name]; !ok || g != v {
 			t.Errorf("%s = %v (%v), want %v", name, g, ok, v)
 		}
 	}
-	if len(got) != 14 {
+	if got["psavd_abr_feed_bytes_total{membership}"] == 0 || got["psavd_abr_feed_bytes_total{keys}"] == 0 {
+		t.Errorf("feed bytes not counted: %v", got)
+	}
+	if len(got) != 19 {
 		t.Errorf("%d metrics: %v", len(got), got)
 	}
 }

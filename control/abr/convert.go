@@ -91,51 +91,17 @@ func Convert(m *acspb.Tables) (*engine.Tables, error) {
 	peerSeen := make(map[uint32]int, len(peers))
 	for i, p := range peers {
 		f := fmt.Sprintf("peers[%d]", i)
-		if p == nil {
-			return nil, refuse(f, "empty")
+		pk, err := peerKeys(f, p, m.GetLocalAsn(), func(asn uint32) error {
+			if j, dup := peerSeen[asn]; dup {
+				return refuse(f+".asn", "AS%d already is peers[%d]", asn, j)
+			}
+			peerSeen[asn] = i
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
-		switch {
-		case p.GetAsn() == 0:
-			return nil, refuse(f+".asn", "is 0")
-		case p.GetAsn() == m.GetLocalAsn():
-			return nil, refuse(f+".asn", "AS%d is the local AS", p.GetAsn())
-		}
-		if j, dup := peerSeen[p.GetAsn()]; dup {
-			return nil, refuse(f+".asn", "AS%d already is peers[%d]", p.GetAsn(), j)
-		}
-		peerSeen[p.GetAsn()] = i
-		t.Peers[i].ASN = p.GetAsn()
-		keys := p.GetKeys()
-		if len(keys) > engine.KeyWindow {
-			return nil, refuse(f+".keys", "%d keys, at most %d", len(keys), engine.KeyWindow)
-		}
-		var lo, hi int64
-		for j, k := range keys {
-			kf := fmt.Sprintf("%s.keys[%d]", f, j)
-			if k == nil {
-				return nil, refuse(kf, "empty")
-			}
-			e := k.GetEpoch()
-			if e < 0 {
-				return nil, refuse(kf+".epoch", "%d is negative", e)
-			}
-			if len(k.GetKey()) != KeyLen {
-				return nil, refuse(kf+".key", "%d octets, want %d", len(k.GetKey()), KeyLen)
-			}
-			if j == 0 || e < lo {
-				lo = e
-			}
-			if j == 0 || e > hi {
-				hi = e
-			}
-			if hi-lo >= engine.KeyWindow {
-				return nil, refuse(f+".keys", "epochs %d … %d do not fit one window of %d", lo, hi, engine.KeyWindow)
-			}
-			if _, _, ok := t.Peers[i].Key(e); ok {
-				return nil, refuse(kf+".epoch", "epoch %d given twice", e)
-			}
-			t.Peers[i].SetKey(e, engine.Key(k.GetKey()))
-		}
+		t.Peers[i] = pk
 	}
 	checkPeer := func(field string, v int32) error {
 		if v < -1 || int64(v) >= int64(len(peers)) {
@@ -225,6 +191,59 @@ func Convert(m *acspb.Tables) (*engine.Tables, error) {
 		}
 	}
 	return t, nil
+}
+
+// peerKeys checks one peer's keys — ASN ≠ 0 and not local, dup(ASN)
+// passes; at most engine.KeyWindow keys, each 16 octets, epochs ≥ 0,
+// distinct, within one window — and returns them in the engine's form.
+// field names p in errors.
+func peerKeys(field string, p *acspb.PeerKeys, local uint32, dup func(asn uint32) error) (engine.PeerKeys, error) {
+	var pk engine.PeerKeys
+	if p == nil {
+		return pk, refuse(field, "empty")
+	}
+	switch {
+	case p.GetAsn() == 0:
+		return pk, refuse(field+".asn", "is 0")
+	case p.GetAsn() == local:
+		return pk, refuse(field+".asn", "AS%d is the local AS", p.GetAsn())
+	}
+	if err := dup(p.GetAsn()); err != nil {
+		return pk, err
+	}
+	pk.ASN = p.GetAsn()
+	keys := p.GetKeys()
+	if len(keys) > engine.KeyWindow {
+		return pk, refuse(field+".keys", "%d keys, at most %d", len(keys), engine.KeyWindow)
+	}
+	var lo, hi int64
+	for j, k := range keys {
+		kf := fmt.Sprintf("%s.keys[%d]", field, j)
+		if k == nil {
+			return pk, refuse(kf, "empty")
+		}
+		e := k.GetEpoch()
+		if e < 0 {
+			return pk, refuse(kf+".epoch", "%d is negative", e)
+		}
+		if len(k.GetKey()) != KeyLen {
+			return pk, refuse(kf+".key", "%d octets, want %d", len(k.GetKey()), KeyLen)
+		}
+		if j == 0 || e < lo {
+			lo = e
+		}
+		if j == 0 || e > hi {
+			hi = e
+		}
+		if hi-lo >= engine.KeyWindow {
+			return pk, refuse(field+".keys", "epochs %d … %d do not fit one window of %d", lo, hi, engine.KeyWindow)
+		}
+		if _, _, ok := pk.Key(e); ok {
+			return pk, refuse(kf+".epoch", "epoch %d given twice", e)
+		}
+		pk.SetKey(e, engine.Key(k.GetKey()))
+	}
+	return pk, nil
 }
 
 // prefix reads a wire prefix: 4 octets for IPv4, 16 for IPv6 (IPv4-mapped

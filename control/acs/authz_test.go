@@ -40,7 +40,7 @@ func feedCall(t *testing.T, cc *grpc.ClientConn, asn uint32) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
 	defer cancel()
-	fs, err := acspb.NewACSClient(cc).Feed(ctx, &acspb.FeedRequest{Asn: asn, Abr: "x"})
+	fs, err := acspb.NewACSClient(cc).Feed(ctx, &acspb.FeedRequest{Asn: asn, Abr: "x", FeedVersion: acspb.FeedVersion})
 	if err == nil {
 		_, err = fs.Recv()
 	}

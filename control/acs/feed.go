@@ -3,7 +3,10 @@ package acs
 import (
 	"encoding/binary"
 	"fmt"
+	"net/netip"
 	"sort"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -28,34 +31,17 @@ import (
 func (n *Node) Tables(now time.Time) *acspb.Tables {
 	recs := n.set.Records()
 	hops := n.hops(recs)
-	n.mu.Lock()
+	version, asns, keys := n.feedKeys(now)
 	t := &acspb.Tables{
-		Version: n.version, T0: n.cfg.T0, PeriodSeconds: int64(n.cfg.Period), LocalAsn: n.cfg.ASN,
+		Version: version, T0: n.cfg.T0, PeriodSeconds: int64(n.cfg.Period), LocalAsn: n.cfg.ASN,
 	}
-	asns := make([]uint32, 0, len(n.peers))
-	for asn, ps := range n.peers {
-		if ps.machine != nil && !ps.machine.Removed() {
-			asns = append(asns, asn)
-		}
-	}
-	sort.Slice(asns, func(i, j int) bool { return asns[i] < asns[j] })
-	keys := make([]engine.PeerKeys, len(asns))
-	for i, asn := range asns {
-		keys[i] = n.peers[asn].machine.KeysAhead(now.Unix(), n.cfg.KeyLead)
-	}
-	n.mu.Unlock()
-
 	idx := make(map[uint32]int32, len(asns))
 	for i, pk := range keys {
 		m := &acspb.PeerKeys{Asn: asns[i]}
-		for _, k := range pk.Keys {
-			if !k.Valid {
-				continue
+		for j := range pk.Keys {
+			if k := &pk.Keys[j]; k.Valid {
+				m.Keys = append(m.Keys, &acspb.EpochKey{Epoch: k.Epoch, Key: wireKey(k)})
 			}
-			var b [16]byte
-			binary.LittleEndian.PutUint64(b[0:8], k.K0) // engine.Key.Halves, inverted
-			binary.LittleEndian.PutUint64(b[8:16], k.K1)
-			m.Keys = append(m.Keys, &acspb.EpochKey{Epoch: k.Epoch, Key: b[:]})
 		}
 		sort.Slice(m.Keys, func(a, b int) bool { return m.Keys[a].Epoch < m.Keys[b].Epoch })
 		idx[asns[i]] = int32(len(t.Peers))
@@ -75,16 +61,7 @@ func (n *Node) Tables(now time.Time) *acspb.Tables {
 		mm := &acspb.Member{Asn: r.ASN, Local: r.ASN == n.cfg.ASN, TagPeer: p, ValidatePeer: p}
 		local = local || mm.Local
 		for _, p := range r.Prefixes {
-			a := p.Addr()
-			var raw []byte
-			if a.Is4() {
-				b := a.As4()
-				raw = b[:]
-			} else {
-				b := a.As16()
-				raw = b[:]
-			}
-			mm.Prefixes = append(mm.Prefixes, &acspb.Prefix{Addr: raw, Bits: uint32(p.Bits())})
+			mm.Prefixes = append(mm.Prefixes, wirePrefix(p))
 		}
 		memberIdx[r.ASN] = uint32(len(t.Members))
 		t.Members = append(t.Members, mm)
@@ -107,12 +84,161 @@ func (n *Node) Tables(now time.Time) *acspb.Tables {
 	return t
 }
 
+// feedKeys returns the tables version and the keys of every live pair for
+// e−1 … e+KeyLead at now, sorted by peer ASN, read together under n.mu so
+// that the version names exactly these keys.
+func (n *Node) feedKeys(now time.Time) (version uint64, asns []uint32, keys []engine.PeerKeys) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	asns = make([]uint32, 0, len(n.peers))
+	for asn, ps := range n.peers {
+		if ps.machine != nil && !ps.machine.Removed() {
+			asns = append(asns, asn)
+		}
+	}
+	sort.Slice(asns, func(i, j int) bool { return asns[i] < asns[j] })
+	keys = make([]engine.PeerKeys, len(asns))
+	for i, asn := range asns {
+		keys[i] = n.peers[asn].machine.KeysAhead(now.Unix(), n.cfg.KeyLead)
+	}
+	return n.version, asns, keys
+}
+
+// wireKey is K(e) as the feed carries it (engine.Key.Halves, inverted).
+func wireKey(k *engine.EpochKey) []byte {
+	b := make([]byte, 16)
+	binary.LittleEndian.PutUint64(b[0:8], k.K0)
+	binary.LittleEndian.PutUint64(b[8:16], k.K1)
+	return b
+}
+
+// wirePrefix is a prefix as the feed carries it: 4 octets for IPv4, 16 for
+// IPv6.
+func wirePrefix(p netip.Prefix) *acspb.Prefix {
+	return &acspb.Prefix{Addr: p.Addr().AsSlice(), Bits: uint32(p.Bits())}
+}
+
+// feedMembership is one version of the membership part of the feed
+// (docs/wire.md §3.1): built once per change of the membership set, cut
+// into chunks, and shared, read-only, by every ABR stream.
+type feedMembership struct {
+	version  uint64
+	chunks   []*acspb.MembershipChunk
+	members  int
+	prefixes int
+}
+
+// membershipVersions numbers feedMemberships: unique and increasing in
+// this process, which is all an ABR needs (a new stream always starts with
+// a whole membership).
+var membershipVersions atomic.Uint64
+
+// feedMembership returns the membership part for the held membership,
+// built the first time a stream asks for this membership set.
+func (n *Node) feedMembership() *feedMembership {
+	recs := n.set.Records()
+	h := n.hops(recs)
+	h.memOnce.Do(func() { h.mem = n.buildMembership(recs, h) })
+	return h.mem
+}
+
+// buildMembership is the membership part for recs: each member's PSAV hop
+// by ASN (the tree's next hop; the ABR uses it while it holds that peer's
+// keys, so a pair going down or up changes only FeedKeys), the local AS
+// always a member, the replace entries of the paths that cross this AS.
+func (n *Node) buildMembership(recs []membership.Record, h *treeHops) *feedMembership {
+	fm := &feedMembership{version: membershipVersions.Add(1)}
+	members := make([]*acspb.FeedMember, 0, len(recs)+1)
+	isMember := make(map[uint32]bool, len(recs)+1)
+	local := false
+	for _, r := range recs {
+		m := &acspb.FeedMember{Asn: r.ASN, Local: r.ASN == n.cfg.ASN}
+		if next, ok := h.Next[r.ASN]; ok && !m.Local && next != n.cfg.ASN {
+			m.TagPeer, m.ValidatePeer = next, next
+		}
+		m.Prefixes = make([]*acspb.Prefix, len(r.Prefixes))
+		for i, p := range r.Prefixes {
+			m.Prefixes[i] = wirePrefix(p)
+		}
+		local = local || m.Local
+		isMember[r.ASN] = true
+		fm.prefixes += len(r.Prefixes)
+		members = append(members, m)
+	}
+	if !local {
+		members = append(members, &acspb.FeedMember{Asn: n.cfg.ASN, Local: true})
+		isMember[n.cfg.ASN] = true
+	}
+	var replace []*acspb.FeedReplace
+	for _, e := range h.replace {
+		if isMember[e.src] && isMember[e.dst] {
+			replace = append(replace, &acspb.FeedReplace{SrcAsn: e.src, DstAsn: e.dst, InPeer: e.in, OutPeer: e.out})
+		}
+	}
+	fm.members = len(members)
+	fm.chunks = acspb.ChunkMembership(acspb.MembershipHead{Version: fm.version, T0: n.cfg.T0, PeriodSeconds: int64(n.cfg.Period), LocalASN: n.cfg.ASN},
+		members, replace, acspb.FeedChunkBytes)
+	return fm
+}
+
+// keyDelta is what one feed stream has sent of each live pair's keys, so
+// that FeedKeys carries only keys the ABR does not hold from this stream:
+// per epoch, one new key per peer instead of the whole window.
+type keyDelta struct {
+	sent map[uint32]*[engine.KeyWindow]engine.EpochKey
+}
+
+// next returns the FeedKeys peers for the live pairs asns with keys: every
+// live pair, each with the keys it has not sent (new epochs, or a re-key's
+// other key for an epoch), and remembers them. A pair no longer live is
+// forgotten: if it comes back its keys go again.
+func (d *keyDelta) next(asns []uint32, keys []engine.PeerKeys) []*acspb.PeerKeys {
+	if d.sent == nil {
+		d.sent = map[uint32]*[engine.KeyWindow]engine.EpochKey{}
+	}
+	live := make(map[uint32]bool, len(asns))
+	out := make([]*acspb.PeerKeys, 0, len(asns))
+	for i, asn := range asns {
+		live[asn] = true
+		s := d.sent[asn]
+		if s == nil {
+			s = new([engine.KeyWindow]engine.EpochKey)
+			d.sent[asn] = s
+		}
+		m := &acspb.PeerKeys{Asn: asn}
+		for j := range keys[i].Keys {
+			k := &keys[i].Keys[j]
+			if !k.Valid || k.Epoch < 0 {
+				continue
+			}
+			slot := &s[k.Epoch%engine.KeyWindow]
+			if *slot == *k {
+				continue
+			}
+			*slot = *k
+			m.Keys = append(m.Keys, &acspb.EpochKey{Epoch: k.Epoch, Key: wireKey(k)})
+		}
+		sort.Slice(m.Keys, func(a, b int) bool { return m.Keys[a].Epoch < m.Keys[b].Epoch })
+		out = append(out, m)
+	}
+	for asn := range d.sent {
+		if !live[asn] {
+			delete(d.sent, asn)
+		}
+	}
+	return out
+}
+
 // treeHops is the tree's verdict for one membership set, kept until the
-// set changes: replace entries cost O(members²) at a border.
+// set changes: replace entries cost O(members²) at a border. The feed's
+// membership part for the set is built from it once (mem).
 type treeHops struct {
 	digest  [32]byte
 	Next    map[uint32]uint32
 	replace []replaceHop // sorted by (src, dst): snapshots are deterministic
+
+	memOnce sync.Once
+	mem     *feedMembership
 }
 
 type replaceHop struct{ src, dst, in, out uint32 }
@@ -152,10 +278,12 @@ func (n *Node) hops(recs []membership.Record) *treeHops {
 	return th
 }
 
-// Feed streams snapshots to an ABR of this AS: one at once, then one on
-// every change (keys, membership) and at every epoch boundary, with a
-// heartbeat every interval. Only a client whose certificate names this AS
-// (an ABR of ours) is served: the keys are this AS's secrets.
+// Feed streams this AS's tables to one of its ABRs (docs/wire.md §3.1,
+// feed version 2): the membership in chunks at once and again whenever it
+// changes, then a keys-only FeedKeys at once, at every epoch boundary and
+// on every change of keys, with a heartbeat every interval. Only a client
+// whose certificate names this AS (an ABR of ours) is served: the keys are
+// this AS's secrets.
 func (sv *server) Feed(req *acspb.FeedRequest, st acspb.ACS_FeedServer) error {
 	n := sv.n
 	id, cs, err := n.authorize(st.Context(), svcFeed)
@@ -172,6 +300,12 @@ func (sv *server) Feed(req *acspb.FeedRequest, st acspb.ACS_FeedServer) error {
 	if req.GetAbr() != name {
 		n.log.Info("abr feed: request names another ABR than its certificate", zap.String("cert", id.Name), zap.String("request", req.GetAbr()))
 	}
+	if v := req.GetFeedVersion(); v != acspb.FeedVersion {
+		// An ABR from before the split would wait for whole snapshots
+		// that never come: say so instead of feeding it what it ignores.
+		n.log.Warn("abr feed refused: the ABR speaks another feed version (upgrade it)", zap.String("abr", name), zap.Uint32("abr_feed_version", v), zap.Int("feed_version", acspb.FeedVersion))
+		return status.Errorf(codes.FailedPrecondition, "this ACS speaks feed version %d, the ABR %d: upgrade the ABR", acspb.FeedVersion, v)
+	}
 	n.mu.Lock()
 	n.abrs[name]++
 	n.mu.Unlock()
@@ -185,7 +319,8 @@ func (sv *server) Feed(req *acspb.FeedRequest, st acspb.ACS_FeedServer) error {
 	n.log.Info("abr feed", zap.String("abr", name), zap.Uint64("have", req.GetHaveVersion()))
 	hb := time.NewTicker(n.hb)
 	defer hb.Stop()
-	var sent, seq uint64
+	var sent, memSent, seq uint64
+	var delta keyDelta
 	heartbeat := func() error {
 		seq++
 		return st.Send(&acspb.FeedMessage{Body: &acspb.FeedMessage_Heartbeat{Heartbeat: &acspb.Heartbeat{
@@ -196,8 +331,21 @@ func (sv *server) Feed(req *acspb.FeedRequest, st acspb.ACS_FeedServer) error {
 		ch, ver := n.changed, n.version
 		n.mu.Unlock()
 		if ver != sent {
-			t := n.Tables(n.now())
-			if err := st.Send(&acspb.FeedMessage{Body: &acspb.FeedMessage_Tables{Tables: t}}); err != nil {
+			// The membership first, whole, when this stream has not sent
+			// this version: the FeedKeys after it puts it in force.
+			if m := n.feedMembership(); m.version != memSent {
+				for _, c := range m.chunks {
+					if err := st.Send(&acspb.FeedMessage{Body: &acspb.FeedMessage_Membership{Membership: c}}); err != nil {
+						return err
+					}
+				}
+				n.log.Debug("abr feed: membership sent", zap.String("abr", name), zap.Uint64("membership_version", m.version),
+					zap.Int("chunks", len(m.chunks)), zap.Int("members", m.members), zap.Int("prefixes", m.prefixes))
+				memSent = m.version
+			}
+			v, asns, keys := n.feedKeys(n.now())
+			fk := &acspb.FeedKeys{Version: v, MembershipVersion: memSent, Peers: delta.next(asns, keys)}
+			if err := st.Send(&acspb.FeedMessage{Body: &acspb.FeedMessage_Keys{Keys: fk}}); err != nil {
 				return err
 			}
 			if sent == 0 {
@@ -205,7 +353,7 @@ func (sv *server) Feed(req *acspb.FeedRequest, st acspb.ACS_FeedServer) error {
 					return err
 				}
 			}
-			sent = t.Version
+			sent = v
 		}
 		select {
 		case <-st.Context().Done():

@@ -41,30 +41,68 @@ func TestFeed(t *testing.T) {
 	cc := abrConn(t, l, 65001, "abr1")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	fs, err := acspb.NewACSClient(cc).Feed(ctx, &acspb.FeedRequest{Asn: 65001, Abr: "abr1"})
+	fs, err := acspb.NewACSClient(cc).Feed(ctx, &acspb.FeedRequest{Asn: 65001, Abr: "abr1", FeedVersion: acspb.FeedVersion})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var last *acspb.Tables
+	// The feed's two parts, put together as a Tables for the checks below.
+	var mem *acspb.MembershipChunk
+	var keys *acspb.FeedKeys
+	held := map[uint32]map[int64][]byte{}
 	heartbeats := 0
 	deadline := time.Now().Add(waitLong)
-	for last == nil || len(last.Members) != 2 || len(last.Peers) != 1 || heartbeats == 0 {
+	for mem == nil || len(mem.Members) != 2 || keys == nil || len(keys.Peers) != 1 || len(held[65002]) == 0 || heartbeats == 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("no complete snapshot: %v", last)
+			t.Fatalf("no complete feed: %v %v", mem, keys)
 		}
 		m, err := fs.Recv()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if tb := m.GetTables(); tb != nil {
-			if last != nil && tb.Version <= last.Version {
-				t.Fatalf("version %d after %d", tb.Version, last.Version)
+		switch {
+		case m.GetMembership() != nil:
+			c := m.GetMembership()
+			if mem != nil && c.Version <= mem.Version || c.Index != 0 || c.Count != 1 {
+				t.Fatalf("chunk %d/%d of version %d after %v", c.Index, c.Count, c.Version, mem)
 			}
-			last = tb
-		} else if m.GetHeartbeat() != nil {
+			mem = c
+		case m.GetKeys() != nil:
+			k := m.GetKeys()
+			if keys != nil && k.Version <= keys.Version || mem == nil || k.MembershipVersion != mem.Version {
+				t.Fatalf("keys %d for membership %d after %v", k.Version, k.MembershipVersion, keys)
+			}
+			keys = k
+			for _, p := range k.Peers {
+				if held[p.Asn] == nil {
+					held[p.Asn] = map[int64][]byte{}
+				}
+				for _, e := range p.Keys {
+					if _, dup := held[p.Asn][e.Epoch]; dup {
+						t.Fatalf("key of epoch %d sent twice on one stream", e.Epoch)
+					}
+					held[p.Asn][e.Epoch] = e.Key
+				}
+			}
+		case m.GetHeartbeat() != nil:
 			heartbeats++
 		}
 	}
+	last := &acspb.Tables{LocalAsn: mem.LocalAsn, PeriodSeconds: mem.PeriodSeconds}
+	for _, m := range mem.Members {
+		tp := int32(-1)
+		if m.TagPeer == 65002 {
+			tp = 0
+		}
+		last.Members = append(last.Members, &acspb.Member{Asn: m.Asn, Local: m.Local, Prefixes: m.Prefixes, TagPeer: tp, ValidatePeer: tp})
+		if m.TagPeer != m.ValidatePeer {
+			t.Fatalf("member %v", m)
+		}
+	}
+	pk := &acspb.PeerKeys{Asn: keys.Peers[0].Asn}
+	for e, k := range held[pk.Asn] {
+		pk.Keys = append(pk.Keys, &acspb.EpochKey{Epoch: e, Key: k})
+	}
+	last.Peers = []*acspb.PeerKeys{pk}
 	if last.LocalAsn != 65001 || last.PeriodSeconds != testPeriod {
 		t.Fatalf("tables %v", last)
 	}
@@ -81,7 +119,6 @@ func TestFeed(t *testing.T) {
 		}
 	}
 	// The keys pushed to AS65001's ABR are the ones AS65002's ACS holds.
-	pk := last.Peers[0]
 	other := b.Tables(time.Now()).Peers[0]
 	if pk.Asn != 65002 || other.Asn != 65001 || len(pk.Keys) == 0 {
 		t.Fatalf("peers %v %v", pk, other)
@@ -105,13 +142,18 @@ func TestFeed(t *testing.T) {
 		return len(abrs) == 1 && abrs[0] == "abr1"
 	})
 
-	// Refusals: an ABR of another AS, or a request naming another AS.
-	for _, req := range []*acspb.FeedRequest{{Asn: 65002}, {Asn: 0}} {
+	// Refusals: an ABR of another AS, or a request naming another AS; an
+	// ABR of a feed version before the split.
+	for _, req := range []*acspb.FeedRequest{{Asn: 65002, FeedVersion: acspb.FeedVersion}, {Asn: 0}, {Asn: 65001}, {Asn: 65001, FeedVersion: 3}} {
 		s, err := acspb.NewACSClient(cc).Feed(context.Background(), req)
 		if err == nil {
 			_, err = s.Recv()
 		}
-		if status.Code(err) != codes.PermissionDenied {
+		want := codes.PermissionDenied
+		if req.Asn == 65001 {
+			want = codes.FailedPrecondition
+		}
+		if status.Code(err) != want {
 			t.Fatalf("feed %v: %v", req, err)
 		}
 	}

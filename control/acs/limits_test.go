@@ -31,7 +31,7 @@ func TestListenerUnderConnectionFlood(t *testing.T) {
 	deadA, deadB, estA := a.Counters().DeadDeclared, b.Counters().DeadDeclared, a.Counters().Established
 
 	// The ABR of AS 65001, reading its feed throughout.
-	fs, err := acspb.NewACSClient(abrConn(t, l, 65001, "edge-1")).Feed(context.Background(), &acspb.FeedRequest{Asn: 65001, Abr: "edge-1"})
+	fs, err := acspb.NewACSClient(abrConn(t, l, 65001, "edge-1")).Feed(context.Background(), &acspb.FeedRequest{Asn: 65001, Abr: "edge-1", FeedVersion: acspb.FeedVersion})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -747,10 +747,14 @@ func (x *ForcedExit) GetReason() string {
 }
 
 type FeedRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Asn           uint32                 `protobuf:"varint,1,opt,name=asn,proto3" json:"asn,omitempty"` // the ABR's AS; must be the ACS's own
-	Abr           string                 `protobuf:"bytes,2,opt,name=abr,proto3" json:"abr,omitempty"`  // the ABR's name, for logs and psavctl
-	HaveVersion   uint64                 `protobuf:"varint,3,opt,name=have_version,json=haveVersion,proto3" json:"have_version,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Asn         uint32                 `protobuf:"varint,1,opt,name=asn,proto3" json:"asn,omitempty"` // the ABR's AS; must be the ACS's own
+	Abr         string                 `protobuf:"bytes,2,opt,name=abr,proto3" json:"abr,omitempty"`  // the ABR's name, for logs and psavctl
+	HaveVersion uint64                 `protobuf:"varint,3,opt,name=have_version,json=haveVersion,proto3" json:"have_version,omitempty"`
+	// The feed the ABR speaks: 2 (membership chunks and keys). 0 is an ABR
+	// from before the split (whole Tables every epoch), refused with
+	// FailedPrecondition.
+	FeedVersion   uint32 `protobuf:"varint,4,opt,name=feed_version,json=feedVersion,proto3" json:"feed_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -806,12 +810,20 @@ func (x *FeedRequest) GetHaveVersion() uint64 {
 	return 0
 }
 
+func (x *FeedRequest) GetFeedVersion() uint32 {
+	if x != nil {
+		return x.FeedVersion
+	}
+	return 0
+}
+
 type FeedMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Body:
 	//
-	//	*FeedMessage_Tables
 	//	*FeedMessage_Heartbeat
+	//	*FeedMessage_Membership
+	//	*FeedMessage_Keys
 	Body          isFeedMessage_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -854,15 +866,6 @@ func (x *FeedMessage) GetBody() isFeedMessage_Body {
 	return nil
 }
 
-func (x *FeedMessage) GetTables() *Tables {
-	if x != nil {
-		if x, ok := x.Body.(*FeedMessage_Tables); ok {
-			return x.Tables
-		}
-	}
-	return nil
-}
-
 func (x *FeedMessage) GetHeartbeat() *Heartbeat {
 	if x != nil {
 		if x, ok := x.Body.(*FeedMessage_Heartbeat); ok {
@@ -872,21 +875,377 @@ func (x *FeedMessage) GetHeartbeat() *Heartbeat {
 	return nil
 }
 
-type isFeedMessage_Body interface {
-	isFeedMessage_Body()
+func (x *FeedMessage) GetMembership() *MembershipChunk {
+	if x != nil {
+		if x, ok := x.Body.(*FeedMessage_Membership); ok {
+			return x.Membership
+		}
+	}
+	return nil
 }
 
-type FeedMessage_Tables struct {
-	Tables *Tables `protobuf:"bytes,1,opt,name=tables,proto3,oneof"`
+func (x *FeedMessage) GetKeys() *FeedKeys {
+	if x != nil {
+		if x, ok := x.Body.(*FeedMessage_Keys); ok {
+			return x.Keys
+		}
+	}
+	return nil
+}
+
+type isFeedMessage_Body interface {
+	isFeedMessage_Body()
 }
 
 type FeedMessage_Heartbeat struct {
 	Heartbeat *Heartbeat `protobuf:"bytes,2,opt,name=heartbeat,proto3,oneof"`
 }
 
-func (*FeedMessage_Tables) isFeedMessage_Body() {}
+type FeedMessage_Membership struct {
+	Membership *MembershipChunk `protobuf:"bytes,3,opt,name=membership,proto3,oneof"`
+}
+
+type FeedMessage_Keys struct {
+	Keys *FeedKeys `protobuf:"bytes,4,opt,name=keys,proto3,oneof"`
+}
 
 func (*FeedMessage_Heartbeat) isFeedMessage_Body() {}
+
+func (*FeedMessage_Membership) isFeedMessage_Body() {}
+
+func (*FeedMessage_Keys) isFeedMessage_Body() {}
+
+// MembershipChunk is one part of one membership version: chunks 0 … count−1
+// of a version are sent in order, back to back, and the ABR puts the
+// membership in force only whole, with the FeedKeys that follows it. Each
+// chunk stays well under the receive limit (the ACS cuts at about 1 MiB).
+// The members of a version are the concatenation of its chunks' members.
+type MembershipChunk struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Version uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"` // > 0; a new version for every change
+	Index   uint32                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`     // 0 … count−1; index 0 starts a version
+	Count   uint32                 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`     // ≥ 1, the same in every chunk of the version
+	// The clock and the local AS: the same in every chunk of the version.
+	T0            int64          `protobuf:"varint,4,opt,name=t0,proto3" json:"t0,omitempty"`
+	PeriodSeconds int64          `protobuf:"varint,5,opt,name=period_seconds,json=periodSeconds,proto3" json:"period_seconds,omitempty"`
+	LocalAsn      uint32         `protobuf:"varint,6,opt,name=local_asn,json=localAsn,proto3" json:"local_asn,omitempty"`
+	Members       []*FeedMember  `protobuf:"bytes,7,rep,name=members,proto3" json:"members,omitempty"`
+	Replace       []*FeedReplace `protobuf:"bytes,8,rep,name=replace,proto3" json:"replace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MembershipChunk) Reset() {
+	*x = MembershipChunk{}
+	mi := &file_acs_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MembershipChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MembershipChunk) ProtoMessage() {}
+
+func (x *MembershipChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_acs_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MembershipChunk.ProtoReflect.Descriptor instead.
+func (*MembershipChunk) Descriptor() ([]byte, []int) {
+	return file_acs_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *MembershipChunk) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *MembershipChunk) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *MembershipChunk) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *MembershipChunk) GetT0() int64 {
+	if x != nil {
+		return x.T0
+	}
+	return 0
+}
+
+func (x *MembershipChunk) GetPeriodSeconds() int64 {
+	if x != nil {
+		return x.PeriodSeconds
+	}
+	return 0
+}
+
+func (x *MembershipChunk) GetLocalAsn() uint32 {
+	if x != nil {
+		return x.LocalAsn
+	}
+	return 0
+}
+
+func (x *MembershipChunk) GetMembers() []*FeedMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *MembershipChunk) GetReplace() []*FeedReplace {
+	if x != nil {
+		return x.Replace
+	}
+	return nil
+}
+
+// FeedMember is a member AS, or more prefixes of the member before it.
+type FeedMember struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Asn      uint32                 `protobuf:"varint,1,opt,name=asn,proto3" json:"asn,omitempty"`
+	Local    bool                   `protobuf:"varint,2,opt,name=local,proto3" json:"local,omitempty"`
+	Prefixes []*Prefix              `protobuf:"bytes,3,rep,name=prefixes,proto3" json:"prefixes,omitempty"`
+	// The PSAV neighbour whose key tags packets to this member and validates
+	// packets from it (the next hop on the community tree), by ASN; 0: none.
+	// The ABR uses it while it holds keys of that peer.
+	TagPeer      uint32 `protobuf:"varint,4,opt,name=tag_peer,json=tagPeer,proto3" json:"tag_peer,omitempty"`
+	ValidatePeer uint32 `protobuf:"varint,5,opt,name=validate_peer,json=validatePeer,proto3" json:"validate_peer,omitempty"`
+	// More prefixes of the previous member (the last one of the previous
+	// chunk): asn, local and the peers repeat it. A member with more
+	// prefixes than a chunk holds is cut this way.
+	Continued     bool `protobuf:"varint,6,opt,name=continued,proto3" json:"continued,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FeedMember) Reset() {
+	*x = FeedMember{}
+	mi := &file_acs_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FeedMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FeedMember) ProtoMessage() {}
+
+func (x *FeedMember) ProtoReflect() protoreflect.Message {
+	mi := &file_acs_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FeedMember.ProtoReflect.Descriptor instead.
+func (*FeedMember) Descriptor() ([]byte, []int) {
+	return file_acs_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *FeedMember) GetAsn() uint32 {
+	if x != nil {
+		return x.Asn
+	}
+	return 0
+}
+
+func (x *FeedMember) GetLocal() bool {
+	if x != nil {
+		return x.Local
+	}
+	return false
+}
+
+func (x *FeedMember) GetPrefixes() []*Prefix {
+	if x != nil {
+		return x.Prefixes
+	}
+	return nil
+}
+
+func (x *FeedMember) GetTagPeer() uint32 {
+	if x != nil {
+		return x.TagPeer
+	}
+	return 0
+}
+
+func (x *FeedMember) GetValidatePeer() uint32 {
+	if x != nil {
+		return x.ValidatePeer
+	}
+	return 0
+}
+
+func (x *FeedMember) GetContinued() bool {
+	if x != nil {
+		return x.Continued
+	}
+	return false
+}
+
+// FeedReplace is one entry of the community-border table (docs/wire.md
+// §2.6), by ASN: members src and dst, peers in and out (0: none).
+type FeedReplace struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SrcAsn        uint32                 `protobuf:"varint,1,opt,name=src_asn,json=srcAsn,proto3" json:"src_asn,omitempty"`
+	DstAsn        uint32                 `protobuf:"varint,2,opt,name=dst_asn,json=dstAsn,proto3" json:"dst_asn,omitempty"`
+	InPeer        uint32                 `protobuf:"varint,3,opt,name=in_peer,json=inPeer,proto3" json:"in_peer,omitempty"`
+	OutPeer       uint32                 `protobuf:"varint,4,opt,name=out_peer,json=outPeer,proto3" json:"out_peer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FeedReplace) Reset() {
+	*x = FeedReplace{}
+	mi := &file_acs_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FeedReplace) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FeedReplace) ProtoMessage() {}
+
+func (x *FeedReplace) ProtoReflect() protoreflect.Message {
+	mi := &file_acs_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FeedReplace.ProtoReflect.Descriptor instead.
+func (*FeedReplace) Descriptor() ([]byte, []int) {
+	return file_acs_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *FeedReplace) GetSrcAsn() uint32 {
+	if x != nil {
+		return x.SrcAsn
+	}
+	return 0
+}
+
+func (x *FeedReplace) GetDstAsn() uint32 {
+	if x != nil {
+		return x.DstAsn
+	}
+	return 0
+}
+
+func (x *FeedReplace) GetInPeer() uint32 {
+	if x != nil {
+		return x.InPeer
+	}
+	return 0
+}
+
+func (x *FeedReplace) GetOutPeer() uint32 {
+	if x != nil {
+		return x.OutPeer
+	}
+	return 0
+}
+
+// FeedKeys are the keys for the membership last sent on the stream. peers
+// lists every live pair; each carries only the keys not yet sent on this
+// stream (new epochs, or a re-key's new keys for an epoch already sent).
+// The ABR merges them per (peer, epoch) into what it holds (make before
+// break: a key stays until its epoch is past).
+type FeedKeys struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Version           uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`                                              // the tables version: increases on every change
+	MembershipVersion uint64                 `protobuf:"varint,2,opt,name=membership_version,json=membershipVersion,proto3" json:"membership_version,omitempty"` // the MembershipChunk version these keys complete
+	Peers             []*PeerKeys            `protobuf:"bytes,3,rep,name=peers,proto3" json:"peers,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *FeedKeys) Reset() {
+	*x = FeedKeys{}
+	mi := &file_acs_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FeedKeys) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FeedKeys) ProtoMessage() {}
+
+func (x *FeedKeys) ProtoReflect() protoreflect.Message {
+	mi := &file_acs_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FeedKeys.ProtoReflect.Descriptor instead.
+func (*FeedKeys) Descriptor() ([]byte, []int) {
+	return file_acs_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *FeedKeys) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *FeedKeys) GetMembershipVersion() uint64 {
+	if x != nil {
+		return x.MembershipVersion
+	}
+	return 0
+}
+
+func (x *FeedKeys) GetPeers() []*PeerKeys {
+	if x != nil {
+		return x.Peers
+	}
+	return nil
+}
 
 // Tables is one snapshot for the engine (engine.Tables).
 type Tables struct {
@@ -904,7 +1263,7 @@ type Tables struct {
 
 func (x *Tables) Reset() {
 	*x = Tables{}
-	mi := &file_acs_proto_msgTypes[12]
+	mi := &file_acs_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -916,7 +1275,7 @@ func (x *Tables) String() string {
 func (*Tables) ProtoMessage() {}
 
 func (x *Tables) ProtoReflect() protoreflect.Message {
-	mi := &file_acs_proto_msgTypes[12]
+	mi := &file_acs_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -929,7 +1288,7 @@ func (x *Tables) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tables.ProtoReflect.Descriptor instead.
 func (*Tables) Descriptor() ([]byte, []int) {
-	return file_acs_proto_rawDescGZIP(), []int{12}
+	return file_acs_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Tables) GetVersion() uint64 {
@@ -994,7 +1353,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_acs_proto_msgTypes[13]
+	mi := &file_acs_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1006,7 +1365,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_acs_proto_msgTypes[13]
+	mi := &file_acs_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1019,7 +1378,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_acs_proto_rawDescGZIP(), []int{13}
+	return file_acs_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Member) GetAsn() uint32 {
@@ -1067,7 +1426,7 @@ type Prefix struct {
 
 func (x *Prefix) Reset() {
 	*x = Prefix{}
-	mi := &file_acs_proto_msgTypes[14]
+	mi := &file_acs_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1079,7 +1438,7 @@ func (x *Prefix) String() string {
 func (*Prefix) ProtoMessage() {}
 
 func (x *Prefix) ProtoReflect() protoreflect.Message {
-	mi := &file_acs_proto_msgTypes[14]
+	mi := &file_acs_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1092,7 +1451,7 @@ func (x *Prefix) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Prefix.ProtoReflect.Descriptor instead.
 func (*Prefix) Descriptor() ([]byte, []int) {
-	return file_acs_proto_rawDescGZIP(), []int{14}
+	return file_acs_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Prefix) GetAddr() []byte {
@@ -1119,7 +1478,7 @@ type PeerKeys struct {
 
 func (x *PeerKeys) Reset() {
 	*x = PeerKeys{}
-	mi := &file_acs_proto_msgTypes[15]
+	mi := &file_acs_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1131,7 +1490,7 @@ func (x *PeerKeys) String() string {
 func (*PeerKeys) ProtoMessage() {}
 
 func (x *PeerKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_acs_proto_msgTypes[15]
+	mi := &file_acs_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1144,7 +1503,7 @@ func (x *PeerKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerKeys.ProtoReflect.Descriptor instead.
 func (*PeerKeys) Descriptor() ([]byte, []int) {
-	return file_acs_proto_rawDescGZIP(), []int{15}
+	return file_acs_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PeerKeys) GetAsn() uint32 {
@@ -1172,7 +1531,7 @@ type EpochKey struct {
 
 func (x *EpochKey) Reset() {
 	*x = EpochKey{}
-	mi := &file_acs_proto_msgTypes[16]
+	mi := &file_acs_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1184,7 +1543,7 @@ func (x *EpochKey) String() string {
 func (*EpochKey) ProtoMessage() {}
 
 func (x *EpochKey) ProtoReflect() protoreflect.Message {
-	mi := &file_acs_proto_msgTypes[16]
+	mi := &file_acs_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1197,7 +1556,7 @@ func (x *EpochKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpochKey.ProtoReflect.Descriptor instead.
 func (*EpochKey) Descriptor() ([]byte, []int) {
-	return file_acs_proto_rawDescGZIP(), []int{16}
+	return file_acs_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *EpochKey) GetEpoch() int64 {
@@ -1234,7 +1593,7 @@ type Replace struct {
 
 func (x *Replace) Reset() {
 	*x = Replace{}
-	mi := &file_acs_proto_msgTypes[17]
+	mi := &file_acs_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1246,7 +1605,7 @@ func (x *Replace) String() string {
 func (*Replace) ProtoMessage() {}
 
 func (x *Replace) ProtoReflect() protoreflect.Message {
-	mi := &file_acs_proto_msgTypes[17]
+	mi := &file_acs_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1259,7 +1618,7 @@ func (x *Replace) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replace.ProtoReflect.Descriptor instead.
 func (*Replace) Descriptor() ([]byte, []int) {
-	return file_acs_proto_rawDescGZIP(), []int{17}
+	return file_acs_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Replace) GetSrcMember() uint32 {
@@ -1298,7 +1657,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_acs_proto_msgTypes[18]
+	mi := &file_acs_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1310,7 +1669,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_acs_proto_msgTypes[18]
+	mi := &file_acs_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1323,7 +1682,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_acs_proto_rawDescGZIP(), []int{18}
+	return file_acs_proto_rawDescGZIP(), []int{22}
 }
 
 type TablesRequest struct {
@@ -1334,7 +1693,7 @@ type TablesRequest struct {
 
 func (x *TablesRequest) Reset() {
 	*x = TablesRequest{}
-	mi := &file_acs_proto_msgTypes[19]
+	mi := &file_acs_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1346,7 +1705,7 @@ func (x *TablesRequest) String() string {
 func (*TablesRequest) ProtoMessage() {}
 
 func (x *TablesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_acs_proto_msgTypes[19]
+	mi := &file_acs_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1359,7 +1718,7 @@ func (x *TablesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TablesRequest.ProtoReflect.Descriptor instead.
 func (*TablesRequest) Descriptor() ([]byte, []int) {
-	return file_acs_proto_rawDescGZIP(), []int{19}
+	return file_acs_proto_rawDescGZIP(), []int{23}
 }
 
 type StatusReply struct {
@@ -1377,7 +1736,7 @@ type StatusReply struct {
 
 func (x *StatusReply) Reset() {
 	*x = StatusReply{}
-	mi := &file_acs_proto_msgTypes[20]
+	mi := &file_acs_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1389,7 +1748,7 @@ func (x *StatusReply) String() string {
 func (*StatusReply) ProtoMessage() {}
 
 func (x *StatusReply) ProtoReflect() protoreflect.Message {
-	mi := &file_acs_proto_msgTypes[20]
+	mi := &file_acs_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1402,7 +1761,7 @@ func (x *StatusReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusReply.ProtoReflect.Descriptor instead.
 func (*StatusReply) Descriptor() ([]byte, []int) {
-	return file_acs_proto_rawDescGZIP(), []int{20}
+	return file_acs_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *StatusReply) GetAsn() uint32 {
@@ -1470,7 +1829,7 @@ type PeerStatus struct {
 
 func (x *PeerStatus) Reset() {
 	*x = PeerStatus{}
-	mi := &file_acs_proto_msgTypes[21]
+	mi := &file_acs_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1482,7 +1841,7 @@ func (x *PeerStatus) String() string {
 func (*PeerStatus) ProtoMessage() {}
 
 func (x *PeerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_acs_proto_msgTypes[21]
+	mi := &file_acs_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1495,7 +1854,7 @@ func (x *PeerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerStatus.ProtoReflect.Descriptor instead.
 func (*PeerStatus) Descriptor() ([]byte, []int) {
-	return file_acs_proto_rawDescGZIP(), []int{21}
+	return file_acs_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PeerStatus) GetAsn() uint32 {
@@ -1605,15 +1964,45 @@ const file_acs_proto_rawDesc = "" +
 	"\n" +
 	"ForcedExit\x12\x10\n" +
 	"\x03asn\x18\x01 \x01(\rR\x03asn\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"T\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"w\n" +
 	"\vFeedRequest\x12\x10\n" +
 	"\x03asn\x18\x01 \x01(\rR\x03asn\x12\x10\n" +
 	"\x03abr\x18\x02 \x01(\tR\x03abr\x12!\n" +
-	"\fhave_version\x18\x03 \x01(\x04R\vhaveVersion\"~\n" +
-	"\vFeedMessage\x12.\n" +
-	"\x06tables\x18\x01 \x01(\v2\x14.psavd.acs.v1.TablesH\x00R\x06tables\x127\n" +
-	"\theartbeat\x18\x02 \x01(\v2\x17.psavd.acs.v1.HeartbeatH\x00R\theartbeatB\x06\n" +
-	"\x04body\"\x85\x02\n" +
+	"\fhave_version\x18\x03 \x01(\x04R\vhaveVersion\x12!\n" +
+	"\ffeed_version\x18\x04 \x01(\rR\vfeedVersion\"\xc3\x01\n" +
+	"\vFeedMessage\x127\n" +
+	"\theartbeat\x18\x02 \x01(\v2\x17.psavd.acs.v1.HeartbeatH\x00R\theartbeat\x12?\n" +
+	"\n" +
+	"membership\x18\x03 \x01(\v2\x1d.psavd.acs.v1.MembershipChunkH\x00R\n" +
+	"membership\x12,\n" +
+	"\x04keys\x18\x04 \x01(\v2\x16.psavd.acs.v1.FeedKeysH\x00R\x04keysB\x06\n" +
+	"\x04bodyJ\x04\b\x01\x10\x02\"\x94\x02\n" +
+	"\x0fMembershipChunk\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\rR\x05index\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\rR\x05count\x12\x0e\n" +
+	"\x02t0\x18\x04 \x01(\x03R\x02t0\x12%\n" +
+	"\x0eperiod_seconds\x18\x05 \x01(\x03R\rperiodSeconds\x12\x1b\n" +
+	"\tlocal_asn\x18\x06 \x01(\rR\blocalAsn\x122\n" +
+	"\amembers\x18\a \x03(\v2\x18.psavd.acs.v1.FeedMemberR\amembers\x123\n" +
+	"\areplace\x18\b \x03(\v2\x19.psavd.acs.v1.FeedReplaceR\areplace\"\xc4\x01\n" +
+	"\n" +
+	"FeedMember\x12\x10\n" +
+	"\x03asn\x18\x01 \x01(\rR\x03asn\x12\x14\n" +
+	"\x05local\x18\x02 \x01(\bR\x05local\x120\n" +
+	"\bprefixes\x18\x03 \x03(\v2\x14.psavd.acs.v1.PrefixR\bprefixes\x12\x19\n" +
+	"\btag_peer\x18\x04 \x01(\rR\atagPeer\x12#\n" +
+	"\rvalidate_peer\x18\x05 \x01(\rR\fvalidatePeer\x12\x1c\n" +
+	"\tcontinued\x18\x06 \x01(\bR\tcontinued\"s\n" +
+	"\vFeedReplace\x12\x17\n" +
+	"\asrc_asn\x18\x01 \x01(\rR\x06srcAsn\x12\x17\n" +
+	"\adst_asn\x18\x02 \x01(\rR\x06dstAsn\x12\x17\n" +
+	"\ain_peer\x18\x03 \x01(\rR\x06inPeer\x12\x19\n" +
+	"\bout_peer\x18\x04 \x01(\rR\aoutPeer\"\x81\x01\n" +
+	"\bFeedKeys\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x12-\n" +
+	"\x12membership_version\x18\x02 \x01(\x04R\x11membershipVersion\x12,\n" +
+	"\x05peers\x18\x03 \x03(\v2\x16.psavd.acs.v1.PeerKeysR\x05peers\"\x85\x02\n" +
 	"\x06Tables\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x0e\n" +
 	"\x02t0\x18\x02 \x01(\x03R\x02t0\x12%\n" +
@@ -1684,7 +2073,7 @@ func file_acs_proto_rawDescGZIP() []byte {
 	return file_acs_proto_rawDescData
 }
 
-var file_acs_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_acs_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_acs_proto_goTypes = []any{
 	(*PeerMessage)(nil),       // 0: psavd.acs.v1.PeerMessage
 	(*Hello)(nil),             // 1: psavd.acs.v1.Hello
@@ -1698,16 +2087,20 @@ var file_acs_proto_goTypes = []any{
 	(*ForcedExit)(nil),        // 9: psavd.acs.v1.ForcedExit
 	(*FeedRequest)(nil),       // 10: psavd.acs.v1.FeedRequest
 	(*FeedMessage)(nil),       // 11: psavd.acs.v1.FeedMessage
-	(*Tables)(nil),            // 12: psavd.acs.v1.Tables
-	(*Member)(nil),            // 13: psavd.acs.v1.Member
-	(*Prefix)(nil),            // 14: psavd.acs.v1.Prefix
-	(*PeerKeys)(nil),          // 15: psavd.acs.v1.PeerKeys
-	(*EpochKey)(nil),          // 16: psavd.acs.v1.EpochKey
-	(*Replace)(nil),           // 17: psavd.acs.v1.Replace
-	(*StatusRequest)(nil),     // 18: psavd.acs.v1.StatusRequest
-	(*TablesRequest)(nil),     // 19: psavd.acs.v1.TablesRequest
-	(*StatusReply)(nil),       // 20: psavd.acs.v1.StatusReply
-	(*PeerStatus)(nil),        // 21: psavd.acs.v1.PeerStatus
+	(*MembershipChunk)(nil),   // 12: psavd.acs.v1.MembershipChunk
+	(*FeedMember)(nil),        // 13: psavd.acs.v1.FeedMember
+	(*FeedReplace)(nil),       // 14: psavd.acs.v1.FeedReplace
+	(*FeedKeys)(nil),          // 15: psavd.acs.v1.FeedKeys
+	(*Tables)(nil),            // 16: psavd.acs.v1.Tables
+	(*Member)(nil),            // 17: psavd.acs.v1.Member
+	(*Prefix)(nil),            // 18: psavd.acs.v1.Prefix
+	(*PeerKeys)(nil),          // 19: psavd.acs.v1.PeerKeys
+	(*EpochKey)(nil),          // 20: psavd.acs.v1.EpochKey
+	(*Replace)(nil),           // 21: psavd.acs.v1.Replace
+	(*StatusRequest)(nil),     // 22: psavd.acs.v1.StatusRequest
+	(*TablesRequest)(nil),     // 23: psavd.acs.v1.TablesRequest
+	(*StatusReply)(nil),       // 24: psavd.acs.v1.StatusReply
+	(*PeerStatus)(nil),        // 25: psavd.acs.v1.PeerStatus
 }
 var file_acs_proto_depIdxs = []int32{
 	1,  // 0: psavd.acs.v1.PeerMessage.hello:type_name -> psavd.acs.v1.Hello
@@ -1719,27 +2112,32 @@ var file_acs_proto_depIdxs = []int32{
 	8,  // 6: psavd.acs.v1.PeerMessage.want:type_name -> psavd.acs.v1.MembershipWant
 	9,  // 7: psavd.acs.v1.PeerMessage.forced_exit:type_name -> psavd.acs.v1.ForcedExit
 	7,  // 8: psavd.acs.v1.MembershipSummary.entries:type_name -> psavd.acs.v1.MembershipEntry
-	12, // 9: psavd.acs.v1.FeedMessage.tables:type_name -> psavd.acs.v1.Tables
-	2,  // 10: psavd.acs.v1.FeedMessage.heartbeat:type_name -> psavd.acs.v1.Heartbeat
-	13, // 11: psavd.acs.v1.Tables.members:type_name -> psavd.acs.v1.Member
-	15, // 12: psavd.acs.v1.Tables.peers:type_name -> psavd.acs.v1.PeerKeys
-	17, // 13: psavd.acs.v1.Tables.replace:type_name -> psavd.acs.v1.Replace
-	14, // 14: psavd.acs.v1.Member.prefixes:type_name -> psavd.acs.v1.Prefix
-	16, // 15: psavd.acs.v1.PeerKeys.keys:type_name -> psavd.acs.v1.EpochKey
-	21, // 16: psavd.acs.v1.StatusReply.peers:type_name -> psavd.acs.v1.PeerStatus
-	0,  // 17: psavd.acs.v1.ACS.Peer:input_type -> psavd.acs.v1.PeerMessage
-	10, // 18: psavd.acs.v1.ACS.Feed:input_type -> psavd.acs.v1.FeedRequest
-	18, // 19: psavd.acs.v1.ACS.Status:input_type -> psavd.acs.v1.StatusRequest
-	19, // 20: psavd.acs.v1.ACS.OperatorTables:input_type -> psavd.acs.v1.TablesRequest
-	0,  // 21: psavd.acs.v1.ACS.Peer:output_type -> psavd.acs.v1.PeerMessage
-	11, // 22: psavd.acs.v1.ACS.Feed:output_type -> psavd.acs.v1.FeedMessage
-	20, // 23: psavd.acs.v1.ACS.Status:output_type -> psavd.acs.v1.StatusReply
-	12, // 24: psavd.acs.v1.ACS.OperatorTables:output_type -> psavd.acs.v1.Tables
-	21, // [21:25] is the sub-list for method output_type
-	17, // [17:21] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	2,  // 9: psavd.acs.v1.FeedMessage.heartbeat:type_name -> psavd.acs.v1.Heartbeat
+	12, // 10: psavd.acs.v1.FeedMessage.membership:type_name -> psavd.acs.v1.MembershipChunk
+	15, // 11: psavd.acs.v1.FeedMessage.keys:type_name -> psavd.acs.v1.FeedKeys
+	13, // 12: psavd.acs.v1.MembershipChunk.members:type_name -> psavd.acs.v1.FeedMember
+	14, // 13: psavd.acs.v1.MembershipChunk.replace:type_name -> psavd.acs.v1.FeedReplace
+	18, // 14: psavd.acs.v1.FeedMember.prefixes:type_name -> psavd.acs.v1.Prefix
+	19, // 15: psavd.acs.v1.FeedKeys.peers:type_name -> psavd.acs.v1.PeerKeys
+	17, // 16: psavd.acs.v1.Tables.members:type_name -> psavd.acs.v1.Member
+	19, // 17: psavd.acs.v1.Tables.peers:type_name -> psavd.acs.v1.PeerKeys
+	21, // 18: psavd.acs.v1.Tables.replace:type_name -> psavd.acs.v1.Replace
+	18, // 19: psavd.acs.v1.Member.prefixes:type_name -> psavd.acs.v1.Prefix
+	20, // 20: psavd.acs.v1.PeerKeys.keys:type_name -> psavd.acs.v1.EpochKey
+	25, // 21: psavd.acs.v1.StatusReply.peers:type_name -> psavd.acs.v1.PeerStatus
+	0,  // 22: psavd.acs.v1.ACS.Peer:input_type -> psavd.acs.v1.PeerMessage
+	10, // 23: psavd.acs.v1.ACS.Feed:input_type -> psavd.acs.v1.FeedRequest
+	22, // 24: psavd.acs.v1.ACS.Status:input_type -> psavd.acs.v1.StatusRequest
+	23, // 25: psavd.acs.v1.ACS.OperatorTables:input_type -> psavd.acs.v1.TablesRequest
+	0,  // 26: psavd.acs.v1.ACS.Peer:output_type -> psavd.acs.v1.PeerMessage
+	11, // 27: psavd.acs.v1.ACS.Feed:output_type -> psavd.acs.v1.FeedMessage
+	24, // 28: psavd.acs.v1.ACS.Status:output_type -> psavd.acs.v1.StatusReply
+	16, // 29: psavd.acs.v1.ACS.OperatorTables:output_type -> psavd.acs.v1.Tables
+	26, // [26:30] is the sub-list for method output_type
+	22, // [22:26] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_acs_proto_init() }
@@ -1758,8 +2156,9 @@ func file_acs_proto_init() {
 		(*PeerMessage_ForcedExit)(nil),
 	}
 	file_acs_proto_msgTypes[11].OneofWrappers = []any{
-		(*FeedMessage_Tables)(nil),
 		(*FeedMessage_Heartbeat)(nil),
+		(*FeedMessage_Membership)(nil),
+		(*FeedMessage_Keys)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1767,7 +2166,7 @@ func file_acs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_acs_proto_rawDesc), len(file_acs_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -43,9 +43,12 @@ type ACSClient interface {
 	// Hello first, then any PeerMessage. The ACS with the lower ASN dials; if
 	// both dial at once, the session dialled by the lower ASN is kept.
 	Peer(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PeerMessage, PeerMessage], error)
-	// Feed streams table snapshots to an ABR of this AS: one at once, then one
-	// whenever they change and at every epoch boundary (keys for e-1 … e+2,
-	// never states). Heartbeats flow in the same stream.
+	// Feed streams this AS's tables to one of its ABRs in two parts
+	// (docs/wire.md §3.1, feed version 2): the membership (members, prefixes,
+	// PSAV hops, the clock) in MembershipChunks, sent once per stream and again
+	// only when it changes, and FeedKeys, the small keys-only message sent at
+	// every epoch boundary and whenever keys change (keys only, never states).
+	// Heartbeats flow in the same stream.
 	Feed(ctx context.Context, in *FeedRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FeedMessage], error)
 	// Status answers psavctl: peers, epochs, membership, tables. Operator
 	// certificates of this AS only (psav:as<N>:op:<name>).
@@ -124,9 +127,12 @@ type ACSServer interface {
 	// Hello first, then any PeerMessage. The ACS with the lower ASN dials; if
 	// both dial at once, the session dialled by the lower ASN is kept.
 	Peer(grpc.BidiStreamingServer[PeerMessage, PeerMessage]) error
-	// Feed streams table snapshots to an ABR of this AS: one at once, then one
-	// whenever they change and at every epoch boundary (keys for e-1 … e+2,
-	// never states). Heartbeats flow in the same stream.
+	// Feed streams this AS's tables to one of its ABRs in two parts
+	// (docs/wire.md §3.1, feed version 2): the membership (members, prefixes,
+	// PSAV hops, the clock) in MembershipChunks, sent once per stream and again
+	// only when it changes, and FeedKeys, the small keys-only message sent at
+	// every epoch boundary and whenever keys change (keys only, never states).
+	// Heartbeats flow in the same stream.
 	Feed(*FeedRequest, grpc.ServerStreamingServer[FeedMessage]) error
 	// Status answers psavctl: peers, epochs, membership, tables. Operator
 	// certificates of this AS only (psav:as<N>:op:<name>).
