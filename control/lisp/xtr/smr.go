@@ -125,11 +125,15 @@ func (x *XTR) smrTargets() map[smrTarget]bool {
 }
 
 // smrInvoked notes an SMR-invoked Map-Request for one of our EIDs: its
-// ITR has acted on our SMR and needs no more. x.mu held.
+// ITR has acted on our SMR and needs no more — at the locators it names
+// as ITR-RLOCs, and at every locator of the mapping its source EID is in
+// (OOR names one ITR-RLOC per family, while our SMRs went to each of its
+// locators). x.mu held.
 func (x *XTR) smrInvoked(req *lisp.MapRequest) {
 	if !req.SMRInvoked {
 		return
 	}
+	srcIID, srcIP, srcOK := unwrapEID(req.SourceEID)
 	for _, rec := range req.Records {
 		iid, ip, ok := unwrapEID(rec.EID)
 		if !ok || iid != x.cfg.InstanceID {
@@ -140,11 +144,13 @@ func (x *XTR) smrInvoked(req *lisp.MapRequest) {
 				continue
 			}
 			for t := range r.targets {
+				acked := srcOK && t.k.iid == srcIID && t.k.eid.Contains(srcIP)
 				for _, a := range req.ITRRLOCs {
-					if a.IP.Unmap() == t.rloc {
-						delete(r.targets, t)
-						x.stats.SMRsAcked++
-					}
+					acked = acked || a.IP.Unmap() == t.rloc
+				}
+				if acked {
+					delete(r.targets, t)
+					x.stats.SMRsAcked++
 				}
 			}
 		}

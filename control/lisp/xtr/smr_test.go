@@ -91,6 +91,8 @@ func TestSMRSentOnDatabaseChange(t *testing.T) {
 	if x.Stats().SMRsAcked != 1 {
 		t.Fatalf("%+v", x.Stats())
 	}
+	// The same ITR's request naming its EID (not B as ITR-RLOC) would
+	// have acked both: checked on a fresh round below.
 	resent := 0
 	for i := 1; i <= 12; i++ {
 		_, reqs := split(t, x.Tick(now.Add(time.Duration(i)*time.Second)))
@@ -103,6 +105,33 @@ func TestSMRSentOnDatabaseChange(t *testing.T) {
 	}
 	if s := x.Stats(); resent != 2 || s.SMRsSent != 2 || s.SMRsResent != 2 || len(x.smrs) != 0 {
 		t.Fatalf("%d re-sent, %+v", resent, s)
+	}
+
+	// Another change; the peer's SMR-invoked Map-Request names one
+	// ITR-RLOC (A) but its source EID is in the cached mapping of both A
+	// and B: neither is sent the SMR again.
+	db[0].Locators = db[0].Locators[:1]
+	if err := x.SetDatabase(db); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(time.Minute)
+	if _, reqs := split(t, x.Tick(now)); len(reqs) != 2 {
+		t.Fatalf("%d SMRs", len(reqs))
+	}
+	ecm, err = lisp.Marshal(&lisp.ECM{Inner: lisp.InnerHeader{Source: netip.AddrPortFrom(locA, 4342), Destination: netip.MustParseAddrPort("203.0.113.0:4342"), TTL: 64},
+		Message: &lisp.MapRequest{SMRInvoked: true, Nonce: 78, SourceEID: lisp.IPAddr(netip.MustParseAddr("10.9.1.0")), ITRRLOCs: []lisp.Address{lisp.IPAddr(netip.MustParseAddr("198.51.100.99"))},
+			Records: []lisp.EIDRecord{{MaskLen: 24, EID: lisp.IPAddr(netip.MustParseAddr("203.0.113.0"))}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.Handle(ecm, netip.MustParseAddrPort("198.51.100.1:4342"), now)
+	for i := 1; i <= 12; i++ {
+		if _, reqs := split(t, x.Tick(now.Add(time.Duration(i)*time.Second))); len(reqs) != 0 {
+			t.Fatalf("SMR re-sent after the source EID's ITR answered: %v", reqs)
+		}
+	}
+	if s := x.Stats(); s.SMRsAcked != 3 {
+		t.Fatalf("%+v", s)
 	}
 }
 

@@ -405,10 +405,25 @@ func FuzzHandle(f *testing.F) {
 	x := itrFor(f, &misses, &pub, func(c *Config) {
 		c.ASN, c.Database = 65002, etrDatabase()
 		c.MapServers = []MapServer{{Addr: netip.MustParseAddrPort("198.51.100.1:4342"), Auth: lisp.AuthConfig{KeyID: 1, Key: key}, AckNotify: true}}
+		c.ProbeInterval = time.Second
 	})
 	rec := lisp.MappingRecord{TTL: 1, EIDMaskLen: 24, EID: lisp.IPAddr(netip.MustParseAddr("203.0.113.0")),
 		Locators: []lisp.Locator{{Priority: 1, Weight: 1, Reachable: true, Address: lisp.IPAddr(rloc)}}}
 	f.Add(replyFor(f, 1, rec))
+	// A probe reply, an SMR, an SMR-invoked request (issue 16).
+	for _, m := range []lisp.Message{
+		&lisp.MapReply{Probe: true, Nonce: 2, Records: []lisp.MappingRecord{rec}},
+		&lisp.MapRequest{SMR: true, Nonce: 3, SourceEID: lisp.IPAddr(netip.MustParseAddr("10.9.1.0")), ITRRLOCs: []lisp.Address{lisp.IPAddr(rloc)},
+			Records: []lisp.EIDRecord{{MaskLen: 24, EID: lisp.IPAddr(netip.MustParseAddr("203.0.113.0"))}}},
+		&lisp.MapRequest{SMRInvoked: true, Nonce: 4, ITRRLOCs: []lisp.Address{lisp.IPAddr(rloc)},
+			Records: []lisp.EIDRecord{{MaskLen: 24, EID: lisp.IPAddr(netip.MustParseAddr("203.0.113.0"))}}},
+	} {
+		b, err := lisp.Marshal(m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
 	for _, o := range x.Tick(t0) {
 		f.Add(o.Data)
 	}
