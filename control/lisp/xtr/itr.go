@@ -198,7 +198,7 @@ func (x *XTR) publishLocked() {
 	x.dirty = false
 	b := engine.NewMapCacheBuilder()
 	for _, e := range x.cache {
-		_ = b.Add(e.EID, engine.Mapping{InstanceID: e.InstanceID, Action: e.Action, Locators: e.Locators}) // checked when they came in
+		_ = b.Add(e.EID, engine.Mapping{InstanceID: e.InstanceID, Action: e.Action, Locators: x.usable(e)}) // checked when they came in
 	}
 	x.cfg.Publish(b.MapCache())
 }

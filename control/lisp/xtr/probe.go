@@ -2,9 +2,11 @@ package xtr
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/psavd/psavd/control/lisp"
+	"github.com/psavd/psavd/engine"
 )
 
 // RLOC-probing (RFC 9301 §7.1): the ITR asks each locator of each cached
@@ -16,7 +18,8 @@ import (
 // among up locators of the best priority only). A down locator keeps
 // being probed and comes back when it answers. The R bit of the mapping
 // still counts: a locator its ETR says is unreachable stays unused
-// whatever the probes say.
+// whatever the probes say. When every locator of a mapping is down, the
+// data plane falls back to the R bits (usable).
 
 // probeKey is one locator of one map-cache entry.
 type probeKey struct {
@@ -187,6 +190,34 @@ func (x *XTR) setReach(pk probeKey, p *probe, up bool) {
 		}
 	}
 	x.dirty = true
+}
+
+// usable is e's locators as the data plane gets them: as probed, except
+// that when probing has taken every one down the R bits decide again —
+// with no locator answering there is nothing better to send to, and a
+// peer that does not answer probes at all (no ETR on its port 4342, e.g.
+// an xTR on another control port) keeps working as before probing. The
+// map-cache itself (Lookup, psavctl) keeps saying down. x.mu held.
+func (x *XTR) usable(e *Entry) []engine.Locator {
+	for _, l := range e.Locators {
+		if l.Up {
+			return e.Locators
+		}
+	}
+	k := cacheKey{e.InstanceID, e.EID}
+	var ls []engine.Locator
+	for i, l := range e.Locators {
+		if p := x.probes[probeKey{k, l.Addr}]; p != nil && p.rbit && !p.reach {
+			if ls == nil {
+				ls = slices.Clone(e.Locators)
+			}
+			ls[i].Up = true
+		}
+	}
+	if ls == nil {
+		return e.Locators
+	}
+	return ls
 }
 
 // itrRLOCs are this node's RLOCs as ITR-RLOCs.

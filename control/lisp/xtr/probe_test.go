@@ -155,6 +155,44 @@ func TestRLOCProbeFailover(t *testing.T) {
 	}
 }
 
+// TestRLOCProbeAllDown: a mapping whose only locator stops answering is
+// down in the map-cache, but the data plane keeps using it (the R bit):
+// there is nothing better, and a peer that answers no probes at all keeps
+// working. With two locators, one answering, the dead one is not used.
+func TestRLOCProbeAllDown(t *testing.T) {
+	var misses []engine.Miss
+	var pub *engine.MapCache
+	x := itrFor(t, &misses, &pub, func(c *Config) { c.ProbeInterval, c.ProbeTimeout, c.ProbeRetries = 10*time.Second, time.Second, 1 })
+	resolve(t, x, &misses, t0, twoLocators()[:1]...)
+	for i := 10; i <= 12; i++ {
+		x.Tick(t0.Add(time.Duration(i) * time.Second))
+	}
+	now := t0.Add(12 * time.Second)
+	if st := upState(t, x, now); st[locA] || x.Stats().LocatorsDown != 1 {
+		t.Fatalf("locators %v, %+v: want A down", st, x.Stats())
+	}
+	x.mu.Lock()
+	e := x.cache[cacheKey{0, pfx("10.9.1.0/24")}]
+	used := x.usable(e)
+	x.mu.Unlock()
+	if len(used) != 1 || !used[0].Up || e.Locators[0].Up {
+		t.Fatalf("published %+v (entry %+v), want the only locator used", used, e.Locators)
+	}
+
+	x = itrFor(t, &misses, &pub, func(c *Config) { c.ProbeInterval, c.ProbeTimeout, c.ProbeRetries = 10*time.Second, time.Second, 1 })
+	resolve(t, x, &misses, t0, twoLocators()...)
+	ps := probesIn(t, x.Tick(t0.Add(10*time.Second)))
+	x.Handle(probeReplyFor(t, ps[locB], locB), netip.AddrPortFrom(locB, 4342), t0.Add(10*time.Second))
+	x.Tick(t0.Add(11 * time.Second))
+	x.Tick(t0.Add(12 * time.Second))
+	x.mu.Lock()
+	used = x.usable(x.cache[cacheKey{0, pfx("10.9.1.0/24")}])
+	x.mu.Unlock()
+	if len(used) != 2 || used[0].Up || !used[1].Up {
+		t.Fatalf("published %+v, want A down, B up", used)
+	}
+}
+
 // TestRLOCProbeOff: without ProbeInterval no probe is sent and the R bit
 // alone says whether a locator is up.
 func TestRLOCProbeOff(t *testing.T) {
