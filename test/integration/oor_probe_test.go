@@ -171,7 +171,9 @@ func lispDataTo(s *lab.Sniffer, rloc, payload string) bool {
 //     new locator — its map-cache holds the new mapping.
 //   - SMR from OOR: rloc2 goes down in OOR's namespace; OOR sends SMRs,
 //     psavd acts on them with SMR-invoked Map-Requests (smr-received,
-//     smr-invoked-request) answered through OOR's Map-Resolver.
+//     smr-invoked-request) answered through OOR's Map-Resolver, and its
+//     map-cache entry drops the locator OOR no longer registers; when
+//     rloc2 comes back, so does the locator.
 //   - Failover: with rloc2 back, traffic from psavd's site is
 //     encapsulated to 10.77.0.2 (priority 1). Then that locator's link is
 //     cut at the bridge (p2 leaves br0: OOR's interface stays up, so OOR
@@ -295,6 +297,13 @@ func TestOORProbeFailoverAndSMR(t *testing.T) {
 	ipCmds(t, []string{"-n", l.oorNS, "link", "set", "rloc2", "down"})
 	waitUntil("psavd acted on OOR's SMR", 60*time.Second, func() bool {
 		return itr("smr-received") >= 1 && itr("smr-invoked-request") >= 1
+	})
+	// OOR's mapping without the interface that went down, in psavd's
+	// map-cache from the SMR-invoked Map-Request's reply (probes change
+	// only a locator's state, never the locator set).
+	waitUntil("psavd's map-cache follows OOR's SMR", 30*time.Second, func() bool {
+		ls := locators()
+		return len(ls) == 1 && ls[oorRLOC] != nil
 	})
 	ipCmds(t, []string{"-n", l.oorNS, "link", "set", "rloc2", "up"},
 		[]string{"-n", l.oorNS, "route", "replace", "10.77.0.0/24", "dev", "rloc2", "table", "177"})
