@@ -152,7 +152,7 @@ func (x *XTR) probeDue(now time.Time) []lisp.Datagram {
 func (x *XTR) probeReply(m *lisp.MapReply, now time.Time) bool {
 	pk, ok := x.probeNonce[m.Nonce]
 	if !ok {
-		if m.Probe {
+		if m.Probe && x.pending[m.Nonce] == nil { // (a P bit on the answer to a look-up: taken as that)
 			x.stats.ProbeBadNonce++
 			return true
 		}

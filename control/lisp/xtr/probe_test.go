@@ -211,3 +211,22 @@ func TestRLOCProbeOff(t *testing.T) {
 		t.Fatalf("locators %v", st)
 	}
 }
+
+// TestProbeBitOnLookupReply: a Map-Reply with the P bit whose nonce is an
+// outstanding look-up's (not a probe's) answers that look-up.
+func TestProbeBitOnLookupReply(t *testing.T) {
+	var misses []engine.Miss
+	var pub *engine.MapCache
+	x := itrFor(t, &misses, &pub, func(c *Config) { c.ProbeInterval = 10 * time.Second })
+	misses = []engine.Miss{{Addr: netip.MustParseAddr("10.9.1.10")}}
+	out := x.Tick(t0)
+	b, err := lisp.Marshal(&lisp.MapReply{Probe: true, Nonce: requestNonce(t, out[0]), Records: []lisp.MappingRecord{{TTL: 60, EIDMaskLen: 24,
+		EID: lisp.IPAddr(netip.MustParseAddr("10.9.1.0")), Locators: twoLocators()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.Handle(b, out[0].To, t0)
+	if _, ok := x.Lookup(0, netip.MustParseAddr("10.9.1.10"), t0); !ok || x.Stats().ProbeBadNonce != 0 || x.Stats().Replies != 1 {
+		t.Fatalf("%+v", x.Stats())
+	}
+}
