@@ -1,6 +1,7 @@
 package xtr
 
 import (
+	"container/heap"
 	"net/netip"
 	"slices"
 	"time"
@@ -34,6 +35,31 @@ type probe struct {
 	nonce uint64    // outstanding probe, 0 none
 	tries int       // sends of the outstanding probe
 	next  time.Time // next send (or give-up) due
+	pk    probeKey
+	index int // in XTR.probeQ
+}
+
+// probeHeap orders the probes by next: Tick looks at the due ones only,
+// not at every locator of the map-cache every 20 ms.
+type probeHeap []*probe
+
+func (h probeHeap) Len() int           { return len(h) }
+func (h probeHeap) Less(i, j int) bool { return h[i].next.Before(h[j].next) }
+func (h probeHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *probeHeap) Push(v any) {
+	p := v.(*probe)
+	p.index = len(*h)
+	*h = append(*h, p)
+}
+func (h *probeHeap) Pop() any {
+	old := *h
+	p := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return p
 }
 
 func (x *XTR) probing() bool { return x.cfg.ProbeInterval > 0 }
@@ -70,8 +96,9 @@ func (x *XTR) trackLocators(k cacheKey, e *Entry, now time.Time) {
 		pk := probeKey{k, l.Addr}
 		p := x.probes[pk]
 		if p == nil {
-			p = &probe{reach: true, next: now.Add(x.cfg.ProbeInterval)}
+			p = &probe{reach: true, next: now.Add(x.cfg.ProbeInterval), pk: pk}
 			x.probes[pk] = p
+			heap.Push(&x.probeQ, p)
 		}
 		p.rbit = l.Up
 		e.Locators[i].Up = p.rbit && p.reach
@@ -92,6 +119,7 @@ func (x *XTR) untrackLocators(k cacheKey, old, next *Entry) {
 		if p := x.probes[pk]; p != nil {
 			delete(x.probeNonce, p.nonce)
 			delete(x.probes, pk)
+			heap.Remove(&x.probeQ, p.index)
 		}
 	}
 }
@@ -109,39 +137,46 @@ func hasLocator(e *Entry, a netip.Addr) bool {
 // takes down the locators whose retries ran out. x.mu held.
 func (x *XTR) probeDue(now time.Time) []lisp.Datagram {
 	var out []lisp.Datagram
-	for pk, p := range x.probes {
-		if now.Before(p.next) {
-			continue
+	for len(x.probeQ) > 0 && !now.Before(x.probeQ[0].next) {
+		p := x.probeQ[0]
+		if d, ok := x.probeStep(p, now); ok {
+			out = append(out, d)
 		}
-		if p.nonce != 0 && p.tries > x.cfg.ProbeRetries {
-			// Unanswered: down until a probe is answered again.
-			delete(x.probeNonce, p.nonce)
-			p.nonce, p.tries = 0, 0
-			p.next = now.Add(x.cfg.ProbeInterval)
-			x.setReach(pk, p, false)
-			continue
-		}
-		if p.nonce == 0 {
-			p.nonce = randomNonce()
-			for p.nonce == 0 || x.pending[p.nonce] != nil || x.probeNonce[p.nonce] != (probeKey{}) {
-				p.nonce = randomNonce()
-			}
-			x.probeNonce[p.nonce] = pk
-			x.stats.Probes++
-		} else {
-			x.stats.ProbeRetries++ // the same nonce: a late answer to the first send counts
-		}
-		p.tries++
-		p.next = now.Add(x.cfg.ProbeTimeout)
-		b, err := lisp.Marshal(&lisp.MapRequest{Probe: true, Nonce: p.nonce, ITRRLOCs: x.itrRLOCs(),
-			Records: []lisp.EIDRecord{{MaskLen: uint8(pk.k.eid.Bits()), EID: x.eidAddress(pk.k.iid, lisp.IPAddr(pk.k.eid.Addr()))}}})
-		if err != nil {
-			x.stats.Malformed++
-			continue
-		}
-		out = append(out, lisp.Datagram{To: netip.AddrPortFrom(pk.addr, controlPort), Data: b})
+		heap.Fix(&x.probeQ, 0) // probeStep moved p.next past now
 	}
 	return out
+}
+
+// probeStep is one due probe: the give-up, or a (re)send.
+func (x *XTR) probeStep(p *probe, now time.Time) (lisp.Datagram, bool) {
+	pk := p.pk
+	if p.nonce != 0 && p.tries > x.cfg.ProbeRetries {
+		// Unanswered: down until a probe is answered again.
+		delete(x.probeNonce, p.nonce)
+		p.nonce, p.tries = 0, 0
+		p.next = now.Add(x.cfg.ProbeInterval)
+		x.setReach(pk, p, false)
+		return lisp.Datagram{}, false
+	}
+	if p.nonce == 0 {
+		p.nonce = randomNonce()
+		for p.nonce == 0 || x.pending[p.nonce] != nil || x.probeNonce[p.nonce] != (probeKey{}) {
+			p.nonce = randomNonce()
+		}
+		x.probeNonce[p.nonce] = pk
+		x.stats.Probes++
+	} else {
+		x.stats.ProbeRetries++ // the same nonce: a late answer to the first send counts
+	}
+	p.tries++
+	p.next = now.Add(x.cfg.ProbeTimeout)
+	b, err := lisp.Marshal(&lisp.MapRequest{Probe: true, Nonce: p.nonce, ITRRLOCs: x.itrRLOCs(),
+		Records: []lisp.EIDRecord{{MaskLen: uint8(pk.k.eid.Bits()), EID: x.eidAddress(pk.k.iid, lisp.IPAddr(pk.k.eid.Addr()))}}})
+	if err != nil {
+		x.stats.Malformed++
+		return lisp.Datagram{}, false
+	}
+	return lisp.Datagram{To: netip.AddrPortFrom(pk.addr, controlPort), Data: b}, true
 }
 
 // probeReply takes a Map-Reply that answers one of our probes: the locator
@@ -163,6 +198,7 @@ func (x *XTR) probeReply(m *lisp.MapReply, now time.Time) bool {
 	if p := x.probes[pk]; p != nil && p.nonce == m.Nonce {
 		p.nonce, p.tries = 0, 0
 		p.next = now.Add(x.cfg.ProbeInterval)
+		heap.Fix(&x.probeQ, p.index)
 		x.setReach(pk, p, true)
 	}
 	return true

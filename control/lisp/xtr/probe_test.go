@@ -230,3 +230,58 @@ func TestProbeBitOnLookupReply(t *testing.T) {
 		t.Fatalf("%+v", x.Stats())
 	}
 }
+
+// TestRLOCProbeManyEntries: with 200 cached mappings of two locators each,
+// every locator is probed once per interval and only then (the probes are
+// kept soonest-first, so Tick does not look at the others); entries that
+// expire take their probes with them.
+func TestRLOCProbeManyEntries(t *testing.T) {
+	var misses []engine.Miss
+	var pub *engine.MapCache
+	x := itrFor(t, &misses, &pub, func(c *Config) {
+		c.ProbeInterval, c.ProbeTimeout, c.RequestsPerSecond = 30*time.Second, time.Second, 1000
+	})
+	var recs []lisp.MappingRecord
+	for i := range 200 {
+		eid := netip.AddrFrom4([4]byte{10, 20, byte(i), 0})
+		ttl := uint32(60)
+		if i%2 == 1 {
+			ttl = 1 // half expire after a minute
+		}
+		recs = append(recs, lisp.MappingRecord{TTL: ttl, EIDMaskLen: 24, EID: lisp.IPAddr(eid), Locators: twoLocators()})
+	}
+	x.mu.Lock()
+	x.learn(recs, t0)
+	x.mu.Unlock()
+	count := func(from, to time.Duration) int {
+		n := 0
+		for d := from; d < to; d += 100 * time.Millisecond {
+			out := x.Tick(t0.Add(d))
+			for _, o := range out {
+				m, _ := lisp.Parse(o.Data)
+				if r, ok := m.(*lisp.MapRequest); ok && r.Probe {
+					n++
+					b := probeReplyFor(t, r, o.To.Addr())
+					x.Handle(b, o.To, t0.Add(d))
+				}
+			}
+		}
+		return n
+	}
+	if n := count(0, 30*time.Second); n != 0 {
+		t.Fatalf("%d probes before the interval", n)
+	}
+	if n := count(30*time.Second, 31*time.Second); n != 400 {
+		t.Fatalf("%d probes at the interval, want 400", n)
+	}
+	if n := count(31*time.Second, 60*time.Second); n != 0 {
+		t.Fatalf("%d probes between rounds", n)
+	}
+	// The TTL-1 entries expire at 60 s: their probes go with them.
+	if n := count(60*time.Second, 61*time.Second); n != 200 || len(x.probes) != 200 || len(x.probeQ) != 200 {
+		t.Fatalf("%d probes at 60 s, %d / %d tracked, want 200", n, len(x.probes), len(x.probeQ))
+	}
+	if s := x.Stats(); s.ProbeReplies != 600 || s.LocatorsDown != 0 {
+		t.Fatalf("%+v", s)
+	}
+}

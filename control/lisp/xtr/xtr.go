@@ -126,6 +126,7 @@ type XTR struct {
 
 	// RLOC-probing (probe.go) and SMRs (smr.go).
 	probes     map[probeKey]*probe
+	probeQ     probeHeap // the same probes, soonest due first
 	probeNonce map[uint64]probeKey
 	smrs       map[netip.Prefix]*smrRound // by changed database EID prefix
 }
@@ -272,9 +273,9 @@ func (x *XTR) Tick(now time.Time) []lisp.Datagram {
 	out := x.registerDue(now)
 	x.drainMisses(now)
 	out = append(out, x.sendRequests(now)...)
+	x.expire(now) // before probing: an entry that ends now is not probed
 	out = append(out, x.probeDue(now)...)
 	out = append(out, x.smrDue(now)...)
-	x.expire(now)
 	x.releaseHolds(now)
 	x.publishLocked()
 	x.mu.Unlock()
