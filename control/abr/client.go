@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -89,6 +90,9 @@ type Config struct {
 	MissedHeartbeats  int
 	// Now replaces time.Now (tests).
 	Now func() time.Time
+	// Dial, if set, opens the TCP connection to Addr (tests count the
+	// feed's bytes on the wire with it); nil: gRPC's own dialer.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 }
 
 // Counters are the client's event counts, readable at any time (metrics).
@@ -294,8 +298,12 @@ func (c *Client) attempt(parent context.Context) (heard bool, err error) {
 	c.Counters.Attempts.Add(1)
 	// The limits are set on purpose (MaxFeedMessage); the ACS sends up to
 	// the same.
-	conn, err := grpc.NewClient(c.cfg.Addr, grpc.WithTransportCredentials(credentials.NewTLS(c.tlsConf)),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxFeedMessage), grpc.MaxCallSendMsgSize(maxFeedRequest)))
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(c.tlsConf)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxFeedMessage), grpc.MaxCallSendMsgSize(maxFeedRequest))}
+	if c.cfg.Dial != nil {
+		opts = append(opts, grpc.WithContextDialer(c.cfg.Dial))
+	}
+	conn, err := grpc.NewClient(c.cfg.Addr, opts...)
 	if err != nil {
 		return false, err
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/gaissmai/bart"
 
@@ -357,4 +358,26 @@ func resolve(m *membershipPart, asns []uint32) *engine.Tables {
 		}
 	}
 	return r
+}
+
+// Assembler is the ABR's side of the feed for a feed read in process (an
+// ACS and an ABR in one node, control/node): the checks, the membership
+// swap and make before break of a Client, without the stream.
+type Assembler struct{ st *feedState }
+
+// NewAssembler returns the feed state of an ABR of AS localASN.
+func NewAssembler(localASN uint32) *Assembler { return &Assembler{st: newFeedState(localASN)} }
+
+// Apply takes one feed message at now and returns the snapshot to publish,
+// if it completes one (nil otherwise); an error refuses the message (a
+// chunk: its whole membership version) and what is in force stays.
+func (a *Assembler) Apply(m *acspb.FeedMessage, now time.Time) (*engine.Tables, error) {
+	switch b := m.GetBody().(type) {
+	case *acspb.FeedMessage_Membership:
+		_, err := a.st.chunk(b.Membership)
+		return nil, err
+	case *acspb.FeedMessage_Keys:
+		return a.st.feedKeys(b.Keys, now.Unix())
+	}
+	return nil, nil
 }

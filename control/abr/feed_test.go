@@ -394,3 +394,23 @@ func FuzzFeed(f *testing.F) {
 		}
 	})
 }
+
+// TestFeedNewClock: a membership of another epoch clock (T0 or P changed)
+// takes none of the keys held, which are of the old clock's epochs.
+func TestFeedNewClock(t *testing.T) {
+	f := newFeedState(localASN)
+	if _, errs := run(f, vecNow, feedMessages(snapshot(t, 1, localASN, vecNow), 0)...); errs != nil {
+		t.Fatal(errs)
+	}
+	m := snapshot(t, 2, localASN, vecNow)
+	m.PeriodSeconds = 30
+	msgs := feedMessages(m, 0)
+	msgs[len(msgs)-1] = keysMsg(2, 2)
+	got, errs := run(f, vecNow, msgs...)
+	if errs != nil || got == nil || got.Period != 30 {
+		t.Fatal(errs)
+	}
+	if len(got.Peers) != 0 || got.Members[1].TagPeer != -1 {
+		t.Fatalf("keys of another clock carried over: %+v", got.Peers)
+	}
+}

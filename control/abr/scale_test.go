@@ -209,3 +209,59 @@ func TestScaleConvert(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkFeedEpochABR is the ABR's side of the split feed at the same
+// scale (docs/scale.md): "assemble" takes one whole 1M-prefix membership
+// in chunks and its first FeedKeys (once per membership change: the
+// counterpart of BenchmarkScaleConvert, which the whole-table feed paid at
+// every epoch); "epoch" is one epoch boundary afterwards: a FeedKeys with
+// one new key for each of the 1,000 peers, merged, and the new snapshot
+// built (the prefix table and members shared).
+func BenchmarkFeedEpochABR(b *testing.B) {
+	msg, _ := scaleBigSnapshot(b)
+	msgs := feedMessages(msg, 0)
+	wire := 0
+	for _, m := range msgs {
+		wire += proto.Size(m)
+	}
+	b.Run("assemble", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			f := newFeedState(65001)
+			if t, errs := run(f, vecNow, msgs...); errs != nil || t == nil || t.Prefixes.Size() != scaleBig+4 {
+				b.Fatal(errs)
+			}
+		}
+		b.ReportMetric(float64(len(msgs)-1), "chunks")
+		b.ReportMetric(float64(wire)/1e6, "wire-MB")
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1e9, "s/membership")
+	})
+	b.Run("epoch", func(b *testing.B) {
+		f := newFeedState(65001)
+		first, errs := run(f, vecNow, msgs...)
+		if errs != nil {
+			b.Fatal(errs)
+		}
+		e := engine.Epoch(vecNow, 0, vecPeriod)
+		var size int
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := range b.N {
+			b.StopTimer()
+			k := &acspb.FeedKeys{Version: uint64(2 + i), MembershipVersion: msg.Version}
+			for _, p := range msg.Peers {
+				key := make([]byte, KeyLen)
+				key[0], key[1] = byte(i), byte(p.Asn)
+				k.Peers = append(k.Peers, &acspb.PeerKeys{Asn: p.Asn, Keys: []*acspb.EpochKey{{Epoch: e + 3 + int64(i), Key: key}}})
+			}
+			m := &acspb.FeedMessage{Body: &acspb.FeedMessage_Keys{Keys: k}}
+			size += proto.Size(m)
+			b.StartTimer()
+			t, errs := run(f, vecNow+int64(i+1)*vecPeriod, m)
+			if errs != nil || t == nil || t.Prefixes != first.Prefixes || len(t.Peers) != scalePeers {
+				b.Fatalf("%v: %d peers", errs, len(t.Peers))
+			}
+		}
+		b.ReportMetric(float64(size)/float64(b.N), "feed-B/epoch")
+	})
+}

@@ -21,8 +21,9 @@
 //     records pushed (Set.Diff) and requested (MembershipWant); every record
 //     that changes the set is flooded to the other peers.
 //   - Feed: the ABRs of this AS (client certificate naming this AS) get
-//     acspb.Tables snapshots — members, prefixes, keys for e−1 … e+2 — at
-//     once, on every change and at every epoch boundary.
+//     the membership in chunks at once and whenever it changes, and a
+//     keys-only FeedKeys (the keys of e−1 … e+KeyLead they do not hold
+//     yet) at once, on every change of keys and at every epoch boundary.
 //   - Status: peers, epochs, RTT/offset, TLS group, membership digest.
 //
 // See README.md for the life cycle and the decisions.

@@ -29,8 +29,7 @@ import (
 // entries of the paths that cross it. The local AS is always a member,
 // even before its own record is known.
 func (n *Node) Tables(now time.Time) *acspb.Tables {
-	recs := n.set.Records()
-	hops := n.hops(recs)
+	hops, recs := n.hops(true)
 	version, asns, keys := n.feedKeys(now)
 	t := &acspb.Tables{
 		Version: version, T0: n.cfg.T0, PeriodSeconds: int64(n.cfg.Period), LocalAsn: n.cfg.ASN,
@@ -136,9 +135,14 @@ var membershipVersions atomic.Uint64
 // feedMembership returns the membership part for the held membership,
 // built the first time a stream asks for this membership set.
 func (n *Node) feedMembership() *feedMembership {
-	recs := n.set.Records()
-	h := n.hops(recs)
-	h.memOnce.Do(func() { h.mem = n.buildMembership(recs, h) })
+	h, recs := n.hops(false)
+	h.memOnce.Do(func() {
+		h.mem = n.buildMembership(recs, h)
+		// The chunks hold what the feed needs: the records' copy goes.
+		n.hopsMu.Lock()
+		h.recs = nil
+		n.hopsMu.Unlock()
+	})
 	return h.mem
 }
 
@@ -237,6 +241,9 @@ type treeHops struct {
 	Next    map[uint32]uint32
 	replace []replaceHop // sorted by (src, dst): snapshots are deterministic
 
+	// The records the hops are of (read only; dropped once mem is built),
+	// and the feed's membership part built from them once (feedMembership).
+	recs    []membership.Record
 	memOnce sync.Once
 	mem     *feedMembership
 }
@@ -244,14 +251,22 @@ type treeHops struct {
 type replaceHop struct{ src, dst, in, out uint32 }
 
 // hops returns the tree's hops for the held membership, recomputed only
-// when the membership digest changes.
-func (n *Node) hops(recs []membership.Record) *treeHops {
+// when the membership digest changes, and the live records (fresh ones if
+// fresh is set, else the cached hops' own, shared: not to be modified).
+// The digest is read before the records, so hops are never cached under a
+// digest newer than the records they were computed from: a record applied
+// meanwhile changes the digest, and the next call recomputes.
+func (n *Node) hops(fresh bool) (*treeHops, []membership.Record) {
 	d := n.set.Digest()
 	n.hopsMu.Lock()
 	defer n.hopsMu.Unlock()
 	if n.hopsCache != nil && n.hopsCache.digest == d {
-		return n.hopsCache
+		if fresh {
+			return n.hopsCache, n.set.Records()
+		}
+		return n.hopsCache, n.hopsCache.recs
 	}
+	recs := n.set.Records()
 	ascn := make(map[uint32]uint32, len(recs)+1)
 	members := make([]uint32, 0, len(recs)+1)
 	for _, r := range recs {
@@ -266,7 +281,7 @@ func (n *Node) hops(recs []membership.Record) *treeHops {
 	}
 	of := func(asn uint32) (uint32, bool) { c, ok := ascn[asn]; return c, ok }
 	h := n.cfg.Tree.HopsFor(n.cfg.ASN, members, of)
-	th := &treeHops{digest: d, Next: h.Next}
+	th := &treeHops{digest: d, Next: h.Next, recs: recs}
 	for k, v := range h.Replace {
 		th.replace = append(th.replace, replaceHop{src: k[0], dst: k[1], in: v[0], out: v[1]})
 	}
@@ -275,7 +290,49 @@ func (n *Node) hops(recs []membership.Record) *treeHops {
 		return a.src < b.src || a.src == b.src && a.dst < b.dst
 	})
 	n.hopsCache = th
-	return th
+	return th, recs
+}
+
+// NewFeedCursor starts a feed of this node's tables: a Feed stream's, or
+// an ABR's in the same process (control/node).
+func (n *Node) NewFeedCursor() *FeedCursor { return &FeedCursor{n: n} }
+
+// ASN is this node's AS.
+func (n *Node) ASN() uint32 { return n.cfg.ASN }
+
+// FeedCursor is one feed's progress through the node's tables: what it has
+// sent of the membership and of the keys. Not safe for concurrent use.
+type FeedCursor struct {
+	n       *Node
+	sent    uint64 // tables version last sent, 0: none
+	memSent uint64 // membership version last sent, 0: none
+	delta   keyDelta
+}
+
+// Next returns the messages that bring the feed up to the node's tables
+// at now: none if they have not changed since the last call; otherwise the
+// membership chunks, whole, if this feed has not sent the membership held,
+// then a FeedKeys (which puts them in force at the ABR).
+func (c *FeedCursor) Next(now time.Time) []*acspb.FeedMessage {
+	n := c.n
+	n.mu.Lock()
+	ver := n.version
+	n.mu.Unlock()
+	if ver == c.sent {
+		return nil
+	}
+	var out []*acspb.FeedMessage
+	if m := n.feedMembership(); m.version != c.memSent {
+		out = make([]*acspb.FeedMessage, 0, len(m.chunks)+1)
+		for _, ch := range m.chunks {
+			out = append(out, &acspb.FeedMessage{Body: &acspb.FeedMessage_Membership{Membership: ch}})
+		}
+		c.memSent = m.version
+	}
+	v, asns, keys := n.feedKeys(now)
+	out = append(out, &acspb.FeedMessage{Body: &acspb.FeedMessage_Keys{Keys: &acspb.FeedKeys{Version: v, MembershipVersion: c.memSent, Peers: c.delta.next(asns, keys)}}})
+	c.sent = v
+	return out
 }
 
 // Feed streams this AS's tables to one of its ABRs (docs/wire.md §3.1,
@@ -319,8 +376,8 @@ func (sv *server) Feed(req *acspb.FeedRequest, st acspb.ACS_FeedServer) error {
 	n.log.Info("abr feed", zap.String("abr", name), zap.Uint64("have", req.GetHaveVersion()))
 	hb := time.NewTicker(n.hb)
 	defer hb.Stop()
-	var sent, memSent, seq uint64
-	var delta keyDelta
+	var seq uint64
+	cur := n.NewFeedCursor()
 	heartbeat := func() error {
 		seq++
 		return st.Send(&acspb.FeedMessage{Body: &acspb.FeedMessage_Heartbeat{Heartbeat: &acspb.Heartbeat{
@@ -328,32 +385,22 @@ func (sv *server) Feed(req *acspb.FeedRequest, st acspb.ACS_FeedServer) error {
 	}
 	for {
 		n.mu.Lock()
-		ch, ver := n.changed, n.version
+		ch := n.changed
 		n.mu.Unlock()
-		if ver != sent {
-			// The membership first, whole, when this stream has not sent
-			// this version: the FeedKeys after it puts it in force.
-			if m := n.feedMembership(); m.version != memSent {
-				for _, c := range m.chunks {
-					if err := st.Send(&acspb.FeedMessage{Body: &acspb.FeedMessage_Membership{Membership: c}}); err != nil {
-						return err
-					}
-				}
-				n.log.Debug("abr feed: membership sent", zap.String("abr", name), zap.Uint64("membership_version", m.version),
-					zap.Int("chunks", len(m.chunks)), zap.Int("members", m.members), zap.Int("prefixes", m.prefixes))
-				memSent = m.version
-			}
-			v, asns, keys := n.feedKeys(n.now())
-			fk := &acspb.FeedKeys{Version: v, MembershipVersion: memSent, Peers: delta.next(asns, keys)}
-			if err := st.Send(&acspb.FeedMessage{Body: &acspb.FeedMessage_Keys{Keys: fk}}); err != nil {
+		first := cur.sent == 0
+		msgs := cur.Next(n.now())
+		for _, m := range msgs {
+			if err := st.Send(m); err != nil {
 				return err
 			}
-			if sent == 0 {
-				if err := heartbeat(); err != nil {
-					return err
-				}
+		}
+		if len(msgs) > 1 {
+			n.log.Debug("abr feed: membership sent", zap.String("abr", name), zap.Uint64("membership_version", cur.memSent), zap.Int("chunks", len(msgs)-1))
+		}
+		if first && len(msgs) > 0 {
+			if err := heartbeat(); err != nil {
+				return err
 			}
-			sent = v
 		}
 		select {
 		case <-st.Context().Done():

@@ -262,26 +262,21 @@ func (p *psavRoles) close() {
 }
 
 // feedLocal publishes the local ACS's tables into this node's own engine (an
-// ACS and an ABR in one process): whenever their version or the epoch
-// changes, through the same strict conversion a remote ABR applies.
+// ACS and an ABR in one process): the same feed a remote ABR reads
+// (acs.FeedCursor), through the same assembly, checks and make before
+// break (abr.Assembler), so that a large membership is built once per
+// change, not at every epoch.
 func feedLocal(ctx context.Context, node *acs.Node, eng *engine.Engine, log *zap.Logger) {
-	var version uint64
-	epoch := int64(-1)
+	cur, asm := node.NewFeedCursor(), abr.NewAssembler(node.ASN())
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	for {
 		now := time.Now()
-		tb := node.Tables(now)
-		e := engine.Epoch(now.Unix(), tb.GetT0(), tb.GetPeriodSeconds())
-		if tb.GetVersion() != version || e != epoch {
-			conv, err := abr.Convert(tb)
-			if err != nil {
+		for _, m := range cur.Next(now) {
+			if tb, err := asm.Apply(m, now); err != nil {
 				log.Error("local ACS tables refused", zap.Error(err))
-			} else {
-				// Make before break, as a remote ABR does (a peer declared
-				// dead keeps its keys until their epochs are past).
-				eng.Publish(abr.Merge(eng.PSAVTables(), conv, engine.Epoch(now.Unix(), conv.T0, conv.Period)))
-				version, epoch = tb.GetVersion(), e
+			} else if tb != nil {
+				eng.Publish(tb)
 			}
 		}
 		select {
