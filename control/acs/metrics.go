@@ -11,7 +11,7 @@ import (
 type Collector struct {
 	n                                              *Node
 	events, up, rtt, offset, missed, memb, refused *prometheus.Desc
-	recRefused                                     *prometheus.Desc
+	recRefused, clockStep                          *prometheus.Desc
 }
 
 // NewCollector returns a Prometheus collector for n.
@@ -25,13 +25,14 @@ func NewCollector(n *Node) *Collector {
 		memb:   prometheus.NewDesc("psavd_acs_members", "Members in the membership set.", nil, nil),
 		refused: prometheus.NewDesc("psavd_acs_refused_total", "Clients of the ACS listener refused, by service (peer, feed, status) and reason (no-identity, role-less, wrong-role, wrong-as, live-session, bad-hello).",
 			[]string{"service", "reason"}, nil),
+		clockStep:  prometheus.NewDesc("psavd_acs_clock_step_seconds", "Alarm: the wall clock's divergence from the ACS's epoch clock (anchored to the monotonic clock) while it exceeds P/4; 0 when none. Epochs keep the monotonic time until a peer confirms the step.", nil, nil),
 		recRefused: prometheus.NewDesc("psavd_membership_refused_total", "Membership records refused, from peers or published here, by reason (control/membership Reasons).", []string{"reason"}, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.events, c.up, c.rtt, c.offset, c.missed, c.memb, c.refused, c.recRefused} {
+	for _, d := range []*prometheus.Desc{c.events, c.up, c.rtt, c.offset, c.missed, c.memb, c.refused, c.recRefused, c.clockStep} {
 		ch <- d
 	}
 }
@@ -47,6 +48,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		{"collision", k.Collisions}, {"proposal-refused", k.ProposalsRefused}, {"skew-alarm", k.SkewAlarms},
 		{"dead-declared", k.DeadDeclared}, {"forced-exit-sent", k.ForcedExitsSent}, {"forced-exit-received", k.ForcedExitsReceived},
 		{"record-flooded", k.RecordsFlooded}, {"record-refused", k.RecordsRefused}, {"established", k.Established},
+		{"clock-step", k.ClockSteps}, {"clock-reanchor", k.ClockReanchors}, {"rekey-requested", k.RekeysRequested},
 	} {
 		ch <- prometheus.MustNewConstMetric(c.events, prometheus.CounterValue, float64(e.v), e.name)
 	}
@@ -71,4 +73,5 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.missed, prometheus.GaugeValue, float64(p.MissedHeartbeats), peer)
 	}
 	ch <- prometheus.MustNewConstMetric(c.memb, prometheus.GaugeValue, float64(len(st.Members)))
+	ch <- prometheus.MustNewConstMetric(c.clockStep, prometheus.GaugeValue, c.n.ClockStep().Seconds())
 }

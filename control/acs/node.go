@@ -77,7 +77,12 @@ type Config struct {
 	Tree *membership.Tree
 
 	Logger *zap.Logger      // default: no-op
-	Now    func() time.Time // default time.Now
+	Now    func() time.Time // the wall clock; default time.Now
+	// Monotonic, if set, is the monotonic clock beside Now (time since a
+	// fixed origin): a test's fake clock, whose wall clock it can step.
+	// Unset, the monotonic reading of Now's times is used (time.Now has
+	// one). The node's time is the wall clock anchored to it (clock.go).
+	Monotonic func() time.Duration
 
 	// Limits bound what clients can hold of the listener (limits.go).
 	Limits Limits
@@ -99,12 +104,15 @@ type Counters struct {
 	RecordsFlooded             uint64
 	RecordsRefused             uint64 // records from peers that Apply refused
 	Established                uint64 // machines established or re-keyed
+	ClockSteps                 uint64 // wall-clock steps beyond P/4 (alarms)
+	ClockReanchors             uint64 // steps confirmed by a peer: re-anchored
+	RekeysRequested            uint64 // re-keys asked for after a clock step
 }
 
 type counters struct {
 	dialAttempts, dialFailures, sessionsRefused, collisions, proposalsRefused,
 	skewAlarms, deadDeclared, forcedSent, forcedRecv, flooded, recRefused,
-	established atomic.Uint64
+	established, clockSteps, reanchors, rekeysRequested atomic.Uint64
 }
 
 // peerState is what the node knows about one peer AS; guarded by Node.mu.
@@ -122,6 +130,14 @@ type peerState struct {
 	missed  uint32
 	heard   bool // a heartbeat came on the current session
 
+	// The confirm step (docs/wire.md, "Confirm"): the responder's
+	// acceptance waiting for the initiator's ProposalConfirm (kept across
+	// sessions: the state was derived on the one it was accepted on), and
+	// the initiator's confirmation of what it installed last, sent again
+	// at the start of every later session.
+	held    *pair.Acceptance
+	confirm *acspb.ProposalConfirm
+
 	// Dialling (peering.go): the addresses the peer's record carries, the
 	// dialer's stop, and since when it has had no session.
 	recAddrs   []netip.AddrPort
@@ -134,13 +150,14 @@ type peerState struct {
 // alliance over gRPC/mTLS, negotiates one PSAV state machine per pair,
 // detects dead peers from heartbeats and floods membership records.
 type Node struct {
-	cfg  Config
-	log  *zap.Logger
-	now  func() time.Time
-	set  *membership.Set
-	ppol pair.Policy
-	hb   time.Duration
-	dead int
+	cfg   Config
+	log   *zap.Logger
+	now   func() time.Time // clock.Now: the node's time, anchored to the monotonic clock
+	clock *epochClock
+	set   *membership.Set
+	ppol  pair.Policy
+	hb    time.Duration
+	dead  int
 
 	failed chan error // the gRPC server's error, if it stops before Close
 
@@ -171,6 +188,11 @@ type Node struct {
 	// pauseHB stops sending heartbeats (tests: a peer that is alive on TCP
 	// but silent, to see a ForcedExit arrive).
 	pauseHB atomic.Bool
+	// testDropBeforeInstall makes the initiator end the session when an
+	// accepted response arrives, before installing it, and refuse every
+	// session until testPartitioned is cleared (tests: the confirm step's
+	// two-generals case, with a partition that outlasts the boundary).
+	testDropBeforeInstall, testPartitioned atomic.Bool
 }
 
 // New checks the configuration and opens the membership set; Start runs it.
@@ -205,9 +227,13 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	clock := newEpochClock(cfg.Now, cfg.Monotonic, time.Duration(cfg.Period)*time.Second)
 	n := &Node{
-		cfg: cfg, log: cfg.Logger.With(zap.Uint32("as", cfg.ASN)), now: cfg.Now,
-		hb: cfg.Heartbeat, dead: cfg.DeadAfter,
+		cfg: cfg, log: cfg.Logger.With(zap.Uint32("as", cfg.ASN)), now: clock.Now, clock: clock,
+		// Proposal ids start from the clock so that a restarted initiator
+		// never confirms an id an older process proposed.
+		propID: uint64(clock.Now().UnixNano()),
+		hb:     cfg.Heartbeat, dead: cfg.DeadAfter,
 		peers:   map[uint32]*peerState{},
 		version: 1, changed: make(chan struct{}), abrs: map[string]int{},
 		failed: make(chan error, 1), reconcileKick: make(chan struct{}, 1),
@@ -345,6 +371,7 @@ func (n *Node) Close() error {
 		if ps.machine != nil {
 			ps.machine.Remove()
 		}
+		ps.held.Drop()
 	}
 	n.mu.Unlock()
 	return nil
@@ -388,6 +415,7 @@ func (n *Node) Counters() Counters {
 		DeadDeclared: c.deadDeclared.Load(), ForcedExitsSent: c.forcedSent.Load(),
 		ForcedExitsReceived: c.forcedRecv.Load(), RecordsFlooded: c.flooded.Load(),
 		RecordsRefused: c.recRefused.Load(), Established: c.established.Load(),
+		ClockSteps: c.clockSteps.Load(), ClockReanchors: c.reanchors.Load(), RekeysRequested: c.rekeysRequested.Load(),
 	}
 }
 
@@ -446,6 +474,9 @@ func (n *Node) register(s *session) error {
 	defer n.mu.Unlock()
 	if n.closed {
 		return errors.New("acs: node closed")
+	}
+	if n.testPartitioned.Load() {
+		return errors.New("acs: test partition")
 	}
 	ps := n.peer(s.peer)
 	if old := ps.sess; old != nil && !old.isDone() {
@@ -507,11 +538,19 @@ func (n *Node) deadLoop() {
 			return
 		case <-t.C:
 		}
+		n.checkClock()
 		now := n.now()
 		n.mu.Lock()
 		if e := engine.Epoch(now.Unix(), n.cfg.T0, int64(n.cfg.Period)); e != lastEpoch {
 			lastEpoch = e
 			n.bump() // new key window for the ABRs
+		}
+		for _, ps := range n.peers {
+			if ps.machine != nil {
+				// The present, from the anchored clock: only this erases
+				// states (a KeysAhead at a stepped time never does).
+				ps.machine.Advance(now.Unix())
+			}
 		}
 		for _, ps := range n.peers {
 			if ps.state == StateDead || ps.lastHB.IsZero() {
@@ -539,6 +578,8 @@ func (n *Node) declareDead(ps *peerState, reason string) {
 		ps.machine = nil
 		n.bump()
 	}
+	ps.held.Drop()
+	ps.held, ps.confirm = nil, nil
 	ps.state = StateDead
 	ps.start = 0
 	if s := ps.sess; s != nil {
@@ -549,36 +590,85 @@ func (n *Node) declareDead(ps *peerState, reason string) {
 	}
 }
 
-// install establishes (or re-keys) the pair's machine for an accepted
-// proposal on session s.
-func (n *Node) install(s *session, p pair.Proposal) error {
+// install puts an acceptance on session s in force: it re-keys the pair's
+// running machine at e0, or starts a new one (pair.Acceptance.Install).
+// late: a responder's install on a confirmation that may come after e0.
+func (n *Node) install(s *session, a *pair.Acceptance, late bool) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	ps := n.peers[s.peer]
 	if ps == nil || ps.sess != s {
+		a.Drop()
 		return errors.New("acs: session superseded")
 	}
-	now := n.now()
-	if m := ps.machine; m != nil && !m.Removed() {
-		// The running machine keeps its keys until e0; from e0 on both
-		// sides use S(e0) of this session, whether the peer re-keys or
-		// (having restarted) establishes afresh.
-		if err := m.Rekey(s.cs, p, now); err == nil {
-			ps.state, ps.start = StateUp, p.E0
-			n.bump()
-			n.c.established.Add(1)
-			return nil
-		}
-		m.Remove()
-	}
-	m, err := pair.Establish(s.cs, n.cfg.ASN, s.peer, p)
+	p := a.Proposal()
+	old := ps.machine
+	m, rekeyed, err := a.Install(old, n.now(), late)
 	if err != nil {
 		return err
+	}
+	if !rekeyed && old != nil {
+		// The running machine keeps nothing the new one needs; its keys
+		// stay with the ABRs until their epochs are past (make before
+		// break, docs/wire.md §2.8).
+		old.Remove()
 	}
 	ps.machine, ps.state, ps.start = m, StateUp, p.E0
 	n.bump()
 	n.c.established.Add(1)
-	n.log.Info("pair established", zap.Uint32("peer", s.peer), zap.Uint64("e0", p.E0), zap.String("group", ps.group))
+	if rekeyed {
+		n.log.Info("pair re-keyed", zap.Uint32("peer", s.peer), zap.Uint64("e1", p.E0), zap.Bool("late", late))
+	} else {
+		n.log.Info("pair established", zap.Uint32("peer", s.peer), zap.Uint64("e0", p.E0), zap.String("group", ps.group))
+	}
+	return nil
+}
+
+// hold keeps the responder's acceptance until the initiator confirms it,
+// replacing (and erasing) an older one never confirmed.
+func (n *Node) hold(s *session, a *pair.Acceptance) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ps := n.peers[s.peer]
+	if ps == nil || ps.sess != s {
+		a.Drop()
+		return errors.New("acs: session superseded")
+	}
+	ps.held.Drop()
+	ps.held = a
+	return nil
+}
+
+// takeHeld returns the held acceptance that a confirmation (id, e0) on s
+// names, removing it; nil if none does.
+func (n *Node) takeHeld(s *session, id, e0 uint64) *pair.Acceptance {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ps := n.peers[s.peer]
+	if ps == nil || ps.sess != s || !ps.held.Matches(id, e0) {
+		return nil
+	}
+	a := ps.held
+	ps.held = nil
+	return a
+}
+
+// setConfirm records the initiator's confirmation of what it installed
+// last, and lastConfirm returns it (to send again on a new session).
+func (n *Node) setConfirm(peer uint32, c *acspb.ProposalConfirm) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if ps := n.peers[peer]; ps != nil {
+		ps.confirm = c
+	}
+}
+
+func (n *Node) lastConfirm(peer uint32) *acspb.ProposalConfirm {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if ps := n.peers[peer]; ps != nil {
+		return ps.confirm
+	}
 	return nil
 }
 
@@ -592,6 +682,8 @@ func (n *Node) forcedExit(s *session) {
 			ps.machine = nil
 			n.bump()
 		}
+		ps.held.Drop()
+		ps.held, ps.confirm = nil, nil
 		ps.state, ps.start = StateConnecting, 0
 	}
 	n.mu.Unlock()
@@ -609,6 +701,65 @@ func (n *Node) heartbeatSeen(s *session, at time.Time, offset, rtt time.Duration
 	ps.lastHB, ps.missed, ps.heard = at, 0, true
 	if measured {
 		ps.offset, ps.rtt = offset, rtt
+	}
+}
+
+// ClockStep is the wall clock's divergence from the node's time while a
+// clock step is in alarm (0: none): the psavd_acs_clock_step_seconds gauge.
+func (n *Node) ClockStep() time.Duration { return n.clock.Step() }
+
+// checkClock compares the wall clock with the node's time (clock.go): a
+// step beyond P/4 is alarmed and every pair re-keyed at a future boundary.
+func (n *Node) checkClock() {
+	ev, div := n.clock.check()
+	switch ev {
+	case clockStepped:
+		n.c.clockSteps.Add(1)
+		n.log.Error("clock step alarm: the wall clock diverged from the monotonic clock beyond P/4; epochs keep the monotonic time, re-keying every pair",
+			zap.Duration("step", div), zap.Duration("limit", n.clock.limit))
+		n.requestRekeys("clock step")
+	case clockCleared:
+		n.log.Warn("clock step cleared: the wall clock is back within P/4 of the node's time", zap.Duration("divergence", div))
+	}
+}
+
+// confirmClock offers a peer's measured offset to the clock; a step it
+// confirms re-anchors the node's time to the wall clock, and every pair is
+// re-keyed at a future boundary of the new time.
+func (n *Node) confirmClock(peer uint32, offset time.Duration) {
+	jump, ok := n.clock.confirm(offset)
+	if !ok {
+		return
+	}
+	n.c.reanchors.Add(1)
+	n.log.Error("clock step confirmed by a peer: the node's time re-anchored to the wall clock, re-keying every pair",
+		zap.Uint32("peer", peer), zap.Duration("jump", jump), zap.Duration("peer_offset", offset))
+	n.mu.Lock()
+	n.bump()
+	n.mu.Unlock()
+	n.requestRekeys("clock re-anchored")
+}
+
+// requestRekeys re-keys every pair with a session at a future boundary:
+// the initiator proposes, a responder asks it to (RekeyRequest).
+func (n *Node) requestRekeys(reason string) {
+	n.mu.Lock()
+	var out []*session
+	for _, ps := range n.peers {
+		if ps.sess != nil && ps.machine != nil {
+			out = append(out, ps.sess)
+		}
+	}
+	n.mu.Unlock()
+	for _, s := range out {
+		n.c.rekeysRequested.Add(1)
+		if s.initiator {
+			s.mu.Lock()
+			s.rekey = true
+			s.mu.Unlock()
+		} else {
+			s.send(&acspb.PeerMessage{Body: &acspb.PeerMessage_RekeyRequest{RekeyRequest: &acspb.RekeyRequest{Reason: reason}}})
+		}
 	}
 }
 

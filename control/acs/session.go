@@ -52,6 +52,7 @@ type session struct {
 	proposal *pair.Proposal  // initiator: outstanding
 	pending  *acspb.Proposal // responder: waiting for a measurement
 	upOnce   bool            // a proposal was accepted on this session
+	rekey    bool            // initiator: propose a re-key (clock step, RekeyRequest)
 
 	started time.Time // when the session was registered (the join grace)
 	rates   peerRates // the peer's message rates (reader goroutine only)
@@ -391,6 +392,12 @@ func (n *Node) dialOnce(p PeerConfig) bool {
 func (s *session) run(st stream) error {
 	n := s.n
 	defer n.unregister(s)
+	if c := n.lastConfirm(s.peer); c != nil && s.initiator {
+		// The confirmation of what we installed last, before anything
+		// else: the session it was sent on may have ended before the
+		// responder read it (docs/wire.md, "Confirm").
+		s.send(&acspb.PeerMessage{Body: &acspb.PeerMessage_Confirm{Confirm: c}})
+	}
 	s.send(summaryMsg(n.set))
 	rerr := make(chan error, 1)
 	go s.membershipWorker()
@@ -525,6 +532,10 @@ func (s *session) handle(m *acspb.PeerMessage) error {
 		return s.onProposal(b.Proposal)
 	case *acspb.PeerMessage_ProposalResponse:
 		return s.onResponse(b.ProposalResponse)
+	case *acspb.PeerMessage_Confirm:
+		return s.onConfirm(b.Confirm)
+	case *acspb.PeerMessage_RekeyRequest:
+		return s.onRekeyRequest(b.RekeyRequest)
 	case *acspb.PeerMessage_Record:
 		s.applyRecords([][]byte{b.Record.GetRecord()})
 	case *acspb.PeerMessage_Summary:
@@ -574,7 +585,7 @@ func (s *session) onHeartbeat(h *acspb.Heartbeat) error {
 	replyNow := !s.replied
 	s.replied = true
 	member := n.mayPair(s.peer) // keys only with members (peering.go)
-	propose := s.initiator && s.measured && s.proposal == nil && !s.upOnce && member
+	propose := s.initiator && s.measured && s.proposal == nil && (!s.upOnce || s.rekey) && member
 	pending := s.pending
 	if !s.initiator && s.measured && pending != nil && member {
 		s.pending = nil
@@ -585,6 +596,9 @@ func (s *session) onHeartbeat(h *acspb.Heartbeat) error {
 	s.mu.Unlock()
 
 	n.heartbeatSeen(s, now, offset, rtt, measured)
+	if measured {
+		n.confirmClock(s.peer, offset) // a step of our wall clock this peer agrees with
+	}
 	if replyNow && !n.pauseHB.Load() {
 		s.send(s.heartbeatMsg()) // lets the peer measure after one round trip
 	}
@@ -617,9 +631,11 @@ func (s *session) propose(now time.Time) error {
 	}
 	s.mu.Lock()
 	s.proposal = &p
+	rekey := s.upOnce
+	s.rekey = false
 	s.mu.Unlock()
 	s.send(&acspb.PeerMessage{Body: &acspb.PeerMessage_Proposal{Proposal: &acspb.Proposal{
-		Id: p.ID, T0: p.T0, PeriodSeconds: int64(p.Period), StartEpoch: p.E0}}})
+		Id: p.ID, T0: p.T0, PeriodSeconds: int64(p.Period), StartEpoch: p.E0, Rekey: rekey}}})
 	return nil
 }
 
@@ -648,12 +664,15 @@ func (s *session) evaluate(m *acspb.Proposal, now time.Time) error {
 	s.mu.Unlock()
 	resp, err := n.ppol.Evaluate(n.cfg.ASN, s.peer, p, now, offset)
 	if err == nil {
-		if err = n.install(s, p); err != nil {
+		// Derived now, on the session the proposal came on, but installed
+		// only when the initiator confirms (onConfirm).
+		a, err := pair.Accept(s.cs, n.cfg.ASN, s.peer, p)
+		if err != nil {
 			return err
 		}
-		s.mu.Lock()
-		s.upOnce = true
-		s.mu.Unlock()
+		if err := n.hold(s, a); err != nil {
+			return err
+		}
 	} else {
 		n.c.proposalsRefused.Add(1)
 		s.log.Warn("proposal refused", zap.Error(err))
@@ -682,11 +701,57 @@ func (s *session) onResponse(m *acspb.ProposalResponse) error {
 		n.c.proposalsRefused.Add(1)
 		return err // the session ends; the dialer retries with back-off
 	}
-	if err := n.install(s, *p); err != nil {
+	if n.testDropBeforeInstall.Load() {
+		n.testPartitioned.Store(true)
+		return errors.New("test: session dropped before the initiator installs")
+	}
+	a, err := pair.Accept(s.cs, n.cfg.ASN, s.peer, *p)
+	if err != nil {
 		return err
+	}
+	if err := n.install(s, a, false); err != nil {
+		return err
+	}
+	c := &acspb.ProposalConfirm{Id: p.ID, StartEpoch: p.E0}
+	n.setConfirm(s.peer, c)
+	s.send(&acspb.PeerMessage{Body: &acspb.PeerMessage_Confirm{Confirm: c}})
+	s.mu.Lock()
+	s.upOnce = true
+	s.proposal = nil
+	s.mu.Unlock()
+	return nil
+}
+
+// onConfirm is the responder's install of the acceptance the initiator
+// confirms, on this session or (sent again) on a later one. A confirmation
+// of nothing held — installed already, replaced by a newer acceptance, or
+// from before a restart — is ignored.
+func (s *session) onConfirm(m *acspb.ProposalConfirm) error {
+	if s.initiator {
+		return errors.New("confirmation from the responder")
+	}
+	a := s.n.takeHeld(s, m.Id, m.StartEpoch)
+	if a == nil {
+		return nil
+	}
+	if err := s.n.install(s, a, true); err != nil {
+		s.log.Warn("confirmed proposal not installed", zap.Error(err))
+		return nil
 	}
 	s.mu.Lock()
 	s.upOnce = true
+	s.mu.Unlock()
+	return nil
+}
+
+// onRekeyRequest: the responder asks for a re-key (its clock stepped).
+func (s *session) onRekeyRequest(m *acspb.RekeyRequest) error {
+	if !s.initiator {
+		return nil // only the lower ASN proposes; nothing to do
+	}
+	s.log.Info("re-key requested by the peer", zap.String("reason", m.GetReason()))
+	s.mu.Lock()
+	s.rekey = true
 	s.mu.Unlock()
 	return nil
 }

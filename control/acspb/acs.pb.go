@@ -43,6 +43,8 @@ type PeerMessage struct {
 	//	*PeerMessage_Summary
 	//	*PeerMessage_Want
 	//	*PeerMessage_ForcedExit
+	//	*PeerMessage_Confirm
+	//	*PeerMessage_RekeyRequest
 	Body          isPeerMessage_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -157,6 +159,24 @@ func (x *PeerMessage) GetForcedExit() *ForcedExit {
 	return nil
 }
 
+func (x *PeerMessage) GetConfirm() *ProposalConfirm {
+	if x != nil {
+		if x, ok := x.Body.(*PeerMessage_Confirm); ok {
+			return x.Confirm
+		}
+	}
+	return nil
+}
+
+func (x *PeerMessage) GetRekeyRequest() *RekeyRequest {
+	if x != nil {
+		if x, ok := x.Body.(*PeerMessage_RekeyRequest); ok {
+			return x.RekeyRequest
+		}
+	}
+	return nil
+}
+
 type isPeerMessage_Body interface {
 	isPeerMessage_Body()
 }
@@ -193,6 +213,14 @@ type PeerMessage_ForcedExit struct {
 	ForcedExit *ForcedExit `protobuf:"bytes,8,opt,name=forced_exit,json=forcedExit,proto3,oneof"`
 }
 
+type PeerMessage_Confirm struct {
+	Confirm *ProposalConfirm `protobuf:"bytes,9,opt,name=confirm,proto3,oneof"`
+}
+
+type PeerMessage_RekeyRequest struct {
+	RekeyRequest *RekeyRequest `protobuf:"bytes,10,opt,name=rekey_request,json=rekeyRequest,proto3,oneof"`
+}
+
 func (*PeerMessage_Hello) isPeerMessage_Body() {}
 
 func (*PeerMessage_Heartbeat) isPeerMessage_Body() {}
@@ -208,6 +236,10 @@ func (*PeerMessage_Summary) isPeerMessage_Body() {}
 func (*PeerMessage_Want) isPeerMessage_Body() {}
 
 func (*PeerMessage_ForcedExit) isPeerMessage_Body() {}
+
+func (*PeerMessage_Confirm) isPeerMessage_Body() {}
+
+func (*PeerMessage_RekeyRequest) isPeerMessage_Body() {}
 
 // Hello opens a Peer stream.
 type Hello struct {
@@ -490,6 +522,111 @@ func (x *ProposalResponse) GetReason() uint32 {
 	return 0
 }
 
+// ProposalConfirm is the initiator's third message of a negotiation: it has
+// installed the accepted proposal id (start_epoch: its e0 or e1), and the
+// responder installs the state it derived when it accepted, only now. Sent
+// again at the start of every later session (the session may have ended
+// before it arrived); a responder that holds no acceptance of that id and
+// epoch ignores it. See docs/wire.md, "Confirm".
+type ProposalConfirm struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	StartEpoch    uint64                 `protobuf:"varint,2,opt,name=start_epoch,json=startEpoch,proto3" json:"start_epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProposalConfirm) Reset() {
+	*x = ProposalConfirm{}
+	mi := &file_acs_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProposalConfirm) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProposalConfirm) ProtoMessage() {}
+
+func (x *ProposalConfirm) ProtoReflect() protoreflect.Message {
+	mi := &file_acs_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProposalConfirm.ProtoReflect.Descriptor instead.
+func (*ProposalConfirm) Descriptor() ([]byte, []int) {
+	return file_acs_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ProposalConfirm) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *ProposalConfirm) GetStartEpoch() uint64 {
+	if x != nil {
+		return x.StartEpoch
+	}
+	return 0
+}
+
+// RekeyRequest asks the initiator (lower ASN) for a re-key at a future
+// boundary: the responder saw its wall clock step (docs/wire.md, "Clock
+// steps"). Sent only by the responder; the initiator proposes as usual.
+type RekeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reason        string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RekeyRequest) Reset() {
+	*x = RekeyRequest{}
+	mi := &file_acs_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RekeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RekeyRequest) ProtoMessage() {}
+
+func (x *RekeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_acs_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RekeyRequest.ProtoReflect.Descriptor instead.
+func (*RekeyRequest) Descriptor() ([]byte, []int) {
+	return file_acs_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RekeyRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // MembershipRecord is one signed record in control/membership's canonical
 // encoding (its own format, signed end to end; this message only carries it).
 type MembershipRecord struct {
@@ -501,7 +638,7 @@ type MembershipRecord struct {
 
 func (x *MembershipRecord) Reset() {
 	*x = MembershipRecord{}
-	mi := &file_acs_proto_msgTypes[5]
+	mi := &file_acs_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -513,7 +650,7 @@ func (x *MembershipRecord) String() string {
 func (*MembershipRecord) ProtoMessage() {}
 
 func (x *MembershipRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_acs_proto_msgTypes[5]
+	mi := &file_acs_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -526,7 +663,7 @@ func (x *MembershipRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembershipRecord.ProtoReflect.Descriptor instead.
 func (*MembershipRecord) Descriptor() ([]byte, []int) {
-	return file_acs_proto_rawDescGZIP(), []int{5}
+	return file_acs_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *MembershipRecord) GetRecord() []byte {
@@ -547,7 +684,7 @@ type MembershipSummary struct {
 
 func (x *MembershipSummary) Reset() {
 	*x = MembershipSummary{}
-	mi := &file_acs_proto_msgTypes[6]
+	mi := &file_acs_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -559,7 +696,7 @@ func (x *MembershipSummary) String() string {
 func (*MembershipSummary) ProtoMessage() {}
 
 func (x *MembershipSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_acs_proto_msgTypes[6]
+	mi := &file_acs_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -572,7 +709,7 @@ func (x *MembershipSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembershipSummary.ProtoReflect.Descriptor instead.
 func (*MembershipSummary) Descriptor() ([]byte, []int) {
-	return file_acs_proto_rawDescGZIP(), []int{6}
+	return file_acs_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *MembershipSummary) GetDigest() []byte {
@@ -600,7 +737,7 @@ type MembershipEntry struct {
 
 func (x *MembershipEntry) Reset() {
 	*x = MembershipEntry{}
-	mi := &file_acs_proto_msgTypes[7]
+	mi := &file_acs_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -612,7 +749,7 @@ func (x *MembershipEntry) String() string {
 func (*MembershipEntry) ProtoMessage() {}
 
 func (x *MembershipEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_acs_proto_msgTypes[7]
+	mi := &file_acs_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -625,7 +762,7 @@ func (x *MembershipEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembershipEntry.ProtoReflect.Descriptor instead.
 func (*MembershipEntry) Descriptor() ([]byte, []int) {
-	return file_acs_proto_rawDescGZIP(), []int{7}
+	return file_acs_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *MembershipEntry) GetAsn() uint32 {
@@ -658,7 +795,7 @@ type MembershipWant struct {
 
 func (x *MembershipWant) Reset() {
 	*x = MembershipWant{}
-	mi := &file_acs_proto_msgTypes[8]
+	mi := &file_acs_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -670,7 +807,7 @@ func (x *MembershipWant) String() string {
 func (*MembershipWant) ProtoMessage() {}
 
 func (x *MembershipWant) ProtoReflect() protoreflect.Message {
-	mi := &file_acs_proto_msgTypes[8]
+	mi := &file_acs_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -683,7 +820,7 @@ func (x *MembershipWant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembershipWant.ProtoReflect.Descriptor instead.
 func (*MembershipWant) Descriptor() ([]byte, []int) {
-	return file_acs_proto_rawDescGZIP(), []int{8}
+	return file_acs_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *MembershipWant) GetAsns() []uint32 {
@@ -704,7 +841,7 @@ type ForcedExit struct {
 
 func (x *ForcedExit) Reset() {
 	*x = ForcedExit{}
-	mi := &file_acs_proto_msgTypes[9]
+	mi := &file_acs_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -716,7 +853,7 @@ func (x *ForcedExit) String() string {
 func (*ForcedExit) ProtoMessage() {}
 
 func (x *ForcedExit) ProtoReflect() protoreflect.Message {
-	mi := &file_acs_proto_msgTypes[9]
+	mi := &file_acs_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -729,7 +866,7 @@ func (x *ForcedExit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForcedExit.ProtoReflect.Descriptor instead.
 func (*ForcedExit) Descriptor() ([]byte, []int) {
-	return file_acs_proto_rawDescGZIP(), []int{9}
+	return file_acs_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ForcedExit) GetAsn() uint32 {
@@ -761,7 +898,7 @@ type FeedRequest struct {
 
 func (x *FeedRequest) Reset() {
 	*x = FeedRequest{}
-	mi := &file_acs_proto_msgTypes[10]
+	mi := &file_acs_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -773,7 +910,7 @@ func (x *FeedRequest) String() string {
 func (*FeedRequest) ProtoMessage() {}
 
 func (x *FeedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_acs_proto_msgTypes[10]
+	mi := &file_acs_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -786,7 +923,7 @@ func (x *FeedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedRequest.ProtoReflect.Descriptor instead.
 func (*FeedRequest) Descriptor() ([]byte, []int) {
-	return file_acs_proto_rawDescGZIP(), []int{10}
+	return file_acs_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *FeedRequest) GetAsn() uint32 {
@@ -831,7 +968,7 @@ type FeedMessage struct {
 
 func (x *FeedMessage) Reset() {
 	*x = FeedMessage{}
-	mi := &file_acs_proto_msgTypes[11]
+	mi := &file_acs_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -843,7 +980,7 @@ func (x *FeedMessage) String() string {
 func (*FeedMessage) ProtoMessage() {}
 
 func (x *FeedMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_acs_proto_msgTypes[11]
+	mi := &file_acs_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -856,7 +993,7 @@ func (x *FeedMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedMessage.ProtoReflect.Descriptor instead.
 func (*FeedMessage) Descriptor() ([]byte, []int) {
-	return file_acs_proto_rawDescGZIP(), []int{11}
+	return file_acs_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *FeedMessage) GetBody() isFeedMessage_Body {
@@ -937,7 +1074,7 @@ type MembershipChunk struct {
 
 func (x *MembershipChunk) Reset() {
 	*x = MembershipChunk{}
-	mi := &file_acs_proto_msgTypes[12]
+	mi := &file_acs_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -949,7 +1086,7 @@ func (x *MembershipChunk) String() string {
 func (*MembershipChunk) ProtoMessage() {}
 
 func (x *MembershipChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_acs_proto_msgTypes[12]
+	mi := &file_acs_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -962,7 +1099,7 @@ func (x *MembershipChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembershipChunk.ProtoReflect.Descriptor instead.
 func (*MembershipChunk) Descriptor() ([]byte, []int) {
-	return file_acs_proto_rawDescGZIP(), []int{12}
+	return file_acs_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *MembershipChunk) GetVersion() uint64 {
@@ -1042,7 +1179,7 @@ type FeedMember struct {
 
 func (x *FeedMember) Reset() {
 	*x = FeedMember{}
-	mi := &file_acs_proto_msgTypes[13]
+	mi := &file_acs_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1054,7 +1191,7 @@ func (x *FeedMember) String() string {
 func (*FeedMember) ProtoMessage() {}
 
 func (x *FeedMember) ProtoReflect() protoreflect.Message {
-	mi := &file_acs_proto_msgTypes[13]
+	mi := &file_acs_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1067,7 +1204,7 @@ func (x *FeedMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedMember.ProtoReflect.Descriptor instead.
 func (*FeedMember) Descriptor() ([]byte, []int) {
-	return file_acs_proto_rawDescGZIP(), []int{13}
+	return file_acs_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *FeedMember) GetAsn() uint32 {
@@ -1126,7 +1263,7 @@ type FeedReplace struct {
 
 func (x *FeedReplace) Reset() {
 	*x = FeedReplace{}
-	mi := &file_acs_proto_msgTypes[14]
+	mi := &file_acs_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1138,7 +1275,7 @@ func (x *FeedReplace) String() string {
 func (*FeedReplace) ProtoMessage() {}
 
 func (x *FeedReplace) ProtoReflect() protoreflect.Message {
-	mi := &file_acs_proto_msgTypes[14]
+	mi := &file_acs_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1151,7 +1288,7 @@ func (x *FeedReplace) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedReplace.ProtoReflect.Descriptor instead.
 func (*FeedReplace) Descriptor() ([]byte, []int) {
-	return file_acs_proto_rawDescGZIP(), []int{14}
+	return file_acs_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *FeedReplace) GetSrcAsn() uint32 {
@@ -1198,7 +1335,7 @@ type FeedKeys struct {
 
 func (x *FeedKeys) Reset() {
 	*x = FeedKeys{}
-	mi := &file_acs_proto_msgTypes[15]
+	mi := &file_acs_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1210,7 +1347,7 @@ func (x *FeedKeys) String() string {
 func (*FeedKeys) ProtoMessage() {}
 
 func (x *FeedKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_acs_proto_msgTypes[15]
+	mi := &file_acs_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1223,7 +1360,7 @@ func (x *FeedKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedKeys.ProtoReflect.Descriptor instead.
 func (*FeedKeys) Descriptor() ([]byte, []int) {
-	return file_acs_proto_rawDescGZIP(), []int{15}
+	return file_acs_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *FeedKeys) GetVersion() uint64 {
@@ -1263,7 +1400,7 @@ type Tables struct {
 
 func (x *Tables) Reset() {
 	*x = Tables{}
-	mi := &file_acs_proto_msgTypes[16]
+	mi := &file_acs_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1275,7 +1412,7 @@ func (x *Tables) String() string {
 func (*Tables) ProtoMessage() {}
 
 func (x *Tables) ProtoReflect() protoreflect.Message {
-	mi := &file_acs_proto_msgTypes[16]
+	mi := &file_acs_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1288,7 +1425,7 @@ func (x *Tables) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tables.ProtoReflect.Descriptor instead.
 func (*Tables) Descriptor() ([]byte, []int) {
-	return file_acs_proto_rawDescGZIP(), []int{16}
+	return file_acs_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Tables) GetVersion() uint64 {
@@ -1353,7 +1490,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_acs_proto_msgTypes[17]
+	mi := &file_acs_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1365,7 +1502,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_acs_proto_msgTypes[17]
+	mi := &file_acs_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1378,7 +1515,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_acs_proto_rawDescGZIP(), []int{17}
+	return file_acs_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Member) GetAsn() uint32 {
@@ -1426,7 +1563,7 @@ type Prefix struct {
 
 func (x *Prefix) Reset() {
 	*x = Prefix{}
-	mi := &file_acs_proto_msgTypes[18]
+	mi := &file_acs_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1438,7 +1575,7 @@ func (x *Prefix) String() string {
 func (*Prefix) ProtoMessage() {}
 
 func (x *Prefix) ProtoReflect() protoreflect.Message {
-	mi := &file_acs_proto_msgTypes[18]
+	mi := &file_acs_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1451,7 +1588,7 @@ func (x *Prefix) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Prefix.ProtoReflect.Descriptor instead.
 func (*Prefix) Descriptor() ([]byte, []int) {
-	return file_acs_proto_rawDescGZIP(), []int{18}
+	return file_acs_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Prefix) GetAddr() []byte {
@@ -1478,7 +1615,7 @@ type PeerKeys struct {
 
 func (x *PeerKeys) Reset() {
 	*x = PeerKeys{}
-	mi := &file_acs_proto_msgTypes[19]
+	mi := &file_acs_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1490,7 +1627,7 @@ func (x *PeerKeys) String() string {
 func (*PeerKeys) ProtoMessage() {}
 
 func (x *PeerKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_acs_proto_msgTypes[19]
+	mi := &file_acs_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1503,7 +1640,7 @@ func (x *PeerKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerKeys.ProtoReflect.Descriptor instead.
 func (*PeerKeys) Descriptor() ([]byte, []int) {
-	return file_acs_proto_rawDescGZIP(), []int{19}
+	return file_acs_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PeerKeys) GetAsn() uint32 {
@@ -1531,7 +1668,7 @@ type EpochKey struct {
 
 func (x *EpochKey) Reset() {
 	*x = EpochKey{}
-	mi := &file_acs_proto_msgTypes[20]
+	mi := &file_acs_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1543,7 +1680,7 @@ func (x *EpochKey) String() string {
 func (*EpochKey) ProtoMessage() {}
 
 func (x *EpochKey) ProtoReflect() protoreflect.Message {
-	mi := &file_acs_proto_msgTypes[20]
+	mi := &file_acs_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1556,7 +1693,7 @@ func (x *EpochKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpochKey.ProtoReflect.Descriptor instead.
 func (*EpochKey) Descriptor() ([]byte, []int) {
-	return file_acs_proto_rawDescGZIP(), []int{20}
+	return file_acs_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *EpochKey) GetEpoch() int64 {
@@ -1593,7 +1730,7 @@ type Replace struct {
 
 func (x *Replace) Reset() {
 	*x = Replace{}
-	mi := &file_acs_proto_msgTypes[21]
+	mi := &file_acs_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1605,7 +1742,7 @@ func (x *Replace) String() string {
 func (*Replace) ProtoMessage() {}
 
 func (x *Replace) ProtoReflect() protoreflect.Message {
-	mi := &file_acs_proto_msgTypes[21]
+	mi := &file_acs_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1618,7 +1755,7 @@ func (x *Replace) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replace.ProtoReflect.Descriptor instead.
 func (*Replace) Descriptor() ([]byte, []int) {
-	return file_acs_proto_rawDescGZIP(), []int{21}
+	return file_acs_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Replace) GetSrcMember() uint32 {
@@ -1657,7 +1794,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_acs_proto_msgTypes[22]
+	mi := &file_acs_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1669,7 +1806,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_acs_proto_msgTypes[22]
+	mi := &file_acs_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1682,7 +1819,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_acs_proto_rawDescGZIP(), []int{22}
+	return file_acs_proto_rawDescGZIP(), []int{24}
 }
 
 type TablesRequest struct {
@@ -1693,7 +1830,7 @@ type TablesRequest struct {
 
 func (x *TablesRequest) Reset() {
 	*x = TablesRequest{}
-	mi := &file_acs_proto_msgTypes[23]
+	mi := &file_acs_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1705,7 +1842,7 @@ func (x *TablesRequest) String() string {
 func (*TablesRequest) ProtoMessage() {}
 
 func (x *TablesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_acs_proto_msgTypes[23]
+	mi := &file_acs_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1718,7 +1855,7 @@ func (x *TablesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TablesRequest.ProtoReflect.Descriptor instead.
 func (*TablesRequest) Descriptor() ([]byte, []int) {
-	return file_acs_proto_rawDescGZIP(), []int{23}
+	return file_acs_proto_rawDescGZIP(), []int{25}
 }
 
 type StatusReply struct {
@@ -1736,7 +1873,7 @@ type StatusReply struct {
 
 func (x *StatusReply) Reset() {
 	*x = StatusReply{}
-	mi := &file_acs_proto_msgTypes[24]
+	mi := &file_acs_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1748,7 +1885,7 @@ func (x *StatusReply) String() string {
 func (*StatusReply) ProtoMessage() {}
 
 func (x *StatusReply) ProtoReflect() protoreflect.Message {
-	mi := &file_acs_proto_msgTypes[24]
+	mi := &file_acs_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1761,7 +1898,7 @@ func (x *StatusReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusReply.ProtoReflect.Descriptor instead.
 func (*StatusReply) Descriptor() ([]byte, []int) {
-	return file_acs_proto_rawDescGZIP(), []int{24}
+	return file_acs_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *StatusReply) GetAsn() uint32 {
@@ -1829,7 +1966,7 @@ type PeerStatus struct {
 
 func (x *PeerStatus) Reset() {
 	*x = PeerStatus{}
-	mi := &file_acs_proto_msgTypes[25]
+	mi := &file_acs_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1841,7 +1978,7 @@ func (x *PeerStatus) String() string {
 func (*PeerStatus) ProtoMessage() {}
 
 func (x *PeerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_acs_proto_msgTypes[25]
+	mi := &file_acs_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1854,7 +1991,7 @@ func (x *PeerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerStatus.ProtoReflect.Descriptor instead.
 func (*PeerStatus) Descriptor() ([]byte, []int) {
-	return file_acs_proto_rawDescGZIP(), []int{25}
+	return file_acs_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PeerStatus) GetAsn() uint32 {
@@ -1917,7 +2054,7 @@ var File_acs_proto protoreflect.FileDescriptor
 
 const file_acs_proto_rawDesc = "" +
 	"\n" +
-	"\tacs.proto\x12\fpsavd.acs.v1\"\xe8\x03\n" +
+	"\tacs.proto\x12\fpsavd.acs.v1\"\xe6\x04\n" +
 	"\vPeerMessage\x12+\n" +
 	"\x05hello\x18\x01 \x01(\v2\x13.psavd.acs.v1.HelloH\x00R\x05hello\x127\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x17.psavd.acs.v1.HeartbeatH\x00R\theartbeat\x124\n" +
@@ -1927,7 +2064,10 @@ const file_acs_proto_rawDesc = "" +
 	"\asummary\x18\x06 \x01(\v2\x1f.psavd.acs.v1.MembershipSummaryH\x00R\asummary\x122\n" +
 	"\x04want\x18\a \x01(\v2\x1c.psavd.acs.v1.MembershipWantH\x00R\x04want\x12;\n" +
 	"\vforced_exit\x18\b \x01(\v2\x18.psavd.acs.v1.ForcedExitH\x00R\n" +
-	"forcedExitB\x06\n" +
+	"forcedExit\x129\n" +
+	"\aconfirm\x18\t \x01(\v2\x1d.psavd.acs.v1.ProposalConfirmH\x00R\aconfirm\x12A\n" +
+	"\rrekey_request\x18\n" +
+	" \x01(\v2\x1a.psavd.acs.v1.RekeyRequestH\x00R\frekeyRequestB\x06\n" +
 	"\x04body\"m\n" +
 	"\x05Hello\x12%\n" +
 	"\x0eschema_version\x18\x01 \x01(\rR\rschemaVersion\x12\x10\n" +
@@ -1949,7 +2089,13 @@ const file_acs_proto_rawDesc = "" +
 	"\x05rekey\x18\x05 \x01(\bR\x05rekey\":\n" +
 	"\x10ProposalResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\rR\x06reason\"*\n" +
+	"\x06reason\x18\x02 \x01(\rR\x06reason\"B\n" +
+	"\x0fProposalConfirm\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1f\n" +
+	"\vstart_epoch\x18\x02 \x01(\x04R\n" +
+	"startEpoch\"&\n" +
+	"\fRekeyRequest\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"*\n" +
 	"\x10MembershipRecord\x12\x16\n" +
 	"\x06record\x18\x01 \x01(\fR\x06record\"d\n" +
 	"\x11MembershipSummary\x12\x16\n" +
@@ -2073,71 +2219,75 @@ func file_acs_proto_rawDescGZIP() []byte {
 	return file_acs_proto_rawDescData
 }
 
-var file_acs_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_acs_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_acs_proto_goTypes = []any{
 	(*PeerMessage)(nil),       // 0: psavd.acs.v1.PeerMessage
 	(*Hello)(nil),             // 1: psavd.acs.v1.Hello
 	(*Heartbeat)(nil),         // 2: psavd.acs.v1.Heartbeat
 	(*Proposal)(nil),          // 3: psavd.acs.v1.Proposal
 	(*ProposalResponse)(nil),  // 4: psavd.acs.v1.ProposalResponse
-	(*MembershipRecord)(nil),  // 5: psavd.acs.v1.MembershipRecord
-	(*MembershipSummary)(nil), // 6: psavd.acs.v1.MembershipSummary
-	(*MembershipEntry)(nil),   // 7: psavd.acs.v1.MembershipEntry
-	(*MembershipWant)(nil),    // 8: psavd.acs.v1.MembershipWant
-	(*ForcedExit)(nil),        // 9: psavd.acs.v1.ForcedExit
-	(*FeedRequest)(nil),       // 10: psavd.acs.v1.FeedRequest
-	(*FeedMessage)(nil),       // 11: psavd.acs.v1.FeedMessage
-	(*MembershipChunk)(nil),   // 12: psavd.acs.v1.MembershipChunk
-	(*FeedMember)(nil),        // 13: psavd.acs.v1.FeedMember
-	(*FeedReplace)(nil),       // 14: psavd.acs.v1.FeedReplace
-	(*FeedKeys)(nil),          // 15: psavd.acs.v1.FeedKeys
-	(*Tables)(nil),            // 16: psavd.acs.v1.Tables
-	(*Member)(nil),            // 17: psavd.acs.v1.Member
-	(*Prefix)(nil),            // 18: psavd.acs.v1.Prefix
-	(*PeerKeys)(nil),          // 19: psavd.acs.v1.PeerKeys
-	(*EpochKey)(nil),          // 20: psavd.acs.v1.EpochKey
-	(*Replace)(nil),           // 21: psavd.acs.v1.Replace
-	(*StatusRequest)(nil),     // 22: psavd.acs.v1.StatusRequest
-	(*TablesRequest)(nil),     // 23: psavd.acs.v1.TablesRequest
-	(*StatusReply)(nil),       // 24: psavd.acs.v1.StatusReply
-	(*PeerStatus)(nil),        // 25: psavd.acs.v1.PeerStatus
+	(*ProposalConfirm)(nil),   // 5: psavd.acs.v1.ProposalConfirm
+	(*RekeyRequest)(nil),      // 6: psavd.acs.v1.RekeyRequest
+	(*MembershipRecord)(nil),  // 7: psavd.acs.v1.MembershipRecord
+	(*MembershipSummary)(nil), // 8: psavd.acs.v1.MembershipSummary
+	(*MembershipEntry)(nil),   // 9: psavd.acs.v1.MembershipEntry
+	(*MembershipWant)(nil),    // 10: psavd.acs.v1.MembershipWant
+	(*ForcedExit)(nil),        // 11: psavd.acs.v1.ForcedExit
+	(*FeedRequest)(nil),       // 12: psavd.acs.v1.FeedRequest
+	(*FeedMessage)(nil),       // 13: psavd.acs.v1.FeedMessage
+	(*MembershipChunk)(nil),   // 14: psavd.acs.v1.MembershipChunk
+	(*FeedMember)(nil),        // 15: psavd.acs.v1.FeedMember
+	(*FeedReplace)(nil),       // 16: psavd.acs.v1.FeedReplace
+	(*FeedKeys)(nil),          // 17: psavd.acs.v1.FeedKeys
+	(*Tables)(nil),            // 18: psavd.acs.v1.Tables
+	(*Member)(nil),            // 19: psavd.acs.v1.Member
+	(*Prefix)(nil),            // 20: psavd.acs.v1.Prefix
+	(*PeerKeys)(nil),          // 21: psavd.acs.v1.PeerKeys
+	(*EpochKey)(nil),          // 22: psavd.acs.v1.EpochKey
+	(*Replace)(nil),           // 23: psavd.acs.v1.Replace
+	(*StatusRequest)(nil),     // 24: psavd.acs.v1.StatusRequest
+	(*TablesRequest)(nil),     // 25: psavd.acs.v1.TablesRequest
+	(*StatusReply)(nil),       // 26: psavd.acs.v1.StatusReply
+	(*PeerStatus)(nil),        // 27: psavd.acs.v1.PeerStatus
 }
 var file_acs_proto_depIdxs = []int32{
 	1,  // 0: psavd.acs.v1.PeerMessage.hello:type_name -> psavd.acs.v1.Hello
 	2,  // 1: psavd.acs.v1.PeerMessage.heartbeat:type_name -> psavd.acs.v1.Heartbeat
 	3,  // 2: psavd.acs.v1.PeerMessage.proposal:type_name -> psavd.acs.v1.Proposal
 	4,  // 3: psavd.acs.v1.PeerMessage.proposal_response:type_name -> psavd.acs.v1.ProposalResponse
-	5,  // 4: psavd.acs.v1.PeerMessage.record:type_name -> psavd.acs.v1.MembershipRecord
-	6,  // 5: psavd.acs.v1.PeerMessage.summary:type_name -> psavd.acs.v1.MembershipSummary
-	8,  // 6: psavd.acs.v1.PeerMessage.want:type_name -> psavd.acs.v1.MembershipWant
-	9,  // 7: psavd.acs.v1.PeerMessage.forced_exit:type_name -> psavd.acs.v1.ForcedExit
-	7,  // 8: psavd.acs.v1.MembershipSummary.entries:type_name -> psavd.acs.v1.MembershipEntry
-	2,  // 9: psavd.acs.v1.FeedMessage.heartbeat:type_name -> psavd.acs.v1.Heartbeat
-	12, // 10: psavd.acs.v1.FeedMessage.membership:type_name -> psavd.acs.v1.MembershipChunk
-	15, // 11: psavd.acs.v1.FeedMessage.keys:type_name -> psavd.acs.v1.FeedKeys
-	13, // 12: psavd.acs.v1.MembershipChunk.members:type_name -> psavd.acs.v1.FeedMember
-	14, // 13: psavd.acs.v1.MembershipChunk.replace:type_name -> psavd.acs.v1.FeedReplace
-	18, // 14: psavd.acs.v1.FeedMember.prefixes:type_name -> psavd.acs.v1.Prefix
-	19, // 15: psavd.acs.v1.FeedKeys.peers:type_name -> psavd.acs.v1.PeerKeys
-	17, // 16: psavd.acs.v1.Tables.members:type_name -> psavd.acs.v1.Member
-	19, // 17: psavd.acs.v1.Tables.peers:type_name -> psavd.acs.v1.PeerKeys
-	21, // 18: psavd.acs.v1.Tables.replace:type_name -> psavd.acs.v1.Replace
-	18, // 19: psavd.acs.v1.Member.prefixes:type_name -> psavd.acs.v1.Prefix
-	20, // 20: psavd.acs.v1.PeerKeys.keys:type_name -> psavd.acs.v1.EpochKey
-	25, // 21: psavd.acs.v1.StatusReply.peers:type_name -> psavd.acs.v1.PeerStatus
-	0,  // 22: psavd.acs.v1.ACS.Peer:input_type -> psavd.acs.v1.PeerMessage
-	10, // 23: psavd.acs.v1.ACS.Feed:input_type -> psavd.acs.v1.FeedRequest
-	22, // 24: psavd.acs.v1.ACS.Status:input_type -> psavd.acs.v1.StatusRequest
-	23, // 25: psavd.acs.v1.ACS.OperatorTables:input_type -> psavd.acs.v1.TablesRequest
-	0,  // 26: psavd.acs.v1.ACS.Peer:output_type -> psavd.acs.v1.PeerMessage
-	11, // 27: psavd.acs.v1.ACS.Feed:output_type -> psavd.acs.v1.FeedMessage
-	24, // 28: psavd.acs.v1.ACS.Status:output_type -> psavd.acs.v1.StatusReply
-	16, // 29: psavd.acs.v1.ACS.OperatorTables:output_type -> psavd.acs.v1.Tables
-	26, // [26:30] is the sub-list for method output_type
-	22, // [22:26] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	7,  // 4: psavd.acs.v1.PeerMessage.record:type_name -> psavd.acs.v1.MembershipRecord
+	8,  // 5: psavd.acs.v1.PeerMessage.summary:type_name -> psavd.acs.v1.MembershipSummary
+	10, // 6: psavd.acs.v1.PeerMessage.want:type_name -> psavd.acs.v1.MembershipWant
+	11, // 7: psavd.acs.v1.PeerMessage.forced_exit:type_name -> psavd.acs.v1.ForcedExit
+	5,  // 8: psavd.acs.v1.PeerMessage.confirm:type_name -> psavd.acs.v1.ProposalConfirm
+	6,  // 9: psavd.acs.v1.PeerMessage.rekey_request:type_name -> psavd.acs.v1.RekeyRequest
+	9,  // 10: psavd.acs.v1.MembershipSummary.entries:type_name -> psavd.acs.v1.MembershipEntry
+	2,  // 11: psavd.acs.v1.FeedMessage.heartbeat:type_name -> psavd.acs.v1.Heartbeat
+	14, // 12: psavd.acs.v1.FeedMessage.membership:type_name -> psavd.acs.v1.MembershipChunk
+	17, // 13: psavd.acs.v1.FeedMessage.keys:type_name -> psavd.acs.v1.FeedKeys
+	15, // 14: psavd.acs.v1.MembershipChunk.members:type_name -> psavd.acs.v1.FeedMember
+	16, // 15: psavd.acs.v1.MembershipChunk.replace:type_name -> psavd.acs.v1.FeedReplace
+	20, // 16: psavd.acs.v1.FeedMember.prefixes:type_name -> psavd.acs.v1.Prefix
+	21, // 17: psavd.acs.v1.FeedKeys.peers:type_name -> psavd.acs.v1.PeerKeys
+	19, // 18: psavd.acs.v1.Tables.members:type_name -> psavd.acs.v1.Member
+	21, // 19: psavd.acs.v1.Tables.peers:type_name -> psavd.acs.v1.PeerKeys
+	23, // 20: psavd.acs.v1.Tables.replace:type_name -> psavd.acs.v1.Replace
+	20, // 21: psavd.acs.v1.Member.prefixes:type_name -> psavd.acs.v1.Prefix
+	22, // 22: psavd.acs.v1.PeerKeys.keys:type_name -> psavd.acs.v1.EpochKey
+	27, // 23: psavd.acs.v1.StatusReply.peers:type_name -> psavd.acs.v1.PeerStatus
+	0,  // 24: psavd.acs.v1.ACS.Peer:input_type -> psavd.acs.v1.PeerMessage
+	12, // 25: psavd.acs.v1.ACS.Feed:input_type -> psavd.acs.v1.FeedRequest
+	24, // 26: psavd.acs.v1.ACS.Status:input_type -> psavd.acs.v1.StatusRequest
+	25, // 27: psavd.acs.v1.ACS.OperatorTables:input_type -> psavd.acs.v1.TablesRequest
+	0,  // 28: psavd.acs.v1.ACS.Peer:output_type -> psavd.acs.v1.PeerMessage
+	13, // 29: psavd.acs.v1.ACS.Feed:output_type -> psavd.acs.v1.FeedMessage
+	26, // 30: psavd.acs.v1.ACS.Status:output_type -> psavd.acs.v1.StatusReply
+	18, // 31: psavd.acs.v1.ACS.OperatorTables:output_type -> psavd.acs.v1.Tables
+	28, // [28:32] is the sub-list for method output_type
+	24, // [24:28] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_acs_proto_init() }
@@ -2154,8 +2304,10 @@ func file_acs_proto_init() {
 		(*PeerMessage_Summary)(nil),
 		(*PeerMessage_Want)(nil),
 		(*PeerMessage_ForcedExit)(nil),
+		(*PeerMessage_Confirm)(nil),
+		(*PeerMessage_RekeyRequest)(nil),
 	}
-	file_acs_proto_msgTypes[11].OneofWrappers = []any{
+	file_acs_proto_msgTypes[13].OneofWrappers = []any{
 		(*FeedMessage_Heartbeat)(nil),
 		(*FeedMessage_Membership)(nil),
 		(*FeedMessage_Keys)(nil),
@@ -2166,7 +2318,7 @@ func file_acs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_acs_proto_rawDesc), len(file_acs_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   26,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -17,9 +17,15 @@
 //     (ClockOffset, CheckSkew; *SkewError is the alarm). Messages have a
 //     compact versioned encoding with a strict decoder (Decode).
 //   - Machine: Establish starts the pair's machine; KeysAt hands out the keys
-//     of e−1 … e+2 (engine.PeerKeys) for the ABRs; Rekey schedules a new
-//     state for a future boundary e1, the old keys serving until e1−1;
-//     Remove erases a dead peer's machine.
+//     of e−1 … e+2 (engine.PeerKeys) for the ABRs, erasing states only for
+//     the present its owner vouches for (Advance), so a clock step never
+//     costs the present's keys; Rekey schedules a new state for a future
+//     boundary e1, the old keys serving until e1−1; Remove erases a dead
+//     peer's machine.
+//   - Confirm: Accept derives an accepted proposal's state and holds it
+//     (Acceptance) until Install: the initiator on the response, the
+//     responder on the initiator's confirmation, so that a session lost in
+//     between leaves both sides with the same keys.
 //   - Collisions: KeepIncoming keeps the session dialled by the lower ASN.
 //
 // Transport, the heartbeat loop and the feed to the ABRs are not here; see

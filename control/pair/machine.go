@@ -25,6 +25,16 @@ type Machine struct {
 	e1      uint64               // start of next, when next != nil
 	next    *engine.StateMachine
 	removed bool
+	// seen is the latest epoch trusted to be the present (Advance, or a
+	// KeysAhead at most one epoch past it): only states before seen−1 are
+	// erased and a re-key takes over only once seen−1 ≥ e1. A time further
+	// ahead is answered from copies of the states, and a time behind seen
+	// erases nothing, so that a wall-clock step, forward or back, never
+	// destroys the keys of the present (docs/wire.md, "Clock steps").
+	// Until the first call (seenSet false) the first time asked is trusted:
+	// an ACS asks at its own present (Advance, or its feed) at once.
+	seen    int64
+	seenSet bool
 }
 
 // Establish derives S0 from the session cs for an accepted proposal p and
@@ -125,6 +135,23 @@ func (m *Machine) InstallRekey(p Proposal, s1 engine.State, now time.Time) error
 	return nil
 }
 
+// InstallLate schedules a re-key whose boundary e1 may have passed: a
+// responder's acceptance confirmed by the initiator only on a later session
+// (the first one ended before the confirmation arrived; see Accepted). The
+// initiator has used the new keys since e1, so from e1 on these are the
+// pair's keys, late or not. It is refused only where CheckRekey refuses.
+func (m *Machine) InstallLate(p Proposal, s1 engine.State) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.checkRekey(p); err != nil {
+		return err
+	}
+	m.dropNext()
+	m.e1, m.next = p.E1(), engine.NewStateMachine(p.E1(), s1)
+	m.promote()
+	return nil
+}
+
 // Pending returns the boundary of the re-key not yet in force, if any.
 func (m *Machine) Pending() (e1 uint64, ok bool) {
 	m.mu.Lock()
@@ -171,9 +198,16 @@ func (m *Machine) dropNext() {
 // (docs/wire.md §2.4, as control/static publishes them): what an ACS hands its
 // ABRs. Each epoch's key comes from the machine in force in that epoch: the
 // current one before a pending boundary e1, the re-keyed one from e1 on.
-// Once e−1 ≥ e1 the old machine is no longer needed and is erased. Epochs
-// before the start, or whose state was erased by an earlier call for a later
-// time, are absent (Valid false). A removed machine returns no keys.
+// Epochs before the start, or before the trusted present (see Advance), are
+// absent (Valid false). A removed machine returns no keys.
+//
+// The first time asked (Advance or KeysAt) is the present; after it, a
+// time at most one epoch past the trusted present moves the present to it
+// (states before its e−1 are erased; a re-key in force for the whole window
+// erases the old machine). A time further ahead — a wall-clock step, or a
+// look ahead — is answered from transient copies of the states and erases
+// nothing; a time behind the present erases nothing either. So KeysAt(t+600)
+// followed by KeysAt(t) still gives the keys of t.
 func (m *Machine) KeysAt(unix int64) engine.PeerKeys { return m.KeysAhead(unix, MinKeyLead) }
 
 // Key lead bounds: how many epochs past the current one an ACS hands its
@@ -185,7 +219,7 @@ const (
 
 // KeysAhead is KeysAt for the epochs e−1 … e+lead (lead clamped to
 // MinKeyLead … MaxKeyLead): the fail-static horizon of an ABR is lead
-// epochs. Keys ahead are derived from the state without advancing it.
+// epochs. Keys ahead are derived from copies of the state, never advancing it.
 func (m *Machine) KeysAhead(unix int64, lead int) engine.PeerKeys {
 	lead = min(max(lead, MinKeyLead), MaxKeyLead)
 	pk := engine.PeerKeys{ASN: m.peer}
@@ -198,12 +232,10 @@ func (m *Machine) KeysAhead(unix int64, lead int) engine.PeerKeys {
 	if m.removed {
 		return pk
 	}
-	from, to := e-1, e+int64(lead)+1 // [from, to)
-	if m.next != nil && from >= int64(m.e1) {
-		// The re-key is in force for the whole window: erase the old machine.
-		*m.cur = engine.StateMachine{}
-		m.cur, m.e0, m.next = m.next, m.e1, nil
+	if !m.seenSet || e <= m.seen+1 {
+		m.advance(e)
 	}
+	from, to := e-1, e+int64(lead)+1 // [from, to)
 	curEnd := to
 	if m.next != nil {
 		curEnd = min(to, int64(m.e1))
@@ -215,13 +247,52 @@ func (m *Machine) KeysAhead(unix int64, lead int) engine.PeerKeys {
 	return pk
 }
 
-// fill sets the keys of epochs [from, to) that sm can still produce.
+// Advance tells the machine that time unix is the present, from a clock
+// its owner trusts (an ACS's epoch clock, anchored to the monotonic clock):
+// the states before its epoch e−1 are erased (forward secrecy), and a
+// re-key whose boundary e1 ≤ e−1 takes over. A time behind the present
+// already trusted does nothing. The owner calls it at least once an epoch.
+func (m *Machine) Advance(unix int64) {
+	e := engine.Epoch(unix, m.t0, m.period)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.removed && e >= 0 {
+		m.advance(e)
+	}
+}
+
+// advance moves the trusted present forward to e; m.mu held.
+func (m *Machine) advance(e int64) {
+	if m.seenSet && e <= m.seen {
+		return
+	}
+	m.seen, m.seenSet = e, true
+	m.promote()
+	if floor := e - 1; floor > int64(m.cur.Epoch()) {
+		m.cur.Key(uint64(floor)) // erases the states before floor
+	}
+}
+
+// promote puts a pending re-key in force once the whole trusted window
+// e−1 … is at or after its boundary, erasing the old machine; m.mu held.
+func (m *Machine) promote() {
+	if m.next != nil && m.seenSet && m.seen-1 >= int64(m.e1) {
+		*m.cur = engine.StateMachine{}
+		m.cur, m.e0, m.next = m.next, m.e1, nil
+	}
+}
+
+// fill sets the keys of epochs [from, to) that sm can still produce,
+// deriving them from a copy: sm itself is not advanced.
 func fill(pk *engine.PeerKeys, sm *engine.StateMachine, from, to int64) {
 	from = max(from, int64(sm.Epoch()))
 	if to <= from {
 		return
 	}
-	keys, ok := sm.Window(uint64(from), int(to-from))
+	c := new(engine.StateMachine)
+	*c = *sm
+	keys, ok := c.Window(uint64(from), int(to-from))
+	*c = engine.StateMachine{}
 	if !ok {
 		return
 	}
