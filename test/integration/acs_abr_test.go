@@ -62,25 +62,8 @@ func TestNegotiatedKeysEndToEnd(t *testing.T) {
 		{65002, "198.51.100.128/25", abr2, "198.18.0.2:7443", 65001, "198.18.0.1:7443"},
 	} {
 		// Short epochs: the negotiated start epoch is two epochs ahead.
-		cfg := fmt.Sprintf(`[psav]
-asn = %d
-epoch_seconds = 2
-[[psav.member]]
-asn = %d
-prefixes = [%q]
-[[port]]
-name = "inside"
-interface = "in"
-role = "ingress"
-peer = "outside"
-[[port]]
-name = "outside"
-interface = "out"
-role = "egress"
-peer = "inside"
-[metrics]
-listen = "127.0.0.1:9100"
-`, a.asn, a.asn, a.prefix) + al.acsSection(t, a.asn, a.prefix, a.acs, a.peer, a.peerAddr)
+		cfg := psavHeader(a.asn, 2, a.prefix) + bumpInWirePorts("egress") + metricsTOML("127.0.0.1:9100") +
+			al.acsSection(t, a.asn, a.prefix, a.acs, a.peer, a.peerAddr)
 		cfgs[a.asn] = al.write(t, fmt.Sprintf("abr%d.toml", a.asn), []byte(cfg))
 		procs[a.asn] = startPsavd(t, bin, a.ns, cfgs[a.asn], true)
 	}

@@ -181,9 +181,9 @@ func TestControlPlaneEventsCostNoPacket(t *testing.T) {
 	// declare the peers dead.
 	const period = 6
 	header := func(asn uint32, prefix string) string { return psavHeader(asn, period, prefix) }
-	const dataPorts = bumpInWirePorts
+	dataPorts := bumpInWirePorts("egress")
 	const metricsAt = "127.0.0.1:9100"
-	metricsSection := fmt.Sprintf("[metrics]\nlisten = %q\n", metricsAt)
+	metricsSection := metricsTOML(metricsAt)
 	acsSection := func(asn uint32, prefix string, peer uint32, peerAddr string) string {
 		const fast, dflt = "heartbeat = \"200ms\"\ndead_after = 3\n", "heartbeat = \"1s\"\ndead_after = 3\n"
 		s := al.acsSection(t, asn, prefix, "0.0.0.0:7443", peer, peerAddr)
@@ -207,9 +207,7 @@ func TestControlPlaneEventsCostNoPacket(t *testing.T) {
 		asn      uint32
 		prefix   string
 	}{{abr1, "abr1", 65001, "198.51.100.0/25"}, {abr2, "abr2", 65002, "198.51.100.128/25"}} {
-		cert, key := al.abrCertFiles(t, a.asn, a.name)
-		cfg := header(a.asn, a.prefix) + dataPorts + metricsSection + fmt.Sprintf("[abr]\nacs = %q\ncert = %q\nkey = %q\nca = %q\n",
-			fmt.Sprintf("198.18.%d.1:7443", i+1), cert, key, al.caFile)
+		cfg := header(a.asn, a.prefix) + dataPorts + metricsSection + al.abrSection(t, a.asn, a.name, fmt.Sprintf("198.18.%d.1:7443", i+1))
 		startPsavd(t, bin, a.ns, al.write(t, fmt.Sprintf("c%s.toml", a.name), []byte(cfg)), true)
 	}
 

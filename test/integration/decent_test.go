@@ -57,7 +57,7 @@ func TestDecentEndToEndPush(t *testing.T) { decentEndToEnd(t, "push") }
 func TestDecentEndToEndPull(t *testing.T) { decentEndToEnd(t, "pull") }
 
 type decentAS struct {
-	asn             int
+	asn             uint32
 	prefix, host    string // EID prefix, h's address
 	abrIn, hMAC     string // ABR inside address, h's MAC
 	inMAC, outMAC   string // ABR MACs
@@ -111,23 +111,9 @@ func decentEndToEnd(t *testing.T, mode string) {
 	dir := t.TempDir()
 	var common strings.Builder
 	for _, a := range ases {
-		fmt.Fprintf(&common, "[[psav.member]]\nasn = %d\nprefixes = [%q]\n", a.asn, a.prefix)
+		common.WriteString(memberTOML(a.asn, a.prefix))
 	}
-	common.WriteString(`[engine]
-forwarding = "routed"
-[[port]]
-name = "inside"
-interface = "in"
-role = "ingress"
-[[port]]
-name = "outside"
-interface = "out"
-role = "egress"
-encap = "lisp"
-mtu = 1500
-[metrics]
-listen = "127.0.0.1:9100"
-`)
+	common.WriteString(routedLISPPorts + metricsTOML("127.0.0.1:9100"))
 	epoch := time.Now().Unix()/60 - 1
 	var sites strings.Builder
 	for _, a := range ases {
@@ -154,20 +140,20 @@ listen = "127.0.0.1:9100"
 	cfgs := map[*decentAS]string{}
 	for _, a := range ases {
 		var b strings.Builder
-		fmt.Fprintf(&b, "[psav]\nasn = %d\n", a.asn)
+		b.WriteString(psavTOML(a.asn))
 		for _, p := range ases {
 			if p != a {
-				fmt.Fprintf(&b, "[[psav.static_peer]]\nasn = %d\nstart_epoch = %d\ns0 = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\n", p.asn, epoch)
+				b.WriteString(staticPeerTOML(p.asn, epoch))
 			}
 		}
 		b.WriteString(common.String())
-		fmt.Fprintf(&b, "[[route]]\nprefix = %q\nport = \"inside\"\nnext_hop_mac = %q\n", a.prefix, a.hMAC)
+		b.WriteString(routeTOML(a.prefix, "inside", a.hMAC))
 		for _, p := range ases {
 			if p != a { // the outer header's next hop: the other ABR itself
-				fmt.Fprintf(&b, "[[route]]\nprefix = \"%s/32\"\nport = \"outside\"\nnext_hop_mac = %q\n", p.rloc, p.outMAC)
+				b.WriteString(routeTOML(p.rloc+"/32", "outside", p.outMAC))
 			}
 		}
-		fmt.Fprintf(&b, "[[route]]\nprefix = \"0.0.0.0/0\"\nport = \"outside\"\nnext_hop_mac = %q\n", ases[1].outMAC)
+		b.WriteString(routeTOML("0.0.0.0/0", "outside", ases[1].outMAC))
 		fmt.Fprintf(&b, "[lisp]\nrlocs = [%q]\n", a.rloc)
 		if mode == "push" {
 			fmt.Fprintf(&b, "control_listen = \"%s:4343\"\n", a.rloc)

@@ -80,9 +80,9 @@ func TestFailStaticSeparateProcesses(t *testing.T) {
 	const keyLead = 4
 	const keyLeadLine = "key_lead = 4\n"
 	header := func(asn uint32, prefix string) string { return psavHeader(asn, period, prefix) }
-	const dataPorts = bumpInWirePorts
+	dataPorts := bumpInWirePorts("egress")
 	const metricsAt = "127.0.0.1:9100"
-	metricsSection := fmt.Sprintf("[metrics]\nlisten = %q\n", metricsAt)
+	metricsSection := metricsTOML(metricsAt)
 	// The ACS pair must stay up while abr1 is cut off: were it declared
 	// dead and negotiated anew, abr1's pushed keys would be obsolete and
 	// the stream lost for a legitimate reason. acsSection's 200 ms × 3
@@ -104,9 +104,7 @@ func TestFailStaticSeparateProcesses(t *testing.T) {
 		acsSection(65002, "198.51.100.128/25", "198.18.0.2:7443", 65001, "198.18.0.1:7443")
 	startPsavd(t, bin, abr2, al.write(t, "fabr65002.toml", []byte(abr2Cfg)), true)
 	// AS 65001's ABR: ports and [abr], with an abr certificate of its own AS.
-	abrCert, abrKey := al.abrCertFiles(t, 65001, "abr1")
-	abr1Cfg := header(65001, "198.51.100.0/25") + dataPorts + metricsSection + fmt.Sprintf("[abr]\nacs = %q\ncert = %q\nkey = %q\nca = %q\n",
-		"198.18.0.1:7443", abrCert, abrKey, al.caFile)
+	abr1Cfg := header(65001, "198.51.100.0/25") + dataPorts + metricsSection + al.abrSection(t, 65001, "abr1", "198.18.0.1:7443")
 	abr1Proc := startPsavd(t, bin, abr1, al.write(t, "fabr65001.toml", []byte(abr1Cfg)), true)
 
 	ctx := context.Background()
@@ -389,25 +387,6 @@ func TestFailStaticSeparateProcesses(t *testing.T) {
 		t.Fatalf("after the feed reconnected, traffic is not tagged and validated again; abr1 %v; abr2 %v", counters(abr1), counters(abr2))
 	}
 }
-
-// psavHeader is the [psav] section of an AS with one member entry, its own.
-func psavHeader(asn uint32, period int, prefix string) string {
-	return fmt.Sprintf("[psav]\nasn = %d\nepoch_seconds = %d\n[[psav.member]]\nasn = %d\nprefixes = [%q]\n", asn, period, asn, prefix)
-}
-
-// bumpInWirePorts are an ABR's two ports as a bump in the wire: "in"
-// (ingress, towards its AS) and "out" (egress, towards the other AS).
-const bumpInWirePorts = `[[port]]
-name = "inside"
-interface = "in"
-role = "ingress"
-peer = "outside"
-[[port]]
-name = "outside"
-interface = "out"
-role = "egress"
-peer = "inside"
-`
 
 // missing returns the sequence numbers in [first, last) not received, or nil.
 func missing(got *sync.Map, first, last uint64) []uint64 {

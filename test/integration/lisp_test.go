@@ -105,43 +105,20 @@ func TestLISPEndToEnd(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	const common = `
-[[psav.member]]
-asn = 65001
-prefixes = ["198.51.100.0/24", "2001:db8:1::/48"]
-[[psav.member]]
-asn = 65002
-prefixes = ["203.0.113.0/24", "2001:db8:2::/48"]
-[engine]
-forwarding = "routed"
-[[port]]
-name = "inside"
-interface = "in"
-role = "ingress"
-[[port]]
-name = "outside"
-interface = "out"
-role = "egress"
-encap = "lisp"
-mtu = 1500
-[metrics]
-listen = "127.0.0.1:9100"
-`
-	peer := func(asn int) string {
-		return fmt.Sprintf("[[psav.static_peer]]\nasn = %d\nstart_epoch = %d\ns0 = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\n",
-			asn, time.Now().Unix()/60-1)
-	}
+	common := memberTOML(65001, "198.51.100.0/24", "2001:db8:1::/48") + memberTOML(65002, "203.0.113.0/24", "2001:db8:2::/48") +
+		routedLISPPorts + metricsTOML("127.0.0.1:9100")
+	peer := func(asn uint32) string { return staticPeerTOML(asn, time.Now().Unix()/60-1) }
 	routes := func(inside, insideMAC, outsideMAC string) string {
 		var b strings.Builder
 		for _, p := range strings.Fields(inside) {
-			fmt.Fprintf(&b, "[[route]]\nprefix = %q\nport = \"inside\"\nnext_hop_mac = %q\n", p, insideMAC)
+			b.WriteString(routeTOML(p, "inside", insideMAC))
 		}
 		for _, p := range []string{"0.0.0.0/0", "::/0"} {
-			fmt.Fprintf(&b, "[[route]]\nprefix = %q\nport = \"outside\"\nnext_hop_mac = %q\n", p, outsideMAC)
+			b.WriteString(routeTOML(p, "outside", outsideMAC))
 		}
 		return b.String()
 	}
-	cfg1 := "[psav]\nasn = 65001\n" + peer(65002) + common + routes("198.51.100.0/24 2001:db8:1::/48", h1MAC, trAMAC) + `
+	cfg1 := psavTOML(65001) + peer(65002) + common + routes("198.51.100.0/24 2001:db8:1::/48", h1MAC, trAMAC) + `
 [lisp]
 rlocs = ["10.0.1.1", "fd00:1::1"]
 control_listen = "10.0.1.1:4342"
@@ -156,7 +133,7 @@ accept_more_specifics = true
 [[lisp.map_resolver]]
 address = "10.0.1.3"
 `
-	cfg2 := "[psav]\nasn = 65002\n" + peer(65001) + common + routes("203.0.113.0/24 2001:db8:2::/48", h2MAC, trBMAC) + `
+	cfg2 := psavTOML(65002) + peer(65001) + common + routes("203.0.113.0/24 2001:db8:2::/48", h2MAC, trBMAC) + `
 [lisp]
 rlocs = ["10.0.2.1", "fd00:2::1"]
 [[lisp.database]]

@@ -213,7 +213,7 @@ func TestReloadPortlessNodes(t *testing.T) {
 	}
 
 	t.Run("acs-only", func(t *testing.T) {
-		base := "[psav]\nasn = 65001\n" + fmt.Sprintf("[metrics]\nlisten = %q\n", addr(0)) +
+		base := psavTOML(65001) + metricsTOML(addr(0)) +
 			al.acsSection(t, 65001, "198.51.100.0/24", addr(1), 65002, "127.0.0.1:1")
 		path := al.write(t, "acs-only.toml", []byte(base))
 		p := startPsavd(t, bin, "", path, true)
@@ -357,39 +357,12 @@ func TestRouteReloadOnACSFedABR(t *testing.T) {
 	// AS 65001's ACS in its own process (in the ABR's namespace, on
 	// loopback), its peer absent: the feed carries this AS's tables.
 	const acsAt, metricsAt = "127.0.0.1:7443", "127.0.0.1:9100"
-	acsCfg := "[psav]\nasn = 65001\n[[psav.member]]\nasn = 65001\nprefixes = [\"198.51.100.0/24\"]\n" +
+	acsCfg := psavTOML(65001, "198.51.100.0/24") +
 		al.acsSection(t, 65001, "198.51.100.0/24", acsAt, 65002, "127.0.0.1:1")
 
-	route := func(prefix, mac string) string {
-		return fmt.Sprintf("[[route]]\nprefix = %q\nport = \"outside\"\nnext_hop_mac = %q\n", prefix, mac)
-	}
-	abrCert, abrKey := al.abrCertFiles(t, 65001, "nabr")
-	abrCfg := fmt.Sprintf(`[psav]
-asn = 65001
-[[psav.member]]
-asn = 65001
-prefixes = ["198.51.100.0/24"]
-[engine]
-forwarding = "routed"
-[[port]]
-name = "inside"
-interface = "in"
-role = "ingress"
-[[port]]
-name = "outside"
-interface = "out"
-role = "egress"
-[metrics]
-listen = %q
-[control]
-socket = %q
-[abr]
-acs = %q
-cert = %q
-key = %q
-ca = %q
-`, metricsAt, filepath.Join(al.dir, "nabr.sock"), acsAt, abrCert, abrKey, al.caFile) +
-		route("203.0.113.0/24", h2MAC) + route("198.51.100.0/24", h1MAC)
+	abrCfg := psavTOML(65001, "198.51.100.0/24") + routedPorts + metricsTOML(metricsAt) +
+		controlTOML(filepath.Join(al.dir, "nabr.sock")) + al.abrSection(t, 65001, "nabr", acsAt) +
+		routeTOML("203.0.113.0/24", "outside", h2MAC) + routeTOML("198.51.100.0/24", "outside", h1MAC)
 	path := al.write(t, "nabr.toml", []byte(abrCfg))
 	// The ABR first: alive (/healthz) but not ready (/readyz 503, naming
 	// the feed) until the tables of its ACS are in force.
@@ -490,7 +463,7 @@ ca = %q
 		return metric(t, abr, metricsAt, "psavd_drops_total", noRoute) >= 1
 	})
 
-	must(os.WriteFile(path, []byte(abrCfg+route("192.0.2.0/24", h2MAC)), 0o600))
+	must(os.WriteFile(path, []byte(abrCfg+routeTOML("192.0.2.0/24", "outside", h2MAC)), 0o600))
 	must(p.cmd.Process.Signal(syscall.SIGHUP))
 	eventually(t, "the route reload applied", func() bool { return strings.Contains(p.log.String(), "applied: route[2] added") })
 	eventually(t, "192.0.2.10 reached through the new route", func() bool {
@@ -562,9 +535,9 @@ func TestPsavctlThroughSocket(t *testing.T) {
 	ports := freePorts(t, 3)
 	dir := t.TempDir()
 	sock := func(name string) string { return filepath.Join(dir, name+".sock") }
-	control := func(name string) string { return fmt.Sprintf("[control]\nsocket = %q\n", sock(name)) }
+	control := func(name string) string { return controlTOML(sock(name)) }
 
-	acsCfg := "[psav]\nasn = 65001\n" + control("acs") +
+	acsCfg := psavTOML(65001) + control("acs") +
 		al.acsSection(t, 65001, "198.51.100.0/24", fmt.Sprintf("127.0.0.1:%d", ports[0]), 65002, "127.0.0.1:1")
 	startPsavd(t, bin, "", al.write(t, "ctl-acs.toml", []byte(acsCfg)), true)
 	msAddr := fmt.Sprintf("127.0.0.1:%d", ports[1])
@@ -652,7 +625,7 @@ func TestQuarantineAtStart(t *testing.T) {
 	bin := psavdBinary(t)
 	al := newAlliance(t)
 	ports := freePorts(t, 2)
-	cfg := "[psav]\nasn = 65001\n" + fmt.Sprintf("[metrics]\nlisten = \"127.0.0.1:%d\"\n", ports[1]) +
+	cfg := psavTOML(65001) + metricsTOML(fmt.Sprintf("127.0.0.1:%d", ports[1])) +
 		al.acsSection(t, 65001, "198.51.100.0/24", fmt.Sprintf("127.0.0.1:%d", ports[0]), 65002, "127.0.0.1:1")
 	path := al.write(t, "quarantine.toml", []byte(cfg))
 	p := startPsavd(t, bin, "", path, true)

@@ -154,6 +154,19 @@ const (
 	oorLabOORRLOCMAC = "02:00:00:16:02:02"
 )
 
+// oorLabRegisterTOML has psavd's ETR register with OOR's Map-Server (no AS
+// Number LCAF, which OOR does not decode) and its ITR resolve through OOR's
+// Map-Resolver.
+var oorLabRegisterTOML = fmt.Sprintf(`[[lisp.register_to]]
+address = %[1]q
+key = %[2]q
+key_id = 1
+want_notify = true
+as_number_lcaf = false
+[[lisp.map_resolver]]
+address = %[1]q
+`, oorMSAddr, oorLabPsavdKey)
+
 func newOORLab(t *testing.T) *oorLab {
 	t.Helper()
 	skipUnlessLab(t)
@@ -266,61 +279,19 @@ func (l *oorLab) startOORxTR(t *testing.T) *oorpeer.OOR {
 func (l *oorLab) startPsavdxTR(t *testing.T) (sock, metricsAt string) {
 	t.Helper()
 	sock, metricsAt = filepath.Join(l.dir, "psavd.sock"), "127.0.0.1:9118"
-	cfg := fmt.Sprintf(`[control]
-socket = %q
-[metrics]
-listen = %q
-[psav]
-asn = 65002
-[[psav.member]]
-asn = 65002
-prefixes = [%q, %q]
-[engine]
-forwarding = "routed"
-[[port]]
-name = "inside"
-interface = "in"
-role = "ingress"
-[[port]]
-name = "outside"
-interface = "out"
-role = "egress"
-encap = "lisp"
-mtu = 1500
-[[route]]
-prefix = %[3]q
-port = "inside"
-next_hop_mac = %[5]q
-[[route]]
-prefix = %[4]q
-port = "inside"
-next_hop_mac = %[5]q
-[[route]]
-prefix = "0.0.0.0/0"
-port = "outside"
-next_hop_mac = %[6]q
-[[route]]
-prefix = "::/0"
-port = "outside"
-next_hop_mac = %[6]q
-[lisp]
-rlocs = [%[7]q]
-control_listen = "%[7]s:4342"
+	cfg := controlTOML(sock) + metricsTOML(metricsAt) + psavTOML(65002, oorLabPsavdEIDs, oorLabPsavdEIDs6) + routedLISPPorts +
+		routeTOML(oorLabPsavdEIDs, "inside", oorLabPhMAC) + routeTOML(oorLabPsavdEIDs6, "inside", oorLabPhMAC) +
+		routeTOML("0.0.0.0/0", "outside", oorLabOORRLOCMAC) + routeTOML("::/0", "outside", oorLabOORRLOCMAC) +
+		fmt.Sprintf(`[lisp]
+rlocs = [%[1]q]
+control_listen = "%[1]s:4342"
+[[lisp.database]]
+eid = %[2]q
+rlocs = [{ address = %[1]q, priority = 1, weight = 100 }]
 [[lisp.database]]
 eid = %[3]q
-rlocs = [{ address = %[7]q, priority = 1, weight = 100 }]
-[[lisp.database]]
-eid = %[4]q
-rlocs = [{ address = %[7]q, priority = 1, weight = 100 }]
-[[lisp.register_to]]
-address = %[8]q
-key = %[9]q
-key_id = 1
-want_notify = true
-as_number_lcaf = false
-[[lisp.map_resolver]]
-address = %[8]q
-`, sock, metricsAt, oorLabPsavdEIDs, oorLabPsavdEIDs6, oorLabPhMAC, oorLabOORRLOCMAC, oorPsavdAddr, oorMSAddr, oorLabPsavdKey)
+rlocs = [{ address = %[1]q, priority = 1, weight = 100 }]
+`, oorPsavdAddr, oorLabPsavdEIDs, oorLabPsavdEIDs6) + oorLabRegisterTOML
 	path := filepath.Join(l.dir, "xtr.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

@@ -84,57 +84,19 @@ func (l *oorLab) startOORxTR2(t *testing.T) *oorpeer.OOR {
 // 2 s (two re-sends 500 ms apart), the engine routing 10.77.1.2 to
 // rloc2's MAC; locators are the database mapping's rlocs.
 func (l *oorLab) probeLabConfig(sock, locators string) string {
-	return fmt.Sprintf(`[control]
-socket = %q
-[metrics]
-listen = %q
-[psav]
-asn = 65002
-[[psav.member]]
-asn = 65002
-prefixes = [%q]
-[engine]
-forwarding = "routed"
-[[port]]
-name = "inside"
-interface = "in"
-role = "ingress"
-[[port]]
-name = "outside"
-interface = "out"
-role = "egress"
-encap = "lisp"
-mtu = 1500
-[[route]]
-prefix = %[3]q
-port = "inside"
-next_hop_mac = %[4]q
-[[route]]
-prefix = "0.0.0.0/0"
-port = "outside"
-next_hop_mac = %[5]q
-[[route]]
-prefix = "%[10]s/32"
-port = "outside"
-next_hop_mac = %[11]q
-[lisp]
-rlocs = [%[6]q]
-control_listen = "%[6]s:4342"
+	return controlTOML(sock) + metricsTOML(probeMetricsAt) + psavTOML(65002, oorLabPsavdEIDs) + routedLISPPorts +
+		routeTOML(oorLabPsavdEIDs, "inside", oorLabPhMAC) + routeTOML("0.0.0.0/0", "outside", oorLabOORRLOCMAC) +
+		routeTOML(oorRLOC2+"/32", "outside", oorRLOC2MAC) +
+		fmt.Sprintf(`[lisp]
+rlocs = [%[1]q]
+control_listen = "%[1]s:4342"
 rloc_probe_interval = "2s"
 rloc_probe_timeout = "500ms"
 rloc_probe_retries = 2
 [[lisp.database]]
-eid = %[3]q
-rlocs = [%[9]s]
-[[lisp.register_to]]
-address = %[7]q
-key = %[8]q
-key_id = 1
-want_notify = true
-as_number_lcaf = false
-[[lisp.map_resolver]]
-address = %[7]q
-`, sock, probeMetricsAt, oorLabPsavdEIDs, oorLabPhMAC, oorLabOORRLOCMAC, oorPsavdAddr, oorMSAddr, oorLabPsavdKey, locators, oorRLOC2, oorRLOC2MAC)
+eid = %[2]q
+rlocs = [%[3]s]
+`, oorPsavdAddr, oorLabPsavdEIDs, locators) + oorLabRegisterTOML
 }
 
 // lispDataTo reports whether s captured a LISP data packet (UDP 4341) to

@@ -41,37 +41,14 @@ func TestReloadUnderTraffic(t *testing.T) {
 
 	dir := t.TempDir()
 	path := filepath.Join(dir, "engine.toml")
-	base := `
-[psav]
-asn = 65001
-[[psav.member]]
-asn = 65001
-prefixes = ["198.51.100.0/25"]
-%s
-[[port]]
-name = "inside"
-interface = "in"
-role = "ingress"
-peer = "outside"
-[[port]]
-name = "outside"
-interface = "out"
-role = "%s"
-peer = "inside"
-[metrics]
-listen = "127.0.0.1:9100"
-`
-	member65002 := fmt.Sprintf(`
-[[psav.member]]
-asn = 65002
-prefixes = ["198.51.100.128/25"]
-[[psav.static_peer]]
-asn = 65002
-start_epoch = %d
-s0 = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
-`, time.Now().Unix()/60-1)
+	// AS 65001's ABR; extra is more of [psav], outsideRole the role of the
+	// "outside" port (the reload steps below change both).
+	base := func(extra, outsideRole string) string {
+		return psavTOML(65001, "198.51.100.0/25") + extra + bumpInWirePorts(outsideRole) + metricsTOML("127.0.0.1:9100")
+	}
+	member65002 := memberTOML(65002, "198.51.100.128/25") + staticPeerTOML(65002, time.Now().Unix()/60-1)
 	write := func(text string) { must(os.WriteFile(path, []byte(text), 0o644)) }
-	write(fmt.Sprintf(base, "", "egress"))
+	write(base("", "egress"))
 
 	node := startPsavd(t, bin, abr, path, true)
 	log := node.log
@@ -139,19 +116,19 @@ s0 = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 	waitFor("untagged traffic", func() bool { return counter("packets", "forwarded") >= 20 })
 
 	// 1. AS 65002 joins: the same traffic now leaves tagged.
-	write(fmt.Sprintf(base, member65002, "egress"))
+	write(base(member65002, "egress"))
 	must(node.cmd.Process.Signal(syscall.SIGHUP))
 	waitFor("tagged traffic after reload", func() bool { return counter("packets", "tagged") >= 20 })
 
 	// 2. A broken file: refused, tagging goes on.
-	write(fmt.Sprintf(base, member65002, "egress") + "\nbogus = 1\n")
+	write(base(member65002, "egress") + "\nbogus = 1\n")
 	must(node.cmd.Process.Signal(syscall.SIGHUP))
 	waitFor("the broken file to be refused", func() bool { return strings.Contains(log.String(), "bogus: unknown key") })
 	before := counter("packets", "tagged")
 	waitFor("tagging to go on after a refused reload", func() bool { return counter("packets", "tagged") >= before+20 })
 
 	// 3. A port change: refused, needs a restart.
-	write(fmt.Sprintf(base, member65002, "trust"))
+	write(base(member65002, "trust"))
 	must(node.cmd.Process.Signal(syscall.SIGHUP))
 	waitFor("the port change to be refused", func() bool {
 		return strings.Contains(log.String(), "needs a restart") && strings.Contains(log.String(), "port[1].role changed")

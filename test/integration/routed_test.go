@@ -66,43 +66,10 @@ func TestRoutedABR(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	cfg := fmt.Sprintf(`
-[psav]
-asn = 65001
-[[psav.member]]
-asn = 65001
-prefixes = ["198.51.100.0/24"]
-[[psav.member]]
-asn = 65002
-prefixes = ["203.0.113.0/24"]
-[[psav.static_peer]]
-asn = 65002
-start_epoch = %d
-s0 = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
-[engine]
-forwarding = "routed"
-[[port]]
-name = "inside"
-interface = "in"
-role = "ingress"
-[[port]]
-name = "outside"
-interface = "out"
-role = "egress"
-[[route]]
-prefix = "203.0.113.0/24"
-port = "outside"
-next_hop_mac = %q
-[[route]]
-prefix = "198.51.100.0/24"
-port = "inside"
-next_hop_mac = %q
-[metrics]
-listen = "127.0.0.1:9100"
-[capture]
-dir = %q
-every = 1
-`, time.Now().Unix()/60-1, h2MAC, h1MAC, filepath.Join(dir, "drops"))
+	cfg := psavTOML(65001, "198.51.100.0/24") + memberTOML(65002, "203.0.113.0/24") +
+		staticPeerTOML(65002, time.Now().Unix()/60-1) + routedPorts +
+		routeTOML("203.0.113.0/24", "outside", h2MAC) + routeTOML("198.51.100.0/24", "inside", h1MAC) +
+		metricsTOML("127.0.0.1:9100") + fmt.Sprintf("[capture]\ndir = %q\nevery = 1\n", filepath.Join(dir, "drops"))
 	path := filepath.Join(dir, "routed.toml")
 	must(os.WriteFile(path, []byte(cfg), 0o644))
 	startPsavd(t, bin, abr, path, true)
