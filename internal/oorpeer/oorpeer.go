@@ -152,6 +152,10 @@ func Start(bin, buildDir, ns, workDir, conf string) (*OOR, error) {
 	return o, nil
 }
 
+// Pid is the oor process's id (ip netns exec, sh and stdbuf exec into it),
+// for benchmarks that read its CPU time.
+func (o *OOR) Pid() int { return o.cmd.Process.Pid }
+
 // Log is what OOR has written so far.
 func (o *OOR) Log() string { return o.log.String() }
 

@@ -132,3 +132,32 @@ func BenchmarkHandleMapRequestProxy(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "replies/s")
 }
+
+// BenchmarkHandleRegisterSHA1New is the load of bench/lispload without
+// the socket: Map-Registers with the M bit, HMAC-SHA-1 with 20 octets, a
+// new /32 each (up to 65536, then refreshes), answered by a Map-Notify.
+func BenchmarkHandleRegisterSHA1New(b *testing.B) {
+	sites := testSites()
+	sites[1].AcceptMoreSpecifics = true
+	s := newServer(b, func(c *Config) { c.Sites = sites })
+	const chunk = 4096
+	b.ReportAllocs()
+	b.ResetTimer()
+	for done := 0; done < b.N; {
+		b.StopTimer()
+		pkts := make([][]byte, min(chunk, b.N-done))
+		for i := range pkts {
+			n := done + i
+			p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 2, byte(n >> 8), byte(n)}), 32)
+			pkts[i] = register(b, lisp.KeyIDHMACSHA1_96, keyB, uint64(n+1), regOpt{notify: true, authLen: lisp.AuthLenSHA1Full}, rec(p, nil, "192.0.2.10"))
+		}
+		b.StartTimer()
+		for _, p := range pkts {
+			if len(s.Handle(p, etrA, t0)) != 1 {
+				b.Fatal("no Map-Notify")
+			}
+		}
+		done += len(pkts)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "registers/s")
+}

@@ -116,11 +116,11 @@ func TestEveryRecordAnsweredLBitClear(t *testing.T) {
 	}
 }
 
-// TestExpiryHeap (issue 16): expiry goes by the heap — what expired goes,
-// a refreshed registration outlives its first expiry, and the heap holds
-// only live items plus superseded ones not yet due (Tick visits those
-// alone, not the table).
-func TestExpiryHeap(t *testing.T) {
+// TestExpiryQueue (issue 16): expiry goes by the queue — what expired
+// goes, exactly once, a refreshed registration outlives its first expiry,
+// and the queue holds exactly the live registrations (a refresh moves its
+// entry and leaves nothing behind).
+func TestExpiryQueue(t *testing.T) {
 	sites := testSites()
 	sites[0].AcceptMoreSpecifics = true
 	s := newServer(t, func(c *Config) { c.Sites = sites })
@@ -130,20 +130,102 @@ func TestExpiryHeap(t *testing.T) {
 	}
 	keep := rec(pfx("10.1.0.0/24"), nil, "192.0.2.10")
 	s.Handle(regA(t, 1000, regOpt{}, keep), etrA, t0.Add(2*time.Minute)) // refresh of one
-	if n := len(s.expiry); n != 201 {
-		t.Fatalf("heap holds %d items, want 201", n)
+	if n := s.expiry.n; n != 200 {
+		t.Fatalf("queue holds %d entries, want 200", n)
 	}
 	s.Tick(t0.Add(time.Minute))
-	if st := s.Stats(); st.Expirations != 0 || len(s.expiry) != 201 {
-		t.Fatalf("a Tick before any expiry changed things: %+v, heap %d", st, len(s.expiry))
+	if st := s.Stats(); st.Expirations != 0 || s.expiry.n != 200 || s.swept != 0 {
+		t.Fatalf("a Tick before any expiry changed things: %+v, queue %d, swept %d", st, s.expiry.n, s.swept)
 	}
 	s.Tick(t0.Add(DefaultRegistrationTTL))
-	if st := s.Stats(); st.Expirations != 199 || len(s.Registrations(t0.Add(DefaultRegistrationTTL))) != 1 || len(s.expiry) != 1 {
-		t.Fatalf("after the first expiry: %+v, heap %d", st, len(s.expiry))
+	if st := s.Stats(); st.Expirations != 199 || len(s.Registrations(t0.Add(DefaultRegistrationTTL))) != 1 || s.expiry.n != 1 {
+		t.Fatalf("after the first expiry: %+v, queue %d", st, s.expiry.n)
 	}
 	s.Tick(t0.Add(2*time.Minute + DefaultRegistrationTTL))
-	if st := s.Stats(); st.Expirations != 200 || len(s.expiry) != 0 {
-		t.Fatalf("refreshed registration: %+v, heap %d", st, len(s.expiry))
+	s.Tick(t0.Add(time.Hour))
+	if st := s.Stats(); st.Expirations != 200 || s.expiry.n != 0 || s.swept != 200 {
+		t.Fatalf("refreshed registration: %+v, queue %d, swept %d", st, s.expiry.n, s.swept)
+	}
+}
+
+// TestExpiryWorkIsExpiredOnly (issue 16): with 100 000 registrations a
+// Tick when nothing has expired dequeues nothing, and the sweeps of a
+// whole lifetime dequeue each registration exactly once, refreshed or not
+// — the work is the number of expired entries, never the table (counted,
+// not timed).
+func TestExpiryWorkIsExpiredOnly(t *testing.T) {
+	const n = 100_000
+	sites := testSites()
+	sites[1].AcceptMoreSpecifics = true
+	s := newServer(t, func(c *Config) { c.Sites = sites })
+	reg := func(i int, nonce uint64, at time.Time) {
+		// Site b is 10.2.0.0/16: past 65536 /32s the ETR differs.
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 2, byte(i >> 8), byte(i)}), 32)
+		s.Handle(register(t, lisp.KeyIDHMACSHA1_96, keyB, nonce, regOpt{authLen: lisp.AuthLenSHA1Full}, rec(p, nil, "192.0.2.10")),
+			netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i >> 16)}), 4342), at)
+	}
+	for i := range n {
+		reg(i, uint64(i+1), t0)
+	}
+	if st := s.Stats(); st.Registrations != n || len(st.Refused) != 0 {
+		t.Fatalf("setup: %+v", st)
+	}
+	for _, d := range []time.Duration{time.Second, time.Minute, DefaultRegistrationTTL - time.Millisecond} {
+		s.Tick(t0.Add(d))
+		if s.swept != 0 || s.expiry.n != n {
+			t.Fatalf("Tick at +%v with nothing expired: %d entries dequeued, queue %d", d, s.swept, s.expiry.n)
+		}
+	}
+	// Half are refreshed a minute in; at the first deadline the other half
+	// goes, and only it.
+	for i := 0; i < n; i += 2 {
+		reg(i, uint64(n+i+1), t0.Add(time.Minute))
+	}
+	s.Tick(t0.Add(DefaultRegistrationTTL))
+	if s.swept != n/2 || s.Stats().Expirations != n/2 || s.expiry.n != n/2 {
+		t.Fatalf("first deadline: dequeued %d, expirations %d, queue %d; want %d each", s.swept, s.Stats().Expirations, s.expiry.n, n/2)
+	}
+	s.Tick(t0.Add(DefaultRegistrationTTL + 30*time.Second))
+	if s.swept != n/2 {
+		t.Fatalf("a Tick between deadlines dequeued %d", s.swept-n/2)
+	}
+	s.Tick(t0.Add(time.Minute + DefaultRegistrationTTL))
+	s.Tick(t0.Add(time.Hour))
+	if st := s.Stats(); s.swept != n || st.Expirations != n || s.expiry.n != 0 || len(s.regs) != 0 {
+		t.Fatalf("end: dequeued %d, expirations %d, queue %d, table %d; want %d, %d, 0, 0", s.swept, st.Expirations, s.expiry.n, len(s.regs), n, n)
+	}
+}
+
+// TestExpiryQueueOrder: a deadline earlier than the newest (the clock
+// went back) is still taken in deadline order; deregistration and a site's
+// removal take entries out of the queue.
+func TestExpiryQueueOrder(t *testing.T) {
+	sites := testSites()
+	s := newServer(t, func(c *Config) { c.Sites = sites; c.Replay = ReplayOff })
+	a := rec(pfx("10.1.0.0/16"), nil, "192.0.2.10")
+	b := register(t, lisp.KeyIDHMACSHA1_96, keyB, 1, regOpt{}, rec(pfx("10.2.0.0/16"), nil, "192.0.2.20"))
+	s.Handle(regA(t, 1, regOpt{}, a), etrA, t0.Add(2*time.Minute))
+	s.Handle(b, etrA, t0) // earlier than the tail
+	s.Tick(t0.Add(DefaultRegistrationTTL))
+	regs := s.Registrations(t0.Add(DefaultRegistrationTTL))
+	if s.swept != 1 || len(regs) != 1 || regs[0].Site != "a" {
+		t.Fatalf("out-of-order deadline: dequeued %d, left %+v", s.swept, regs)
+	}
+	s.Handle(b, etrA, t0.Add(3*time.Minute))
+	if s.expiry.n != 2 {
+		t.Fatalf("queue %d, want 2", s.expiry.n)
+	}
+	dereg := a
+	dereg.TTL = 0
+	s.Handle(regA(t, 2, regOpt{}, dereg), etrA, t0.Add(3*time.Minute))
+	if s.expiry.n != 1 || s.Stats().Deregistrations != 1 {
+		t.Fatalf("after deregistration: queue %d, %+v", s.expiry.n, s.Stats())
+	}
+	if err := s.SetSites(sites[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if s.expiry.n != 0 || s.expiry.head != nil || s.expiry.tail != nil || len(s.regs) != 0 {
+		t.Fatalf("after the site's removal: queue %d, table %d", s.expiry.n, len(s.regs))
 	}
 }
 

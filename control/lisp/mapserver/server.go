@@ -2,9 +2,7 @@ package mapserver
 
 import (
 	"bytes"
-	"container/heap"
-	"encoding/hex"
-	"errors"
+	"hash"
 	"net/netip"
 	"sort"
 	"sync"
@@ -47,11 +45,23 @@ type Stats struct {
 	NegativeReplies uint64
 }
 
-type etrID string
+// etrID identifies an ETR: its xTR-ID when the Map-Register has the I
+// bit, else its source address. A comparable value, not a string: a
+// string built per Map-Register was an allocation on the hot path.
+type etrID struct {
+	xtr   [16]byte
+	addr  netip.Addr
+	byXTR bool
+}
 
 type siteState struct {
 	Site
 	replay map[etrID]*replayState
+	// mac is the site key's HMAC, kept between messages (hmac Reset
+	// restores the keyed state); nil until first used and after a reload
+	// changes the key. Used under Server.mu.
+	mac hash.Hash
+	sum []byte
 }
 
 type replayState struct {
@@ -75,6 +85,7 @@ type famKey struct {
 }
 
 type entry struct {
+	k          regKey
 	site       *siteState
 	etr        etrID
 	etrAddr    netip.AddrPort
@@ -85,6 +96,9 @@ type entry struct {
 	xtr        *lisp.XTRInfo
 	registered time.Time
 	expires    time.Time
+	// The expiry queue's links (expiryQueue).
+	prev, next *entry
+	queued     bool
 }
 
 type pendingNotify struct {
@@ -115,10 +129,12 @@ type Server struct {
 	pending   map[pendKey]*pendingNotify
 	nextSweep time.Time
 	// expiry orders registrations by expiry time so a sweep visits only
-	// what expires (O(expired · log n), not O(table)). Refreshes replace
-	// the entry, so an item whose entry is no longer stored is stale and
-	// dropped when it comes up.
-	expiry expiryHeap
+	// what has expired (O(expired), not O(table)); a refresh moves its
+	// entry, it leaves nothing behind.
+	expiry expiryQueue
+	// swept counts the entries sweeps have dequeued: the work expiry
+	// does, for tests.
+	swept uint64
 
 	st Stats
 }
@@ -216,51 +232,85 @@ func (s *Server) Tick(now time.Time) []lisp.Datagram {
 	return out
 }
 
-// sweep removes expired registrations: only those, from the expiry heap.
+// sweep removes expired registrations: only those, from the head of the
+// expiry queue; untouched entries are not visited.
 func (s *Server) sweep(now time.Time) {
 	s.nextSweep = now.Add(time.Second)
-	for len(s.expiry) > 0 && !now.Before(s.expiry[0].at) {
-		it := heap.Pop(&s.expiry).(expiryItem)
-		es := s.regs[it.k]
-		idx := -1
-		for i, e := range es {
-			if e == it.e {
-				idx = i
-				break
-			}
-		}
-		if idx < 0 || now.Before(it.e.expires) {
-			continue // refreshed or removed since
-		}
+	for e := s.expiry.head; e != nil && !now.Before(e.expires); e = s.expiry.head {
+		s.swept++
 		s.st.Expirations++
-		es = append(es[:idx], es[idx+1:]...)
-		if len(es) == 0 {
-			s.dropKey(it.k)
-		} else {
-			s.regs[it.k] = es
-		}
+		s.removeEntry(e)
 	}
 }
 
-type expiryItem struct {
-	at time.Time
-	k  regKey
-	e  *entry
+// removeEntry takes e out of the table and the expiry queue.
+func (s *Server) removeEntry(e *entry) {
+	s.expiry.remove(e)
+	es := s.regs[e.k]
+	for i, x := range es {
+		if x == e {
+			es = append(es[:i], es[i+1:]...)
+			break
+		}
+	}
+	if len(es) == 0 {
+		s.dropKey(e.k)
+	} else {
+		s.regs[e.k] = es
+	}
 }
 
-// expiryHeap is a min-heap of expiryItems by time (container/heap).
-type expiryHeap []expiryItem
+// expiryQueue holds the registrations in the order they expire, oldest
+// first, as a doubly linked list through the entries. Every registration
+// lives RegistrationTTL from its last Map-Register, so a new deadline is
+// the latest one: it goes at the tail, and a refresh moves its entry there
+// (O(1) both). A deadline earlier than the tail's (a clock that went back;
+// never with time.Now's monotonic reading) is walked into place from the
+// tail, so the order, and what a sweep takes, stays right.
+type expiryQueue struct {
+	head, tail *entry
+	n          int
+}
 
-func (h expiryHeap) Len() int           { return len(h) }
-func (h expiryHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
-func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiryItem)) }
-func (h *expiryHeap) Pop() any {
-	old := *h
-	it := old[len(old)-1]
-	old[len(old)-1] = expiryItem{}
-	*h = old[:len(old)-1]
-	return it
+func (q *expiryQueue) push(e *entry) {
+	at := q.tail
+	for at != nil && e.expires.Before(at.expires) {
+		at = at.prev
+	}
+	// Insert e after at (at the head when at is nil).
+	e.prev = at
+	if at == nil {
+		e.next = q.head
+		q.head = e
+	} else {
+		e.next = at.next
+		at.next = e
+	}
+	if e.next == nil {
+		q.tail = e
+	} else {
+		e.next.prev = e
+	}
+	e.queued = true
+	q.n++
+}
+
+func (q *expiryQueue) remove(e *entry) {
+	if !e.queued {
+		return
+	}
+	if e.prev == nil {
+		q.head = e.next
+	} else {
+		e.prev.next = e.next
+	}
+	if e.next == nil {
+		q.tail = e.prev
+	} else {
+		e.next.prev = e.prev
+	}
+	e.prev, e.next, e.queued = nil, nil, false
+	q.n--
 }
 
 func (s *Server) dropKey(k regKey) {
@@ -330,18 +380,25 @@ func (site *siteState) claims(k regKey) bool {
 
 func etrOf(m *lisp.MapRegister, from netip.AddrPort) etrID {
 	if m.XTR != nil {
-		return etrID("xtr:" + hex.EncodeToString(m.XTR.XTRID[:]))
+		return etrID{xtr: m.XTR.XTRID, byXTR: true}
 	}
-	return etrID("addr:" + from.Addr().String())
+	return etrID{addr: from.Addr()}
 }
 
 func (s *Server) handleRegister(pkt []byte, m *lisp.MapRegister, from netip.AddrPort, now time.Time) []lisp.Datagram {
 	if len(m.Records) == 0 {
 		return s.refuse(ReasonMalformed)
 	}
-	keys := make([]regKey, len(m.Records))
-	asns := make([]uint32, len(m.Records))
-	hasASN := make([]bool, len(m.Records))
+	// Most Map-Registers carry a record or two: their keys stay on the
+	// stack.
+	var kb [4]regKey
+	var ab [4]uint32
+	var hb [4]bool
+	keys, asns, hasASN := kb[:0], ab[:0], hb[:0]
+	if len(m.Records) > len(kb) {
+		keys, asns, hasASN = make([]regKey, 0, len(m.Records)), make([]uint32, 0, len(m.Records)), make([]bool, 0, len(m.Records))
+	}
+	keys, asns, hasASN = keys[:len(m.Records)], asns[:len(m.Records)], hasASN[:len(m.Records)]
 	for i := range m.Records {
 		var ok bool
 		keys[i], asns[i], hasASN[i], ok = eidOf(m.Records[i].EID, m.Records[i].EIDMaskLen)
@@ -356,13 +413,12 @@ func (s *Server) handleRegister(pkt []byte, m *lisp.MapRegister, from netip.Addr
 		if !c.claims(keys[0]) {
 			continue
 		}
-		ac := lisp.AuthConfig{KeyID: c.KeyID, SharedKeyID: c.SharedKeyID, Key: c.Key, AuthLen: c.AuthLen}
-		if err := ac.Verify(pkt); err != nil {
-			if errors.Is(err, lisp.ErrAuthKeyID) {
-				badKeyID = true
-			} else {
-				authFailed = true
-			}
+		switch c.verify(pkt) {
+		case verBadKeyID:
+			badKeyID = true
+			continue
+		case verFailed:
+			authFailed = true
 			continue
 		}
 		site = c
@@ -396,12 +452,13 @@ func (s *Server) handleRegister(pkt []byte, m *lisp.MapRegister, from netip.Addr
 		return nil
 	}
 	// The Map-Notify is signed like the Map-Register: same key field, same
-	// authentication data length.
-	ac := lisp.AuthConfig{KeyID: site.KeyID, SharedKeyID: site.SharedKeyID, Key: site.Key, AuthLen: len(m.AuthData)}
-	b, err := ac.Marshal(&lisp.MapNotify{Nonce: m.Nonce, Records: m.Records, XTR: m.XTR})
+	// authentication data length (verify checked both).
+	b, err := (&lisp.MapNotify{Nonce: m.Nonce, KeyID: m.KeyID, AuthData: zeroAuth[:len(m.AuthData)], Records: m.Records, XTR: m.XTR}).
+		Append(make([]byte, 0, len(pkt)+32))
 	if err != nil {
 		return nil
 	}
+	site.sign(b)
 	s.st.MapNotifies++
 	if site.NotifyAck {
 		s.pending[pendKey{from.Addr(), m.Nonce}] = &pendingNotify{
@@ -483,23 +540,24 @@ func (s *Server) upsert(site *siteState, etr etrID, from netip.AddrPort, k regKe
 	if rec.TTL == 0 { // deregistration
 		if idx >= 0 {
 			s.st.Deregistrations++
-			es = append(es[:idx], es[idx+1:]...)
-			if len(es) == 0 {
-				s.dropKey(k)
-			} else {
-				s.regs[k] = es
-			}
+			s.removeEntry(es[idx])
 		}
 		return
 	}
-	e := &entry{site: site, etr: etr, etrAddr: from, rec: *rec, proxy: m.ProxyReply,
-		asn: asn, hasASN: hasASN, xtr: m.XTR, registered: now, expires: expires}
-	heap.Push(&s.expiry, expiryItem{at: expires, k: k, e: e})
 	if idx >= 0 {
+		// A refresh updates the entry in place and moves it to its new
+		// place in the expiry queue: no allocation, nothing left behind.
 		s.st.Refreshes++
-		es[idx] = e
+		e := es[idx]
+		s.expiry.remove(e)
+		e.site, e.etrAddr, e.rec, e.proxy, e.asn, e.hasASN, e.xtr = site, from, *rec, m.ProxyReply, asn, hasASN, m.XTR
+		e.registered, e.expires = now, expires
+		s.expiry.push(e)
 		return
 	}
+	e := &entry{k: k, site: site, etr: etr, etrAddr: from, rec: *rec, proxy: m.ProxyReply,
+		asn: asn, hasASN: hasASN, xtr: m.XTR, registered: now, expires: expires}
+	s.expiry.push(e)
 	s.st.Registrations++
 	if len(es) == 0 {
 		fk := famKey{k.iid, k.pfx.Addr().Is4()}
@@ -519,11 +577,10 @@ func (s *Server) handleAck(pkt []byte, m *lisp.MapNotifyAck, from netip.AddrPort
 	if p == nil {
 		return s.refuse(ReasonUnexpectedAck)
 	}
-	err := lisp.AuthConfig{KeyID: p.site.KeyID, SharedKeyID: p.site.SharedKeyID, Key: p.site.Key}.Verify(pkt)
-	switch {
-	case errors.Is(err, lisp.ErrAuthKeyID):
+	switch p.site.verifyAnyLength(pkt) {
+	case verBadKeyID:
 		return s.refuse(ReasonBadKeyID)
-	case err != nil:
+	case verFailed:
 		return s.refuse(ReasonAuthFailed)
 	}
 	delete(s.pending, k)

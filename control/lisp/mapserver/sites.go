@@ -24,6 +24,7 @@ func (s *Server) SetSites(sites []Site) error {
 		site.EIDPrefixes = append([]EIDPrefix(nil), site.EIDPrefixes...)
 		if st, ok := old[site.Name]; ok {
 			st.Site = site // entries point at st: they follow the new settings
+			st.mac = nil   // the key may have changed
 			next = append(next, st)
 			delete(old, site.Name)
 			continue
@@ -39,6 +40,8 @@ func (s *Server) SetSites(sites []Site) error {
 		for _, e := range es {
 			if o, removed := old[e.site.Name]; !removed || o != e.site {
 				live = append(live, e)
+			} else {
+				s.expiry.remove(e)
 			}
 		}
 		clear(es[len(live):])
