@@ -90,6 +90,12 @@ bench-engine:
 bench-xdp: build
 	$(GO) run ./bench/cmd/fwdbench -psavd $(BIN)/psavd -cases afxdp-bare,psavd-tag,psavd-validate -runs 5 -duration 4s -warmup 2s
 
+# Map-Registers → Map-Notifies per second, psavd's Map-Server against OOR's
+# in the same run, table grown to 1 M, idle CPU (docs/perf.md). Root; ~1 min.
+.PHONY: bench-mapserver
+bench-mapserver: build
+	$(GO) run ./bench/cmd/msbench -psavd $(BIN)/psavd
+
 # The benchmark harness (not part of `make test`): sweeps of packet size, mix,
 # AS-Prefix table size and cores from bench/scenarios/$(SCENARIO).toml, psavd
 # against the same-run bare AF_XDP forwarder and kernel forwarding; JSON,

@@ -16,7 +16,7 @@ var testKey = []byte("bench-site-secret")
 // with one site, 10.0.0.0/8 and more specifics, HMAC-SHA-1.
 func startMapServer(t testing.TB) (*mapserver.Server, netip.AddrPort) {
 	t.Helper()
-	s, err := mapserver.New(mapserver.Config{Sites: []mapserver.Site{{Name: "bench", Key: testKey, KeyID: 1,
+	s, err := mapserver.New(mapserver.Config{Replay: mapserver.ReplayRecent, Sites: []mapserver.Site{{Name: "bench", Key: testKey, KeyID: 1,
 		AcceptMoreSpecifics: true, EIDPrefixes: []mapserver.EIDPrefix{{Prefix: netip.MustParsePrefix("10.0.0.0/8")}}}}})
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +64,7 @@ func TestGenAgainstMapServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	if r.Notifies != n || r.Lost != 0 || r.Table != n {
-		t.Fatalf("new EIDs: %+v", r)
+		t.Fatalf("new EIDs: %+v; server %+v", r, s.Stats())
 	}
 	r, err = g.Run(n/2, true, 2*time.Second)
 	if err != nil {

@@ -5,7 +5,8 @@
 // /32 EIDs until the table holds -table registrations, then refreshes —
 // and prints Map-Notifies per second per round, the ratio psavd/OOR, how
 // the rate holds as the table grows, and each server's idle CPU with the
-// full table. Needs root (namespaces) and OOR's sources (-peers).
+// full table. Needs root (namespaces) and OOR's sources (-peers, found as
+// internal/oorpeer finds them when run from the repository's root).
 //
 //	sudo go run ./bench/cmd/msbench                   # 1 M registrations
 //	sudo go run ./bench/cmd/msbench -table 200000 -servers psavd
@@ -30,7 +31,7 @@ func main() {
 	var (
 		servers   = flag.String("servers", "psavd,oor", "servers to measure, comma separated (psavd, oor)")
 		psavdBin  = flag.String("psavd", "", "psavd binary (default: go build ./cmd/psavd)")
-		peers     = flag.String("peers", "../shared/peers", "directory with OOR's source tarball and build-oor.sh")
+		peers     = flag.String("peers", oorpeer.PeersDir("."), "directory with OOR's source tarball and build-oor.sh (default: the interop peers next to the repository, run from its root)")
 		table     = flag.Int("table", 1_000_000, "registrations the table grows to")
 		step      = flag.Int("step", 0, "new EIDs per growth round (default table/10)")
 		refreshes = flag.Int("refreshes", 0, "Map-Registers per refresh round (default step)")
@@ -60,7 +61,7 @@ func main() {
 		}
 	}
 	if slices.Contains(names, lispload.OOR) {
-		if _, err := os.Stat(*peers + "/" + oorpeer.Tarball); err != nil {
+		if _, err := os.Stat(filepath.Join(*peers, oorpeer.Tarball)); err != nil {
 			fatalf("OOR sources: %v (-peers)", err)
 		}
 		if o.OORBin, o.OORDir, err = oorpeer.Build(*peers); err != nil {
