@@ -127,6 +127,7 @@ type Interface struct {
 	xsks   *ebpf.Map
 	locals *ebpf.Map
 	config *ebpf.Map
+	pf     *Prefilter
 	link   link.Link
 	mode   string
 	queues int
@@ -233,6 +234,7 @@ func OpenInterface(ifname string, opts Options) (*Interface, error) {
 		xsks:    coll.Maps[mapXSKs],
 		locals:  coll.Maps[mapLocals],
 		config:  coll.Maps[mapConfig],
+		pf:      newPrefilter(coll, opts.configFlags()),
 		ports:   make(map[int]*Port),
 		queues:  rxQueues(ifname),
 	}
@@ -321,6 +323,9 @@ func removeStale(l netlink.Link) error {
 	}
 	return nil
 }
+
+// Prefilter returns the interface's XDP pre-filter (off until configured).
+func (i *Interface) Prefilter() *Prefilter { return i.pf }
 
 // Name returns the interface name.
 func (i *Interface) Name() string { return i.name }

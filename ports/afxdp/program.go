@@ -6,6 +6,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"golang.org/x/sys/unix"
 )
 
 // ProgramName is the kernel name of psavd's XDP program. OpenInterface
@@ -18,6 +19,9 @@ const (
 	mapXSKs   = "psavd_xsks"  // XSKMAP: rx queue index -> AF_XDP socket
 	mapLocals = "psavd_local" // hash: 16-byte address -> 1 (the node's own addresses)
 	mapConfig = "psavd_cfg"   // array[1] of u32 flags
+	// The pre-filter's maps (prefilter.go).
+	mapPrefixes = "psavd_pfx"   // LPM trie: (generation, 16-byte prefix) -> class
+	mapPFCounts = "psavd_pfcnt" // per-CPU array: drops by pre-filter reason, sample tick
 )
 
 // Flags of the config map (one u32 at key 0).
@@ -28,6 +32,16 @@ const (
 	// cfgFailClosed: IP data whose queue has no socket is dropped rather
 	// than handed to the kernel (which would route it around psavd).
 	cfgFailClosed = 1 << 1
+	// The pre-filter (prefilter.go): bits 2-5 and the generation/epoch
+	// fields are written by Prefilter, in the same word, so that one load
+	// gives a packet one consistent view.
+	cfgPrefilter  = 1 << 2 // EGRESS port: drop certain spoofed-local
+	cfgPFValidate = 1 << 3 // the way out is INGRESS: also no-tag and stale-epoch
+	cfgPFSample   = 1 << 4 // every pfSampleEvery-th drop goes to the socket (drop capture)
+	cfgEpochValid = 1 << 5 // the epoch octet below is meaningful
+	cfgGenShift   = 8      // bit 8: LPM generation in use
+	cfgEpochShift = 16     // bits 16-23: epoch octet e mod 256
+	cfgLowFlags   = 0xff   // the bits Options and Prefilter own
 )
 
 // XDP action codes (enum xdp_action).
@@ -97,7 +111,16 @@ const (
 // Stack layout of the program (offsets from the frame pointer R10).
 const (
 	stKey    = -16 // 16-byte address key for the local-address map
-	stCfgKey = -20 // u32 key 0 for the config map
+	stCfgKey = -28 // u32 key 0 for the config map
+	// The pre-filter's LPM key is {prefixlen u32, generation u32, address
+	// [16]byte} at stPfxLen (all stack accesses aligned, as the verifier
+	// demands): the address part is the same 16 bytes as stKey.
+	stPfxLen = -24
+	stGen    = -20
+	stCntKey = -32 // u32 key of the counter map
+	stShape  = -40 // u64: pfUntagged, pfTagged or pfTaggedOther
+	stEpoch  = -48 // u64: epoch octet of a tag
+	stSmpKey = -52 // u32 key of the sample tick
 )
 
 // collectionSpec returns the maps and the XDP program. xskEntries is the
@@ -121,6 +144,21 @@ func collectionSpec(xskEntries int) *ebpf.CollectionSpec {
 				KeySize:    16,
 				ValueSize:  1,
 				MaxEntries: maxLocalAddrs,
+			},
+			mapPrefixes: {
+				Name:       mapPrefixes,
+				Type:       ebpf.LPMTrie,
+				KeySize:    pfKeySize,
+				ValueSize:  1,
+				MaxEntries: maxPrefilterEntries,
+				Flags:      unix.BPF_F_NO_PREALLOC, // required for LPM tries
+			},
+			mapPFCounts: {
+				Name:       mapPFCounts,
+				Type:       ebpf.PerCPUArray,
+				KeySize:    4,
+				ValueSize:  8,
+				MaxEntries: pfNumCounters,
 			},
 			mapConfig: {
 				Name:       mapConfig,
@@ -269,9 +307,10 @@ func xdpInstructions() asm.Instructions {
 		asm.StoreMem(asm.RFP, stKey+12, asm.R3, asm.Word),
 	)
 	addAll(lookupLocal("ip4local"))
+	add(asm.Ja.Label("pf4")) // transit: through the pre-filter (prefilter.go)
 	add(
 		// Transit. A cross-connect port forwards everything.
-		asm.JSet.Imm(asm.R9, cfgCrossConnect, "data"),
+		asm.JSet.Imm(asm.R9, cfgCrossConnect, "data").WithSymbol("ip4fwd"),
 		// Routed: multicast (224/4), the reserved 240/4 and the limited
 		// broadcast 255.255.255.255 (first octet >= 224) go to the kernel.
 		// (Subnet-directed broadcasts are not recognised: they are data.)
@@ -346,9 +385,10 @@ func xdpInstructions() asm.Instructions {
 		asm.JSet.Imm(asm.R9, cfgCrossConnect, "ctl").WithSymbol("ndother"),
 		asm.Ja.Label("pass"),
 	)
-	// IPv6 transit: routed ports leave multicast (ff00::/8) to the kernel.
+	// IPv6 transit: through the pre-filter ("ip6transit" is its entry),
+	// then routed ports leave multicast (ff00::/8) to the kernel.
 	add(
-		asm.JSet.Imm(asm.R9, cfgCrossConnect, "data").WithSymbol("ip6transit"),
+		asm.JSet.Imm(asm.R9, cfgCrossConnect, "data").WithSymbol("ip6fwd"),
 		asm.LoadMem(asm.R3, asm.R7, offIP6Dst, asm.Byte),
 		asm.JEq.Imm(asm.R3, 0xFF, "pass"),
 		asm.Ja.Label("data"),
@@ -373,6 +413,10 @@ func xdpInstructions() asm.Instructions {
 		asm.JSet.Imm(asm.R9, cfgCrossConnect, "ctl").WithSymbol("nonip"),
 		asm.Ja.Label("pass"),
 	)
+
+	// --- The pre-filter (prefilter.go): ends in "data", "ip4fwd",
+	// "ip6fwd" or returns XDP_DROP.
+	addAll(prefilterInstructions())
 
 	// --- Exits.
 	// ctl: r3 = fallback action XDP_PASS, then redirect.
