@@ -161,3 +161,31 @@ func BenchmarkHandleRegisterSHA1New(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "registers/s")
 }
+
+// BenchmarkTickIdle1M: Tick with 1 048 576 registrations of which none
+// has expired — what an idle Map-Server does every TickInterval. It
+// reports the share of a core that costs at the default 10 Ticks/s
+// (docs/perf.md measures the whole idle process).
+func BenchmarkTickIdle1M(b *testing.B) {
+	s := newServer(b, nil)
+	site := s.sites[0]
+	m := &lisp.MapRegister{}
+	etr := etrID{addr: etrA.Addr()}
+	for i := range 1 << 20 {
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 32)
+		r := rec(p, nil, "192.0.2.10")
+		s.upsert(site, etr, etrA, regKey{pfx: p}, &r, 0, false, m, t0, t0.Add(s.cfg.RegistrationTTL))
+	}
+	now := t0.Add(time.Minute)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		s.Tick(now)
+	}
+	b.StopTimer()
+	if s.swept != 0 || s.expiry.n != 1<<20 {
+		b.Fatalf("dequeued %d, queue %d", s.swept, s.expiry.n)
+	}
+	perTick := b.Elapsed().Seconds() / float64(b.N)
+	b.ReportMetric(100*perTick*float64(time.Second/DefaultTickInterval), "%core@10Hz")
+}

@@ -1,9 +1,13 @@
 package mapserver
 
 import (
+	"net"
 	"net/netip"
 	"testing"
 	"time"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 
 	"github.com/psavd/psavd/control/lisp"
 )
@@ -240,5 +244,50 @@ func TestServeWildcardSocket(t *testing.T) {
 	b, _ := recv(t, etr)
 	if n, err := lisp.ParseMapNotify(b); err != nil || n.Nonce != 1 || s.Stats().MapNotifies != 1 {
 		t.Fatalf("Map-Notify %v %+v", err, n)
+	}
+}
+
+// TestServeBatch (issue 16): a burst of Map-Registers sent with one
+// sendmmsg, more than one recvmmsg batch, on IPv4 and IPv6 loopback, is
+// answered in full: one Map-Notify per Map-Register, every nonce once
+// (the batched reads and writes lose, duplicate and mix up nothing).
+func TestServeBatch(t *testing.T) {
+	for _, lo := range []string{"127.0.0.1", "[::1]"} {
+		t.Run(lo, func(t *testing.T) {
+			s, ms := startServer(t, lo, 0, nil)
+			c := listen(t, lo+":0")
+			const n = 3*batchSize + 5
+			msgs := make([]ipv4.Message, n)
+			to := net.UDPAddrFromAddrPort(ms)
+			for i := range msgs {
+				p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 1, byte(i), 0}), 24)
+				msgs[i] = ipv4.Message{Buffers: [][]byte{regA(t, uint64(i+1), regOpt{notify: true}, rec(p, nil, "192.0.2.10"))}, Addr: to}
+			}
+			var pc interface {
+				WriteBatch([]ipv4.Message, int) (int, error)
+			} = ipv4.NewPacketConn(c)
+			if ms.Addr().Is6() {
+				pc = ipv6.NewPacketConn(c)
+			}
+			for sent := 0; sent < n; {
+				k, err := pc.WriteBatch(msgs[sent:], 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				sent += k
+			}
+			seen := map[uint64]bool{}
+			for range n {
+				b, _ := recv(t, c)
+				m, err := lisp.ParseMapNotify(b)
+				if err != nil || seen[m.Nonce] || m.Nonce == 0 || m.Nonce > n {
+					t.Fatalf("Map-Notify %v %+v (seen %d)", err, m, len(seen))
+				}
+				seen[m.Nonce] = true
+			}
+			if st := s.Stats(); st.Registrations != n || len(st.Refused) != 0 {
+				t.Fatalf("stats %+v", st)
+			}
+		})
 	}
 }
