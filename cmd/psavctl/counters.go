@@ -87,7 +87,7 @@ func nodeCounters(s promtext.Samples) (*NodeCounters, error) {
 		case "psavd_packets_total":
 			port(l["port"]).Actions[l["action"]] = u
 		case "psavd_drops_total":
-			port(l["port"]).Drops[l["reason"]] = u
+			port(l["port"]).Drops[l["reason"]] += u // both stages: the engine's and the XDP pre-filter's
 		case "psavd_xdp_socket_total":
 			k := [2]string{l["port"], l["queue"]}
 			rc := rings[k]

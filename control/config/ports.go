@@ -22,6 +22,9 @@ type Port struct {
 	MTU     int // IP MTU of the link, 1280 … 1906, default 1500
 	// UDP6ZeroChecksum sends the outer IPv6 UDP checksum as zero.
 	UDP6ZeroChecksum bool
+	// XDPPrefilter drops, in the XDP program, what the engine would
+	// certainly drop (ports/afxdp prefilter.go); egress ports only.
+	XDPPrefilter bool
 }
 
 // Bounds of [[port]]: 1906 = ports.MaxFrame − the Ethernet header, what a
@@ -41,7 +44,7 @@ func (c *Config) checkPorts(k *checker, f *schema.File) {
 	routed := c.Engine.Forwarding == engine.Routed
 	for i, p := range f.Ports {
 		key := fmt.Sprintf("port[%d]", i)
-		tp := Port{Name: p.Name, Interface: p.Interface, Peer: -1, UDP6ZeroChecksum: p.UDP6ZeroChecksum}
+		tp := Port{Name: p.Name, Interface: p.Interface, Peer: -1, UDP6ZeroChecksum: p.UDP6ZeroChecksum, XDPPrefilter: p.XDPPrefilter == nil || *p.XDPPrefilter}
 		if p.Name == "" {
 			k.add(key+".name", "missing")
 		} else if j, dup := names[p.Name]; dup {

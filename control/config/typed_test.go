@@ -49,8 +49,8 @@ func TestLoadTyped(t *testing.T) {
 		t.Errorf("psav\n got %+v\nwant %+v", c.PSAV, wantPSAV)
 	}
 	wantPorts := []Port{
-		{Name: "inside", Interface: "in", Role: engine.RoleIngress, Peer: 1, XDPMode: afxdp.ModeAuto, Encap: engine.EncapNone, MTU: 1500},
-		{Name: "outside", Interface: "out", Role: engine.RoleEgress, Peer: 0, XDPMode: afxdp.ModeGeneric, Encap: engine.EncapNone, MTU: 1500, Queues: []int{0, 3}},
+		{Name: "inside", Interface: "in", Role: engine.RoleIngress, Peer: 1, XDPMode: afxdp.ModeAuto, Encap: engine.EncapNone, MTU: 1500, XDPPrefilter: true},
+		{Name: "outside", Interface: "out", Role: engine.RoleEgress, Peer: 0, XDPMode: afxdp.ModeGeneric, Encap: engine.EncapNone, MTU: 1500, Queues: []int{0, 3}, XDPPrefilter: true},
 	}
 	if !reflect.DeepEqual(c.Ports, wantPorts) {
 		t.Errorf("ports\n got %+v\nwant %+v", c.Ports, wantPorts)

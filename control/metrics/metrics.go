@@ -26,8 +26,15 @@ type Collector struct {
 	eng   *engine.Engine
 	mu    sync.Mutex
 	procs []*engine.Processor
+	xdp   []xdpSource
 
 	rxPackets, rxBytes, txPackets, packets, drops, lisp, epoch, version, keyed, unkeyed, horizon, size *prometheus.Desc
+}
+
+// xdpSource is a port's XDP pre-filter: its drops by reason.
+type xdpSource struct {
+	port  string
+	drops func() (map[engine.Reason]uint64, error)
 }
 
 // NewCollector returns a collector for eng's ports.
@@ -38,7 +45,7 @@ func NewCollector(eng *engine.Engine) *Collector {
 		rxBytes:   prometheus.NewDesc("psavd_rx_bytes_total", "Octets received, by port of arrival.", []string{"port"}, nil),
 		txPackets: prometheus.NewDesc("psavd_tx_packets_total", "Frames transmitted, by port they left by.", []string{"port"}, nil),
 		packets:   prometheus.NewDesc("psavd_packets_total", "Frames forwarded, by port of arrival and action.", []string{"port", "action"}, nil),
-		drops:     prometheus.NewDesc("psavd_drops_total", "Frames dropped, by port of arrival and reason.", []string{"port", "reason"}, nil),
+		drops:     prometheus.NewDesc("psavd_drops_total", "Frames dropped, by port of arrival, reason and stage (engine: the userspace engine; xdp: the XDP pre-filter, before AF_XDP).", []string{"port", "reason", "stage"}, nil),
 		lisp:      prometheus.NewDesc("psavd_lisp_events_total", "What the LISP data plane did besides the action or drop (encapsulated, decapsulated, map-cache miss, miss not queued, native forward), by port of arrival.", []string{"port", "event"}, nil),
 		epoch:     prometheus.NewDesc("psavd_epoch", "Current PSAV epoch (docs/wire.md §2.5).", nil, nil),
 		version:   prometheus.NewDesc("psavd_tables_version", "Version of the table snapshot in use.", nil, nil),
@@ -53,6 +60,14 @@ func NewCollector(eng *engine.Engine) *Collector {
 func (c *Collector) Add(p *engine.Processor) {
 	c.mu.Lock()
 	c.procs = append(c.procs, p)
+	c.mu.Unlock()
+}
+
+// AddXDP registers the XDP pre-filter of port: its drops are exported as
+// psavd_drops_total{stage="xdp"}.
+func (c *Collector) AddXDP(port string, drops func() (map[engine.Reason]uint64, error)) {
+	c.mu.Lock()
+	c.xdp = append(c.xdp, xdpSource{port, drops})
 	c.mu.Unlock()
 }
 
@@ -119,12 +134,24 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.packets, prometheus.CounterValue, float64(t.Actions[i][a]), p.Name, a.String())
 		}
 		for _, r := range engine.Reasons() {
-			ch <- prometheus.MustNewConstMetric(c.drops, prometheus.CounterValue, float64(t.Drops[i][r]), p.Name, r.String())
+			ch <- prometheus.MustNewConstMetric(c.drops, prometheus.CounterValue, float64(t.Drops[i][r]), p.Name, r.String(), "engine")
 		}
 		if lispNode {
 			for _, e := range engine.LISPEvents() {
 				ch <- prometheus.MustNewConstMetric(c.lisp, prometheus.CounterValue, float64(t.LISP[i][e]), p.Name, e.String())
 			}
+		}
+	}
+	c.mu.Lock()
+	xdp := append([]xdpSource(nil), c.xdp...)
+	c.mu.Unlock()
+	for _, x := range xdp {
+		d, err := x.drops()
+		if err != nil {
+			continue // a closed interface: no series rather than a wrong one
+		}
+		for r, n := range d {
+			ch <- prometheus.MustNewConstMetric(c.drops, prometheus.CounterValue, float64(n), x.port, r.String(), "xdp")
 		}
 	}
 	tb := c.eng.Tables()

@@ -69,7 +69,7 @@ func TestCollectorSumsLoopsAndServes(t *testing.T) {
 	resp.Body.Close()
 	for _, want := range []string{
 		`psavd_packets_total{action="passthrough",port="inside"} 6`,
-		`psavd_drops_total{port="outside",reason="malformed"} 1`,
+		`psavd_drops_total{port="outside",reason="malformed",stage="engine"} 1`,
 		`psavd_rx_packets_total{port="inside"} 8`,
 		`psavd_tables_version 0`,
 	} {
@@ -133,7 +133,7 @@ func TestLISPEvents(t *testing.T) {
 	if got["psavd_table_entries,table=prefixes"] != 1 || got["psavd_table_entries,table=routes"] != 1 || got["psavd_table_entries,table=members"] != 1 {
 		t.Fatalf("table sizes: %v", got)
 	}
-	if got["psavd_lisp_events_total,event=miss,port=inside"] != 1 || got["psavd_drops_total,port=inside,reason=lisp-miss"] != 1 {
+	if got["psavd_lisp_events_total,event=miss,port=inside"] != 1 || got["psavd_drops_total,port=inside,reason=lisp-miss,stage=engine"] != 1 {
 		t.Fatalf("LISP series: %v", got)
 	}
 	if _, ok := got["psavd_lisp_events_total,event=encapsulated,port=outside"]; !ok {

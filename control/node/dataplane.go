@@ -36,6 +36,8 @@ type dataPlane struct {
 	capCfg engine.CaptureConfig
 	batch  int
 	log    *zap.Logger
+
+	prefilters []prefilterPort // interfaces with the XDP pre-filter on (prefilter.go)
 }
 
 func (d *dataPlane) engineOrNil() *engine.Engine {
@@ -132,6 +134,9 @@ func openDataPlane(c *config.Config, log *zap.Logger) (d *dataPlane, err error) 
 		}
 	}
 	d.col = metrics.NewCollector(d.eng)
+	if err := d.setupPrefilters(c); err != nil {
+		return nil, fileErr(c, "port.xdp_prefilter", err)
+	}
 	if cp := c.Capture; cp != nil {
 		names := make([]string, len(d.spec.Ports))
 		for i, p := range d.spec.Ports {

@@ -123,6 +123,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	n.collectors = append(n.collectors, n.psav.collectors()...)
 	if n.dp != nil {
 		roles = append(roles, n.dp.role(c, n.opts.Counters))
+		roles = append(roles, n.dp.prefilterRole()...)
 		n.collectors = append(n.collectors, n.dp.collectors()...)
 	}
 	n.collectors = append(n.collectors, n.sup, n.reload)

@@ -85,6 +85,7 @@ type Port struct {
 	Encap            string `toml:"encap,omitempty,omitzero"`              // "none" (default) | "lisp"
 	MTU              int    `toml:"mtu,omitempty,omitzero"`                // IP MTU of the link, default 1500
 	UDP6ZeroChecksum bool   `toml:"udp6_zero_checksum,omitempty,omitzero"` // outer IPv6 UDP checksum 0 (RFC 6935/6936)
+	XDPPrefilter     *bool  `toml:"xdp_prefilter,omitempty"`               // default true: drop certain spoofs in XDP (egress ports)
 }
 
 // Route is [[route]] (routed forwarding).
