@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -490,4 +491,49 @@ func TestPrefilterSwapUnderFlood(t *testing.T) {
 		}
 	}
 	t.Logf("%d runs (%d dropped by the pre-filter) across %d snapshot swaps, %d misjudged", runs, dropped, swaps.Load(), bad)
+}
+
+// BenchmarkPrefilter measures the XDP program per packet on one core
+// (BPF_PROG_TEST_RUN, repeat 1M: the kernel's timing of the program alone,
+// without driver or redirect): a forged frame of each reason dropped by the
+// pre-filter, and a legitimate tagged frame that it hands on; the baseline,
+// in the same run, is the program with the pre-filter off. Reported as
+// kernel ns per packet and Mpps.
+func BenchmarkPrefilter(b *testing.B) {
+	tb := pfTables(b, false)
+	r := newPFRig(b, tb)
+	legit := udp(b, gen.OutsideV4, gen.InsideV4)
+	for _, c := range []struct {
+		name  string
+		frame []byte
+	}{
+		{"baseline-off-legit-tagged-v4", tagged(b, legit, pfKey65002, pfEpoch, 24)},
+		{"baseline-off-legit-tagged-v6", tagged(b, udp(b, gen.OutsideV6, gen.InsideV6), pfKey65002, pfEpoch, 48)},
+		{"spoofed-local-v4", udp(b, gen.InsideV4, gen.OutsideV4)},
+		{"no-tag-v4", legit},
+		{"stale-epoch-v4", tagged(b, legit, pfKey65002, pfEpoch+128, 24)},
+		{"legit-tagged-v4", tagged(b, legit, pfKey65002, pfEpoch, 24)},
+		{"spoofed-local-v6", udp(b, gen.InsideV6, gen.OutsideV6)},
+		{"no-tag-v6", udp(b, gen.OutsideV6, gen.InsideV6)},
+		{"stale-epoch-v6", tagged(b, udp(b, gen.OutsideV6, gen.InsideV6), pfKey65002, pfEpoch+128, 48)},
+		{"legit-tagged-v6", tagged(b, udp(b, gen.OutsideV6, gen.InsideV6), pfKey65002, pfEpoch, 48)},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			if err := r.pf.Configure(PrefilterOptions{Enabled: !strings.HasPrefix(c.name, "baseline-off"), Validate: true}); err != nil {
+				b.Fatal(err)
+			}
+			const repeat = 1 << 20
+			var total float64
+			for i := 0; i < b.N; i++ {
+				_, d, err := r.prog.Benchmark(c.frame, repeat, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				total += float64(d.Nanoseconds())
+			}
+			ns := total / float64(b.N)
+			b.ReportMetric(ns, "kernel-ns/pkt")
+			b.ReportMetric(1e3/ns, "Mpps/core")
+		})
+	}
 }
