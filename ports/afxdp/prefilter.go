@@ -481,7 +481,9 @@ func prefilterInstructions() asm.Instructions {
 		asm.StoreImm(asm.RFP, stCntKey, pfCntStaleEpoch, asm.Word),
 	)
 	// ---- Drop: count it, or (sampling) hand one in pfSampleEvery to the
-	// socket, where the engine drops, counts and captures it.
+	// socket, where the engine drops, counts and captures it. The first
+	// drop of each CPU is sampled, so that a lone forged packet is in the
+	// capture too.
 	add(
 		asm.JSet.Imm(asm.R9, cfgPFSample, "pfsample").WithSymbol("pfdrop"),
 		asm.Ja.Label("pfcount"),
@@ -495,7 +497,7 @@ func prefilterInstructions() asm.Instructions {
 		asm.Add.Imm(asm.R3, 1),
 		asm.StoreMem(asm.R0, 0, asm.R3, asm.DWord),
 		asm.And.Imm(asm.R3, pfSampleEvery-1),
-		asm.JEq.Imm(asm.R3, 0, "data"),
+		asm.JEq.Imm(asm.R3, 1, "data"), // the first drop on each CPU, then one in pfSampleEvery
 		asm.LoadMapPtr(asm.R1, 0).WithReference(mapPFCounts).WithSymbol("pfcount"),
 		asm.Mov.Reg(asm.R2, asm.RFP),
 		asm.Add.Imm(asm.R2, stCntKey),

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"github.com/psavd/psavd/internal/netlab"
 	"github.com/psavd/psavd/internal/psavref"
 	"github.com/psavd/psavd/internal/testpki"
+	"github.com/psavd/psavd/ports/pcap"
 )
 
 // TestSpoofingFlood (issue 7, must-show 3; issue 18, must-show 3): AS
@@ -97,8 +99,14 @@ func TestSpoofingFlood(t *testing.T) {
 		peer                 uint32
 		peerAddr             string
 	}
+	// With the pre-filter, abr2 also writes a drop capture: the sampled
+	// drops the pre-filter hands to the engine must land in it.
+	capDir := filepath.Join(t.TempDir(), "drops")
 	start := func(a asCfg, prefilter bool) {
 		acs := al.acsSection(t, a.asn, a.prefix, a.acs, a.peer, a.peerAddr)
+		if prefilter && a.asn == 65002 {
+			acs = fmt.Sprintf("[capture]\ndir = %q\nevery = 1\n", capDir) + acs
+		}
 		// The contract's defaults (docs/wire.md §3.1), not the short test interval.
 		acs = strings.Replace(acs, `heartbeat = "200ms"`, `heartbeat = "1s"`, 1)
 		cfg := fmt.Sprintf(`[psav]
@@ -364,5 +372,18 @@ listen = "127.0.0.1:9100"
 	start(as2, true)
 	waitKeyed()
 	with := phase("prefilter", true)
+	for _, r := range reasons {
+		frames, err := pcap.ReadFile(filepath.Join(capDir, "outside-"+r+".pcap"))
+		n := 0
+		for _, f := range frames {
+			if bytes.Contains(f, []byte("forged-flood")) {
+				n++
+			}
+		}
+		t.Logf("drop capture with the pre-filter: %d forged frames in outside-%s.pcap", n, r)
+		if n == 0 {
+			t.Errorf("no %s drop in the capture (%v)", r, err)
+		}
+	}
 	t.Logf("legitimate stream delivered: %.2f%% with the XDP pre-filter, %.2f%% without (issue 18 asks >= 99.9%% with it)", 100*with, 100*without)
 }
