@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -84,20 +85,46 @@ type Totals struct {
 	Actions                       [][]uint64 // [port][action]
 	Drops                         [][]uint64 // [port][reason]
 	LISP                          [][]uint64 // [port][engine.LISPEvent]
+	// The XDP pre-filter's drops (ports with one: XDP[port]), by reason;
+	// XDPReasons are the reasons it drops for.
+	XDP        []bool
+	XDPDrops   [][]uint64 // [port][reason]
+	XDPReasons []engine.Reason
 }
 
 // Sum adds up the counters of every loop.
 func (c *Collector) Sum() Totals {
 	n := len(c.eng.Spec().Ports)
 	t := Totals{RxPackets: make([]uint64, n), RxBytes: make([]uint64, n), TxPackets: make([]uint64, n),
-		Actions: make([][]uint64, n), Drops: make([][]uint64, n), LISP: make([][]uint64, n)}
+		Actions: make([][]uint64, n), Drops: make([][]uint64, n), LISP: make([][]uint64, n),
+		XDP: make([]bool, n), XDPDrops: make([][]uint64, n)}
 	for i := 0; i < n; i++ {
+		t.XDPDrops[i] = make([]uint64, len(engine.Reasons()))
 		t.Actions[i] = make([]uint64, len(engine.Actions()))
 		t.Drops[i] = make([]uint64, len(engine.Reasons()))
 		t.LISP[i] = make([]uint64, len(engine.LISPEvents()))
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	for _, x := range c.xdp {
+		d, err := x.drops()
+		if err != nil {
+			continue // a closed interface: no series rather than a wrong one
+		}
+		for i, p := range c.eng.Spec().Ports {
+			if p.Name != x.port {
+				continue
+			}
+			t.XDP[i] = true
+			for r, v := range d {
+				t.XDPDrops[i][r] += v
+				if !slices.Contains(t.XDPReasons, r) {
+					t.XDPReasons = append(t.XDPReasons, r)
+				}
+			}
+		}
+	}
+	slices.Sort(t.XDPReasons)
 	for _, p := range c.procs {
 		in := p.In()
 		k := p.Counters
@@ -136,22 +163,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		for _, r := range engine.Reasons() {
 			ch <- prometheus.MustNewConstMetric(c.drops, prometheus.CounterValue, float64(t.Drops[i][r]), p.Name, r.String(), "engine")
 		}
+		if t.XDP[i] {
+			for _, r := range t.XDPReasons {
+				ch <- prometheus.MustNewConstMetric(c.drops, prometheus.CounterValue, float64(t.XDPDrops[i][r]), p.Name, r.String(), "xdp")
+			}
+		}
 		if lispNode {
 			for _, e := range engine.LISPEvents() {
 				ch <- prometheus.MustNewConstMetric(c.lisp, prometheus.CounterValue, float64(t.LISP[i][e]), p.Name, e.String())
 			}
-		}
-	}
-	c.mu.Lock()
-	xdp := append([]xdpSource(nil), c.xdp...)
-	c.mu.Unlock()
-	for _, x := range xdp {
-		d, err := x.drops()
-		if err != nil {
-			continue // a closed interface: no series rather than a wrong one
-		}
-		for r, n := range d {
-			ch <- prometheus.MustNewConstMetric(c.drops, prometheus.CounterValue, float64(n), x.port, r.String(), "xdp")
 		}
 	}
 	tb := c.eng.Tables()

@@ -241,7 +241,7 @@ func (s *mgmtServer) Counters(context.Context, *mgmtpb.CountersRequest) (*mgmtpb
 			add(a.String(), t.Actions[i][a])
 		}
 		for _, r := range engine.Reasons() {
-			add("drop "+r.String(), t.Drops[i][r])
+			add("drop "+r.String(), t.Drops[i][r]+t.XDPDrops[i][r]) // both stages: engine and XDP pre-filter
 		}
 		add("transmitted", t.TxPackets[i])
 		out.Ports = append(out.Ports, pc)
