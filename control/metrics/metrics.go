@@ -42,7 +42,7 @@ type xdpSource struct {
 func NewCollector(eng *engine.Engine) *Collector {
 	return &Collector{
 		eng:       eng,
-		rxPackets: prometheus.NewDesc("psavd_rx_packets_total", "Frames received, by port of arrival.", []string{"port"}, nil),
+		rxPackets: prometheus.NewDesc("psavd_rx_packets_total", "Frames received, by port of arrival (those the XDP pre-filter dropped included).", []string{"port"}, nil),
 		rxBytes:   prometheus.NewDesc("psavd_rx_bytes_total", "Octets received, by port of arrival.", []string{"port"}, nil),
 		txPackets: prometheus.NewDesc("psavd_tx_packets_total", "Frames transmitted, by port they left by.", []string{"port"}, nil),
 		packets:   prometheus.NewDesc("psavd_packets_total", "Frames forwarded, by port of arrival and action.", []string{"port", "action"}, nil),
@@ -86,7 +86,8 @@ type Totals struct {
 	Drops                         [][]uint64 // [port][reason]
 	LISP                          [][]uint64 // [port][engine.LISPEvent]
 	// The XDP pre-filter's drops (ports with one: XDP[port]), by reason;
-	// XDPReasons are the reasons it drops for.
+	// XDPReasons are the reasons it drops for. They are in RxPackets too
+	// (not in RxBytes: the pre-filter counts frames only).
 	XDP        []bool
 	XDPDrops   [][]uint64 // [port][reason]
 	XDPReasons []engine.Reason
@@ -118,6 +119,9 @@ func (c *Collector) Sum() Totals {
 			t.XDP[i] = true
 			for r, v := range d {
 				t.XDPDrops[i][r] += v
+				// Received by the port, judged (dropped) in XDP: each
+				// frame received is judged once, at one stage.
+				t.RxPackets[i] += v
 				if !slices.Contains(t.XDPReasons, r) {
 					t.XDPReasons = append(t.XDPReasons, r)
 				}

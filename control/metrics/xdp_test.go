@@ -26,6 +26,9 @@ func TestXDPDrops(t *testing.T) {
 	if !tot.XDP[1] || tot.XDP[0] || tot.XDPDrops[1][engine.DropNoTag] != 5 || tot.XDPDrops[1][engine.DropSpoofedLocal] != 7 {
 		t.Fatalf("xdp totals %v %v", tot.XDP, tot.XDPDrops)
 	}
+	if tot.RxPackets[1] != 12 || tot.RxPackets[0] != 0 {
+		t.Fatalf("rx %v: the pre-filter's drops are received frames", tot.RxPackets)
+	}
 	reg := prometheus.NewRegistry()
 	if err := reg.Register(c); err != nil {
 		t.Fatal(err)
