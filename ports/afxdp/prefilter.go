@@ -8,6 +8,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/features"
+	"golang.org/x/sys/unix"
 
 	"github.com/psavd/psavd/engine"
 )
@@ -52,7 +54,11 @@ import (
 // engine's own atomic swap, and the clock may cross an epoch boundary
 // between the two: each pre-filter drop is a drop the engine with the
 // matching snapshot agrees with, and everything passed is judged by the
-// engine with whatever snapshot it holds. A generation is rewritten only
+// engine with whatever snapshot it holds. Should the syncer stop, the
+// epoch-dependent drops (no-tag, stale-epoch) stop by themselves once the
+// engine's clock could have passed e+1: Sync also writes that moment as a
+// CLOCK_MONOTONIC deadline, which the program compares with
+// bpf_ktime_get_ns. A generation is rewritten only
 // a grace period after it was last in use (pfGrace), so that a program
 // still running on it never sees it change.
 
@@ -125,7 +131,7 @@ func (o PrefilterOptions) flags() uint32 {
 
 // Prefilter keeps the pre-filter's maps in step with the engine's tables.
 type Prefilter struct {
-	cfg, pfx, cnt *ebpf.Map
+	cfg, pfx, cnt, dl *ebpf.Map
 
 	mu      sync.Mutex
 	base    uint32 // flags of Options (cross-connect, fail-closed)
@@ -139,7 +145,7 @@ type Prefilter struct {
 }
 
 func newPrefilter(coll *ebpf.Collection, base uint32) *Prefilter {
-	return &Prefilter{cfg: coll.Maps[mapConfig], pfx: coll.Maps[mapPrefixes], cnt: coll.Maps[mapPFCounts], base: base & (cfgCrossConnect | cfgFailClosed),
+	return &Prefilter{cfg: coll.Maps[mapConfig], pfx: coll.Maps[mapPrefixes], cnt: coll.Maps[mapPFCounts], dl: coll.Maps[mapPFDead], base: base & (cfgCrossConnect | cfgFailClosed),
 		sets: [2]map[pfKey]uint8{{}, {}}, epoch: -1}
 }
 
@@ -228,7 +234,10 @@ func (p *Prefilter) Sync(t *engine.Tables, now int64) error {
 	if same && p.synced {
 		// Same classes: only the epoch octet moves, in one word update.
 		p.last, p.epoch = t, e
-		return p.cfg.Put(uint32(0), p.word())
+		if err := p.cfg.Put(uint32(0), p.word()); err != nil {
+			return err
+		}
+		return p.putDeadline(t, e, now)
 	}
 	// A program that loaded the word before the last flip may still read
 	// generation ng: leave it alone for a grace period (programs run for
@@ -258,6 +267,30 @@ func (p *Prefilter) Sync(t *engine.Tables, now int64) error {
 		return fmt.Errorf("afxdp: pre-filter: flip: %w", err)
 	}
 	p.flipped = time.Now()
+	return p.putDeadline(t, e, now)
+}
+
+// putDeadline writes when the word's epoch e stops being safe: once the
+// engine's clock could reach e+2 (the start of epoch e+2, less a second for
+// the whole seconds now is given in), in CLOCK_MONOTONIC nanoseconds, the
+// clock of bpf_ktime_get_ns. Written after the word, so that a packet that
+// sees a new word with the old deadline is only judged more cautiously.
+// Without an epoch (e < 0) the deadline is 0: no epoch checks.
+func (p *Prefilter) putDeadline(t *engine.Tables, e, now int64) error {
+	var dl uint64
+	if t != nil && e >= 0 && t.Period > 0 {
+		var ts unix.Timespec
+		if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+			return fmt.Errorf("afxdp: pre-filter: clock: %w", err)
+		}
+		left := t.T0 + (e+2)*t.Period - now - 1
+		if left > 0 {
+			dl = uint64(ts.Nano()) + uint64(left)*uint64(time.Second)
+		}
+	}
+	if err := p.dl.Put(uint32(0), dl); err != nil {
+		return fmt.Errorf("afxdp: pre-filter: deadline: %w", err)
+	}
 	return nil
 }
 
@@ -287,6 +320,26 @@ func (p *Prefilter) Drops() (map[engine.Reason]uint64, error) {
 
 // PrefilterReasons are the reasons the pre-filter drops for.
 func PrefilterReasons() []engine.Reason { return pfReasons[:] }
+
+var (
+	clockOnce sync.Once
+	clockFn   asm.BuiltinFunc
+)
+
+// monotonicNow is the helper the program reads CLOCK_MONOTONIC with:
+// bpf_ktime_get_coarse_ns (Linux 5.11; a read of the timekeeper's last
+// tick, ~25 ns cheaper per packet here than bpf_ktime_get_ns, which reads
+// the clock source) where the kernel has it. Coarse lags by at most a tick,
+// far inside the second of margin the deadline keeps.
+func monotonicNow() asm.BuiltinFunc {
+	clockOnce.Do(func() {
+		clockFn = asm.FnKtimeGetNs
+		if features.HaveProgramHelper(ebpf.XDP, asm.FnKtimeGetCoarseNs) == nil {
+			clockFn = asm.FnKtimeGetCoarseNs
+		}
+	})
+	return clockFn
+}
 
 // prefilterInstructions is the pre-filter's part of the XDP program. Entry
 // points: "pf4" (IPv4 transit, bytes up to endIP4 checked) and "ip6transit"
@@ -463,7 +516,21 @@ func prefilterInstructions() asm.Instructions {
 		asm.JNE.Imm(asm.R3, pfKeyed, "data"),
 		asm.JSet.Imm(asm.R9, cfgPFValidate, "pfvalidate"),
 		asm.Ja.Label("data"),
-		asm.LoadMem(asm.R4, asm.RFP, stShape, asm.DWord).WithSymbol("pfvalidate"),
+		// The epoch-dependent checks hold only until the engine's clock
+		// could pass e+1 (the deadline Sync writes, CLOCK_MONOTONIC): a
+		// syncer that stopped never makes the pre-filter misjudge.
+		monotonicNow().Call().WithSymbol("pfvalidate"),
+		asm.StoreMem(asm.RFP, stNow, asm.R0, asm.DWord),
+		asm.StoreImm(asm.RFP, stDlKey, 0, asm.Word),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(mapPFDead),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, stDlKey),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "data"),
+		asm.LoadMem(asm.R3, asm.R0, 0, asm.DWord),
+		asm.LoadMem(asm.R4, asm.RFP, stNow, asm.DWord),
+		asm.JGT.Reg(asm.R4, asm.R3, "data"),
+		asm.LoadMem(asm.R4, asm.RFP, stShape, asm.DWord),
 		asm.StoreImm(asm.RFP, stCntKey, pfCntNoTag, asm.Word),
 		asm.JEq.Imm(asm.R4, pfUntagged, "pfdrop"),
 		asm.JNE.Imm(asm.R4, pfTagged, "data"),

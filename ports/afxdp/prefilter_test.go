@@ -537,3 +537,36 @@ func BenchmarkPrefilter(b *testing.B) {
 		})
 	}
 }
+
+// TestPrefilterDeadline: past the deadline Sync wrote (the syncer stopped
+// for an epoch), the epoch-dependent drops stop; spoofed-local, which needs
+// no clock, goes on.
+func TestPrefilterDeadline(t *testing.T) {
+	tb := pfTables(t, false)
+	r := newPFRig(t, tb)
+	untagged := udp(t, gen.OutsideV4, gen.InsideV4)
+	stale := tagged(t, untagged, pfKey65002, pfEpoch+128, 24)
+	local := udp(t, gen.InsideV4, gen.OutsideV4)
+	if r.verdict(t, untagged) != int(engine.DropNoTag) || r.verdict(t, stale) != int(engine.DropStaleEpoch) {
+		t.Fatal("before the deadline: no-tag and stale-epoch not dropped")
+	}
+	if err := r.coll.Maps[mapPFDead].Put(uint32(0), uint64(1)); err != nil {
+		t.Fatal(err)
+	}
+	if x := r.verdict(t, untagged); x != -1 {
+		t.Errorf("past the deadline: untagged member %s", reasonName(x))
+	}
+	if x := r.verdict(t, stale); x != -1 {
+		t.Errorf("past the deadline: stale tag %s", reasonName(x))
+	}
+	if x := r.verdict(t, local); x != int(engine.DropSpoofedLocal) {
+		t.Errorf("past the deadline: spoofed-local %s", reasonName(x))
+	}
+	// The next epoch's Sync writes a new deadline.
+	if err := r.pf.Sync(tb, pfNow+60); err != nil {
+		t.Fatal(err)
+	}
+	if x := r.verdict(t, untagged); x != int(engine.DropNoTag) {
+		t.Errorf("after a new Sync: untagged member %s", reasonName(x))
+	}
+}

@@ -22,6 +22,7 @@ const (
 	// The pre-filter's maps (prefilter.go).
 	mapPrefixes = "psavd_pfx"   // LPM trie: (generation, 16-byte prefix) -> class
 	mapPFCounts = "psavd_pfcnt" // per-CPU array: drops by pre-filter reason, sample tick
+	mapPFDead   = "psavd_pfdl"  // array[1] of u64: CLOCK_MONOTONIC ns after which the epoch checks stop
 )
 
 // Flags of the config map (one u32 at key 0).
@@ -121,6 +122,8 @@ const (
 	stShape  = -40 // u64: pfUntagged, pfTagged or pfTaggedOther
 	stEpoch  = -48 // u64: epoch octet of a tag
 	stSmpKey = -52 // u32 key of the sample tick
+	stDlKey  = -56 // u32 key 0 of the deadline map
+	stNow    = -64 // u64: bpf_ktime_get_ns()
 )
 
 // collectionSpec returns the maps and the XDP program. xskEntries is the
@@ -159,6 +162,13 @@ func collectionSpec(xskEntries int) *ebpf.CollectionSpec {
 				KeySize:    4,
 				ValueSize:  8,
 				MaxEntries: pfNumCounters,
+			},
+			mapPFDead: {
+				Name:       mapPFDead,
+				Type:       ebpf.Array,
+				KeySize:    4,
+				ValueSize:  8,
+				MaxEntries: 1,
 			},
 			mapConfig: {
 				Name:       mapConfig,
