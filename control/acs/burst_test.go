@@ -1,6 +1,7 @@
 package acs
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -45,5 +46,28 @@ func TestMembershipBurstKeepsPeering(t *testing.T) {
 	}
 	if got := len(b.Membership().Records()); got != members+2 {
 		t.Fatalf("AS65002 holds %d records, want %d", got, members+2)
+	}
+}
+
+// TestDialPacer: dials reserve slots 1/rate apart, in order; an idle pacer
+// lets the next dial go at once; a caller whose context ends stops waiting.
+func TestDialPacer(t *testing.T) {
+	p := dialPacer{gap: time.Second / dialRate}
+	t0 := time.Unix(1000, 0)
+	for i := range 3 {
+		if got, want := p.reserve(t0), t0.Add(time.Duration(i)*p.gap); !got.Equal(want) {
+			t.Fatalf("reservation %d at %v, want %v", i, got, want)
+		}
+	}
+	later := t0.Add(time.Minute)
+	if got := p.reserve(later); !got.Equal(later) {
+		t.Fatalf("an idle pacer's next slot is %v, want now (%v)", got, later)
+	}
+	q := dialPacer{gap: time.Hour}
+	q.reserve(time.Now())
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if q.wait(ctx) {
+		t.Fatal("wait went on after its context ended")
 	}
 }

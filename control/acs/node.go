@@ -182,6 +182,7 @@ type Node struct {
 	hopsMu    sync.Mutex
 	hopsCache *treeHops
 
+	dialPace      dialPacer                                      // peering.go
 	reconcileKick chan struct{}                                  // capacity 1: membership changed (peering.go)
 	standings     atomic.Pointer[map[uint32]membership.Standing] // peering.go
 
@@ -237,6 +238,7 @@ func New(cfg Config) (*Node, error) {
 		peers:   map[uint32]*peerState{},
 		version: 1, changed: make(chan struct{}), abrs: map[string]int{},
 		failed: make(chan error, 1), reconcileKick: make(chan struct{}, 1),
+		dialPace: dialPacer{gap: time.Second / dialRate},
 	}
 	n.ppol = cfg.PairPolicy
 	n.ppol.T0, n.ppol.Period = cfg.T0, cfg.Period
@@ -539,8 +541,11 @@ func (n *Node) deadLoop() {
 		case <-t.C:
 		}
 		n.checkClock()
-		now := n.now()
+		// The time is read under the lock: read before it, a heartbeat
+		// recorded while we waited for the lock would lie in our future
+		// and a negative silence would count as a huge number missed.
 		n.mu.Lock()
+		now := n.now()
 		if e := engine.Epoch(now.Unix(), n.cfg.T0, int64(n.cfg.Period)); e != lastEpoch {
 			lastEpoch = e
 			n.bump() // new key window for the ABRs
@@ -559,7 +564,7 @@ func (n *Node) deadLoop() {
 			if ps.state == StateConnecting && ps.machine == nil {
 				continue
 			}
-			ps.missed = uint32(now.Sub(ps.lastHB) / n.hb)
+			ps.missed = uint32(max(0, now.Sub(ps.lastHB)) / n.hb)
 			if int(ps.missed) >= n.dead {
 				n.declareDead(ps, fmt.Sprintf("missed %d heartbeats", ps.missed))
 			}

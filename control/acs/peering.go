@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -201,23 +202,70 @@ func (n *Node) endExited(ps *peerState, exit []byte) {
 	}
 }
 
-// dialTarget says what the dialer of asn should do now: dial addr, wait,
-// or stop (the peer exited, or is no longer a target).
-func (n *Node) dialTarget(asn uint32, attempt int) (addr string, stop bool) {
+// dialRate is how many dials a second the ACS starts to peers it holds no
+// running pair with (member-record addresses and configured peers alike):
+// a joining or restarted ACS of a large alliance, or one whose members are
+// unreachable, would otherwise open thousands of TLS handshakes at once and
+// starve its own heartbeats (DESIGN §2.8). A pair whose machine is running
+// is re-dialled at once: its dead timer is running.
+const dialRate = 50
+
+// dialPacer spaces dials 1/rate apart: each caller reserves the next free
+// slot and sleeps until it.
+type dialPacer struct {
+	mu   sync.Mutex
+	next time.Time
+	gap  time.Duration
+}
+
+// reserve takes the next free slot at or after now.
+func (p *dialPacer) reserve(now time.Time) time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	at := p.next
+	if at.Before(now) {
+		at = now
+	}
+	p.next = at.Add(p.gap)
+	return at
+}
+
+// wait blocks until the caller's slot, or until ctx ends (false).
+func (p *dialPacer) wait(ctx context.Context) bool {
+	now := time.Now()
+	d := p.reserve(now).Sub(now)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// dialTarget says what the dialer of asn should do now: dial addr (paced:
+// after its turn at the pacer), wait, or stop (the peer exited, or is no
+// longer a target).
+func (n *Node) dialTarget(asn uint32, attempt int) (addr string, paced, stop bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	ps := n.peers[asn]
 	if ps == nil || n.closed {
-		return "", true
+		return "", false, true
 	}
 	if ps.addr == "" && len(ps.recAddrs) == 0 {
 		ps.stopDial = nil
-		return "", true
+		return "", false, true
 	}
 	if ps.sess != nil && !ps.sess.isDone() {
 		ps.quietSince = time.Time{}
-		return "", false
+		return "", false, false
 	}
+	paced = ps.machine == nil
 	if !pair.Initiator(n.cfg.ASN, asn) {
 		// The lower ASN dials. We dial it only when it has been silent
 		// for a few heartbeats and has never reached us (it may not know
@@ -233,13 +281,13 @@ func (n *Node) dialTarget(asn uint32, attempt int) (addr string, stop bool) {
 			wait = 2*n.cfg.BackoffMax + time.Duration(n.dead)*n.hb
 		}
 		if now.Sub(ps.quietSince) < wait {
-			return "", false
+			return "", false, false
 		}
 	}
 	if ps.addr != "" {
-		return ps.addr, false
+		return ps.addr, paced, false
 	}
-	return ps.recAddrs[attempt%len(ps.recAddrs)].String(), false
+	return ps.recAddrs[attempt%len(ps.recAddrs)].String(), paced, false
 }
 
 // dialLoop keeps a session with asn, re-dialling with a jittered
@@ -247,9 +295,18 @@ func (n *Node) dialTarget(asn uint32, attempt int) (addr string, stop bool) {
 func (n *Node) dialLoop(ctx context.Context, asn uint32) {
 	backoff := n.cfg.BackoffMin
 	for attempt := 0; ctx.Err() == nil; {
-		addr, stop := n.dialTarget(asn, attempt)
+		addr, paced, stop := n.dialTarget(asn, attempt)
 		if stop {
 			return
+		}
+		if addr != "" && paced {
+			if !n.dialPace.wait(ctx) {
+				return
+			}
+			// Things may have changed while we waited (a session came).
+			if addr, _, stop = n.dialTarget(asn, attempt); stop {
+				return
+			}
 		}
 		wait := n.hb / 2
 		if addr != "" {
