@@ -49,6 +49,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		{"dead-declared", k.DeadDeclared}, {"forced-exit-sent", k.ForcedExitsSent}, {"forced-exit-received", k.ForcedExitsReceived},
 		{"record-flooded", k.RecordsFlooded}, {"record-refused", k.RecordsRefused}, {"established", k.Established},
 		{"clock-step", k.ClockSteps}, {"clock-reanchor", k.ClockReanchors}, {"rekey-requested", k.RekeysRequested},
+		{"anti-entropy-summary", k.AntiEntropySummaries},
 	} {
 		ch <- prometheus.MustNewConstMetric(c.events, prometheus.CounterValue, float64(e.v), e.name)
 	}

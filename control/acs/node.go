@@ -107,12 +107,13 @@ type Counters struct {
 	ClockSteps                 uint64 // wall-clock steps beyond P/4 (alarms)
 	ClockReanchors             uint64 // steps confirmed by a peer: re-anchored
 	RekeysRequested            uint64 // re-keys asked for after a clock step
+	AntiEntropySummaries       uint64 // Summaries sent because digests differed (anti-entropy)
 }
 
 type counters struct {
 	dialAttempts, dialFailures, sessionsRefused, collisions, proposalsRefused,
 	skewAlarms, deadDeclared, forcedSent, forcedRecv, flooded, recRefused,
-	established, clockSteps, reanchors, rekeysRequested atomic.Uint64
+	established, clockSteps, reanchors, rekeysRequested, antiEntropy atomic.Uint64
 }
 
 // peerState is what the node knows about one peer AS; guarded by Node.mu.
@@ -418,6 +419,7 @@ func (n *Node) Counters() Counters {
 		ForcedExitsReceived: c.forcedRecv.Load(), RecordsFlooded: c.flooded.Load(),
 		RecordsRefused: c.recRefused.Load(), Established: c.established.Load(),
 		ClockSteps: c.clockSteps.Load(), ClockReanchors: c.reanchors.Load(), RekeysRequested: c.rekeysRequested.Load(),
+		AntiEntropySummaries: c.antiEntropy.Load(),
 	}
 }
 

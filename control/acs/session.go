@@ -1,6 +1,7 @@
 package acs
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -56,6 +57,13 @@ type session struct {
 
 	started time.Time // when the session was registered (the join grace)
 	rates   peerRates // the peer's message rates (reader goroutine only)
+
+	// Anti-entropy (reader goroutine only): since when the peer's
+	// heartbeats have carried a membership digest other than ours, when we
+	// last sent a Summary, and how long a difference must last before the
+	// next one (doubled while Summaries do not heal it).
+	digestDiffSince, lastSummary time.Time
+	summaryWait                  time.Duration
 
 	// Membership traffic goes around the heartbeats, both ways (docs/wire.md
 	// §2.8): records to send wait in bulk and go out only when no control
@@ -125,6 +133,7 @@ func (n *Node) newSession(peerASN, dialer uint32, cs tls.ConnectionState) *sessi
 	now := n.now()
 	return &session{
 		started: now, rates: newPeerRates(n.cfg.Limits.withDefaults(), now),
+		lastSummary: now, summaryWait: antiEntropyAfter * n.hb,
 		n: n, peer: peerASN, dialer: dialer, acceptor: acceptor,
 		initiator: pair.Initiator(n.cfg.ASN, peerASN), cs: cs,
 		log:  n.log.With(zap.Uint32("peer", peerASN)),
@@ -497,10 +506,46 @@ func (s *session) heartbeatMsg() *acspb.PeerMessage {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.seq++
+	d := s.n.set.Digest()
 	return &acspb.PeerMessage{Body: &acspb.PeerMessage_Heartbeat{Heartbeat: &acspb.Heartbeat{
 		Seq: s.seq, SendUnixNano: s.n.now().UnixNano(),
 		EchoSeq: s.recvSeq, EchoSendUnixNano: s.recvSend, EchoRecvUnixNano: s.recvAt,
+		MembershipDigest: d[:],
 	}}}
+}
+
+// antiEntropyAfter is how many heartbeat intervals two membership digests
+// may differ before a Summary is sent: flooding converges well within it,
+// so only a divergence flooding missed (a record that arrived while a
+// session was down, one a peer refused for a while, a store restored from
+// an old backup) costs a Summary, whose Diff then heals both sides. While
+// Summaries do not heal it (the peer refuses what we hold, for instance)
+// the wait doubles, up to antiEntropyMaxAfter intervals.
+const (
+	antiEntropyAfter    = 10
+	antiEntropyMaxAfter = 640
+)
+
+// antiEntropy compares the digest a peer's heartbeat carries with ours and
+// sends our Summary when they have differed for long enough.
+func (s *session) antiEntropy(peer []byte, now time.Time) {
+	n := s.n
+	if d := n.set.Digest(); bytes.Equal(d[:], peer) {
+		s.digestDiffSince = time.Time{}
+		s.summaryWait = antiEntropyAfter * n.hb
+		return
+	}
+	if s.digestDiffSince.IsZero() {
+		s.digestDiffSince = now
+	}
+	if now.Sub(s.digestDiffSince) < s.summaryWait || now.Sub(s.lastSummary) < s.summaryWait {
+		return
+	}
+	s.lastSummary = now
+	s.summaryWait = min(2*s.summaryWait, antiEntropyMaxAfter*n.hb)
+	n.c.antiEntropy.Add(1)
+	s.log.Info("membership digests differ: sending our summary (anti-entropy)", zap.Duration("for", now.Sub(s.digestDiffSince)))
+	s.send(summaryMsg(n.set))
 }
 
 // maxRecordBatch bounds one ApplyBatch, so records of a long catch-up are
@@ -596,6 +641,9 @@ func (s *session) onHeartbeat(h *acspb.Heartbeat) error {
 	s.mu.Unlock()
 
 	n.heartbeatSeen(s, now, offset, rtt, measured)
+	if len(h.MembershipDigest) != 0 {
+		s.antiEntropy(h.MembershipDigest, now)
+	}
 	if measured {
 		n.confirmClock(s.peer, offset) // a step of our wall clock this peer agrees with
 	}

@@ -316,8 +316,13 @@ type Heartbeat struct {
 	// declares it silent after missing a few of ITS heartbeats, whatever its
 	// own configuration. 0: not given.
 	IntervalNanos int64 `protobuf:"varint,6,opt,name=interval_nanos,json=intervalNanos,proto3" json:"interval_nanos,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Peer only: the digest of the sender's membership set (control/membership
+	// Set.Digest, 32 octets), for anti-entropy: a receiver whose own digest
+	// has differed for a while sends its Summary, and the Diff heals both
+	// sides. Empty: not given (the receiver relies on flooding alone).
+	MembershipDigest []byte `protobuf:"bytes,7,opt,name=membership_digest,json=membershipDigest,proto3" json:"membership_digest,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Heartbeat) Reset() {
@@ -390,6 +395,13 @@ func (x *Heartbeat) GetIntervalNanos() int64 {
 		return x.IntervalNanos
 	}
 	return 0
+}
+
+func (x *Heartbeat) GetMembershipDigest() []byte {
+	if x != nil {
+		return x.MembershipDigest
+	}
+	return nil
 }
 
 // Proposal of the state machine's clock and start (or re-key) epoch, sent by
@@ -2072,14 +2084,15 @@ const file_acs_proto_rawDesc = "" +
 	"\x05Hello\x12%\n" +
 	"\x0eschema_version\x18\x01 \x01(\rR\rschemaVersion\x12\x10\n" +
 	"\x03asn\x18\x02 \x01(\rR\x03asn\x12+\n" +
-	"\x11membership_digest\x18\x03 \x01(\fR\x10membershipDigest\"\xe3\x01\n" +
+	"\x11membership_digest\x18\x03 \x01(\fR\x10membershipDigest\"\x90\x02\n" +
 	"\tHeartbeat\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12$\n" +
 	"\x0esend_unix_nano\x18\x02 \x01(\x03R\fsendUnixNano\x12\x19\n" +
 	"\becho_seq\x18\x03 \x01(\x04R\aechoSeq\x12-\n" +
 	"\x13echo_send_unix_nano\x18\x04 \x01(\x03R\x10echoSendUnixNano\x12-\n" +
 	"\x13echo_recv_unix_nano\x18\x05 \x01(\x03R\x10echoRecvUnixNano\x12%\n" +
-	"\x0einterval_nanos\x18\x06 \x01(\x03R\rintervalNanos\"\x88\x01\n" +
+	"\x0einterval_nanos\x18\x06 \x01(\x03R\rintervalNanos\x12+\n" +
+	"\x11membership_digest\x18\a \x01(\fR\x10membershipDigest\"\x88\x01\n" +
 	"\bProposal\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x0e\n" +
 	"\x02t0\x18\x02 \x01(\x03R\x02t0\x12%\n" +

@@ -68,6 +68,7 @@ func (s *Set) revalidate(check func(asn uint32, prefixes []netip.Prefix) error, 
 		}
 		s.rv.aside[e.rec.ASN] = e
 		delete(s.entries, e.rec.ASN)
+		s.digestOK = false
 		res.SetAside = append(res.SetAside, e.rec.ASN)
 		justAside[e.rec.ASN] = true
 	}
@@ -77,6 +78,7 @@ func (s *Set) revalidate(check func(asn uint32, prefixes []netip.Prefix) error, 
 		}
 		if !drop || check(asn, e.rec.Prefixes) == nil {
 			s.entries[asn] = e
+			s.digestOK = false
 			delete(s.rv.aside, asn)
 			res.Readmitted = append(res.Readmitted, asn)
 		}

@@ -149,6 +149,10 @@ type Set struct {
 	owners   map[netip.Prefix]uint32 // prefixes of live members only
 	accepted uint64
 	refused  [numReasons]uint64
+	// digest caches Digest until the entries change (digestOK cleared):
+	// every heartbeat carries it (anti-entropy), so it must cost nothing.
+	digest   [32]byte
+	digestOK bool
 
 	// prefixCheck, if set, vets the prefixes of joins and updates against
 	// an outside source (RPKI): an error refuses the record.
@@ -476,6 +480,7 @@ func (s *Set) commit(p pending) {
 		}
 	}
 	s.entries[p.rec.ASN] = &entry{rec: p.rec, enc: p.enc, hash: p.hash}
+	s.digestOK = false
 	s.replaced(p.rec.ASN)
 }
 
@@ -556,14 +561,17 @@ func copyRecord(e *entry) Record {
 func (s *Set) Digest() [32]byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.digestOK {
+		return s.digest
+	}
 	h := sha256.New()
 	h.Write([]byte(ctxDigest))
 	for _, e := range s.sorted() {
 		h.Write(e.hash[:])
 	}
-	var d [32]byte
-	h.Sum(d[:0])
-	return d
+	h.Sum(s.digest[:0])
+	s.digestOK = true
+	return s.digest
 }
 
 // SummaryEntry names one held record without its body.
