@@ -46,6 +46,8 @@ type lab struct {
 	held   map[uint32]net.Listener // reserved, not yet used by a node
 	hb     time.Duration
 	dead   int
+	// deadHold is Config.DeadHold (0: the default, the horizon).
+	deadHold time.Duration
 	// manual: the test publishes the members' records itself; otherwise
 	// start publishes a join of each node (peering needs membership).
 	manual bool
@@ -111,7 +113,7 @@ func (l *lab) start(asn uint32, asns []uint32, mod ...func(*Config)) *Node {
 	}
 	cfg := Config{
 		ASN: asn, Identity: l.identity(l.ca, asn), Listener: lis,
-		Heartbeat: l.hb, DeadAfter: l.dead, T0: 0, Period: testPeriod,
+		Heartbeat: l.hb, DeadAfter: l.dead, DeadHold: l.deadHold, T0: 0, Period: testPeriod,
 		MembershipDir: l.dirs[asn], MembershipPolicy: l.policy,
 		Logger:     zaptest.NewLogger(l.t).Named("AS" + itoa(asn)),
 		BackoffMin: 10 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
@@ -409,9 +411,48 @@ func TestRefusals(t *testing.T) {
 	}
 }
 
+// TestDeadPeerHeld: a peer declared dead keeps its machine for the hold
+// time (docs/wire.md §2.8): its keys stay published the whole time it is
+// silent, no ForcedExit is sent, and when it is heard again the running
+// machine is re-keyed, make before break.
+func TestDeadPeerHeld(t *testing.T) {
+	l := newLab(t)
+	l.hb, l.dead, l.deadHold = testHB, 3, time.Hour
+	a := l.start(65001, []uint32{65001, 65002})
+	b := l.start(65002, []uint32{65001, 65002})
+	pairAgrees(t, a, b)
+	estA := a.Counters().Established
+	b.pauseHB.Store(true)
+	dead := a.Counters().DeadDeclared
+	for deadline := time.Now().Add(time.Minute); a.Counters().DeadDeclared < dead+2; time.Sleep(testHB / 2) {
+		if _, ok := a.Keys(time.Now().Unix())[65002]; !ok {
+			t.Fatal("AS65001 dropped the keys of AS65002 within the hold time")
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("AS65002, silent, was not declared dead (twice) at AS65001")
+		}
+	}
+	if st := peerStatus(a, 65002); st == nil || st.State != StateDead && st.State != StateNegotiating {
+		t.Fatalf("AS65002 at AS65001: %+v, want dead (or negotiating a re-dialled session)", st)
+	}
+	if n := a.Counters().ForcedExitsSent + b.Counters().ForcedExitsReceived; n != 0 {
+		t.Fatalf("%d forced exits within the hold time", n)
+	}
+	b.pauseHB.Store(false)
+	waitFor(t, "the held pair re-keyed once AS65002 is heard again", func() bool {
+		return a.Counters().Established > estA && peerStatus(a, 65002).State == StateUp
+	})
+	pairAgrees(t, a, b)
+	if _, ok := a.Keys(time.Now().Unix())[65002]; !ok {
+		t.Fatal("no keys after the re-key")
+	}
+}
+
 func TestDeadPeer(t *testing.T) {
 	l := newLab(t)
-	l.hb, l.dead = testHB, 3
+	// A hold time short enough to see it end: then the machine goes and
+	// a ForcedExit is sent, as before the hold.
+	l.hb, l.dead, l.deadHold = testHB, 3, 500*time.Millisecond
 	asns := []uint32{65001, 65002, 65003}
 	l.mesh(asns...)
 	a, b, c := l.nodes[65001], l.nodes[65002], l.nodes[65003]
@@ -442,12 +483,11 @@ func TestDeadPeer(t *testing.T) {
 	// C stops: dead again; then restarts on the same address and
 	// directory and is re-admitted with new machines.
 	c.Close()
-	waitFor(t, "C dead after stop", func() bool {
-		return peerStatus(a, 65003).State == StateDead && peerStatus(b, 65003).State == StateDead
+	waitFor(t, "C dead after stop, its keys gone after the hold time", func() bool {
+		_, ka := a.Keys(time.Now().Unix())[65003]
+		_, kb := b.Keys(time.Now().Unix())[65003]
+		return peerStatus(a, 65003).State == StateDead && peerStatus(b, 65003).State == StateDead && !ka && !kb
 	})
-	if _, ok := a.Keys(time.Now().Unix())[65003]; ok {
-		t.Fatal("keys for a stopped peer")
-	}
 	c = l.start(65003, asns)
 	pairAgrees(t, a, c)
 	pairAgrees(t, b, c)

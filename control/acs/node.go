@@ -54,6 +54,13 @@ type Config struct {
 
 	Heartbeat time.Duration // default 1 s
 	DeadAfter int           // missed heartbeats before a peer is dead; default 3
+	// DeadHold is how long the machine of a peer declared dead keeps
+	// running from the clock, its keys still pushed to the ABRs, before it
+	// is removed and a forced exit sent (docs/wire.md §2.8: as BGP graceful
+	// restart does, so a restart or a short partition costs nothing); a
+	// peer heard again within it re-keys the running machine. Default: the
+	// horizon, max(KeyLead, pair.MinKeyLead) epochs.
+	DeadHold time.Duration
 	// KeyLead is how many epochs ahead the ABRs get keys (e−1 … e+KeyLead);
 	// default pair.MinKeyLead.
 	KeyLead int
@@ -130,6 +137,9 @@ type peerState struct {
 	start   uint64
 	missed  uint32
 	heard   bool // a heartbeat came on the current session
+	// deadSince is when the peer was first declared dead since it was last
+	// heard: its machine is held until DeadHold after it (zero: not dead).
+	deadSince time.Time
 
 	// The confirm step (docs/wire.md, "Confirm"): the responder's
 	// acceptance waiting for the initiator's ProposalConfirm (kept across
@@ -216,6 +226,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	if cfg.Period == 0 {
 		cfg.Period = pair.DefaultPeriod
+	}
+	if cfg.DeadHold <= 0 {
+		cfg.DeadHold = time.Duration(max(cfg.KeyLead, pair.MinKeyLead)) * time.Duration(cfg.Period) * time.Second
 	}
 	if cfg.BackoffMin <= 0 {
 		cfg.BackoffMin = 100 * time.Millisecond
@@ -560,6 +573,9 @@ func (n *Node) deadLoop() {
 			}
 		}
 		for _, ps := range n.peers {
+			if !ps.deadSince.IsZero() && ps.machine != nil && now.Sub(ps.deadSince) >= n.cfg.DeadHold {
+				n.endDeadPair(ps, fmt.Sprintf("dead for %v (the hold time)", now.Sub(ps.deadSince).Round(time.Second)))
+			}
 			if ps.state == StateDead || ps.lastHB.IsZero() {
 				continue
 			}
@@ -568,19 +584,43 @@ func (n *Node) deadLoop() {
 			}
 			ps.missed = uint32(max(0, now.Sub(ps.lastHB)) / n.hb)
 			if int(ps.missed) >= n.dead {
-				n.declareDead(ps, fmt.Sprintf("missed %d heartbeats", ps.missed))
+				n.declareDead(ps, fmt.Sprintf("missed %d heartbeats", ps.missed), now)
 			}
 		}
 		n.mu.Unlock()
 	}
 }
 
-// declareDead removes the peer's machine and sends it a ForcedExit if its
-// session is still open; n.mu held.
-func (n *Node) declareDead(ps *peerState, reason string) {
-	n.log.Warn("peer dead", zap.Uint32("peer", ps.asn), zap.String("reason", reason))
+// declareDead declares the peer dead (counted, logged) and ends its
+// session, so that it is re-dialled. Its machine keeps running, its keys
+// pushed, until DeadHold after it was first declared dead (docs/wire.md
+// §2.8); past the hold, the machine is removed and a ForcedExit sent on the
+// session if it is still open (endDeadPair). n.mu held.
+func (n *Node) declareDead(ps *peerState, reason string, now time.Time) {
 	n.c.deadDeclared.Add(1)
+	if ps.deadSince.IsZero() {
+		ps.deadSince = now
+	}
+	ps.state = StateDead
+	if ps.machine != nil && now.Sub(ps.deadSince) < n.cfg.DeadHold {
+		n.log.Warn("peer dead: its keys are held until the hold time ends or it is heard again",
+			zap.Uint32("peer", ps.asn), zap.String("reason", reason),
+			zap.Duration("hold_left", n.cfg.DeadHold-now.Sub(ps.deadSince)))
+		if s := ps.sess; s != nil {
+			ps.sess = nil
+			s.kill(nil)
+		}
+		return
+	}
+	n.log.Warn("peer dead", zap.Uint32("peer", ps.asn), zap.String("reason", reason))
+	n.endDeadPair(ps, reason)
+}
+
+// endDeadPair removes a dead peer's machine and sends it a ForcedExit if
+// its session is still open; n.mu held.
+func (n *Node) endDeadPair(ps *peerState, reason string) {
 	if ps.machine != nil {
+		n.log.Warn("pair removed: the peer stayed dead for the hold time", zap.Uint32("peer", ps.asn), zap.String("reason", reason))
 		ps.machine.Remove()
 		ps.machine = nil
 		n.bump()
@@ -706,6 +746,7 @@ func (n *Node) heartbeatSeen(s *session, at time.Time, offset, rtt time.Duration
 		return
 	}
 	ps.lastHB, ps.missed, ps.heard = at, 0, true
+	ps.deadSince = time.Time{} // heard again: a held machine goes on (the session re-keys it)
 	if measured {
 		ps.offset, ps.rtt = offset, rtt
 	}
