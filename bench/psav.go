@@ -169,8 +169,9 @@ func BuildPsavd(dir string) (string, error) {
 }
 
 // PsavdCounters parses the counter table psavd prints when it stops
-// ("port counter packets" lines, e.g. "outside  drop bad-tag  12") into a
-// map keyed "port counter" ("outside drop bad-tag").
+// ("port counter packets" lines, e.g. "outside  drop bad-tag  12", or
+// "outside  xdp-drop no-tag  7" for the XDP pre-filter's) into a map keyed
+// "port counter" ("outside drop bad-tag").
 func PsavdCounters(log string) map[string]uint64 {
 	m := map[string]uint64{}
 	for _, line := range strings.Split(log, "\n") {
@@ -188,7 +189,8 @@ func PsavdCounters(log string) map[string]uint64 {
 }
 
 // PsavdTagDrops sums the drops that say a tag did not verify (no-tag,
-// bad-tag, stale-epoch, no-key) in psavd's counters: non-zero in the
+// bad-tag, stale-epoch, no-key; the XDP pre-filter's "xdp-drop" lines
+// included) in psavd's counters: non-zero in the
 // validating case means the frames and psavd disagree on the tag.
 func PsavdTagDrops(counters map[string]uint64) uint64 {
 	var n uint64

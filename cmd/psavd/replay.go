@@ -114,7 +114,9 @@ func replay(c *config.Config, inPath, outPath string, at int64, portName string,
 	return nil
 }
 
-// printCounters writes the non-zero counters as a table.
+// printCounters writes the non-zero counters as a table: per port, what
+// was received, each action and drop reason of the engine, the XDP
+// pre-filter's drops ("xdp-drop <reason>"), what was transmitted.
 func printCounters(w io.Writer, eng *engine.Engine, t metrics.Totals) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "port\tcounter\tpackets")
@@ -130,6 +132,13 @@ func printCounters(w io.Writer, eng *engine.Engine, t metrics.Totals) {
 		for _, r := range engine.Reasons() {
 			if n := t.Drops[i][r]; n > 0 {
 				fmt.Fprintf(tw, "%s\tdrop %s\t%d\n", p.Name, r, n)
+			}
+		}
+		// The XDP pre-filter's drops are received frames too: without
+		// them the table would not add up.
+		for _, r := range engine.Reasons() {
+			if t.XDP[i] && t.XDPDrops[i][r] > 0 {
+				fmt.Fprintf(tw, "%s\txdp-drop %s\t%d\n", p.Name, r, t.XDPDrops[i][r])
 			}
 		}
 		if t.TxPackets[i] > 0 {
