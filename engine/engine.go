@@ -212,6 +212,11 @@ type Processor struct {
 	nonce    uint64     // LISP nonce generator state
 	tokens   int        // ICMP Packet Too Big budget left in tokenSec
 	tokenSec int64
+
+	// The last AS-Prefix look-up of each side, valid for memoTables
+	// (lookupmemo.go).
+	srcMemo, dstMemo lookupMemo
+	memoTables       *Tables
 }
 
 // NewProcessor returns the packet path for port in.
@@ -233,6 +238,9 @@ func (e *Engine) NewProcessor(in int) *Processor {
 func (pr *Processor) Process(b *ports.Batch, t *Tables, unixNow int64) {
 	epoch := Epoch(unixNow, t.T0, t.Period)
 	pr.now = unixNow
+	if t != pr.memoTables {
+		pr.srcMemo, pr.dstMemo, pr.memoTables = lookupMemo{}, lookupMemo{}, t
+	}
 	for i := range b.Pkts {
 		pkt := &b.Pkts[i]
 		pr.t.rxBytes += uint64(pkt.Len)
@@ -292,7 +300,7 @@ func (pr *Processor) one(pkt *ports.Packet, t *Tables, epoch int64) int16 {
 	}
 	outRole := pr.e.spec.Ports[out].Role
 
-	srcM, srcBits := t.lookup(&p.src)
+	srcM, srcBits := pr.srcMemo.lookup(t, &p.src)
 	srcLocal := srcM >= 0 && t.Members[srcM].Local
 	if pr.inRole == RoleEgress && srcLocal {
 		return pr.drop(DropSpoofedLocal)
@@ -311,7 +319,7 @@ func (pr *Processor) one(pkt *ports.Packet, t *Tables, epoch int64) int16 {
 			}
 			break
 		}
-		dstM, _ := t.lookup(&p.dst)
+		dstM, _ := pr.dstMemo.lookup(t, &p.dst)
 		if dstM < 0 || t.Members[dstM].Local {
 			break // not for a member: leaves untagged
 		}
@@ -346,7 +354,7 @@ func (pr *Processor) one(pkt *ports.Packet, t *Tables, epoch int64) int16 {
 		if srcM < 0 || t.Replace == nil {
 			break
 		}
-		dstM, _ := t.lookup(&p.dst)
+		dstM, _ := pr.dstMemo.lookup(t, &p.dst)
 		if dstM < 0 {
 			break
 		}

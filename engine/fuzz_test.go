@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"encoding/binary"
 	"testing"
 
 	"github.com/psavd/psavd/engine/header"
@@ -45,6 +46,15 @@ func FuzzInsertStrip(f *testing.F) {
 	for _, s := range seeds(f) {
 		f.Add(s, uint64(0x0123456789abcdef), byte(7), byte(24))
 	}
+	// A NOP then End of Options: the tag goes in at an odd offset of the
+	// header, where the incremental checksum takes byte-swapped words.
+	odd := mustHex(f, v4In)
+	odd = append(odd[:34:34], append([]byte{1, 0, 0, 0}, odd[34:]...)...)
+	odd[14] = 0x46
+	binary.BigEndian.PutUint16(odd[16:], binary.BigEndian.Uint16(odd[16:])+4)
+	header.IPv4(odd[14:]).UpdateChecksum()
+	f.Add(odd, uint64(0xfedcba9876543210), byte(255), byte(32))
+	f.Add(odd, ^uint64(0), byte(0), byte(0))
 	f.Fuzz(func(t *testing.T, frame []byte, tag uint64, epoch, plen byte) {
 		if len(frame) > ports.MaxFrame-TagGrowth {
 			return

@@ -473,7 +473,7 @@ func BenchmarkScalePipeline(b *testing.B) {
 		frame string
 	}{{"tag-add/ipv4", tagger, 0, v4In}, {"validate-strip/ipv4", validator, 1, v4Out},
 		{"tag-add/ipv6", tagger, 0, v6In}, {"validate-strip/ipv6", validator, 1, v6Out}} {
-		b.Run(c.name, func(b *testing.B) { benchPipeline(b, c.e, c.in, mustHex(b, c.frame), false) })
+		b.Run(c.name, func(b *testing.B) { benchPipeline(b, c.e, c.in, false, mustHex(b, c.frame)) })
 	}
 }
 
