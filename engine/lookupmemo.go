@@ -33,6 +33,8 @@ func (m *lookupMemo) lookup(t *Tables, addr *[16]byte) (member int, bits byte) {
 		return int(m.member), m.bits
 	}
 	member, bits = t.lookup(addr)
-	*m = lookupMemo{hi: hi, lo: lo, member: int32(member), bits: bits, valid: true}
+	// Field by field: a composite literal is built on the stack and
+	// copied with wide loads of what was just stored narrow (a stall).
+	m.hi, m.lo, m.member, m.bits, m.valid = hi, lo, int32(member), bits, true
 	return member, bits
 }

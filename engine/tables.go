@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 
@@ -163,7 +164,17 @@ func (b *PrefixTableBuilder) Table() *bart.Fast[uint32] { return b.t }
 
 // addrFrom16 turns a 16-octet address (IPv4-mapped for IPv4) into the
 // netip.Addr the tables are keyed by.
-func addrFrom16(a *[16]byte) netip.Addr { return netip.AddrFrom16(*a).Unmap() }
+//
+// It reads the address as two words: the parser writes an IPv4-mapped
+// address as two words, and a 16-octet load over them could not be
+// forwarded from those stores (a stall on every IPv4 look-up).
+func addrFrom16(a *[16]byte) netip.Addr {
+	hi, lo := binary.BigEndian.Uint64(a[:8]), binary.BigEndian.Uint64(a[8:])
+	if hi == 0 && lo>>32 == 0xffff {
+		return netip.AddrFrom4([4]byte{byte(lo >> 24), byte(lo >> 16), byte(lo >> 8), byte(lo)})
+	}
+	return netip.AddrFrom16(*a)
+}
 
 // KeyHorizon is how long from unix the data plane can still tag and
 // validate with every peer a member uses: the end of the last epoch up to
