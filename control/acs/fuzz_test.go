@@ -49,6 +49,17 @@ func FuzzSessionSequence(f *testing.F) {
 	f.Add(encodeSequence(hello, rec, rec, want, sum, exit))
 	f.Add(encodeSequence(&acspb.PeerMessage{}, hb))
 	f.Add([]byte{0, 3, 0xff, 0xff, 0xff})
+	// The confirm step, a re-key request, heartbeats carrying membership
+	// digests (anti-entropy: ours, another, a short one).
+	confirm := &acspb.PeerMessage{Body: &acspb.PeerMessage_Confirm{Confirm: &acspb.ProposalConfirm{Id: 1, StartEpoch: uint64(now.Unix()/60 + 2)}}}
+	rekey := &acspb.PeerMessage{Body: &acspb.PeerMessage_RekeyRequest{RekeyRequest: &acspb.RekeyRequest{Reason: "clock step"}}}
+	digestHB := func(seq uint64, d []byte) *acspb.PeerMessage {
+		return &acspb.PeerMessage{Body: &acspb.PeerMessage_Heartbeat{Heartbeat: &acspb.Heartbeat{Seq: seq, SendUnixNano: now.UnixNano(), EchoSeq: 1,
+			EchoSendUnixNano: now.UnixNano(), EchoRecvUnixNano: now.UnixNano(), MembershipDigest: d}}}
+	}
+	f.Add(encodeSequence(hb, echo, prop, confirm, confirm, rekey, resp, confirm))
+	f.Add(encodeSequence(rekey, hb, rekey, echo, prop, rekey))
+	f.Add(encodeSequence(digestHB(1, make([]byte, 32)), digestHB(2, []byte{1, 2, 3}), rec, digestHB(3, make([]byte, 64)), sum))
 
 	cfg := Config{ASN: 65001, Identity: l.identity(l.ca, 65001), Listen: "127.0.0.1:0", Heartbeat: time.Second, Period: testPeriod,
 		MembershipPolicy: l.policy, Logger: zap.NewNop()}
