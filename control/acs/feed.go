@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/psavd/psavd/control/acspb"
 	"github.com/psavd/psavd/control/membership"
@@ -380,7 +381,7 @@ func (sv *server) Feed(req *acspb.FeedRequest, st acspb.ACS_FeedServer) error {
 	cur := n.NewFeedCursor()
 	heartbeat := func() error {
 		seq++
-		return st.Send(&acspb.FeedMessage{Body: &acspb.FeedMessage_Heartbeat{Heartbeat: &acspb.Heartbeat{
+		return n.sendFeed(st, &acspb.FeedMessage{Body: &acspb.FeedMessage_Heartbeat{Heartbeat: &acspb.Heartbeat{
 			Seq: seq, SendUnixNano: n.now().UnixNano(), IntervalNanos: int64(n.hb)}}})
 	}
 	for {
@@ -390,7 +391,7 @@ func (sv *server) Feed(req *acspb.FeedRequest, st acspb.ACS_FeedServer) error {
 		first := cur.sent == 0
 		msgs := cur.Next(n.now())
 		for _, m := range msgs {
-			if err := st.Send(m); err != nil {
+			if err := n.sendFeed(st, m); err != nil {
 				return err
 			}
 		}
@@ -420,4 +421,48 @@ func (sv *server) Feed(req *acspb.FeedRequest, st acspb.ACS_FeedServer) error {
 			}
 		}
 	}
+}
+
+// Feed parts, as psavd_acs_feed_bytes_total and psavd_acs_feed_messages_total
+// name them.
+const (
+	partMembership = iota
+	partKeys
+	partHeartbeat
+	numFeedParts
+)
+
+var feedPartNames = [numFeedParts]string{"membership", "keys", "heartbeat"}
+
+// FeedTotals counts what the ACS sent its ABRs, by feed part (membership
+// chunks, keys-only messages, heartbeats): messages and protobuf octets.
+type FeedTotals struct {
+	Messages, Bytes [numFeedParts]uint64
+}
+
+// FeedSent returns the totals of every ABR feed so far.
+func (n *Node) FeedSent() FeedTotals {
+	var t FeedTotals
+	for i := range numFeedParts {
+		t.Messages[i], t.Bytes[i] = n.c.feedMsgs[i].Load(), n.c.feedBytes[i].Load()
+	}
+	return t
+}
+
+// sendFeed sends one feed message, counted by part: what an ABR costs the
+// ACS per epoch is then measured, not estimated (docs/scale.md).
+func (n *Node) sendFeed(st acspb.ACS_FeedServer, m *acspb.FeedMessage) error {
+	part := partHeartbeat
+	switch m.Body.(type) {
+	case *acspb.FeedMessage_Membership:
+		part = partMembership
+	case *acspb.FeedMessage_Keys:
+		part = partKeys
+	}
+	if err := st.Send(m); err != nil {
+		return err
+	}
+	n.c.feedMsgs[part].Add(1)
+	n.c.feedBytes[part].Add(uint64(proto.Size(m)))
+	return nil
 }

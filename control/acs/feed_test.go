@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/psavd/psavd/control/acspb"
 	"github.com/psavd/psavd/control/membership"
@@ -136,6 +137,13 @@ func TestFeed(t *testing.T) {
 	}
 	if matched == 0 {
 		t.Fatal("no common epoch")
+	}
+	// What was received was counted by part, in protobuf octets.
+	ft := a.FeedSent()
+	if ft.Messages[partMembership] == 0 || ft.Messages[partKeys] == 0 || ft.Messages[partHeartbeat] == 0 ||
+		ft.Bytes[partMembership] < uint64(proto.Size(&acspb.FeedMessage{Body: &acspb.FeedMessage_Membership{Membership: mem}})) ||
+		ft.Bytes[partKeys] < uint64(proto.Size(&acspb.FeedMessage{Body: &acspb.FeedMessage_Keys{Keys: keys}})) {
+		t.Fatalf("feed totals %+v do not cover what was received (membership %d octets, keys %d)", ft, proto.Size(mem), proto.Size(keys))
 	}
 	waitFor(t, "abr in status", func() bool {
 		abrs := a.Status().Abrs

@@ -11,7 +11,7 @@ import (
 type Collector struct {
 	n                                              *Node
 	events, up, rtt, offset, missed, memb, refused *prometheus.Desc
-	recRefused, clockStep                          *prometheus.Desc
+	recRefused, clockStep, feedBytes, feedMsgs     *prometheus.Desc
 }
 
 // NewCollector returns a Prometheus collector for n.
@@ -26,13 +26,15 @@ func NewCollector(n *Node) *Collector {
 		refused: prometheus.NewDesc("psavd_acs_refused_total", "Clients of the ACS listener refused, by service (peer, feed, status) and reason (no-identity, role-less, wrong-role, wrong-as, live-session, bad-hello).",
 			[]string{"service", "reason"}, nil),
 		clockStep:  prometheus.NewDesc("psavd_acs_clock_step_seconds", "Alarm: the wall clock's divergence from the ACS's epoch clock (anchored to the monotonic clock) while it exceeds P/4; 0 when none. Epochs keep the monotonic time until a peer confirms the step.", nil, nil),
+		feedBytes:  prometheus.NewDesc("psavd_acs_feed_bytes_total", "Protobuf octets sent to this AS's ABRs, by feed part (membership, keys, heartbeat): per epoch, only keys and heartbeats unless the membership changed.", []string{"part"}, nil),
+		feedMsgs:   prometheus.NewDesc("psavd_acs_feed_messages_total", "Messages sent to this AS's ABRs, by feed part (membership chunks, keys, heartbeats).", []string{"part"}, nil),
 		recRefused: prometheus.NewDesc("psavd_membership_refused_total", "Membership records refused, from peers or published here, by reason (control/membership Reasons).", []string{"reason"}, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.events, c.up, c.rtt, c.offset, c.missed, c.memb, c.refused, c.recRefused, c.clockStep} {
+	for _, d := range []*prometheus.Desc{c.events, c.up, c.rtt, c.offset, c.missed, c.memb, c.refused, c.recRefused, c.clockStep, c.feedBytes, c.feedMsgs} {
 		ch <- d
 	}
 }
@@ -52,6 +54,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		{"anti-entropy-summary", k.AntiEntropySummaries},
 	} {
 		ch <- prometheus.MustNewConstMetric(c.events, prometheus.CounterValue, float64(e.v), e.name)
+	}
+	ft := c.n.FeedSent()
+	for i, name := range feedPartNames {
+		ch <- prometheus.MustNewConstMetric(c.feedBytes, prometheus.CounterValue, float64(ft.Bytes[i]), name)
+		ch <- prometheus.MustNewConstMetric(c.feedMsgs, prometheus.CounterValue, float64(ft.Messages[i]), name)
 	}
 	for k, v := range c.n.Refusals() {
 		ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(v), k[0], k[1])

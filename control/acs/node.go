@@ -121,6 +121,8 @@ type counters struct {
 	dialAttempts, dialFailures, sessionsRefused, collisions, proposalsRefused,
 	skewAlarms, deadDeclared, forcedSent, forcedRecv, flooded, recRefused,
 	established, clockSteps, reanchors, rekeysRequested, antiEntropy atomic.Uint64
+
+	feedMsgs, feedBytes [numFeedParts]atomic.Uint64 // what ABR feeds sent (feed.go)
 }
 
 // peerState is what the node knows about one peer AS; guarded by Node.mu.
