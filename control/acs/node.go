@@ -530,12 +530,21 @@ func (n *Node) register(s *session) error {
 	return nil
 }
 
+// current returns the state of s's peer if s is still its session, else
+// nil (a superseded or ended session must change nothing); n.mu held.
+func (n *Node) current(s *session) *peerState {
+	if ps := n.peers[s.peer]; ps != nil && ps.sess == s {
+		return ps
+	}
+	return nil
+}
+
 // unregister detaches s from its peer when the session ends.
 func (n *Node) unregister(s *session) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	ps := n.peers[s.peer]
-	if ps == nil || ps.sess != s {
+	ps := n.current(s)
+	if ps == nil {
 		return
 	}
 	ps.sess = nil
@@ -645,8 +654,8 @@ func (n *Node) endDeadPair(ps *peerState, reason string) {
 func (n *Node) install(s *session, a *pair.Acceptance, late bool) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	ps := n.peers[s.peer]
-	if ps == nil || ps.sess != s {
+	ps := n.current(s)
+	if ps == nil {
 		a.Drop()
 		return errors.New("acs: session superseded")
 	}
@@ -678,8 +687,8 @@ func (n *Node) install(s *session, a *pair.Acceptance, late bool) error {
 func (n *Node) hold(s *session, a *pair.Acceptance) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	ps := n.peers[s.peer]
-	if ps == nil || ps.sess != s {
+	ps := n.current(s)
+	if ps == nil {
 		a.Drop()
 		return errors.New("acs: session superseded")
 	}
@@ -693,8 +702,8 @@ func (n *Node) hold(s *session, a *pair.Acceptance) error {
 func (n *Node) takeHeld(s *session, id, e0 uint64) *pair.Acceptance {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	ps := n.peers[s.peer]
-	if ps == nil || ps.sess != s || !ps.held.Matches(id, e0) {
+	ps := n.current(s)
+	if ps == nil || !ps.held.Matches(id, e0) {
 		return nil
 	}
 	a := ps.held
@@ -725,7 +734,7 @@ func (n *Node) lastConfirm(peer uint32) *acspb.ProposalConfirm {
 func (n *Node) forcedExit(s *session) {
 	n.c.forcedRecv.Add(1)
 	n.mu.Lock()
-	if ps := n.peers[s.peer]; ps != nil && ps.sess == s {
+	if ps := n.current(s); ps != nil {
 		if ps.machine != nil {
 			ps.machine.Remove()
 			ps.machine = nil
@@ -743,8 +752,8 @@ func (n *Node) forcedExit(s *session) {
 func (n *Node) heartbeatSeen(s *session, at time.Time, offset, rtt time.Duration, measured bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	ps := n.peers[s.peer]
-	if ps == nil || ps.sess != s {
+	ps := n.current(s)
+	if ps == nil {
 		return
 	}
 	ps.lastHB, ps.missed, ps.heard = at, 0, true
