@@ -109,26 +109,8 @@ func TestSpoofingFlood(t *testing.T) {
 		}
 		// The contract's defaults (docs/wire.md §3.1), not the short test interval.
 		acs = strings.Replace(acs, `heartbeat = "200ms"`, `heartbeat = "1s"`, 1)
-		cfg := fmt.Sprintf(`[psav]
-asn = %d
-epoch_seconds = 3
-[[psav.member]]
-asn = %d
-prefixes = [%q]
-%s[[port]]
-name = "inside"
-interface = "in"
-role = "ingress"
-peer = "outside"
-[[port]]
-name = "outside"
-interface = "out"
-role = "egress"
-peer = "inside"
-xdp_prefilter = %v
-[metrics]
-listen = "127.0.0.1:9100"
-`, a.asn, a.asn, a.prefix, a.eng, prefilter) + acs
+		cfg := psavHeader(a.asn, 3, a.prefix) + a.eng + bumpInWirePorts("egress") +
+			fmt.Sprintf("xdp_prefilter = %v\n", prefilter) + metricsTOML("127.0.0.1:9100") + acs
 		procs[a.asn] = startPsavd(t, bin, a.ns, al.write(t, fmt.Sprintf("flood%d-%v.toml", a.asn, prefilter), []byte(cfg)), true)
 	}
 	as1 := asCfg{65001, "198.51.100.0/25", abr1, "198.18.0.1:7443", "", 65002, "198.18.0.2:7443"}
