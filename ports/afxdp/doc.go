@@ -22,8 +22,10 @@
 // order, for a frame arriving on queue q:
 //
 //   - IPv4/IPv6 to a local address → kernel (XDP_PASS), except UDP to port
-//     4341 (LISP data) → socket. IPv4 fragments and IPv6 with extension
-//     headers to a local address go to the kernel.
+//     4341 (LISP data) → socket, but LISP-Decent's unicast replication
+//     (I bit, instance-ID 0xffffff) → kernel, the push node's data socket.
+//     IPv4 fragments and IPv6 with extension headers to a local address
+//     go to the kernel.
 //   - ARP whose target protocol address is local → kernel; other ARP →
 //     socket on a cross-connect port, kernel on a routed port.
 //   - NDP (ICMPv6 133–137 directly after the IPv6 header): Neighbor

@@ -104,9 +104,16 @@ const (
 	// LISPDataPort is the UDP port of LISP data (RFC 9300): such packets to
 	// a local address are data for the engine, not control traffic.
 	LISPDataPort = 4341
-	icmp6RS      = 133 // first NDP type (Router Solicitation)
-	icmp6NS      = 135 // Neighbor Solicitation
-	icmp6Redir   = 137 // last NDP type (Redirect)
+	// DecentInstanceID is the instance-ID of LISP-Decent's unicast
+	// replication (docs/wire.md §3.4): LISP data to a local address with
+	// the I bit and this instance-ID is a Map-Register for the push node,
+	// handed to the kernel (its data socket), not to the engine.
+	DecentInstanceID = 0xffffff
+	lispFlagI        = 0x08 // the I bit in the LISP data header's flags
+	lenLISPData      = 8
+	icmp6RS          = 133 // first NDP type (Router Solicitation)
+	icmp6NS          = 135 // Neighbor Solicitation
+	icmp6Redir       = 137 // last NDP type (Redirect)
 )
 
 // Stack layout of the program (offsets from the frame pointer R10).
@@ -353,8 +360,21 @@ func xdpInstructions() asm.Instructions {
 		asm.JGT.Reg(asm.R4, asm.R8, "pass"),      // truncated UDP header
 		asm.LoadMem(asm.R3, asm.R2, 2, asm.Half), // UDP destination port
 		asm.HostTo(asm.BE, asm.R3, asm.Half),
-		asm.JEq.Imm(asm.R3, LISPDataPort, "data"),
-		asm.Ja.Label("pass"),
+		asm.JNE.Imm(asm.R3, LISPDataPort, "pass"),
+		// LISP data to us. LISP-Decent's unicast replication (I bit,
+		// instance-ID 0xffffff) is a Map-Register for the push node's
+		// data socket, not data for the engine: the kernel gets it.
+		asm.Mov.Reg(asm.R4, asm.R2),
+		asm.Add.Imm(asm.R4, 8+lenLISPData),
+		asm.JGT.Reg(asm.R4, asm.R8, "data"),      // too short to be one: data (the engine judges it)
+		asm.LoadMem(asm.R3, asm.R2, 8, asm.Byte), // LISP flags
+		asm.JSet.Imm(asm.R3, lispFlagI, "lisp4iid"),
+		asm.Ja.Label("data"),
+		asm.LoadMem(asm.R3, asm.R2, 12, asm.Word).WithSymbol("lisp4iid"), // instance-ID ‖ LSBs
+		asm.HostTo(asm.BE, asm.R3, asm.Word),
+		asm.RSh.Imm(asm.R3, 8),
+		asm.JEq.Imm(asm.R3, DecentInstanceID, "pass"),
+		asm.Ja.Label("data"),
 	)
 
 	// --- IPv6. A truncated header is data, as for IPv4.
@@ -413,8 +433,19 @@ func xdpInstructions() asm.Instructions {
 	add(
 		asm.LoadMem(asm.R3, asm.R7, offIP6UDPDst, asm.Half),
 		asm.HostTo(asm.BE, asm.R3, asm.Half),
-		asm.JEq.Imm(asm.R3, LISPDataPort, "data"),
-		asm.Ja.Label("pass"),
+		asm.JNE.Imm(asm.R3, LISPDataPort, "pass"),
+	)
+	// LISP-Decent replication to us goes to the kernel (see IPv4).
+	addAll(boundsCheck("", endIP6UDPHeader+lenLISPData, "data"))
+	add(
+		asm.LoadMem(asm.R3, asm.R7, endIP6UDPHeader, asm.Byte),
+		asm.JSet.Imm(asm.R3, lispFlagI, "lisp6iid"),
+		asm.Ja.Label("data"),
+		asm.LoadMem(asm.R3, asm.R7, endIP6UDPHeader+4, asm.Word).WithSymbol("lisp6iid"),
+		asm.HostTo(asm.BE, asm.R3, asm.Word),
+		asm.RSh.Imm(asm.R3, 8),
+		asm.JEq.Imm(asm.R3, DecentInstanceID, "pass"),
+		asm.Ja.Label("data"),
 	)
 
 	// --- Other non-IP frames: the socket on a cross-connect port (with

@@ -46,6 +46,10 @@ type progCase struct {
 func progCases(t testing.TB) []progCase {
 	rtrAlert := []layers.IPv4Option{{OptionType: 0x94, OptionLength: 4, OptionData: []byte{0, 0}}}
 	short4 := rawEth(0x0800, 10) // claims IPv4, 10 bytes of header
+	// LISP data headers (RFC 9300 §5.3) and an inner byte or two.
+	decentData := []byte{0x08, 0, 0, 0, 0xff, 0xff, 0xff, 0, 0x45, 0}
+	iid7Data := []byte{0x08, 0, 0, 0, 0, 0, 7, 0, 0x45, 0}
+	noIData := []byte{0x80, 0, 0, 1, 0xff, 0xff, 0xff, 0, 0x45, 0} // N bit, nonce; the octets 0xffffff are the LSBs
 	short6 := rawEth(0x86DD, 30)
 	return []progCase{
 		{"arp-local", arpReq(t, ipB), dPass, dPass},
@@ -66,6 +70,17 @@ func progCases(t testing.TB) []progCase {
 		{"udp4-local-4341-options", udp4Opts(t, ipB, LISPDataPort, []byte("lisp"), 0, rtrAlert), dData, dData},
 		{"udp4-local-4341-fragment", udp4Opts(t, ipB, LISPDataPort, []byte("lisp"), layers.IPv4MoreFragments, nil), dPass, dPass},
 		{"udp6-local-4341", udp6(t, ip6B, LISPDataPort, []byte("lisp")), dData, dData},
+		// LISP-Decent unicast replication (I bit, instance-ID 0xffffff) to
+		// us: the push node's data socket, in the kernel. Another
+		// instance-ID, or none, is data for the engine; in transit too.
+		{"udp4-local-4341-decent", udp4(t, ipB, LISPDataPort, decentData), dPass, dPass},
+		{"udp4-local-4341-decent-options", udp4Opts(t, ipB, LISPDataPort, decentData, 0, rtrAlert), dPass, dPass},
+		{"udp6-local-4341-decent", udp6(t, ip6B, LISPDataPort, decentData), dPass, dPass},
+		{"udp4-local-4341-iid7", udp4(t, ipB, LISPDataPort, iid7Data), dData, dData},
+		{"udp6-local-4341-iid7", udp6(t, ip6B, LISPDataPort, iid7Data), dData, dData},
+		{"udp4-local-4341-no-ibit", udp4(t, ipB, LISPDataPort, noIData), dData, dData},
+		{"udp6-local-4341-no-ibit", udp6(t, ip6B, LISPDataPort, noIData), dData, dData},
+		{"udp4-transit-4341-decent", udp4(t, ipFar, LISPDataPort, decentData), dData, dData},
 		{"udp6-local-53", udp6(t, ip6B, 53, []byte("dns")), dPass, dPass},
 		{"udp6-linklocal-53", udp6(t, ip6LLB, 53, []byte("dns")), dPass, dPass},
 		{"echo6-local", icmp6(t, ip6B, layers.ICMPv6TypeEchoRequest, nil), dPass, dPass},

@@ -52,9 +52,17 @@ import (
 //
 // In both, a LISP packet from the transit LAN whose inner source is h1's
 // but untagged is dropped no-tag at abr2 and never reaches h2.
-func TestDecentEndToEndPush(t *testing.T) { decentEndToEnd(t, "push") }
+func TestDecentEndToEndPush(t *testing.T) { decentEndToEnd(t, "push", "multicast") }
 
-func TestDecentEndToEndPull(t *testing.T) { decentEndToEnd(t, "pull") }
+// TestDecentEndToEndPushUnicast is the push case with unicast replication
+// (issue 16): each member's Map-Registers reach the others LISP-encapsulated
+// to their RLOC on UDP 4341 with instance-ID 0xffffff, the LISP data port of
+// their AF_XDP data plane, whose XDP program hands exactly those to the
+// kernel and so to the push node's data socket (before, the engine took
+// them as data and the group never converged).
+func TestDecentEndToEndPushUnicast(t *testing.T) { decentEndToEnd(t, "push", "unicast") }
+
+func TestDecentEndToEndPull(t *testing.T) { decentEndToEnd(t, "pull", "") }
 
 type decentAS struct {
 	asn             uint32
@@ -66,7 +74,7 @@ type decentAS struct {
 	hsniff          *lab.Sniffer
 }
 
-func decentEndToEnd(t *testing.T, mode string) {
+func decentEndToEnd(t *testing.T, mode, transport string) {
 	skipUnlessLab(t)
 	bin := psavdBinary(t)
 	topo, must := newTopology(t)
@@ -164,7 +172,18 @@ func decentEndToEnd(t *testing.T, mode string) {
 		fmt.Fprintf(&b, "[[lisp.database]]\neid = %q\nrlocs = [{ address = %q, priority = 1, weight = 100 }]\n", a.prefix, a.rloc)
 		fmt.Fprintf(&b, "[lisp.decent]\nmode = %q\nsite = \"as%d\"\n", mode, a.asn)
 		if mode == "push" {
-			b.WriteString("group = \"239.77.0.1\"\ntransport = \"multicast\"\ninterface = \"out\"\nmembership_key = \"decent-e2e-group\"\nmembership_key_id = 2\n")
+			b.WriteString("group = \"239.77.0.1\"\nmembership_key = \"decent-e2e-group\"\nmembership_key_id = 2\n")
+			if transport == "multicast" {
+				b.WriteString("transport = \"multicast\"\ninterface = \"out\"\n")
+			} else { // the other members' RLOCs, on the default data port 4341
+				var members []string
+				for _, p := range ases {
+					if p != a {
+						members = append(members, fmt.Sprintf("%q", p.rloc))
+					}
+				}
+				fmt.Fprintf(&b, "transport = \"unicast\"\nmembers = [%s]\n", strings.Join(members, ", "))
+			}
 		} else {
 			var owned []string
 			for i := uint64(0); i < modulus; i++ {

@@ -466,6 +466,16 @@ func (n *Node) Tick(now time.Time) []lisp.Datagram {
 	defer n.mu.Unlock()
 	n.groups.sweep(now)
 	if members := n.groups.lookup(n.cfg.Group, now); !slices.Equal(members, n.lastMembers) {
+		// A member whose membership we now hold for the first time has
+		// just (re)started or joined: it is sent what we register at once,
+		// as a newcomer is, even when it was a target before (a configured
+		// unicast member that was not up when we first sent to it would
+		// otherwise wait for the next refresh).
+		for _, m := range members {
+			if !slices.Contains(n.lastMembers, m) {
+				delete(n.sentTo[n.cfg.Group], m)
+			}
+		}
 		n.lastMembers = members
 		n.st.MembersChanged++
 	}
