@@ -380,12 +380,13 @@ func TestRefusals(t *testing.T) {
 	defer cc.Close()
 	own := abrConn(t, l, 65001, "abr1") // a certificate naming the node's own AS
 	for i, h := range []*acspb.Hello{
-		{SchemaVersion: 1, Asn: 65002},
-		{SchemaVersion: 2, Asn: 65009},
-		{SchemaVersion: 1, Asn: 65001},
+		{SchemaVersion: SchemaVersion, Asn: 65002},
+		{SchemaVersion: SchemaVersion + 1, Asn: 65009},
+		{SchemaVersion: SchemaVersion - 1, Asn: 65009}, // an ACS from before the confirm step
+		{SchemaVersion: SchemaVersion, Asn: 65001},
 	} {
 		conn := cc
-		if i == 2 {
+		if i == 3 {
 			conn = own
 		}
 		st, err := acspb.NewACSClient(conn).Peer(context.Background())

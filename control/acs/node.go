@@ -32,8 +32,11 @@ const (
 	StateDead        = "dead"
 )
 
-// SchemaVersion is the Hello.schema_version this node speaks.
-const SchemaVersion = 1
+// SchemaVersion is the Hello.schema_version this node speaks. 2: the
+// negotiation ends with ProposalConfirm (a responder installs only on it),
+// so an ACS of version 1, which never confirms, could never pair with this
+// one: its Hello is refused with both versions named instead.
+const SchemaVersion = 2
 
 // PeerConfig is one [[acs.peer]]: a member ACS of the alliance.
 type PeerConfig struct {

@@ -267,7 +267,7 @@ func checkHello(m *acspb.PeerMessage, certASN uint32) error {
 		return errors.New("first message is not a Hello")
 	}
 	if h.SchemaVersion != SchemaVersion {
-		return fmt.Errorf("schema version %d, want %d", h.SchemaVersion, SchemaVersion)
+		return fmt.Errorf("schema version %d, want %d (every ACS of an alliance runs a psavd of the same schema version: upgrade the older)", h.SchemaVersion, SchemaVersion)
 	}
 	if h.Asn != certASN {
 		return fmt.Errorf("hello says AS%d, certificate says AS%d", h.Asn, certASN)

@@ -244,7 +244,7 @@ func (*PeerMessage_RekeyRequest) isPeerMessage_Body() {}
 // Hello opens a Peer stream.
 type Hello struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
-	SchemaVersion    uint32                 `protobuf:"varint,1,opt,name=schema_version,json=schemaVersion,proto3" json:"schema_version,omitempty"` // 1
+	SchemaVersion    uint32                 `protobuf:"varint,1,opt,name=schema_version,json=schemaVersion,proto3" json:"schema_version,omitempty"` // 2 (control/acs SchemaVersion); 1 was before ProposalConfirm
 	Asn              uint32                 `protobuf:"varint,2,opt,name=asn,proto3" json:"asn,omitempty"`                                          // must match the certificate
 	MembershipDigest []byte                 `protobuf:"bytes,3,opt,name=membership_digest,json=membershipDigest,proto3" json:"membership_digest,omitempty"`
 	unknownFields    protoimpl.UnknownFields
