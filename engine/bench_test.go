@@ -171,9 +171,9 @@ func TestPipelineAllocs(t *testing.T) {
 // BenchmarkPipelineManyFlows is BenchmarkPipeline with every frame of a
 // different flow (4,096 frames, IPv6 with random interface identifiers on
 // both sides, IPv4 with random host octets in the /24s), so that the
-// Processor's look-up cache misses nearly every time for IPv6 and often
-// for IPv4: the cost of traffic the cache does not help, in the same run
-// as its noop baseline. The validating cases take the frames the tagging
+// Processor's look-up memo (the last source and destination) almost never
+// holds the next packet's addresses: the cost of traffic without flow
+// locality, in the same run as its noop baseline. The validating cases take the frames the tagging
 // ABR produced.
 func BenchmarkPipelineManyFlows(b *testing.B) {
 	const flows = 4096

@@ -39,17 +39,17 @@ func ParseEncap(s string) (Encap, error) {
 }
 
 // LISPDataPort is the UDP port of LISP data packets.
-const LISPDataPort = 4341
+const LISPDataPort = header.LISPDataPort
 
 const (
-	lispHeaderLen = 8
+	lispHeaderLen = header.LISPDataHeaderLen
 	// lispOverhead4/6: what encapsulation adds in front of the inner IP
 	// packet (the Ethernet header is replaced, not added).
 	lispOverhead4 = header.IPv4MinHeaderLen + header.UDPHeaderLen + lispHeaderLen
 	lispOverhead6 = header.IPv6HeaderLen + header.UDPHeaderLen + lispHeaderLen
 
-	lispFlagN = 0x80 // nonce present
-	lispFlagI = 0x08 // instance-ID present
+	lispFlagN = header.LISPFlagN
+	lispFlagI = header.LISPFlagI
 
 	defaultMTU   = 1500
 	missQueueCap = 256 // per loop; a power of two

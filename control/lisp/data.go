@@ -3,15 +3,17 @@ package lisp
 import (
 	"encoding/binary"
 	"fmt"
+
+	"github.com/psavd/psavd/engine/header"
 )
 
 // DataHeaderLen is the length of the LISP data-plane header (RFC 9300 §5.1).
-const DataHeaderLen = 8
+const DataHeaderLen = header.LISPDataHeaderLen
 
 // DecentInstanceID is the instance-ID of the LISP data header that carries
 // a Map-Register LISP-encapsulated to a member of a LISP-Decent
 // registration group (draft-farinacci-lisp-decent §4).
-const DecentInstanceID = 0xffffff
+const DecentInstanceID = header.LISPDecentInstanceID
 
 // DataHeader is the 8-octet LISP header that follows the outer UDP header
 // (destination port 4341) of a LISP-encapsulated packet (RFC 9300 §5.3):

@@ -7,6 +7,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"golang.org/x/sys/unix"
+
+	"github.com/psavd/psavd/engine/header"
 )
 
 // ProgramName is the kernel name of psavd's XDP program. OpenInterface
@@ -102,18 +104,14 @@ const (
 	protoUDP   = 17
 	protoICMP6 = 58
 	// LISPDataPort is the UDP port of LISP data (RFC 9300): such packets to
-	// a local address are data for the engine, not control traffic.
-	LISPDataPort = 4341
-	// DecentInstanceID is the instance-ID of LISP-Decent's unicast
-	// replication (docs/wire.md §3.4): LISP data to a local address with
-	// the I bit and this instance-ID is a Map-Register for the push node,
-	// handed to the kernel (its data socket), not to the engine.
-	DecentInstanceID = 0xffffff
-	lispFlagI        = 0x08 // the I bit in the LISP data header's flags
-	lenLISPData      = 8
-	icmp6RS          = 133 // first NDP type (Router Solicitation)
-	icmp6NS          = 135 // Neighbor Solicitation
-	icmp6Redir       = 137 // last NDP type (Redirect)
+	// a local address are data for the engine, not control traffic, except
+	// those with the I bit and instance-ID header.LISPDecentInstanceID:
+	// LISP-Decent's unicast replication, a Map-Register for the push node,
+	// handed to the kernel (its data socket).
+	LISPDataPort = header.LISPDataPort
+	icmp6RS      = 133 // first NDP type (Router Solicitation)
+	icmp6NS      = 135 // Neighbor Solicitation
+	icmp6Redir   = 137 // last NDP type (Redirect)
 )
 
 // Stack layout of the program (offsets from the frame pointer R10).
@@ -365,15 +363,15 @@ func xdpInstructions() asm.Instructions {
 		// instance-ID 0xffffff) is a Map-Register for the push node's
 		// data socket, not data for the engine: the kernel gets it.
 		asm.Mov.Reg(asm.R4, asm.R2),
-		asm.Add.Imm(asm.R4, 8+lenLISPData),
+		asm.Add.Imm(asm.R4, 8+header.LISPDataHeaderLen),
 		asm.JGT.Reg(asm.R4, asm.R8, "data"),      // too short to be one: data (the engine judges it)
 		asm.LoadMem(asm.R3, asm.R2, 8, asm.Byte), // LISP flags
-		asm.JSet.Imm(asm.R3, lispFlagI, "lisp4iid"),
+		asm.JSet.Imm(asm.R3, header.LISPFlagI, "lisp4iid"),
 		asm.Ja.Label("data"),
 		asm.LoadMem(asm.R3, asm.R2, 12, asm.Word).WithSymbol("lisp4iid"), // instance-ID ‖ LSBs
 		asm.HostTo(asm.BE, asm.R3, asm.Word),
 		asm.RSh.Imm(asm.R3, 8),
-		asm.JEq.Imm(asm.R3, DecentInstanceID, "pass"),
+		asm.JEq.Imm(asm.R3, header.LISPDecentInstanceID, "pass"),
 		asm.Ja.Label("data"),
 	)
 
@@ -436,15 +434,15 @@ func xdpInstructions() asm.Instructions {
 		asm.JNE.Imm(asm.R3, LISPDataPort, "pass"),
 	)
 	// LISP-Decent replication to us goes to the kernel (see IPv4).
-	addAll(boundsCheck("", endIP6UDPHeader+lenLISPData, "data"))
+	addAll(boundsCheck("", endIP6UDPHeader+header.LISPDataHeaderLen, "data"))
 	add(
 		asm.LoadMem(asm.R3, asm.R7, endIP6UDPHeader, asm.Byte),
-		asm.JSet.Imm(asm.R3, lispFlagI, "lisp6iid"),
+		asm.JSet.Imm(asm.R3, header.LISPFlagI, "lisp6iid"),
 		asm.Ja.Label("data"),
 		asm.LoadMem(asm.R3, asm.R7, endIP6UDPHeader+4, asm.Word).WithSymbol("lisp6iid"),
 		asm.HostTo(asm.BE, asm.R3, asm.Word),
 		asm.RSh.Imm(asm.R3, 8),
-		asm.JEq.Imm(asm.R3, DecentInstanceID, "pass"),
+		asm.JEq.Imm(asm.R3, header.LISPDecentInstanceID, "pass"),
 		asm.Ja.Label("data"),
 	)
 
