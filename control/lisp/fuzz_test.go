@@ -2,6 +2,7 @@ package lisp
 
 import (
 	"bytes"
+	"net/netip"
 	"reflect"
 	"testing"
 )
@@ -107,4 +108,88 @@ func FuzzParseInnerIPUDP(f *testing.F) {
 			t.Fatalf("round trip: %v", err)
 		}
 	})
+}
+
+// FuzzRegisterDecoder: the reusing decoder accepts exactly the
+// Map-Registers Parse accepts and gives the same value, also when its
+// storage holds a previous, larger message (decoded first each time).
+func FuzzRegisterDecoder(f *testing.F) {
+	for _, v := range msgVectors {
+		f.Add(v.wire)
+	}
+	f.Add(authVector(3, 2, 32))
+	var d RegisterDecoder
+	var big []byte
+	for _, v := range msgVectors {
+		if m, err := Parse(v.wire); err == nil && m.Type() == TypeMapRegister && len(v.wire) > len(big) {
+			big = v.wire
+		}
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if big != nil {
+			if _, err := d.Decode(big); err != nil {
+				t.Fatalf("the largest vector: %v", err)
+			}
+		}
+		got, derr := d.Decode(b)
+		m, err := Parse(b)
+		want, isReg := m.(*MapRegister)
+		if err != nil || !isReg {
+			if derr == nil {
+				t.Fatalf("Decode accepted what Parse does not as a Map-Register (%v): %x", err, b)
+			}
+			return
+		}
+		if derr != nil {
+			t.Fatalf("Decode refused a Map-Register Parse accepts: %v\n%x", derr, b)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("Decode differs from Parse\n%#v\n%#v", got, want)
+		}
+		checkNotifyFor(t, b, want)
+	})
+}
+
+// checkNotifyFor: the Map-Notify copied from reg is the one encoded from
+// its decoding.
+func checkNotifyFor(t *testing.T, reg []byte, m *MapRegister) {
+	t.Helper()
+	want, err := (&MapNotify{Nonce: m.Nonce, KeyID: m.KeyID, AuthData: make([]byte, len(m.AuthData)), Records: m.Records, XTR: m.XTR}).Append(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := AppendNotifyFor([]byte{0xee}, reg)
+	if err != nil || !bytes.Equal(got[1:], want) || got[0] != 0xee {
+		t.Fatalf("AppendNotifyFor: %v\n%x\n want %x", err, got, want)
+	}
+}
+
+func TestAppendNotifyFor(t *testing.T) {
+	n := 0
+	for _, v := range msgVectors {
+		if m, err := Parse(v.wire); err == nil {
+			if reg, ok := m.(*MapRegister); ok {
+				checkNotifyFor(t, v.wire, reg)
+				n++
+			}
+		}
+	}
+	reg := &MapRegister{WantMapNotify: true, ProxyReply: true, Nonce: 7, KeyID: KeyIDHMACSHA256128, AuthData: bytes.Repeat([]byte{9}, 32),
+		XTR: &XTRInfo{XTRID: [16]byte{1, 2, 3}, SiteID: 5},
+		Records: []MappingRecord{
+			{TTL: 1440, EIDMaskLen: 24, EID: InstanceIDAddr(7, 0, IPAddr(netip.MustParseAddr("10.1.2.0"))),
+				Locators: []Locator{{Priority: 1, Weight: 50, Reachable: true, Address: IPAddr(netip.MustParseAddr("192.0.2.1"))}}},
+			{TTL: 1440, EIDMaskLen: 48, EID: IPAddr(netip.MustParseAddr("2001:db8:1::"))},
+		}}
+	b, err := reg.Append(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkNotifyFor(t, b, reg)
+	if _, err := AppendNotifyFor(nil, b[:15]); err == nil {
+		t.Fatal("a truncated Map-Register was taken")
+	}
+	if n == 0 {
+		t.Fatal("no Map-Register among the vectors")
+	}
 }

@@ -200,6 +200,31 @@ func (m *MapNotify) Append(b []byte) ([]byte, error) {
 	return appendRegLike(b, TypeMapNotify, flag(m.XTR != nil, 27)|flag(m.ForRTR, 26), m.Nonce, m.KeyID, m.AuthData, m.Records, m.XTR)
 }
 
+// AppendNotifyFor appends to b the Map-Notify that answers reg, an encoded
+// Map-Register that decoded: RFC 9301 §5.7's fields "copied from the
+// Map-Register" taken as they came — nonce, key field, authentication
+// data length, records, xTR-ID and site-ID — under a Map-Notify header
+// (the I bit when reg has one, record count) and with the authentication
+// data zeroed, for the caller to sign. It is what
+// MapNotify{Nonce, KeyID, AuthData: zeros, Records, XTR}.Append gives for
+// the decoded reg (TestAppendNotifyFor), without encoding the records
+// again.
+func AppendNotifyFor(b, reg []byte) ([]byte, error) {
+	if len(reg) < 16 || Type(reg[0]>>4) != TypeMapRegister {
+		return b, fmt.Errorf("%w: not a Map-Register", ErrMalformed)
+	}
+	w := binary.BigEndian.Uint32(reg)
+	n := int(binary.BigEndian.Uint16(reg[14:]))
+	if 16+n > len(reg) {
+		return b, fmt.Errorf("%w: authentication data", ErrTruncated)
+	}
+	start := len(b)
+	b = append(b, reg...)
+	binary.BigEndian.PutUint32(b[start:], uint32(TypeMapNotify)<<28|flag(w&(1<<25) != 0, 27)|w&0xff)
+	clear(b[start+16 : start+16+n])
+	return b, nil
+}
+
 // MapNotifyAck is a Map-Notify-Ack (type 5), laid out like a Map-Notify.
 type MapNotifyAck MapNotify
 
@@ -344,31 +369,46 @@ func parse(b []byte, allowECM bool) (Message, error) {
 }
 
 func parseRegister(r *reader, w uint32) (*MapRegister, error) {
-	m := &MapRegister{
+	m := &MapRegister{}
+	r.register(w, m)
+	return m, r.err
+}
+
+// register decodes a Map-Register whose first word was w into m.
+func (r *reader) register(w uint32, m *MapRegister) {
+	*m = MapRegister{
 		ProxyReply:    w&(1<<27) != 0,
 		Security:      w&(1<<26) != 0,
 		ForRTR:        w&(1<<24) != 0,
 		WantMapNotify: w&(1<<8) != 0,
 	}
 	m.Nonce, m.KeyID, m.AuthData, m.Records, m.XTR = r.regBody(w, w&(1<<25) != 0)
-	return m, r.err
 }
 
 func (r *reader) regBody(w uint32, hasXTR bool) (nonce uint64, keyID uint16, auth []byte, recs []MappingRecord, x *XTRInfo) {
 	nonce = r.u64()
 	keyID = r.u16()
 	auth = r.bytes(int(r.u16()))
-	if len(auth) > 0 {
-		auth = append([]byte(nil), auth...)
-	} else {
+	switch {
+	case len(auth) == 0:
 		auth = nil
+	case r.pool != nil:
+		r.pool.auth = append(r.pool.auth[:0], auth...)
+		auth = r.pool.auth
+	default:
+		auth = append([]byte(nil), auth...)
 	}
 	recs = r.records(int(w & 0xff))
 	if hasXTR {
 		id := r.bytes(16)
 		site := r.u64()
 		if r.err == nil {
-			x = &XTRInfo{XTRID: [16]byte(id), SiteID: site}
+			if r.pool != nil {
+				r.pool.xtr = XTRInfo{XTRID: [16]byte(id), SiteID: site}
+				x = &r.pool.xtr
+			} else {
+				x = &XTRInfo{XTRID: [16]byte(id), SiteID: site}
+			}
 		}
 	}
 	return
@@ -379,7 +419,15 @@ func (r *reader) records(n int) []MappingRecord {
 	if r.err != nil || n == 0 {
 		return nil
 	}
-	recs := make([]MappingRecord, n)
+	var recs []MappingRecord
+	if r.pool != nil {
+		if cap(r.pool.recs) < n {
+			r.pool.recs = make([]MappingRecord, n)
+		}
+		recs = r.pool.recs[:n:n]
+	} else {
+		recs = make([]MappingRecord, n)
+	}
 	for i := range recs {
 		recs[i] = r.mappingRecord()
 	}

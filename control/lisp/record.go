@@ -142,7 +142,7 @@ func (r *reader) mappingRecord() MappingRecord {
 		return m
 	}
 	if n > 0 {
-		m.Locators = make([]Locator, n)
+		m.Locators = r.locators(n)
 		for i := range m.Locators {
 			m.Locators[i] = r.locator()
 		}

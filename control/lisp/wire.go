@@ -24,6 +24,9 @@ type reader struct {
 	b   []byte
 	off int
 	err error
+	// pool, when set, is storage the records and locators are carved
+	// from instead of allocated (RegisterDecoder).
+	pool *decodePool
 }
 
 func (r *reader) fail(err error) {

@@ -286,7 +286,7 @@ func (c *decentCollector) Collect(ch chan<- prometheus.Metric) {
 	now := time.Now()
 	if p := c.n.push; p != nil {
 		st := p.Stats()
-		ch <- prometheus.MustNewConstMetric(decentPushRegistrations, prometheus.GaugeValue, float64(len(p.MapServer().Registrations(now))))
+		ch <- prometheus.MustNewConstMetric(decentPushRegistrations, prometheus.GaugeValue, float64(p.MapServer().Len(now)))
 		ch <- prometheus.MustNewConstMetric(decentPushMembers, prometheus.GaugeValue, float64(len(p.Members(c.n.group, now))))
 		ch <- prometheus.MustNewConstMetric(decentPushDigest, prometheus.GaugeValue, 1, p.Digest(now))
 		ch <- prometheus.MustNewConstMetric(decentPushMismatches, prometheus.CounterValue, float64(st.Mismatches))

@@ -170,11 +170,11 @@ func BenchmarkTickIdle1M(b *testing.B) {
 	s := newServer(b, nil)
 	site := s.sites[0]
 	m := &lisp.MapRegister{}
-	etr := etrID{addr: etrA.Addr()}
+	etr := etrOf(m, etrA)
 	for i := range 1 << 20 {
 		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 32)
 		r := rec(p, nil, "192.0.2.10")
-		s.upsert(site, etr, etrA, regKey{pfx: p}, &r, 0, false, m, t0, t0.Add(s.cfg.RegistrationTTL))
+		s.upsert(site, etr, etrA, newRegKey(0, p), &r, 0, false, m, t0, t0.Add(s.cfg.RegistrationTTL))
 	}
 	now := t0.Add(time.Minute)
 	b.ReportAllocs()

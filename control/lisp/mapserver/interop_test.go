@@ -228,7 +228,7 @@ func TestExpiryQueueOrder(t *testing.T) {
 	if err := s.SetSites(sites[:1]); err != nil {
 		t.Fatal(err)
 	}
-	if s.expiry.n != 0 || s.expiry.head != nil || s.expiry.tail != nil || len(s.regs) != 0 {
+	if s.expiry.n != 0 || s.expiry.head != none || s.expiry.tail != none || len(s.regs) != 0 || s.tab.live != 0 {
 		t.Fatalf("after the site's removal: queue %d, table %d", s.expiry.n, len(s.regs))
 	}
 }

@@ -35,7 +35,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	st := c.s.Stats()
-	ch <- prometheus.MustNewConstMetric(c.held, prometheus.GaugeValue, float64(len(c.s.Registrations(time.Now()))))
+	ch <- prometheus.MustNewConstMetric(c.held, prometheus.GaugeValue, float64(c.s.Len(time.Now())))
 	for name, v := range map[string]uint64{
 		"registration": st.Registrations, "refresh": st.Refreshes, "deregistration": st.Deregistrations, "expiration": st.Expirations,
 		"map-request": st.MapRequests, "proxy-reply": st.ProxyReplies, "forwarded": st.Forwarded, "negative-reply": st.NegativeReplies,

@@ -1,6 +1,7 @@
 package mapserver
 
 import (
+	"bytes"
 	"math/bits"
 	"net/netip"
 	"time"
@@ -10,28 +11,33 @@ import (
 
 // lookup is the longest-prefix match of addr among live registrations in
 // iid; among several ETRs of that prefix the most recent registration wins.
-func (s *Server) lookup(iid uint32, addr netip.Addr, now time.Time) (regKey, *entry) {
+func (s *Server) lookup(iid uint32, addr netip.Addr, now time.Time) ref {
 	mk := s.masks[famKey{iid, addr.Is4()}]
 	if mk == nil {
-		return regKey{}, nil
+		return none
 	}
+	t := s.rel(now)
 	for l := addr.BitLen(); l >= 0; l-- {
 		if mk[l] == 0 {
 			continue
 		}
 		p, _ := addr.Prefix(l)
-		k := regKey{iid, p}
-		var best *entry
-		for _, e := range s.regs[k] {
-			if now.Before(e.expires) && (best == nil || e.registered.After(best.registered)) {
-				best = e
+		head, ok := s.regs[newRegKey(iid, p)]
+		if !ok {
+			continue
+		}
+		best := none
+		for r := head; r != none; r = s.tab.at(r).same {
+			e := s.tab.at(r)
+			if t < e.expires && (best == none || e.registered > s.tab.at(best).registered) {
+				best = r
 			}
 		}
-		if best != nil {
-			return k, best
+		if best != none {
+			return best
 		}
 	}
-	return regKey{}, nil
+	return none
 }
 
 func commonBits(a, b netip.Addr) int {
@@ -76,8 +82,8 @@ func (s *Server) negativePrefix(iid uint32, addr netip.Addr) (_ netip.Prefix, in
 		}
 	}
 	for k := range s.regs {
-		if k.iid == iid {
-			constrain(k.pfx)
+		if k.iid() == iid && k.v4() == v4 {
+			constrain(k.prefix())
 		}
 	}
 	for _, site := range s.sites {
@@ -140,10 +146,10 @@ func (s *Server) handleRequest(pkt []byte, e *lisp.ECM, req *lisp.MapRequest, fr
 		if !ok {
 			return s.refuse(ReasonMalformed)
 		}
-		_, ent := s.lookup(iid, addr, now)
+		ent := s.lookup(iid, addr, now)
 		switch {
-		case ent != nil && !ent.proxy:
-			to := netip.AddrPortFrom(ent.etrAddr.Addr(), s.cfg.ControlPort)
+		case ent != none && !s.tab.at(ent).proxy:
+			to := netip.AddrPortFrom(s.tab.at(ent).from.unpack().Addr(), s.cfg.ControlPort)
 			dup := false
 			for _, o := range out {
 				dup = dup || o.To == to
@@ -151,16 +157,16 @@ func (s *Server) handleRequest(pkt []byte, e *lisp.ECM, req *lisp.MapRequest, fr
 			if !dup {
 				s.st.Forwarded++
 				// Forwarded unaltered: the ETR answers the ITR directly.
-				out = append(out, lisp.Datagram{To: to, Data: pkt})
+				// A copy: Handle does not keep pkt.
+				out = append(out, lisp.Datagram{To: to, Data: bytes.Clone(pkt)})
 			}
-		case ent != nil:
+		case ent != none:
 			s.st.ProxyReplies++
-			rec := ent.rec
+			rec := s.tab.record(ent)  // decoded afresh: ours to change
 			rec.Authoritative = false // answered by the Map-Server, not the ETR
 			// The L bit says "this locator is the replier's own": not so
 			// for the Map-Server (OOR and lispers.net then treat the
 			// mapping as local).
-			rec.Locators = append([]lisp.Locator(nil), rec.Locators...)
 			for i := range rec.Locators {
 				rec.Locators[i].Local = false
 			}

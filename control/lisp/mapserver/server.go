@@ -46,16 +46,21 @@ type Stats struct {
 }
 
 // etrID identifies an ETR: its xTR-ID when the Map-Register has the I
-// bit, else its source address. A comparable value, not a string: a
-// string built per Map-Register was an allocation on the hot path.
+// bit, else its source address. A comparable, pointer-free value, not a
+// string: a string built per Map-Register was an allocation on the hot
+// path, and entries store it (table.go).
 type etrID struct {
 	xtr   [16]byte
-	addr  netip.Addr
+	addr  [16]byte
+	v4    bool
 	byXTR bool
 }
 
 type siteState struct {
 	Site
+	// id is what entries refer to the site by (Server.siteTab); it stays
+	// the site's across reloads that keep its name.
+	id     uint32
 	replay map[etrID]*replayState
 	// mac is the site key's HMAC, kept between messages (hmac Reset
 	// restores the keyed state); nil until first used and after a reload
@@ -74,31 +79,9 @@ type replayState struct {
 	latest  int
 }
 
-type regKey struct {
-	iid uint32
-	pfx netip.Prefix
-}
-
 type famKey struct {
 	iid uint32
 	v4  bool
-}
-
-type entry struct {
-	k          regKey
-	site       *siteState
-	etr        etrID
-	etrAddr    netip.AddrPort
-	rec        lisp.MappingRecord
-	proxy      bool
-	asn        uint32
-	hasASN     bool
-	xtr        *lisp.XTRInfo
-	registered time.Time
-	expires    time.Time
-	// The expiry queue's links (expiryQueue).
-	prev, next *entry
-	queued     bool
 }
 
 type pendingNotify struct {
@@ -122,9 +105,20 @@ type Server struct {
 	cfg   Config
 	mu    sync.Mutex
 	sites []*siteState
+	// siteTab is every site by id (nil once removed).
+	siteTab []*siteState
+	// base is the origin of the entries' times.
+	base time.Time
 
-	regs  map[regKey][]*entry
+	// regs maps a key to the first of its entries (entry.same links the
+	// rest: one per ETR); tab holds the entries (table.go).
+	regs  map[regKey]ref
+	tab   table
 	masks map[famKey]*[129]int // number of registered prefixes per mask length
+	// recBuf is scratch space for encoding a record before it is stored;
+	// dec decodes Map-Registers (both used under mu).
+	recBuf []byte
+	dec    lisp.RegisterDecoder
 
 	pending   map[pendKey]*pendingNotify
 	nextSweep time.Time
@@ -147,18 +141,32 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg:     cfg,
-		regs:    map[regKey][]*entry{},
+		base:    cfg.Now(),
+		regs:    map[regKey]ref{},
+		tab:     newTable(),
 		masks:   map[famKey]*[129]int{},
 		pending: map[pendKey]*pendingNotify{},
+		expiry:  expiryQueue{head: none, tail: none},
 		st:      Stats{Refused: map[Reason]uint64{}},
 	}
 	for _, site := range cfg.Sites {
-		site.Key = bytes.Clone(site.Key)
-		site.EIDPrefixes = append([]EIDPrefix(nil), site.EIDPrefixes...)
-		s.sites = append(s.sites, &siteState{Site: site, replay: map[etrID]*replayState{}})
+		s.sites = append(s.sites, s.newSite(site))
 	}
 	return s, nil
 }
+
+// newSite makes the state of a site added to the configuration.
+func (s *Server) newSite(site Site) *siteState {
+	site.Key = bytes.Clone(site.Key)
+	site.EIDPrefixes = append([]EIDPrefix(nil), site.EIDPrefixes...)
+	st := &siteState{Site: site, id: uint32(len(s.siteTab)), replay: map[etrID]*replayState{}}
+	s.siteTab = append(s.siteTab, st)
+	return st
+}
+
+// rel is t as an entry time (nanoseconds since base); abs is the reverse.
+func (s *Server) rel(t time.Time) int64  { return int64(t.Sub(s.base)) }
+func (s *Server) abs(ns int64) time.Time { return s.base.Add(time.Duration(ns)) }
 
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {
@@ -180,20 +188,27 @@ func (s *Server) refuse(r Reason) []lisp.Datagram {
 // Handle processes one received datagram from `from` at time now and
 // returns the datagrams to send. pkt is not retained.
 func (s *Server) Handle(pkt []byte, from netip.AddrPort, now time.Time) []lisp.Datagram {
-	pkt = bytes.Clone(pkt) // decoded records may alias pkt and are stored
 	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-	m, err := lisp.Parse(pkt)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !now.Before(s.nextSweep) {
 		s.sweep(now)
 	}
+	// Map-Registers, nearly all of a Map-Server's load, are decoded into
+	// storage the Server reuses; nothing of the decoding is kept (the
+	// table stores the records' encoding).
+	if len(pkt) > 0 && lisp.Type(pkt[0]>>4) == lisp.TypeMapRegister {
+		m, err := s.dec.Decode(pkt)
+		if err != nil {
+			return s.refuse(ReasonMalformed)
+		}
+		return s.handleRegister(pkt, m, from, now)
+	}
+	m, err := lisp.Parse(pkt)
 	if err != nil {
 		return s.refuse(ReasonMalformed)
 	}
 	switch m := m.(type) {
-	case *lisp.MapRegister:
-		return s.handleRegister(pkt, m, from, now)
 	case *lisp.MapNotifyAck:
 		return s.handleAck(pkt, m, from)
 	case *lisp.ECM:
@@ -236,94 +251,48 @@ func (s *Server) Tick(now time.Time) []lisp.Datagram {
 // expiry queue; untouched entries are not visited.
 func (s *Server) sweep(now time.Time) {
 	s.nextSweep = now.Add(time.Second)
-	for e := s.expiry.head; e != nil && !now.Before(e.expires); e = s.expiry.head {
+	t := s.rel(now)
+	for r := s.expiry.head; r != none && t >= s.tab.at(r).expires; r = s.expiry.head {
 		s.swept++
 		s.st.Expirations++
-		s.removeEntry(e)
+		s.removeEntry(r)
 	}
 }
 
-// removeEntry takes e out of the table and the expiry queue.
-func (s *Server) removeEntry(e *entry) {
-	s.expiry.remove(e)
-	es := s.regs[e.k]
-	for i, x := range es {
-		if x == e {
-			es = append(es[:i], es[i+1:]...)
-			break
+// removeEntry takes r out of the table, its key's list and the expiry
+// queue.
+func (s *Server) removeEntry(r ref) {
+	s.tab.unqueue(&s.expiry, r)
+	e := s.tab.at(r)
+	k := e.k
+	if head := s.regs[k]; head == r {
+		if e.same == none {
+			s.dropKey(k)
+		} else {
+			s.regs[k] = e.same
+		}
+	} else {
+		for p := head; p != none; p = s.tab.at(p).same {
+			if pe := s.tab.at(p); pe.same == r {
+				pe.same = e.same
+				break
+			}
 		}
 	}
-	if len(es) == 0 {
-		s.dropKey(e.k)
-	} else {
-		s.regs[e.k] = es
-	}
-}
-
-// expiryQueue holds the registrations in the order they expire, oldest
-// first, as a doubly linked list through the entries. Every registration
-// lives RegistrationTTL from its last Map-Register, so a new deadline is
-// the latest one: it goes at the tail, and a refresh moves its entry there
-// (O(1) both). A deadline earlier than the tail's (a clock that went back;
-// never with time.Now's monotonic reading) is walked into place from the
-// tail, so the order, and what a sweep takes, stays right.
-type expiryQueue struct {
-	head, tail *entry
-	n          int
-}
-
-func (q *expiryQueue) push(e *entry) {
-	at := q.tail
-	for at != nil && e.expires.Before(at.expires) {
-		at = at.prev
-	}
-	// Insert e after at (at the head when at is nil).
-	e.prev = at
-	if at == nil {
-		e.next = q.head
-		q.head = e
-	} else {
-		e.next = at.next
-		at.next = e
-	}
-	if e.next == nil {
-		q.tail = e
-	} else {
-		e.next.prev = e
-	}
-	e.queued = true
-	q.n++
-}
-
-func (q *expiryQueue) remove(e *entry) {
-	if !e.queued {
-		return
-	}
-	if e.prev == nil {
-		q.head = e.next
-	} else {
-		e.prev.next = e.next
-	}
-	if e.next == nil {
-		q.tail = e.prev
-	} else {
-		e.next.prev = e.prev
-	}
-	e.prev, e.next, e.queued = nil, nil, false
-	q.n--
+	s.tab.release(r)
 }
 
 func (s *Server) dropKey(k regKey) {
 	delete(s.regs, k)
-	fk := famKey{k.iid, k.pfx.Addr().Is4()}
-	if m := s.masks[fk]; m != nil {
-		m[k.pfx.Bits()]--
+	if m := s.masks[famKey{k.iid(), k.v4()}]; m != nil {
+		m[k.bits()]--
 	}
 }
 
 // eidOf extracts (IID, prefix) and an AS Number from a record EID: a plain
 // IP, or IP inside Instance-ID and/or AS Number LCAFs (any nesting order).
 func eidOf(a lisp.Address, mask uint8) (k regKey, asn uint32, hasASN bool, ok bool) {
+	var iid uint32
 	for range lisp.MaxAddressDepth + 1 {
 		if a.LCAF == nil {
 			ip := a.IP
@@ -334,12 +303,11 @@ func eidOf(a lisp.Address, mask uint8) (k regKey, asn uint32, hasASN bool, ok bo
 			if err != nil || p.Addr() != ip {
 				return k, 0, false, false // host bits set
 			}
-			k.pfx = p
-			return k, asn, hasASN, true
+			return newRegKey(iid, p), asn, hasASN, true
 		}
 		switch a.LCAF.Type {
 		case lisp.LCAFInstanceID:
-			k.iid = a.LCAF.InstanceID
+			iid = a.LCAF.InstanceID
 		case lisp.LCAFASNumber:
 			asn, hasASN = a.LCAF.ASN, true
 		default:
@@ -353,14 +321,15 @@ func eidOf(a lisp.Address, mask uint8) (k regKey, asn uint32, hasASN bool, ok bo
 // allows reports whether site configures a prefix covering k (exactly,
 // or containing it when more specifics are accepted).
 func (site *siteState) allows(k regKey) bool {
+	pfx := k.prefix()
 	for _, p := range site.EIDPrefixes {
-		if p.IID != k.iid || p.Prefix.Addr().Is4() != k.pfx.Addr().Is4() {
+		if p.IID != k.iid() || p.Prefix.Addr().Is4() != k.v4() {
 			continue
 		}
-		if p.Prefix == k.pfx {
+		if p.Prefix == pfx {
 			return true
 		}
-		if site.AcceptMoreSpecifics && p.Prefix.Bits() <= k.pfx.Bits() && p.Prefix.Contains(k.pfx.Addr()) {
+		if site.AcceptMoreSpecifics && p.Prefix.Bits() <= pfx.Bits() && p.Prefix.Contains(pfx.Addr()) {
 			return true
 		}
 	}
@@ -370,8 +339,9 @@ func (site *siteState) allows(k regKey) bool {
 // claims reports whether site configures a prefix overlapping k (used to
 // pick the key to verify with).
 func (site *siteState) claims(k regKey) bool {
+	pfx := k.prefix()
 	for _, p := range site.EIDPrefixes {
-		if p.IID == k.iid && p.Prefix.Addr().Is4() == k.pfx.Addr().Is4() && p.Prefix.Overlaps(k.pfx) {
+		if p.IID == k.iid() && p.Prefix.Addr().Is4() == k.v4() && p.Prefix.Overlaps(pfx) {
 			return true
 		}
 	}
@@ -382,7 +352,7 @@ func etrOf(m *lisp.MapRegister, from netip.AddrPort) etrID {
 	if m.XTR != nil {
 		return etrID{xtr: m.XTR.XTRID, byXTR: true}
 	}
-	return etrID{addr: from.Addr()}
+	return etrID{addr: from.Addr().As16(), v4: from.Addr().Is4()}
 }
 
 func (s *Server) handleRegister(pkt []byte, m *lisp.MapRegister, from netip.AddrPort, now time.Time) []lisp.Datagram {
@@ -451,10 +421,10 @@ func (s *Server) handleRegister(pkt []byte, m *lisp.MapRegister, from netip.Addr
 	if !m.WantMapNotify {
 		return nil
 	}
-	// The Map-Notify is signed like the Map-Register: same key field, same
-	// authentication data length (verify checked both).
-	b, err := (&lisp.MapNotify{Nonce: m.Nonce, KeyID: m.KeyID, AuthData: zeroAuth[:len(m.AuthData)], Records: m.Records, XTR: m.XTR}).
-		Append(make([]byte, 0, len(pkt)+32))
+	// The Map-Notify is the Map-Register's fields copied, signed like it:
+	// same key field, same authentication data length (verify checked
+	// both).
+	b, err := lisp.AppendNotifyFor(make([]byte, 0, len(pkt)), pkt)
 	if err != nil {
 		return nil
 	}
@@ -529,46 +499,63 @@ func (s *Server) replayOK(site *siteState, etr etrID, nonce uint64, auth []byte,
 }
 
 func (s *Server) upsert(site *siteState, etr etrID, from netip.AddrPort, k regKey, rec *lisp.MappingRecord, asn uint32, hasASN bool, m *lisp.MapRegister, now, expires time.Time) {
-	es := s.regs[k]
-	idx := -1
-	for i, e := range es {
-		if e.etr == etr {
-			idx = i
-			break
+	head, known := s.regs[k]
+	r := none
+	if known {
+		for x := head; x != none; x = s.tab.at(x).same {
+			if s.tab.at(x).etr == etr {
+				r = x
+				break
+			}
 		}
 	}
 	if rec.TTL == 0 { // deregistration
-		if idx >= 0 {
+		if r != none {
 			s.st.Deregistrations++
-			s.removeEntry(es[idx])
+			s.removeEntry(r)
 		}
 		return
 	}
-	if idx >= 0 {
+	// The record is stored in its encoding (it decoded, so it encodes).
+	b, err := lisp.AppendMappingRecord(s.recBuf[:0], rec)
+	if err != nil {
+		return
+	}
+	s.recBuf = b
+	if r != none {
 		// A refresh updates the entry in place and moves it to its new
-		// place in the expiry queue: no allocation, nothing left behind.
+		// place in the expiry queue: nothing allocated, nothing left
+		// behind.
 		s.st.Refreshes++
-		e := es[idx]
-		s.expiry.remove(e)
-		e.site, e.etrAddr, e.rec, e.proxy, e.asn, e.hasASN, e.xtr = site, from, *rec, m.ProxyReply, asn, hasASN, m.XTR
-		e.registered, e.expires = now, expires
-		s.expiry.push(e)
-		return
-	}
-	e := &entry{k: k, site: site, etr: etr, etrAddr: from, rec: *rec, proxy: m.ProxyReply,
-		asn: asn, hasASN: hasASN, xtr: m.XTR, registered: now, expires: expires}
-	s.expiry.push(e)
-	s.st.Registrations++
-	if len(es) == 0 {
-		fk := famKey{k.iid, k.pfx.Addr().Is4()}
-		mk := s.masks[fk]
-		if mk == nil {
-			mk = new([129]int)
-			s.masks[fk] = mk
+		s.tab.unqueue(&s.expiry, r)
+	} else {
+		r = s.tab.alloc()
+		e := s.tab.at(r)
+		e.k, e.etr, e.same = k, etr, none
+		if known {
+			e.same = head
+		} else {
+			fk := famKey{k.iid(), k.v4()}
+			mk := s.masks[fk]
+			if mk == nil {
+				mk = new([129]int)
+				s.masks[fk] = mk
+			}
+			mk[k.bits()]++
 		}
-		mk[k.pfx.Bits()]++
+		s.regs[k] = r
+		s.st.Registrations++
 	}
-	s.regs[k] = append(es, e)
+	e := s.tab.at(r)
+	e.site, e.from, e.proxy, e.asn, e.hasASN = site.id, packAddrPort(from), m.ProxyReply, asn, hasASN
+	e.hasXTR = m.XTR != nil
+	e.xtr = lisp.XTRInfo{}
+	if e.hasXTR {
+		e.xtr = *m.XTR
+	}
+	e.registered, e.expires = s.rel(now), s.rel(expires)
+	s.tab.setRecord(r, b)
+	s.tab.push(&s.expiry, r)
 }
 
 func (s *Server) handleAck(pkt []byte, m *lisp.MapNotifyAck, from netip.AddrPort) []lisp.Datagram {
@@ -601,23 +588,32 @@ type Registration struct {
 	Expires time.Time
 }
 
-func (e *entry) export(k regKey) Registration {
-	return Registration{Site: e.site.Name, EID: EIDPrefix{k.iid, k.pfx}, ASN: e.asn, HasASN: e.hasASN,
-		ETR: e.etrAddr, XTR: e.xtr, Proxy: e.proxy, Record: e.rec, Expires: e.expires}
+func (s *Server) export(r ref) Registration {
+	e := s.tab.at(r)
+	var xtr *lisp.XTRInfo
+	if e.hasXTR {
+		x := e.xtr
+		xtr = &x
+	}
+	var site string
+	if st := s.siteTab[e.site]; st != nil {
+		site = st.Name
+	}
+	return Registration{Site: site, EID: EIDPrefix{e.k.iid(), e.k.prefix()}, ASN: e.asn, HasASN: e.hasASN,
+		ETR: e.from.unpack(), XTR: xtr, Proxy: e.proxy, Record: s.tab.record(r), Expires: s.abs(e.expires)}
 }
 
 // Registrations returns the registrations live at now, sorted by prefix.
 func (s *Server) Registrations(now time.Time) []Registration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	t := s.rel(now)
 	var out []Registration
-	for k, es := range s.regs {
-		for _, e := range es {
-			if now.Before(e.expires) {
-				out = append(out, e.export(k))
-			}
+	s.tab.each(func(r ref, e *entry) {
+		if t < e.expires {
+			out = append(out, s.export(r))
 		}
-	}
+	})
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i], out[j]
 		if a.EID.IID != b.EID.IID {
@@ -634,14 +630,23 @@ func (s *Server) Registrations(now time.Time) []Registration {
 	return out
 }
 
+// Len is the number of registrations live at now: Registrations' length,
+// without building them (a metrics scrape with 1 M registrations).
+func (s *Server) Len(now time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sweep(now)
+	return s.expiry.n
+}
+
 // Lookup returns the registration the Map-Resolver would answer with for
 // addr in instance iid at now (longest match, most recent ETR).
 func (s *Server) Lookup(iid uint32, addr netip.Addr, now time.Time) (Registration, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k, e := s.lookup(iid, addr.Unmap(), now)
-	if e == nil {
+	r := s.lookup(iid, addr.Unmap(), now)
+	if r == none {
 		return Registration{}, false
 	}
-	return e.export(k), true
+	return s.export(r), true
 }

@@ -20,39 +20,33 @@ func (s *Server) SetSites(sites []Site) error {
 	}
 	next := make([]*siteState, 0, len(sites))
 	for _, site := range sites {
-		site.Key = bytes.Clone(site.Key)
-		site.EIDPrefixes = append([]EIDPrefix(nil), site.EIDPrefixes...)
 		if st, ok := old[site.Name]; ok {
-			st.Site = site // entries point at st: they follow the new settings
+			site.Key = bytes.Clone(site.Key)
+			site.EIDPrefixes = append([]EIDPrefix(nil), site.EIDPrefixes...)
+			st.Site = site // entries refer to st by id: they follow the new settings
 			st.mac = nil   // the key may have changed
 			next = append(next, st)
 			delete(old, site.Name)
 			continue
 		}
-		next = append(next, &siteState{Site: site, replay: map[etrID]*replayState{}})
+		next = append(next, s.newSite(site))
 	}
 	s.sites = next
 	if len(old) == 0 {
 		return nil
 	}
-	for k, es := range s.regs {
-		live := es[:0]
-		for _, e := range es {
-			if o, removed := old[e.site.Name]; !removed || o != e.site {
-				live = append(live, e)
-			} else {
-				s.expiry.remove(e)
-			}
-		}
-		clear(es[len(live):])
-		if len(live) == 0 {
-			s.dropKey(k)
-		} else {
-			s.regs[k] = live
-		}
+	removed := map[uint32]bool{}
+	for _, st := range old {
+		removed[st.id] = true
+		s.siteTab[st.id] = nil
 	}
+	s.tab.each(func(r ref, e *entry) {
+		if removed[e.site] {
+			s.removeEntry(r)
+		}
+	})
 	for k, p := range s.pending {
-		if o, removed := old[p.site.Name]; removed && o == p.site {
+		if removed[p.site.id] {
 			delete(s.pending, k)
 		}
 	}
