@@ -1,6 +1,7 @@
 package mapserver
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -195,8 +196,8 @@ func TestExpiryWorkIsExpiredOnly(t *testing.T) {
 	}
 	s.Tick(t0.Add(time.Minute + DefaultRegistrationTTL))
 	s.Tick(t0.Add(time.Hour))
-	if st := s.Stats(); s.swept != n || st.Expirations != n || s.expiry.n != 0 || len(s.regs) != 0 {
-		t.Fatalf("end: dequeued %d, expirations %d, queue %d, table %d; want %d, %d, 0, 0", s.swept, st.Expirations, s.expiry.n, len(s.regs), n, n)
+	if st := s.Stats(); s.swept != n || st.Expirations != n || s.expiry.n != 0 || s.regs.n != 0 {
+		t.Fatalf("end: dequeued %d, expirations %d, queue %d, table %d; want %d, %d, 0, 0", s.swept, st.Expirations, s.expiry.n, s.regs.n, n, n)
 	}
 }
 
@@ -228,8 +229,8 @@ func TestExpiryQueueOrder(t *testing.T) {
 	if err := s.SetSites(sites[:1]); err != nil {
 		t.Fatal(err)
 	}
-	if s.expiry.n != 0 || s.expiry.head != none || s.expiry.tail != none || len(s.regs) != 0 || s.tab.live != 0 {
-		t.Fatalf("after the site's removal: queue %d, table %d", s.expiry.n, len(s.regs))
+	if s.expiry.n != 0 || s.expiry.head != none || s.expiry.tail != none || s.regs.n != 0 || s.tab.live != 0 {
+		t.Fatalf("after the site's removal: queue %d, table %d", s.expiry.n, s.regs.n)
 	}
 }
 
@@ -289,5 +290,34 @@ func TestServeBatch(t *testing.T) {
 				t.Fatalf("stats %+v", st)
 			}
 		})
+	}
+}
+
+// TestReplayRecentRing: the ring keeps exactly the last RecentMessages
+// messages of an ETR, also after it wrapped: a replay of one of them is
+// refused, one older than that is beyond the policy's memory.
+func TestReplayRecentRing(t *testing.T) {
+	s := newServer(t, func(c *Config) { c.Replay = ReplayRecent })
+	var msgs [][]byte
+	n := RecentMessages + RecentMessages/2
+	for i := range n {
+		m := regA(t, uint64(i), regOpt{notify: true}, rec(pfx("10.1.0.0/16"), nil, fmt.Sprintf("192.0.2.%d", i%250+1)))
+		msgs = append(msgs, m)
+		onlyOne(t, s.Handle(m, etrA, t0.Add(time.Duration(i)*time.Second)))
+	}
+	at := t0.Add(time.Duration(n) * time.Second)
+	for _, i := range []int{n - 2, n - RecentMessages/4, n - RecentMessages + 1} {
+		if out := s.Handle(msgs[i], etrA, at); len(out) != 0 {
+			t.Fatalf("message %d of %d replayed and answered", i, n)
+		}
+	}
+	if got := s.Stats().Refused[ReasonReplay]; got != 3 {
+		t.Fatalf("%d replays refused, want 3", got)
+	}
+	if out := s.Handle(msgs[n-1], etrA, at); len(out) != 1 {
+		t.Fatal("the latest message repeated was not answered")
+	}
+	if out := s.Handle(msgs[n-RecentMessages-1], etrA, at); len(out) != 1 {
+		t.Fatal("a message older than the ring was refused: the ring holds more than RecentMessages")
 	}
 }

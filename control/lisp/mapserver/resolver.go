@@ -22,7 +22,7 @@ func (s *Server) lookup(iid uint32, addr netip.Addr, now time.Time) ref {
 			continue
 		}
 		p, _ := addr.Prefix(l)
-		head, ok := s.regs[newRegKey(iid, p)]
+		head, ok := s.regs.get(&s.tab, newRegKey(iid, p))
 		if !ok {
 			continue
 		}
@@ -81,11 +81,11 @@ func (s *Server) negativePrefix(iid uint32, addr netip.Addr) (_ netip.Prefix, in
 			l = need
 		}
 	}
-	for k := range s.regs {
-		if k.iid() == iid && k.v4() == v4 {
+	s.regs.each(func(r ref) {
+		if k := s.tab.at(r).k; k.iid() == iid && k.v4() == v4 {
 			constrain(k.prefix())
 		}
-	}
+	})
 	for _, site := range s.sites {
 		for _, p := range site.EIDPrefixes {
 			if p.IID == iid {

@@ -2,6 +2,7 @@ package mapserver
 
 import (
 	"bytes"
+	"encoding/binary"
 	"hash"
 	"net/netip"
 	"sort"
@@ -77,6 +78,21 @@ type replayState struct {
 	// index of the newest.
 	digests [][lisp.AuthLenSHA256Full]byte
 	latest  int
+	// tags are the digests' first eight octets, scanned first: a full
+	// comparison only where one matches (an HMAC's octets are uniform, so
+	// almost never), not RecentMessages of them per Map-Register.
+	tags []uint64
+}
+
+// seen reports whether d is among the ring's digests.
+func (rs *replayState) seen(d *[lisp.AuthLenSHA256Full]byte) bool {
+	tag := binary.LittleEndian.Uint64(d[:8])
+	for i, t := range rs.tags {
+		if t == tag && rs.digests[i] == *d {
+			return true
+		}
+	}
+	return false
 }
 
 type famKey struct {
@@ -112,7 +128,7 @@ type Server struct {
 
 	// regs maps a key to the first of its entries (entry.same links the
 	// rest: one per ETR); tab holds the entries (table.go).
-	regs  map[regKey]ref
+	regs  index
 	tab   table
 	masks map[famKey]*[129]int // number of registered prefixes per mask length
 	// recBuf is scratch space for encoding a record before it is stored;
@@ -142,7 +158,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:     cfg,
 		base:    cfg.Now(),
-		regs:    map[regKey]ref{},
+		regs:    newIndex(),
 		tab:     newTable(),
 		masks:   map[famKey]*[129]int{},
 		pending: map[pendKey]*pendingNotify{},
@@ -265,11 +281,11 @@ func (s *Server) removeEntry(r ref) {
 	s.tab.unqueue(&s.expiry, r)
 	e := s.tab.at(r)
 	k := e.k
-	if head := s.regs[k]; head == r {
+	if head, _ := s.regs.get(&s.tab, k); head == r {
 		if e.same == none {
 			s.dropKey(k)
 		} else {
-			s.regs[k] = e.same
+			s.regs.set(&s.tab, k, e.same)
 		}
 	} else {
 		for p := head; p != none; p = s.tab.at(p).same {
@@ -283,7 +299,7 @@ func (s *Server) removeEntry(r ref) {
 }
 
 func (s *Server) dropKey(k regKey) {
-	delete(s.regs, k)
+	s.regs.del(&s.tab, k)
 	if m := s.masks[famKey{k.iid(), k.v4()}]; m != nil {
 		m[k.bits()]--
 	}
@@ -462,17 +478,17 @@ func (s *Server) replayOK(site *siteState, etr etrID, nonce uint64, auth []byte,
 		if len(rs.digests) > 0 && rs.digests[rs.latest] == d {
 			return true // the current registration again
 		}
-		for i := range rs.digests {
-			if rs.digests[i] == d {
-				return false // an older message again
-			}
+		if rs.seen(&d) {
+			return false // an older message again
 		}
+		tag := binary.LittleEndian.Uint64(d[:8])
 		if len(rs.digests) < RecentMessages {
 			rs.digests = append(rs.digests, d)
+			rs.tags = append(rs.tags, tag)
 			rs.latest = len(rs.digests) - 1
 		} else {
 			rs.latest = (rs.latest + 1) % RecentMessages
-			rs.digests[rs.latest] = d
+			rs.digests[rs.latest], rs.tags[rs.latest] = d, tag
 		}
 	case ReplayMonotonic:
 		if nonce <= rs.last {
@@ -499,7 +515,7 @@ func (s *Server) replayOK(site *siteState, etr etrID, nonce uint64, auth []byte,
 }
 
 func (s *Server) upsert(site *siteState, etr etrID, from netip.AddrPort, k regKey, rec *lisp.MappingRecord, asn uint32, hasASN bool, m *lisp.MapRegister, now, expires time.Time) {
-	head, known := s.regs[k]
+	head, known := s.regs.get(&s.tab, k)
 	r := none
 	if known {
 		for x := head; x != none; x = s.tab.at(x).same {
@@ -543,7 +559,7 @@ func (s *Server) upsert(site *siteState, etr etrID, from netip.AddrPort, k regKe
 			}
 			mk[k.bits()]++
 		}
-		s.regs[k] = r
+		s.regs.set(&s.tab, k, r)
 		s.st.Registrations++
 	}
 	e := s.tab.at(r)

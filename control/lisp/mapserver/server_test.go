@@ -409,3 +409,60 @@ func TestNewRejects(t *testing.T) {
 		t.Error("duplicate site name accepted")
 	}
 }
+
+// TestRecordStorage: a record too long for its entry is kept aside and
+// given back whole; a refresh with a short one brings it back inline,
+// and nothing stays aside once registrations are gone. Several ETRs of
+// one prefix share its key: removing one leaves the others.
+func TestRecordStorage(t *testing.T) {
+	s := newServer(t, nil)
+	long := rec(pfx("10.1.0.0/16"), func(a lisp.Address) lisp.Address { return lisp.InstanceIDAddr(0, 0, a) }, "192.0.2.10")
+	for i := range 6 {
+		long.Locators = append(long.Locators, lisp.Locator{Priority: 2, Weight: uint8(i), Reachable: true,
+			Address: lisp.IPAddr(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i)}))})
+	}
+	if b, _ := lisp.AppendMappingRecord(nil, &long); len(b) <= recInline {
+		t.Fatalf("the long record is %d octets, not over %d", len(b), recInline)
+	}
+	short := rec(pfx("10.1.0.0/16"), nil, "192.0.2.11")
+	etrB := netip.MustParseAddrPort("192.0.2.99:4342")
+	s.Handle(regA(t, 1, regOpt{}, long), etrA, t0)
+	s.Handle(regA(t, 1, regOpt{}, short), etrB, t0.Add(time.Second))
+	regs := s.Registrations(t0.Add(time.Second))
+	if len(regs) != 2 || len(s.tab.long) != 1 || s.tab.live != 2 || s.regs.n != 1 {
+		t.Fatalf("registrations %d, aside %d, live %d, keys %d", len(regs), len(s.tab.long), s.tab.live, s.regs.n)
+	}
+	byETR := map[netip.AddrPort]lisp.MappingRecord{}
+	for _, r := range regs {
+		byETR[r.ETR] = r.Record
+	}
+	if !reflect.DeepEqual(byETR[etrA], long) || !reflect.DeepEqual(byETR[etrB], short) {
+		t.Fatalf("records given back differ:\n%+v\n%+v", byETR[etrA], byETR[etrB])
+	}
+	// The most recent ETR answers for the prefix.
+	if r, ok := s.Lookup(0, netip.MustParseAddr("10.1.2.3"), t0.Add(time.Second)); !ok || r.ETR != etrB {
+		t.Fatalf("lookup: %+v %v", r, ok)
+	}
+	// etrA refreshes with a short record: back inline.
+	s.Handle(regA(t, 2, regOpt{}, rec(pfx("10.1.0.0/16"), nil, "192.0.2.12")), etrA, t0.Add(2*time.Second))
+	if len(s.tab.long) != 0 || s.tab.live != 2 {
+		t.Fatalf("after the short refresh: aside %d, live %d", len(s.tab.long), s.tab.live)
+	}
+	// etrB deregisters; etrA's registration stays and answers.
+	dereg := short
+	dereg.TTL = 0
+	s.Handle(regA(t, 2, regOpt{}, dereg), etrB, t0.Add(3*time.Second))
+	if r, ok := s.Lookup(0, netip.MustParseAddr("10.1.2.3"), t0.Add(3*time.Second)); !ok || r.ETR != etrA || s.tab.live != 1 {
+		t.Fatalf("after etrB left: %+v %v, live %d", r, ok, s.tab.live)
+	}
+	// Both gone: the slot is reused by the next registration.
+	s.Handle(regA(t, 3, regOpt{}, long), etrA, t0.Add(4*time.Second))
+	s.Tick(t0.Add(time.Hour))
+	if s.tab.live != 0 || len(s.tab.long) != 0 || s.regs.n != 0 || s.expiry.n != 0 {
+		t.Fatalf("after expiry: live %d, aside %d, keys %d, queue %d", s.tab.live, len(s.tab.long), s.regs.n, s.expiry.n)
+	}
+	s.Handle(regA(t, 4, regOpt{}, short), etrA, t0.Add(time.Hour))
+	if s.tab.slots != 2 {
+		t.Fatalf("%d slots handed out, want the 2 freed ones reused", s.tab.slots)
+	}
+}

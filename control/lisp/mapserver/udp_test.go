@@ -1,13 +1,20 @@
 package mapserver
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"net"
 	"net/netip"
+	"syscall"
 	"testing"
 	"time"
 
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+
 	"github.com/psavd/psavd/control/lisp"
+	"github.com/psavd/psavd/internal/udpgso"
 )
 
 func listen(t testing.TB, addr string) *net.UDPConn {
@@ -133,5 +140,97 @@ func TestServeLoopback(t *testing.T) {
 				t.Fatalf("negative reply: %v %+v", err, r)
 			}
 		})
+	}
+}
+
+// burst is n datagrams of equal size to to, then a shorter one, then one
+// to other: what a batch of one ETR's refreshes and a second ETR look like.
+func burst(n int, to, other netip.AddrPort) []lisp.Datagram {
+	var ds []lisp.Datagram
+	for i := range n {
+		ds = append(ds, lisp.Datagram{To: to, Data: []byte{byte(i), 1, 2, 3, 4, 5, 6, 7}})
+	}
+	ds = append(ds, lisp.Datagram{To: to, Data: []byte{0xee, 1}})
+	return append(ds, lisp.Datagram{To: other, Data: []byte{0xdd, 1, 2, 3, 4, 5, 6, 7}})
+}
+
+func readAll(t *testing.T, c *net.UDPConn, n int) [][]byte {
+	t.Helper()
+	var got [][]byte
+	for range n {
+		b, _ := recv(t, c)
+		got = append(got, b)
+	}
+	return got
+}
+
+// TestReplyWriterGSO: a run of replies to one destination goes as one
+// segmented message (fewer messages than datagrams) and arrives as the
+// datagrams it was, in order, each intact.
+func TestReplyWriterGSO(t *testing.T) {
+	for _, lo := range []string{"127.0.0.1", "[::1]"} {
+		t.Run(lo, func(t *testing.T) {
+			srv, a, b := listen(t, lo+":0"), listen(t, lo+":0"), listen(t, lo+":0")
+			var bc batchConn = ipv4.NewPacketConn(srv)
+			if localAP(srv).Addr().Is6() {
+				bc = ipv6.NewPacketConn(srv)
+			}
+			w := replyWriter{bc: bc, gso: udpgso.Available}
+			ds := burst(100, localAP(a), localAP(b))
+			w.send(ds)
+			if udpgso.Available && w.gso && len(w.msgs) >= len(ds) {
+				t.Fatalf("%d datagrams in %d messages: not grouped", len(ds), len(w.msgs))
+			}
+			got := readAll(t, a, 101)
+			for i, g := range got {
+				if !bytes.Equal(g, ds[i].Data) {
+					t.Fatalf("datagram %d: %x, want %x", i, g, ds[i].Data)
+				}
+			}
+			if g := readAll(t, b, 1); !bytes.Equal(g[0], ds[101].Data) {
+				t.Fatalf("the other destination got %x", g[0])
+			}
+			t.Logf("gso %v: %d datagrams in %d messages", w.gso, len(ds), len(w.msgs))
+		})
+	}
+}
+
+// refusingConn refuses segmented messages as a kernel without UDP GSO (or
+// a route without checksum offload) does, and records the rest.
+type refusingConn struct{ sent [][]byte }
+
+func (c *refusingConn) ReadBatch([]ipv4.Message, int) (int, error) { return 0, errors.New("unused") }
+func (c *refusingConn) WriteBatch(ms []ipv4.Message, _ int) (int, error) {
+	for i, m := range ms {
+		if len(m.OOB) > 0 {
+			if i == 0 {
+				return 0, syscall.EIO
+			}
+			return i, nil
+		}
+		c.sent = append(c.sent, m.Buffers[0])
+	}
+	return len(ms), nil
+}
+
+// TestReplyWriterGSORefused: refused, GSO is turned off and every datagram
+// still goes, once, in order.
+func TestReplyWriterGSORefused(t *testing.T) {
+	c := &refusingConn{}
+	w := replyWriter{bc: c, gso: true}
+	to, other := netip.MustParseAddrPort("192.0.2.1:4342"), netip.MustParseAddrPort("192.0.2.2:4342")
+	first := []lisp.Datagram{{To: other, Data: []byte{0xaa}}}
+	ds := append(first, burst(10, to, other)...)
+	w.send(ds)
+	if w.gso {
+		t.Fatal("GSO still on after a refusal")
+	}
+	if len(c.sent) != len(ds) {
+		t.Fatalf("%d datagrams sent, want %d", len(c.sent), len(ds))
+	}
+	for i := range ds {
+		if !bytes.Equal(c.sent[i], ds[i].Data) {
+			t.Fatalf("datagram %d: %x, want %x", i, c.sent[i], ds[i].Data)
+		}
 	}
 }
