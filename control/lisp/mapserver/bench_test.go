@@ -189,3 +189,36 @@ func BenchmarkTickIdle1M(b *testing.B) {
 	perTick := b.Elapsed().Seconds() / float64(b.N)
 	b.ReportMetric(100*perTick*float64(time.Second/DefaultTickInterval), "%core@10Hz")
 }
+
+// BenchmarkHandleMapRequestNegative1M: Encapsulated Map-Request for an
+// unregistered EID inside a site's prefix, with ~1 M /32 registrations
+// around it — what an unauthenticated Map-Request may cost (negativeBound:
+// index probes near the EID, not a pass over the table).
+func BenchmarkHandleMapRequestNegative1M(b *testing.B) {
+	s := newServer(b, nil)
+	site := s.sites[0]
+	m := &lisp.MapRegister{}
+	etr := etrOf(m, etrA)
+	for i := range 1 << 20 {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		if netip.MustParsePrefix("10.1.128.0/17").Contains(a) {
+			continue
+		}
+		p := netip.PrefixFrom(a, 32)
+		r := rec(p, nil, "192.0.2.10")
+		s.upsert(site, etr, etrA, newRegKey(0, p), &r, 0, false, m, t0, t0.Add(s.cfg.RegistrationTTL))
+	}
+	a := netip.MustParseAddr("10.1.200.1")
+	req := ecmRequest(b, itr, lisp.IPAddr(a), a, 32, 7)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if len(s.Handle(req, itr, t0)) != 1 {
+			b.Fatal("no reply")
+		}
+	}
+	b.StopTimer()
+	if st := s.Stats(); st.NegativeReplies != uint64(b.N) {
+		b.Fatalf("%d negative replies of %d", st.NegativeReplies, b.N)
+	}
+}

@@ -64,38 +64,148 @@ func commonBits(a, b netip.Addr) int {
 // inEIDSpace reports whether a site's configured prefix covers addr (EID
 // space nobody registered yet: a short negative TTL, so a registration is
 // found soon) rather than none (not LISP: the long TTL).
+//
+// Map-Requests are not authenticated, so the work per negative answer is
+// bounded: a table of up to exactScanLimit registrations is scanned
+// (exact); a larger one is probed near addr only (negativeBound) where a
+// configured prefix covers addr, and the answer may then be more specific
+// than the least-specific one — never less, so it never hides a
+// registration.
 func (s *Server) negativePrefix(iid uint32, addr netip.Addr) (_ netip.Prefix, inEIDSpace bool) {
-	l := 0
 	v4 := addr.Is4()
-	constrain := func(q netip.Prefix) {
-		if q.Addr().Is4() != v4 {
-			return
-		}
-		var need int
-		if q.Contains(addr) {
-			need = q.Bits()
-		} else {
-			need = commonBits(addr, q.Addr()) + 1
-		}
-		if need > l {
-			l = need
-		}
-	}
-	s.regs.each(func(r ref) {
-		if k := s.tab.at(r).k; k.iid() == iid && k.v4() == v4 {
-			constrain(k.prefix())
-		}
-	})
+	l := 0
 	for _, site := range s.sites {
 		for _, p := range site.EIDPrefixes {
-			if p.IID == iid {
-				constrain(p.Prefix)
+			if p.IID == iid && p.Prefix.Addr().Is4() == v4 {
+				l = max(l, need(addr, p.Prefix))
 				inEIDSpace = inEIDSpace || p.Prefix.Contains(addr)
 			}
 		}
 	}
+	switch {
+	case s.regs.n <= exactScanLimit:
+		s.regs.each(func(r ref) {
+			if k := s.tab.at(r).k; k.iid() == iid && k.v4() == v4 {
+				l = max(l, need(addr, k.prefix()))
+			}
+		})
+	case inEIDSpace || s.outside > 0:
+		l = max(l, s.negativeBound(iid, addr))
+	default:
+		// Every registration lies inside a configured prefix, none of
+		// which covers addr: each of those prefixes bounds l as much as
+		// anything registered inside it.
+	}
 	p, _ := addr.Prefix(min(l, addr.BitLen()))
 	return p, inEIDSpace
+}
+
+// need is the shortest length at which addr's prefix leaves q out, or,
+// where q covers addr, q's length (the answer stays inside q).
+func need(addr netip.Addr, q netip.Prefix) int {
+	if q.Contains(addr) {
+		return q.Bits()
+	}
+	return commonBits(addr, q.Addr()) + 1
+}
+
+const (
+	// exactScanLimit is the largest table negativePrefix scans whole
+	// (a few tens of microseconds).
+	exactScanLimit = 4096
+	// negativeProbeDepth is how many levels above each registered mask
+	// length negativeBound searches: 2^depth-1 index probes per length.
+	negativeProbeDepth = 8
+)
+
+// negativeBound is need's maximum over the registered prefixes of iid in
+// addr's family, or an upper bound of it, from index probes alone: for
+// each mask length m that has registrations, the /m prefixes near addr are
+// probed level by level — addr/m itself, then the /m prefixes of the
+// sibling half at each level m-1, m-2, … — and the first found fixes
+// the length's contribution exactly. Where none lies within
+// negativeProbeDepth levels, m-negativeProbeDepth is a safe bound (every
+// /m registration then leaves addr's prefix of that length).
+func (s *Server) negativeBound(iid uint32, addr netip.Addr) int {
+	mk := s.masks[famKey{iid, addr.Is4()}]
+	if mk == nil {
+		return 0
+	}
+	x := newRegKey(iid, netip.PrefixFrom(addr, addr.BitLen()))
+	off := 0
+	if addr.Is4() {
+		off = 96
+	}
+	l := 0
+	for m := addr.BitLen(); m > l; m-- {
+		if mk[m] == 0 {
+			continue
+		}
+		l = max(l, s.probeLength(x, off, m))
+	}
+	return l
+}
+
+// probeLength is negativeBound's contribution of mask length m (family
+// bits; off is the family's first bit in the 128-bit key).
+func (s *Server) probeLength(x regKey, off, m int) int {
+	meta := x.meta&^(0xff<<8) | uint64(m)<<8
+	at := func(hi, lo uint64) bool {
+		_, ok := s.regs.get(&s.tab, regKey{hi: hi, lo: lo, meta: meta})
+		return ok
+	}
+	hi, lo := maskBits(x.hi, x.lo, off+m)
+	if at(hi, lo) {
+		return m // addr/m itself: it covers addr
+	}
+	for k := 1; k <= negativeProbeDepth; k++ {
+		lvl := m - k // the sibling half at this level differs from addr in bit lvl
+		if lvl < 0 {
+			return 0 // every /m prefix was probed
+		}
+		bhi, blo := maskBits(x.hi, x.lo, off+lvl)
+		fhi, flo := bitAt(off + lvl)
+		bhi, blo = bhi|(fhi&^x.hi), blo|(flo&^x.lo)
+		for j := uint64(0); j < 1<<(k-1); j++ {
+			jhi, jlo := shiftLeft(j, 128-(off+m))
+			if at(bhi|jhi, blo|jlo) {
+				return lvl + 1 // common bits lvl, so need lvl+1
+			}
+		}
+	}
+	return m - negativeProbeDepth
+}
+
+// maskBits keeps the first n of 128 bits.
+func maskBits(hi, lo uint64, n int) (uint64, uint64) {
+	switch {
+	case n <= 0:
+		return 0, 0
+	case n < 64:
+		return hi &^ (^uint64(0) >> n), 0
+	case n < 128:
+		return hi, lo &^ (^uint64(0) >> (n - 64))
+	}
+	return hi, lo
+}
+
+// bitAt is bit i (0 the most significant) of 128 bits.
+func bitAt(i int) (uint64, uint64) {
+	if i < 64 {
+		return 1 << (63 - i), 0
+	}
+	return 0, 1 << (127 - i)
+}
+
+// shiftLeft is j<<n as 128 bits (j < 2^negativeProbeDepth, n < 128).
+func shiftLeft(j uint64, n int) (uint64, uint64) {
+	switch {
+	case n == 0:
+		return 0, j
+	case n < 64:
+		return j >> (64 - n), j << n
+	}
+	return j << (n - 64), 0
 }
 
 // requestEID extracts (IID, address) from a Map-Request EID record.

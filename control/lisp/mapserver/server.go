@@ -123,6 +123,10 @@ type Server struct {
 	sites []*siteState
 	// siteTab is every site by id (nil once removed).
 	siteTab []*siteState
+	// outside counts the entries their site's prefixes no longer allow
+	// (kept until they expire, SetSites): while there are none, every
+	// registration lies inside a configured prefix (negativePrefix).
+	outside int
 	// base is the origin of the entries' times.
 	base time.Time
 
@@ -280,6 +284,9 @@ func (s *Server) sweep(now time.Time) {
 func (s *Server) removeEntry(r ref) {
 	s.tab.unqueue(&s.expiry, r)
 	e := s.tab.at(r)
+	if e.outside {
+		s.outside--
+	}
 	k := e.k
 	if head, _ := s.regs.get(&s.tab, k); head == r {
 		if e.same == none {
@@ -563,6 +570,10 @@ func (s *Server) upsert(site *siteState, etr etrID, from netip.AddrPort, k regKe
 		s.st.Registrations++
 	}
 	e := s.tab.at(r)
+	if e.outside { // allowed again: site allowed k before upsert
+		e.outside = false
+		s.outside--
+	}
 	e.site, e.from, e.proxy, e.asn, e.hasASN = site.id, packAddrPort(from), m.ProxyReply, asn, hasASN
 	e.hasXTR = m.XTR != nil
 	e.xtr = lisp.XTRInfo{}

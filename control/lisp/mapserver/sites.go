@@ -32,9 +32,6 @@ func (s *Server) SetSites(sites []Site) error {
 		next = append(next, s.newSite(site))
 	}
 	s.sites = next
-	if len(old) == 0 {
-		return nil
-	}
 	removed := map[uint32]bool{}
 	for _, st := range old {
 		removed[st.id] = true
@@ -43,7 +40,17 @@ func (s *Server) SetSites(sites []Site) error {
 	s.tab.each(func(r ref, e *entry) {
 		if removed[e.site] {
 			s.removeEntry(r)
+			return
 		}
+		switch out := !s.siteTab[e.site].allows(e.k); {
+		case out && !e.outside:
+			s.outside++
+		case !out && e.outside:
+			s.outside--
+		default:
+			return
+		}
+		e.outside = !e.outside
 	})
 	for k, p := range s.pending {
 		if removed[p.site.id] {

@@ -101,8 +101,11 @@ type entry struct {
 	live, queued     bool
 	proxy, hasASN    bool
 	hasXTR           bool
-	recLen           uint16
-	rec              [recInline]byte
+	// outside: the site's prefixes no longer allow k since a reload
+	// (Server.outside counts these entries).
+	outside bool
+	recLen  uint16
+	rec     [recInline]byte
 }
 
 // table is the entries' storage: chunks that never move (so a ref stays
