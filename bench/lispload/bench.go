@@ -163,11 +163,16 @@ func Bench(o Options) (*Report, error) {
 	round := func(kind string, n int) error {
 		var row []Result
 		for _, s := range servers {
+			// The others are stopped for the round: their own timers
+			// (expiry, refreshes) take no CPU from the one measured.
+			pause(servers, s, syscall.SIGSTOP)
 			c0, err := cpuTime(s.pid)
 			if err != nil {
+				pause(servers, s, syscall.SIGCONT)
 				return err
 			}
 			r, err := s.gen.Run(n, kind == "refresh", o.Timeout)
+			pause(servers, s, syscall.SIGCONT)
 			if err != nil {
 				return fmt.Errorf("%s: %w", s.name, err)
 			}
@@ -213,6 +218,15 @@ func Bench(o Options) (*Report, error) {
 	}
 	fmt.Fprintf(o.Log, "idle %.0f s with %d registrations: %v\n", el.Seconds(), o.Table, rep.IdleCPU)
 	return rep, nil
+}
+
+// pause sends sig to the process group of every server but s.
+func pause(servers []*server, s *server, sig syscall.Signal) {
+	for _, o := range servers {
+		if o != s {
+			_ = syscall.Kill(-o.pid, sig)
+		}
+	}
 }
 
 // waitReady sends single Map-Registers (the table's first EID) until one
