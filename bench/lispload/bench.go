@@ -47,6 +47,7 @@ type Options struct {
 	Refresh   int           // refresh rounds once the table is full (default 3)
 	Idle      time.Duration // idle CPU measured over this with the full table (default 10 s)
 	Window    int           // in flight (default 64)
+	Sources   int           // ETR addresses the generator sends from (default 1)
 	Timeout   time.Duration // an answer missing this long is lost (default 1 s)
 	Log       io.Writer     // progress, one line per round (may be nil)
 }
@@ -130,6 +131,19 @@ func Bench(o Options) (*Report, error) {
 		if err := netlab.IP("-n", ns, "addr", "add", serverAddr.String()+"/24", "dev", "rloc"); err != nil {
 			return nil, err
 		}
+		// More ETRs: further addresses beside the server's, each a
+		// source of Map-Registers (Config.Sources).
+		var sources []netip.Addr
+		for i := range o.Sources {
+			if o.Sources == 1 {
+				break // the server's own address, as without Sources
+			}
+			a := netip.AddrFrom4([4]byte{10, 78, byte(1 + i/250), byte(1 + i%250)})
+			if err := netlab.IP("-n", ns, "addr", "add", a.String()+"/32", "dev", "rloc"); err != nil {
+				return nil, err
+			}
+			sources = append(sources, a)
+		}
 		s := &server{name: name, ns: ns}
 		var err2 error
 		switch name {
@@ -145,12 +159,16 @@ func Bench(o Options) (*Report, error) {
 		}
 		servers = append(servers, s)
 		if err := netlab.Do(ns, func() error {
-			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: serverAddr.AsSlice()})
+			bind := &net.UDPAddr{IP: serverAddr.AsSlice()}
+			if len(sources) > 0 {
+				bind = &net.UDPAddr{} // answers come to every source address
+			}
+			c, err := net.ListenUDP("udp4", bind)
 			if err != nil {
 				return err
 			}
 			s.gen, err = New(Config{Conn: c, To: netip.AddrPortFrom(serverAddr, 4342), Key: []byte(siteKey),
-				Base: eidBase, RLOC: serverAddr, Window: o.Window})
+				Base: eidBase, RLOC: serverAddr, Window: o.Window, Sources: sources})
 			return err
 		}); err != nil {
 			return nil, err

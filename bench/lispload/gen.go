@@ -10,7 +10,12 @@
 // message costs it no allocation and no encoding: one Map-Register is
 // encoded once with psavd's codec and each message patches its nonce and
 // EID into a copy and signs it with an HMAC whose keyed state is reused
-// (hmac Reset), and datagrams go out and come in by sendmmsg/recvmmsg.
+// (hmac Reset), and datagrams go out and come in by sendmmsg/recvmmsg
+// (the window as UDP GSO messages where the kernel has it).
+//
+// By default every Map-Register comes from one address and port, as from
+// one ETR with a great many EID prefixes; Config.Sources spreads them
+// over many source addresses, as from many ETRs.
 package lispload
 
 import (
@@ -67,6 +72,7 @@ type Gen struct {
 	bufs    [][]byte
 	oob     []byte
 	gsoMsgs []ipv4.Message
+	srcOOB  [][]byte // IP_PKTINFO per source (Config.Sources)
 
 	// Table is the number of distinct EIDs registered so far (the next new
 	// EID is base+Table); refreshes cycle through them from refreshAt.
@@ -82,6 +88,13 @@ type Config struct {
 	Base   netip.Addr     // first EID (IPv4); EIDs are Base, Base+1, …
 	RLOC   netip.Addr     // the locator registered
 	Window int            // Map-Registers in flight (default 64)
+	// Sources, when set, are local addresses the Map-Registers are sent
+	// from (IP_PKTINFO; Conn must then be bound to the wildcard address),
+	// EID i always from Sources[i mod len], so that a refresh comes from
+	// the ETR that registered: the server sees that many ETRs, the answers
+	// of one batch go to different destinations, and the generator sends
+	// without GSO.
+	Sources []netip.Addr
 }
 
 // New returns a Gen for c.
@@ -120,6 +133,13 @@ func New(c Config) (*Gen, error) {
 		g.bufs = append(g.bufs, g.out[i].Buffers[0])
 	}
 	g.gso, g.oob = udpgso.Available, udpgso.Append(nil, len(tmpl))
+	for _, src := range c.Sources {
+		if !src.Is4() {
+			return nil, errors.New("lispload: Sources must be IPv4")
+		}
+		g.srcOOB = append(g.srcOOB, (&ipv4.ControlMessage{Src: src.AsSlice()}).Marshal())
+		g.gso = false
+	}
 	_ = c.Conn.SetReadBuffer(4 << 20)
 	_ = c.Conn.SetWriteBuffer(4 << 20)
 	return g, nil
@@ -224,6 +244,9 @@ func (g *Gen) Run(n int, refresh bool, timeout time.Duration) (Round, error) {
 				g.Table++
 			}
 			g.fill(g.out[k].Buffers[0], eid)
+			if len(g.srcOOB) > 0 {
+				g.out[k].OOB = g.srcOOB[eid%len(g.srcOOB)]
+			}
 			k++
 		}
 		if err := g.send(k); err != nil {

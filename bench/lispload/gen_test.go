@@ -91,3 +91,42 @@ func TestGenFillAllocs(t *testing.T) {
 		t.Fatalf("fill allocates %v times", a)
 	}
 }
+
+// TestGenSources: with Sources the Map-Registers come from those
+// addresses, each EID always from the same one (its refresh is a refresh,
+// not a second ETR), and every one is answered there.
+func TestGenSources(t *testing.T) {
+	s, to := startMapServer(t)
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var srcs []netip.Addr
+	for i := 2; i <= 5; i++ {
+		srcs = append(srcs, netip.AddrFrom4([4]byte{127, 0, 0, byte(i)}))
+	}
+	g, err := New(Config{Conn: c, To: to, Key: testKey, Base: netip.MustParseAddr("10.0.0.0"), RLOC: netip.MustParseAddr("127.0.0.1"), Sources: srcs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 2000
+	if r, err := g.Run(n, false, 2*time.Second); err != nil || r.Notifies != n || r.Lost != 0 {
+		t.Fatalf("new EIDs: %+v, %v", r, err)
+	}
+	if r, err := g.Run(n, true, 2*time.Second); err != nil || r.Notifies != n {
+		t.Fatalf("refreshes: %+v, %v", r, err)
+	}
+	if st := s.Stats(); st.Registrations != n || st.Refreshes != n || len(st.Refused) != 0 {
+		t.Fatalf("server stats %+v", st)
+	}
+	per := map[netip.Addr]int{}
+	for _, r := range s.Registrations(time.Now()) {
+		per[r.ETR.Addr()]++
+	}
+	for _, a := range srcs {
+		if per[a] != n/len(srcs) {
+			t.Fatalf("registrations per ETR %v, want %d from each of %v", per, n/len(srcs), srcs)
+		}
+	}
+}

@@ -38,6 +38,7 @@ func main() {
 		rounds    = flag.Int("refresh-rounds", 3, "refresh rounds with the full table")
 		idle      = flag.Duration("idle", 10*time.Second, "idle CPU measured over this with the full table")
 		window    = flag.Int("window", 64, "Map-Registers in flight")
+		sources   = flag.Int("sources", 1, "ETR addresses the Map-Registers come from in turn (1: one, whose answers psavd can send with GSO)")
 	)
 	flag.Parse()
 	names := strings.Split(*servers, ",")
@@ -47,7 +48,7 @@ func main() {
 	}
 	defer os.RemoveAll(tmp)
 	o := lispload.Options{Servers: names, Psavd: *psavdBin, WorkDir: tmp, Table: *table, Step: *step,
-		Refreshes: *refreshes, Refresh: *rounds, Idle: *idle, Window: *window, Log: os.Stderr}
+		Refreshes: *refreshes, Refresh: *rounds, Idle: *idle, Window: *window, Sources: *sources, Log: os.Stderr}
 	if o.Refresh == 0 {
 		o.Refresh = -1
 	}
@@ -73,8 +74,8 @@ func main() {
 	if err != nil {
 		fatalf("%v", err)
 	}
-	fmt.Printf("msbench: %s/%s, %d CPUs, window %d, table %d, run took %.0f s\n\n", runtime.GOOS, runtime.GOARCH,
-		runtime.NumCPU(), *window, *table, time.Since(start).Seconds())
+	fmt.Printf("msbench: %s/%s, %d CPUs, window %d, %d source(s), table %d, run took %.0f s\n\n", runtime.GOOS, runtime.GOARCH,
+		runtime.NumCPU(), *window, *sources, *table, time.Since(start).Seconds())
 	rep.WriteMarkdown(os.Stdout)
 }
 
