@@ -200,28 +200,29 @@ func (m *MapNotify) Append(b []byte) ([]byte, error) {
 	return appendRegLike(b, TypeMapNotify, flag(m.XTR != nil, 27)|flag(m.ForRTR, 26), m.Nonce, m.KeyID, m.AuthData, m.Records, m.XTR)
 }
 
-// AppendNotifyFor appends to b the Map-Notify that answers reg, an encoded
-// Map-Register that decoded: RFC 9301 §5.7's fields "copied from the
-// Map-Register" taken as they came — nonce, key field, authentication
-// data length, records, xTR-ID and site-ID — under a Map-Notify header
-// (the I bit when reg has one, record count) and with the authentication
-// data zeroed, for the caller to sign. It is what
-// MapNotify{Nonce, KeyID, AuthData: zeros, Records, XTR}.Append gives for
-// the decoded reg (TestAppendNotifyFor), without encoding the records
-// again.
-func AppendNotifyFor(b, reg []byte) ([]byte, error) {
-	if len(reg) < 16 || Type(reg[0]>>4) != TypeMapRegister {
-		return b, fmt.Errorf("%w: not a Map-Register", ErrMalformed)
+// AppendNotifyFor appends to b the Map-Notify that answers the decoded
+// Map-Register m — RFC 9301 §5.7's fields copied from it: nonce, key field,
+// authentication data length, records, xTR-ID and site-ID — with the
+// authentication data zeroed, for the caller to sign. records is m.Records
+// encoded, AppendMappingRecord of each in order: a Map-Server has them
+// encoded already for its table, and they are not encoded twice. The
+// result is MapNotify{Nonce, KeyID, AuthData: zeros, Records, XTR}.Append's
+// (TestAppendNotifyFor). The Map-Register's own octets are not copied: a
+// reserved bit the ETR set would go back out, where RFC 9301 wants zeros.
+func AppendNotifyFor(b []byte, m *MapRegister, records []byte) ([]byte, error) {
+	if len(m.Records) > 255 || len(m.AuthData) > 0xffff {
+		return b, fmt.Errorf("%w: %d records, %d octets of authentication data", ErrInvalid, len(m.Records), len(m.AuthData))
 	}
-	w := binary.BigEndian.Uint32(reg)
-	n := int(binary.BigEndian.Uint16(reg[14:]))
-	if 16+n > len(reg) {
-		return b, fmt.Errorf("%w: authentication data", ErrTruncated)
+	b = binary.BigEndian.AppendUint32(b, uint32(TypeMapNotify)<<28|flag(m.XTR != nil, 27)|uint32(len(m.Records)))
+	b = binary.BigEndian.AppendUint64(b, m.Nonce)
+	b = binary.BigEndian.AppendUint16(b, m.KeyID)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(m.AuthData)))
+	b = append(b, make([]byte, len(m.AuthData))...)
+	b = append(b, records...)
+	if m.XTR != nil {
+		b = append(b, m.XTR.XTRID[:]...)
+		b = binary.BigEndian.AppendUint64(b, m.XTR.SiteID)
 	}
-	start := len(b)
-	b = append(b, reg...)
-	binary.BigEndian.PutUint32(b[start:], uint32(TypeMapNotify)<<28|flag(w&(1<<25) != 0, 27)|w&0xff)
-	clear(b[start+16 : start+16+n])
 	return b, nil
 }
 

@@ -140,20 +140,34 @@ func benchHandleRequest(b *testing.B, s *Server, eid string) {
 	b.StopTimer()
 }
 
-// fill1M registers 10.0.0.0/12's /32s (1 048 576) but those in skip,
-// through upsert (no messages to build).
+// fill1M registers 10.0.0.0/12's /32s (1 048 576) but those in skip.
 func fill1M(s *Server, skip netip.Prefix) {
+	fill(s, 1<<20, func(i int) netip.Prefix {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		if skip.Contains(a) {
+			return netip.Prefix{}
+		}
+		return netip.PrefixFrom(a, 32)
+	})
+}
+
+// fill registers prefix(i) for i < n (none where it is invalid) for the
+// first site, from etrA, through upsert: no messages to build or verify.
+func fill(s *Server, n int, prefix func(i int) netip.Prefix) {
 	site := s.sites[0]
 	m := &lisp.MapRegister{}
 	etr := etrOf(m, etrA)
-	for i := range 1 << 20 {
-		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
-		if skip.Contains(a) {
+	for i := range n {
+		p := prefix(i)
+		if !p.IsValid() {
 			continue
 		}
-		p := netip.PrefixFrom(a, 32)
 		r := rec(p, nil, "192.0.2.10")
-		s.upsert(site, etr, etrA, newRegKey(0, p), &r, 0, false, m, t0, t0.Add(s.cfg.RegistrationTTL))
+		enc, err := lisp.AppendMappingRecord(nil, &r)
+		if err != nil {
+			panic(err)
+		}
+		s.upsert(site, etr, etrA, newRegKey(0, p), &r, enc, 0, false, m, t0, t0.Add(s.cfg.RegistrationTTL))
 	}
 }
 

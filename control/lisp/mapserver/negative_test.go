@@ -155,3 +155,32 @@ func TestNegativeReplyLargeTable(t *testing.T) {
 	}
 	ask("11.0.0.1", "11.0.0.0/8")
 }
+
+// FuzzHandle: no datagram makes Handle panic, with a table large enough
+// that negative answers come from index probes, and the table stays
+// consistent (every key's list reachable from the index, counts equal).
+func FuzzHandle(f *testing.F) {
+	a := netip.MustParseAddr("10.1.200.1")
+	f.Add(ecmRequest(f, itr, lisp.IPAddr(a), a, 32, 7))
+	f.Add(ecmRequest(f, itr, lisp.InstanceIDAddr(7, 0, lisp.IPAddr(a)), a, 32, 8))
+	v6 := netip.MustParseAddr("2001:db8:1::9")
+	f.Add(ecmRequest(f, itr, lisp.IPAddr(v6), v6, 128, 9))
+	f.Add(regA(f, 1, regOpt{notify: true}, rec(pfx("10.1.1.0/24"), nil, "192.0.2.10")))
+	s := newServer(f, nil)
+	fill(s, exactScanLimit+100, func(i int) netip.Prefix {
+		return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 32)
+	})
+	f.Fuzz(func(t *testing.T, pkt []byte) {
+		s.Handle(pkt, itr, t0)
+		s.Handle(pkt, etrA, t0)
+		n := 0
+		s.regs.each(func(r ref) {
+			for x := r; x != none; x = s.tab.at(x).same {
+				n++
+			}
+		})
+		if n != s.tab.live {
+			t.Fatalf("%d entries reachable from the index, %d live", n, s.tab.live)
+		}
+	})
+}

@@ -135,9 +135,10 @@ type Server struct {
 	regs  index
 	tab   table
 	masks map[famKey]*[129]int // number of registered prefixes per mask length
-	// recBuf is scratch space for encoding a record before it is stored;
-	// dec decodes Map-Registers (both used under mu).
+	// recBuf holds the records of the Map-Register at hand encoded, each
+	// ending at its recEnd; dec decodes Map-Registers (all used under mu).
 	recBuf []byte
+	recEnd []int
 	dec    lisp.RegisterDecoder
 
 	pending   map[pendKey]*pendingNotify
@@ -437,17 +438,29 @@ func (s *Server) handleRegister(pkt []byte, m *lisp.MapRegister, from netip.Addr
 	if !s.replayOK(site, etr, m.Nonce, m.AuthData, now) {
 		return s.refuse(ReasonReplay)
 	}
-	expires := now.Add(s.cfg.RegistrationTTL)
+	// Every record encoded once, one after another in recBuf: each is
+	// stored from there, and the Map-Notify carries them all.
+	s.recBuf, s.recEnd = s.recBuf[:0], s.recEnd[:0]
 	for i := range m.Records {
-		s.upsert(site, etr, from, keys[i], &m.Records[i], asns[i], hasASN[i], m, now, expires)
+		b, err := lisp.AppendMappingRecord(s.recBuf, &m.Records[i])
+		if err != nil { // it decoded, so it encodes
+			return s.refuse(ReasonMalformed)
+		}
+		s.recBuf, s.recEnd = b, append(s.recEnd, len(b))
+	}
+	expires := now.Add(s.cfg.RegistrationTTL)
+	lo := 0
+	for i := range m.Records {
+		s.upsert(site, etr, from, keys[i], &m.Records[i], s.recBuf[lo:s.recEnd[i]], asns[i], hasASN[i], m, now, expires)
+		lo = s.recEnd[i]
 	}
 	if !m.WantMapNotify {
 		return nil
 	}
-	// The Map-Notify is the Map-Register's fields copied, signed like it:
+	// The Map-Notify has the Map-Register's fields and is signed like it:
 	// same key field, same authentication data length (verify checked
 	// both).
-	b, err := lisp.AppendNotifyFor(make([]byte, 0, len(pkt)), pkt)
+	b, err := lisp.AppendNotifyFor(make([]byte, 0, len(pkt)), m, s.recBuf)
 	if err != nil {
 		return nil
 	}
@@ -521,7 +534,9 @@ func (s *Server) replayOK(site *siteState, etr etrID, nonce uint64, auth []byte,
 	return true
 }
 
-func (s *Server) upsert(site *siteState, etr etrID, from netip.AddrPort, k regKey, rec *lisp.MappingRecord, asn uint32, hasASN bool, m *lisp.MapRegister, now, expires time.Time) {
+// upsert stores record rec of m, enc its encoding, under (k, etr), or
+// removes that registration for a TTL of 0.
+func (s *Server) upsert(site *siteState, etr etrID, from netip.AddrPort, k regKey, rec *lisp.MappingRecord, enc []byte, asn uint32, hasASN bool, m *lisp.MapRegister, now, expires time.Time) {
 	head, known := s.regs.get(&s.tab, k)
 	r := none
 	if known {
@@ -539,12 +554,6 @@ func (s *Server) upsert(site *siteState, etr etrID, from netip.AddrPort, k regKe
 		}
 		return
 	}
-	// The record is stored in its encoding (it decoded, so it encodes).
-	b, err := lisp.AppendMappingRecord(s.recBuf[:0], rec)
-	if err != nil {
-		return
-	}
-	s.recBuf = b
 	if r != none {
 		// A refresh updates the entry in place and moves it to its new
 		// place in the expiry queue: nothing allocated, nothing left
@@ -581,7 +590,7 @@ func (s *Server) upsert(site *siteState, etr etrID, from netip.AddrPort, k regKe
 		e.xtr = *m.XTR
 	}
 	e.registered, e.expires = s.rel(now), s.rel(expires)
-	s.tab.setRecord(r, b)
+	s.tab.setRecord(r, enc)
 	s.tab.push(&s.expiry, r)
 }
 
