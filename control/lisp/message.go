@@ -210,20 +210,11 @@ func (m *MapNotify) Append(b []byte) ([]byte, error) {
 // (TestAppendNotifyFor). The Map-Register's own octets are not copied: a
 // reserved bit the ETR set would go back out, where RFC 9301 wants zeros.
 func AppendNotifyFor(b []byte, m *MapRegister, records []byte) ([]byte, error) {
-	if len(m.Records) > 255 || len(m.AuthData) > 0xffff {
-		return b, fmt.Errorf("%w: %d records, %d octets of authentication data", ErrInvalid, len(m.Records), len(m.AuthData))
+	b, err := appendRegHeader(b, TypeMapNotify, flag(m.XTR != nil, 27), len(m.Records), m.Nonce, m.KeyID, len(m.AuthData))
+	if err != nil {
+		return b, err
 	}
-	b = binary.BigEndian.AppendUint32(b, uint32(TypeMapNotify)<<28|flag(m.XTR != nil, 27)|uint32(len(m.Records)))
-	b = binary.BigEndian.AppendUint64(b, m.Nonce)
-	b = binary.BigEndian.AppendUint16(b, m.KeyID)
-	b = binary.BigEndian.AppendUint16(b, uint16(len(m.AuthData)))
-	b = append(b, make([]byte, len(m.AuthData))...)
-	b = append(b, records...)
-	if m.XTR != nil {
-		b = append(b, m.XTR.XTRID[:]...)
-		b = binary.BigEndian.AppendUint64(b, m.XTR.SiteID)
-	}
-	return b, nil
+	return appendXTR(append(b, records...), m.XTR), nil
 }
 
 // MapNotifyAck is a Map-Notify-Ack (type 5), laid out like a Map-Notify.
@@ -294,26 +285,41 @@ const (
 )
 
 func appendRegLike(b []byte, t Type, flags uint32, nonce uint64, keyID uint16, auth []byte, recs []MappingRecord, x *XTRInfo) ([]byte, error) {
-	if len(recs) > 255 {
-		return b, fmt.Errorf("%w: %d records", ErrInvalid, len(recs))
-	}
-	if len(auth) > 0xffff {
-		return b, fmt.Errorf("%w: %d octets of authentication data", ErrInvalid, len(auth))
-	}
-	b = binary.BigEndian.AppendUint32(b, uint32(t)<<28|flags|uint32(len(recs)))
-	b = binary.BigEndian.AppendUint64(b, nonce)
-	b = binary.BigEndian.AppendUint16(b, keyID)
-	b = binary.BigEndian.AppendUint16(b, uint16(len(auth)))
-	b = append(b, auth...)
-	b, err := appendRecords(b, recs)
+	start := len(b)
+	b, err := appendRegHeader(b, t, flags, len(recs), nonce, keyID, len(auth))
 	if err != nil {
 		return b, err
 	}
+	copy(b[start+16:], auth)
+	if b, err = appendRecords(b, recs); err != nil {
+		return b, err
+	}
+	return appendXTR(b, x), nil
+}
+
+// appendRegHeader appends the header shared by Map-Register, Map-Notify
+// and Map-Notify-Ack, with authLen zero octets of authentication data.
+func appendRegHeader(b []byte, t Type, flags uint32, records int, nonce uint64, keyID uint16, authLen int) ([]byte, error) {
+	if records > 255 {
+		return b, fmt.Errorf("%w: %d records", ErrInvalid, records)
+	}
+	if authLen > 0xffff {
+		return b, fmt.Errorf("%w: %d octets of authentication data", ErrInvalid, authLen)
+	}
+	b = binary.BigEndian.AppendUint32(b, uint32(t)<<28|flags|uint32(records))
+	b = binary.BigEndian.AppendUint64(b, nonce)
+	b = binary.BigEndian.AppendUint16(b, keyID)
+	b = binary.BigEndian.AppendUint16(b, uint16(authLen))
+	return append(b, make([]byte, authLen)...), nil
+}
+
+// appendXTR appends the xTR-ID and site-ID trailer, if x is set.
+func appendXTR(b []byte, x *XTRInfo) []byte {
 	if x != nil {
 		b = append(b, x.XTRID[:]...)
 		b = binary.BigEndian.AppendUint64(b, x.SiteID)
 	}
-	return b, nil
+	return b
 }
 
 // Parse decodes one LISP control message that fills b exactly.
