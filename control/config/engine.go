@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/psavd/psavd/control/config/schema"
 	"github.com/psavd/psavd/engine"
@@ -15,7 +16,12 @@ type Engine struct {
 	Batch      int               // frames per batch, 1 … 1024, default 64
 	Frames     int               // UMEM frames per socket, a power of two, 2×batch … 1048576, default 4096
 	RingSize   int               // AF_XDP ring size, a power of two, 64 … 65536, default 2048
-	Policy     engine.Policy
+	// BusyPoll (0: off, up to 1 s) and BusyPollBudget (1 … 65535, default
+	// Batch; only with BusyPoll) are afxdp.Options.BusyPoll and
+	// BusyPollBudget.
+	BusyPoll       time.Duration
+	BusyPollBudget int
+	Policy         engine.Policy
 }
 
 // MaxCPU bounds engine.cpus: a CPU number at or above it cannot be put in
@@ -46,6 +52,16 @@ func (c *Config) checkEngine(k *checker, f *schema.File) {
 	c.Engine.Frames = orDefault(k.set("engine.frames"), e.Frames, 4096)
 	if fr := c.Engine.Frames; fr < 2*c.Engine.Batch || fr > 1<<20 || fr&(fr-1) != 0 {
 		k.add("engine.frames", "must be a power of two ≥ 2 × batch and ≤ 1048576, is %d", fr)
+	}
+	c.Engine.BusyPoll = k.duration("engine.busy_poll", e.BusyPoll, 0, time.Microsecond, time.Second)
+	if k.set("engine.busy_poll_budget") {
+		if !k.set("engine.busy_poll") {
+			k.add("engine.busy_poll_budget", "set without engine.busy_poll: busy polling is off")
+		}
+		c.Engine.BusyPollBudget = e.BusyPollBudget
+		between(k, "engine.busy_poll_budget", e.BusyPollBudget, 1, 65535)
+	} else if c.Engine.BusyPoll > 0 {
+		c.Engine.BusyPollBudget = c.Engine.Batch
 	}
 	for i, cpu := range e.CPUs {
 		if cpu < 0 {

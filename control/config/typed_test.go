@@ -59,6 +59,14 @@ func TestLoadTyped(t *testing.T) {
 		c.Engine.CPUs != nil || c.Engine.Policy != (engine.Policy{}) {
 		t.Errorf("engine %+v", c.Engine)
 	}
+	// busy_poll: typed once here; the budget defaults to the batch.
+	bp, err := Parse("bp.toml", []byte(edit(t, good, "[psav]\nasn = 65001", "[engine]\nbatch = 32\nbusy_poll = \"50us\"\n[psav]\nasn = 65001")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bp.Engine.BusyPoll != 50*time.Microsecond || bp.Engine.BusyPollBudget != 32 {
+		t.Errorf("busy poll %v, budget %d; want 50µs, 32", bp.Engine.BusyPoll, bp.Engine.BusyPollBudget)
+	}
 	spec := c.EngineSpec()
 	if len(spec.Ports) != 2 || spec.Ports[0].Peer != 1 || spec.Ports[1].Role != engine.RoleEgress || spec.Forwarding != engine.CrossConnect {
 		t.Errorf("spec %+v", spec)

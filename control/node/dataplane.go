@@ -73,6 +73,7 @@ func openDataPlane(c *config.Config, log *zap.Logger) (d *dataPlane, err error) 
 			ifc, err = afxdp.OpenInterface(p.Interface, afxdp.Options{
 				Mode: p.XDPMode, Frames: c.Engine.Frames, RingSize: c.Engine.RingSize,
 				CrossConnect: d.spec.Forwarding == engine.CrossConnect,
+				BusyPoll:     c.Engine.BusyPoll, BusyPollBudget: c.Engine.BusyPollBudget,
 			})
 			if err != nil {
 				return nil, fileErr(c, fmt.Sprintf("port[%d].interface %q", pi, p.Interface), err)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
@@ -74,6 +75,19 @@ type Options struct {
 	// queue. The default (false) is fail-closed: such data is dropped, so
 	// that nothing bypasses psavd's checks.
 	FailOpen bool
+	// BusyPoll, when positive, makes the poll loop drive the device's
+	// receive (its NAPI context) itself instead of waiting for the
+	// kernel's softirq: every socket gets SO_PREFER_BUSY_POLL,
+	// SO_BUSY_POLL = BusyPoll (rounded up to µs, at most 1 s) and
+	// SO_BUSY_POLL_BUDGET = BusyPollBudget, and a Receive that finds the RX
+	// ring empty calls recvfrom once, which busy-polls, before it sleeps.
+	// For NICs with interrupt deferral set (napi_defer_hard_irqs,
+	// gro_flush_timeout); on a veth it moves the receive work of the
+	// interface onto the poll loop's CPU (docs/perf.md).
+	BusyPoll time.Duration
+	// BusyPollBudget is the packets one busy poll may process (default 64;
+	// 1 … 65535). Only with BusyPoll.
+	BusyPollBudget int
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -95,6 +109,13 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("afxdp: RingSize %d: want a power of two in [8, 65536]", o.RingSize)
 	case o.FrameSize != 2048 && o.FrameSize != 4096:
 		return o, fmt.Errorf("afxdp: FrameSize %d: want 2048 or 4096", o.FrameSize)
+	case o.BusyPoll < 0 || o.BusyPoll > time.Second:
+		return o, fmt.Errorf("afxdp: BusyPoll %v: want 0 … 1s", o.BusyPoll)
+	case o.BusyPollBudget < 0 || o.BusyPollBudget > 65535:
+		return o, fmt.Errorf("afxdp: BusyPollBudget %d: want 1 … 65535", o.BusyPollBudget)
+	}
+	if o.BusyPoll > 0 && o.BusyPollBudget == 0 {
+		o.BusyPollBudget = 64
 	}
 	return o, nil
 }

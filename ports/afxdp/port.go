@@ -64,6 +64,7 @@ type Port struct {
 	fd       int
 	zeroCopy bool
 	txBudget int
+	busyPoll bool // Options.BusyPoll set: Receive busy-polls before it sleeps
 
 	umem      []byte // the whole UMEM (asavie's mapping)
 	umemBase  uintptr
@@ -94,6 +95,7 @@ type Port struct {
 	rxBadDescs atomic.Uint64
 	rxBadRel   atomic.Uint64
 	rxHeld     atomic.Int64
+	rxBusy     atomic.Uint64
 	txPackets  atomic.Uint64
 	txBad      atomic.Uint64
 	txKicks    atomic.Uint64
@@ -112,6 +114,7 @@ type Stats struct {
 	TxCompleted   uint64 // frames the kernel reported sent
 	TxBadFrames   uint64 // frames Transmit refused (bad bounds, shorter than 14 or longer than a frame)
 	TxKicks       uint64 // extra sendto wake-ups after the first of each batch
+	RxBusyPolls   uint64 // recvfrom busy polls of an empty RX ring (Options.BusyPoll)
 
 	// Kernel XDP_STATISTICS of the socket.
 	RxDropped            uint64 // dropped for other reasons (e.g. frame too large)
@@ -173,6 +176,14 @@ func newPort(i *Interface, name string, queue int) (*Port, error) {
 		p.zeroCopy = v&unix.XDP_OPTIONS_ZEROCOPY != 0
 	}
 	p.txBudget = setTxBudget(p.fd, o.RingSize)
+	if o.BusyPoll > 0 {
+		if err := setBusyPoll(p.fd, o.BusyPoll, o.BusyPollBudget); err != nil {
+			sock.Close()
+			unix.Close(wake)
+			return nil, fmt.Errorf("afxdp: %s queue %d: %w", i.name, queue, err)
+		}
+		p.busyPoll = true
+	}
 
 	p.rxState = make([]uint8, p.rxFrames)
 	p.fillQ = make([]xdp.Desc, 0, p.rxFrames)
@@ -200,6 +211,25 @@ func setTxBudget(fd, ring int) int {
 		}
 	}
 	return 0
+}
+
+// setBusyPoll gives the socket the options of Options.BusyPoll.
+func setBusyPoll(fd int, d time.Duration, budget int) error {
+	us := int((d + time.Microsecond - 1) / time.Microsecond)
+	for _, o := range []struct {
+		name string
+		opt  int
+		v    int
+	}{
+		{"SO_PREFER_BUSY_POLL", unix.SO_PREFER_BUSY_POLL, 1},
+		{"SO_BUSY_POLL", unix.SO_BUSY_POLL, us},
+		{"SO_BUSY_POLL_BUDGET", unix.SO_BUSY_POLL_BUDGET, budget},
+	} {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, o.opt, o.v); err != nil {
+			return fmt.Errorf("busy poll: setsockopt %s %d: %w", o.name, o.v, err)
+		}
+	}
+	return nil
 }
 
 // Name returns the port's configured name.
@@ -232,6 +262,15 @@ func (p *Port) Receive(b *ports.Batch, timeout time.Duration) (int, error) {
 		return 0, ErrClosed
 	}
 	n := p.sock.NumReceived()
+	if n == 0 && p.busyPoll {
+		// Drive the device's receive from here: recvfrom on the socket
+		// busy-polls its NAPI context for up to SO_BUSY_POLL (its result
+		// carries nothing; frames arrive on the RX ring).
+		p.refill()
+		_, _, _ = unix.Syscall6(unix.SYS_RECVFROM, uintptr(p.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+		p.rxBusy.Add(1)
+		n = p.sock.NumReceived()
+	}
 	if n == 0 {
 		p.refill()
 		if timeout == 0 {
@@ -483,6 +522,7 @@ func (p *Port) Stats() (Stats, error) {
 		TxCompleted:   p.txDoneCnt.Load(),
 		TxBadFrames:   p.txBad.Load(),
 		TxKicks:       p.txKicks.Load(),
+		RxBusyPolls:   p.rxBusy.Load(),
 	}
 	ks, err := p.sock.Stats()
 	if err != nil {

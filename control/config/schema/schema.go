@@ -69,6 +69,10 @@ type Engine struct {
 	NoKey    string `toml:"no_key,omitempty,omitzero"`
 	Frames   int    `toml:"frames,omitempty,omitzero"`    // UMEM frames per socket, default 4096
 	RingSize int    `toml:"ring_size,omitempty,omitzero"` // AF_XDP ring size, default 2048
+	// BusyPoll ("50us", up to 1s) has the poll loops busy-poll the NICs'
+	// receive (SO_PREFER_BUSY_POLL, SO_BUSY_POLL); default off.
+	BusyPoll       string `toml:"busy_poll,omitempty,omitzero"`
+	BusyPollBudget int    `toml:"busy_poll_budget,omitempty,omitzero"` // packets per busy poll, default batch
 }
 
 // Port is [[port]].
