@@ -262,17 +262,18 @@ func (p *Port) Receive(b *ports.Batch, timeout time.Duration) (int, error) {
 		return 0, ErrClosed
 	}
 	n := p.sock.NumReceived()
-	if n == 0 && p.busyPoll {
-		// Drive the device's receive from here: recvfrom on the socket
-		// busy-polls its NAPI context for up to SO_BUSY_POLL (its result
-		// carries nothing; frames arrive on the RX ring).
-		p.refill()
-		_, _, _ = unix.Syscall6(unix.SYS_RECVFROM, uintptr(p.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
-		p.rxBusy.Add(1)
-		n = p.sock.NumReceived()
-	}
 	if n == 0 {
 		p.refill()
+		if p.busyPoll {
+			// Drive the device's receive from here: recvfrom on the
+			// socket busy-polls its NAPI context for up to SO_BUSY_POLL
+			// (its result carries nothing; frames arrive on the RX ring).
+			_, _, _ = unix.Syscall6(unix.SYS_RECVFROM, uintptr(p.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+			p.rxBusy.Add(1)
+			n = p.sock.NumReceived()
+		}
+	}
+	if n == 0 {
 		if timeout == 0 {
 			return 0, nil
 		}
